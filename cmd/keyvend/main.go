@@ -1,0 +1,35 @@
+// Command keyvend is keyvend's local server (`keyvend serve`).
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage: keyvend <command> [flags]
+
+commands:
+  serve   run the HTTP API locally (embedded moto unless AWS_ENDPOINT_URL or --aws)
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "keyvend: unknown command %q\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keyvend:", err)
+		os.Exit(1)
+	}
+}

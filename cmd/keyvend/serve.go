@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/keyvend/keyvend/pkg/app"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/localenv"
+)
+
+const defaultCaller = "arn:aws:iam::123456789012:user/local-dev"
+
+// serve runs the API on KEYVEND_LISTEN. Without AWS_ENDPOINT_URL it starts
+// the embedded moto and seeds it; --aws uses the default AWS credential
+// chain against real AWS instead. Every request is KEYVEND_LOCAL_CALLER.
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	realAWS := fs.Bool("aws", false, "use real AWS (the default credential chain) instead of the embedded moto")
+	envFile := fs.String("env-file", ".keyvend/local.env", "where to write AWS CLI exports for the embedded moto")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := app.Logger()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := app.FromEnv()
+	if err != nil {
+		return err
+	}
+	var awsCfg aws.Config
+	endpoint := os.Getenv("AWS_ENDPOINT_URL")
+	switch {
+	case endpoint == "" && !*realAWS:
+		env, err := localenv.Start(ctx, io.Discard)
+		if err != nil {
+			return fmt.Errorf("embedded moto: %w", err)
+		}
+		defer env.Moto.Stop()
+		awsCfg, endpoint = env.AWS, env.Moto.URL
+		if cfg.BoundaryARN == "" {
+			cfg.BoundaryARN = env.BoundaryARN
+		}
+		if cfg.RulesPath == "" {
+			cfg.RulesPath = "rules/demo.json"
+		}
+		if err := env.WriteEnvFile(*envFile); err != nil {
+			return fmt.Errorf("write %s: %w", *envFile, err)
+		}
+	default:
+		if awsCfg, err = app.LoadAWS(ctx); err != nil {
+			return err
+		}
+		if endpoint == "" {
+			endpoint = "real AWS"
+		}
+	}
+	who := caller.Static{ARN: envOr("KEYVEND_LOCAL_CALLER", defaultCaller)}
+	h, err := app.NewHandler(cfg, awsCfg, who, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", envOr("KEYVEND_LISTEN", "127.0.0.1:8080"))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Printf("keyvend ready on http://%s (AWS: %s, caller: %s, rules: %s)\n", ln.Addr(), endpoint, who.ARN, orNone(cfg.RulesPath))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none (deny all)"
+	}
+	return s
+}

@@ -1,0 +1,25 @@
+// Command api is the Lambda function behind keyvend's HTTP API. It only
+// wires: the handler is pkg/httpapi, and the caller comes from the API
+// Gateway authorizer context, never from a header.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/keyvend/keyvend/pkg/app"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/httpapi"
+)
+
+func main() {
+	log := app.Logger()
+	h, err := app.HandlerFromEnv(context.Background(), caller.APIGateway{}, log)
+	if err != nil {
+		log.Error("keyvend api cannot start", "error", err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(httpapi.LambdaHandler(h))
+}

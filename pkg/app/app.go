@@ -1,0 +1,116 @@
+// Package app assembles keyvend from its configuration: the AWS clients,
+// the rules, the provisioning service and the HTTP handler. The Lambda
+// entry points and the local server share it.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/httpapi"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// Config is keyvend's configuration, from KEYVEND_* environment variables.
+type Config struct {
+	RulesPath    string        // KEYVEND_RULES: rules file; empty denies everything
+	BoundaryARN  string        // KEYVEND_BOUNDARY_ARN: permissions boundary of vended users (required)
+	SecretPrefix string        // KEYVEND_SECRET_PREFIX (keyvend/users/)
+	UserPath     string        // KEYVEND_USER_PATH (/keyvend/)
+	KMSKeyID     string        // KEYVEND_KMS_KEY_ID: key for the secrets (account default)
+	RepairAfter  time.Duration // KEYVEND_REPAIR_AFTER: age before a half-made user is repaired (1m)
+}
+
+// FromEnv reads the configuration from the environment.
+func FromEnv() (Config, error) {
+	c := Config{
+		RulesPath:    os.Getenv("KEYVEND_RULES"),
+		BoundaryARN:  os.Getenv("KEYVEND_BOUNDARY_ARN"),
+		SecretPrefix: os.Getenv("KEYVEND_SECRET_PREFIX"),
+		UserPath:     os.Getenv("KEYVEND_USER_PATH"),
+		KMSKeyID:     os.Getenv("KEYVEND_KMS_KEY_ID"),
+	}
+	if v := os.Getenv("KEYVEND_REPAIR_AFTER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("KEYVEND_REPAIR_AFTER=%q: want a positive Go duration such as 1m", v)
+		}
+		c.RepairAfter = d
+	}
+	return c, nil
+}
+
+// LoadAWS loads the AWS SDK configuration from the environment (including
+// AWS_ENDPOINT_URL), with standard retries, plus any extra options.
+func LoadAWS(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Config, error) {
+	base := []func(*config.LoadOptions) error{
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 4 })
+		}),
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, append(base, opts...)...)
+	if err != nil {
+		return cfg, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return cfg, fmt.Errorf("load AWS configuration: no region: set AWS_REGION")
+	}
+	return cfg, nil
+}
+
+// NewService builds the provisioning service. A bad rules file or setting
+// is an error: keyvend refuses to start rather than run misconfigured.
+func NewService(c Config, awsCfg aws.Config, log *slog.Logger) (*provision.Service, error) {
+	rules, err := authz.Load(c.RulesPath)
+	if err != nil {
+		return nil, err
+	}
+	return provision.New(iam.NewFromConfig(awsCfg), secretsmanager.NewFromConfig(awsCfg), rules, provision.Settings{
+		UserPath:     c.UserPath,
+		BoundaryARN:  c.BoundaryARN,
+		SecretPrefix: c.SecretPrefix,
+		KMSKeyID:     c.KMSKeyID,
+		Region:       awsCfg.Region,
+		RepairAfter:  c.RepairAfter,
+	}, log)
+}
+
+// NewHandler builds the HTTP handler for callers established by who.
+func NewHandler(c Config, awsCfg aws.Config, who caller.Resolver, log *slog.Logger) (http.Handler, error) {
+	svc, err := NewService(c, awsCfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return httpapi.New(svc, who, log), nil
+}
+
+// Logger is keyvend's JSON logger on stdout.
+func Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stdout, nil))
+}
+
+// HandlerFromEnv builds the HTTP handler from the environment alone, as the
+// Lambda function does.
+func HandlerFromEnv(ctx context.Context, who caller.Resolver, log *slog.Logger) (http.Handler, error) {
+	c, err := FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := LoadAWS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return NewHandler(c, awsCfg, who, log)
+}

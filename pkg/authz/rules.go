@@ -1,0 +1,198 @@
+// Package authz decides who may vend which buckets. Its input is a rules
+// file; anything no rule allows is denied.
+package authz
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/keyvend/keyvend/pkg/policy"
+)
+
+// Rule allows the principals it names to vend the listed access levels on
+// buckets whose names match its patterns. Patterns are globs: '*' matches
+// any run of characters, '?' exactly one.
+type Rule struct {
+	Principals []string        `json:"principals"`
+	Buckets    []string        `json:"buckets"`
+	Access     []policy.Access `json:"access"`
+}
+
+// Rules is a parsed, validated rules file. The zero value denies all.
+type Rules struct {
+	Rules []Rule `json:"rules"`
+}
+
+// Load reads and validates the rules file at path. An empty path means no
+// rules file: every request is denied.
+func Load(path string) (*Rules, error) {
+	if path == "" {
+		return &Rules{}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules file: %w", err)
+	}
+	defer f.Close()
+	r, err := Parse(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("rules file %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// Parse decodes and validates a rules document. Unknown fields, empty
+// lists, unknown access levels and bucket patterns that could never match
+// a valid bucket name are errors.
+func Parse(r io.Reader) (*Rules, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var rules Rules
+	if err := dec.Decode(&rules); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("invalid JSON: trailing data after the document")
+	}
+	var problems []string
+	for i, rule := range rules.Rules {
+		problems = append(problems, rule.problems(fmt.Sprintf("rules[%d]", i))...)
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return &rules, nil
+}
+
+func (r Rule) problems(at string) []string {
+	var out []string
+	if len(r.Principals) == 0 {
+		out = append(out, at+".principals: at least one principal pattern is required")
+	}
+	for j, p := range r.Principals {
+		if strings.TrimSpace(p) == "" {
+			out = append(out, fmt.Sprintf("%s.principals[%d]: empty pattern", at, j))
+		}
+	}
+	if len(r.Buckets) == 0 {
+		out = append(out, at+".buckets: at least one bucket pattern is required")
+	}
+	for j, b := range r.Buckets {
+		if msg := checkBucketPattern(b); msg != "" {
+			out = append(out, fmt.Sprintf("%s.buckets[%d] %q: %s", at, j, b, msg))
+		}
+	}
+	if len(r.Access) == 0 {
+		out = append(out, at+".access: at least one access level is required")
+	}
+	for j, a := range r.Access {
+		if !a.Valid() {
+			out = append(out, fmt.Sprintf("%s.access[%d]: unknown access level %q", at, j, a))
+		}
+	}
+	return out
+}
+
+func checkBucketPattern(p string) string {
+	if p == "" {
+		return "empty pattern"
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '*' || c == '?') {
+			return fmt.Sprintf("invalid character %q: bucket patterns use lowercase letters, digits, '.', '-', '*' and '?'", c)
+		}
+	}
+	return ""
+}
+
+// Denial explains which grant no rule allows.
+type Denial struct {
+	Principal string
+	Grant     policy.Grant
+}
+
+func (d *Denial) Error() string {
+	return fmt.Sprintf("no rule allows %s to vend %s access to bucket %s", d.Principal, d.Grant.Access, d.Grant.Bucket)
+}
+
+// Allows reports whether some rule lets principal vend g.
+func (rs *Rules) Allows(principal string, g policy.Grant) bool {
+	for _, r := range rs.Rules {
+		if r.allows(principal, g) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r Rule) allows(principal string, g policy.Grant) bool {
+	return anyMatch(r.Principals, principal) && anyMatch(r.Buckets, g.Bucket) && hasAccess(r.Access, g.Access)
+}
+
+// AuthorizeGrants returns a *Denial for the first grant no rule allows.
+func (rs *Rules) AuthorizeGrants(principal string, grants []policy.Grant) error {
+	if principal == "" {
+		return &Denial{Principal: "(anonymous)"}
+	}
+	for _, g := range grants {
+		if !rs.Allows(principal, g) {
+			return &Denial{Principal: principal, Grant: g}
+		}
+	}
+	return nil
+}
+
+func hasAccess(levels []policy.Access, a policy.Access) bool {
+	for _, l := range levels {
+		if l == a {
+			return true
+		}
+	}
+	return false
+}
+
+func anyMatch(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if Match(p, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Match reports whether s matches the glob pattern p, where '*' matches any
+// run of characters (including '/' and ':') and '?' any one character. It
+// runs in O(len(p)*len(s)) time at worst, never exponential.
+func Match(p, s string) bool {
+	pi, si := 0, 0
+	star, mark := -1, 0
+	for si < len(s) {
+		switch {
+		case pi < len(p) && (p[pi] == '?' || p[pi] == s[si]):
+			pi++
+			si++
+		case pi < len(p) && p[pi] == '*':
+			star, mark = pi, si
+			pi++
+		case star >= 0:
+			pi = star + 1
+			mark++
+			si = mark
+		default:
+			return false
+		}
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
+}

@@ -1,0 +1,158 @@
+package awstest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+)
+
+// Call is one AWS API call: service id and operation, e.g. "IAM", "CreateUser".
+type Call struct {
+	Service   string
+	Operation string
+}
+
+func (c Call) String() string { return c.Service + ":" + c.Operation }
+
+// Write reports whether the call may change state (it is not a
+// Get/List/Describe read).
+func (c Call) Write() bool {
+	for _, p := range []string{"Get", "List", "Describe"} {
+		if strings.HasPrefix(c.Operation, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// Recorder records every call made through configurations it is attached to.
+type Recorder struct {
+	mu    sync.Mutex
+	calls []Call
+}
+
+// Attach adds the recorder to cfg's middleware stack.
+func (r *Recorder) Attach(cfg *aws.Config) {
+	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("awstest.Recorder",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				r.mu.Lock()
+				r.calls = append(r.calls, Call{awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx)})
+				r.mu.Unlock()
+				return next.HandleInitialize(ctx, in)
+			}), middleware.Before)
+	})
+}
+
+// Calls returns the calls recorded so far.
+func (r *Recorder) Calls() []Call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Call(nil), r.calls...)
+}
+
+// Writes returns the recorded calls that may change state.
+func (r *Recorder) Writes() []Call {
+	var out []Call
+	for _, c := range r.Calls() {
+		if c.Write() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Reset forgets the recorded calls.
+func (r *Recorder) Reset() {
+	r.mu.Lock()
+	r.calls = nil
+	r.mu.Unlock()
+}
+
+// Count returns how many times operation op was called.
+func (r *Recorder) Count(op string) int {
+	n := 0
+	for _, c := range r.Calls() {
+		if c.Operation == op {
+			n++
+		}
+	}
+	return n
+}
+
+// InjectedCode is the AWS error code of injected faults.
+const InjectedCode = "InjectedFault"
+
+// Faults fails chosen calls before they are sent, with an AWS API error.
+type Faults struct {
+	mu    sync.Mutex
+	rules []*faultRule
+}
+
+type faultRule struct {
+	op    string
+	nth   int // fail the nth call of op (1-based); 0 = every call
+	seen  int
+	fired int
+}
+
+// FailNth makes the nth call (1-based) of operation op fail; nth 0 fails
+// every call of op.
+func (f *Faults) FailNth(op string, nth int) {
+	f.mu.Lock()
+	f.rules = append(f.rules, &faultRule{op: op, nth: nth})
+	f.mu.Unlock()
+}
+
+// Clear removes every fault.
+func (f *Faults) Clear() {
+	f.mu.Lock()
+	f.rules = nil
+	f.mu.Unlock()
+}
+
+// Fired returns how many faults were injected.
+func (f *Faults) Fired() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, r := range f.rules {
+		n += r.fired
+	}
+	return n
+}
+
+func (f *Faults) check(op string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.rules {
+		if r.op != op {
+			continue
+		}
+		r.seen++
+		if r.nth == 0 || r.seen == r.nth {
+			r.fired++
+			return &smithy.GenericAPIError{Code: InjectedCode, Message: fmt.Sprintf("injected fault in %s (call %d)", op, r.seen), Fault: smithy.FaultServer}
+		}
+	}
+	return nil
+}
+
+// Attach adds the fault injector to cfg's middleware stack.
+func (f *Faults) Attach(cfg *aws.Config) {
+	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("awstest.Faults",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if err := f.check(awsmiddleware.GetOperationName(ctx)); err != nil {
+					return middleware.InitializeOutput{}, middleware.Metadata{}, err
+				}
+				return next.HandleInitialize(ctx, in)
+			}), middleware.After)
+	})
+}

@@ -1,0 +1,90 @@
+// Package caller establishes who is calling keyvend: from the API Gateway
+// request context in Lambda, or a fixed local principal in local mode. A
+// client-supplied header is never a source of identity.
+package caller
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/awslabs/aws-lambda-go-api-proxy/core"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	// ID is what rules match and what keyvend records as requester: an IAM
+	// ARN, with assumed-role sessions normalised to their role's ARN.
+	ID string
+	// Raw is the identity as the authorizer reported it (for the logs).
+	Raw string
+}
+
+// ErrNoIdentity means the request carries no caller identity keyvend accepts.
+var ErrNoIdentity = errors.New("the request carries no caller identity")
+
+// Resolver finds the principal of a request.
+type Resolver interface {
+	Principal(r *http.Request) (Principal, error)
+}
+
+// APIGateway reads the caller from the API Gateway HTTP API request context
+// that the Lambda adapter put in the request's context. Headers are ignored.
+type APIGateway struct{}
+
+// Principal implements Resolver.
+func (APIGateway) Principal(r *http.Request) (Principal, error) {
+	rc, ok := core.GetAPIGatewayV2ContextFromContext(r.Context())
+	if !ok || rc.Authorizer == nil || rc.Authorizer.IAM == nil || rc.Authorizer.IAM.UserARN == "" {
+		return Principal{}, ErrNoIdentity
+	}
+	raw := rc.Authorizer.IAM.UserARN
+	id, err := NormalizeARN(raw)
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{ID: id, Raw: raw}, nil
+}
+
+// Static is the local-mode resolver: every request is the same principal.
+type Static struct{ ARN string }
+
+// Principal implements Resolver.
+func (s Static) Principal(*http.Request) (Principal, error) {
+	if s.ARN == "" {
+		return Principal{}, ErrNoIdentity
+	}
+	return Principal{ID: s.ARN, Raw: s.ARN}, nil
+}
+
+// NormalizeARN turns an STS assumed-role session ARN
+// (arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION) into the role's ARN
+// (arn:aws:iam::ACCOUNT:role/ROLE) so a rule can name the role. Other IAM
+// ARNs pass through; anything that is not an ARN is an error.
+func NormalizeARN(arn string) (string, error) {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" || parts[1] == "" || parts[5] == "" {
+		return "", ErrNoIdentity
+	}
+	if parts[2] == "sts" {
+		res := strings.Split(parts[5], "/")
+		if len(res) == 3 && res[0] == "assumed-role" && res[1] != "" {
+			return "arn:" + parts[1] + ":iam::" + parts[4] + ":role/" + res[1], nil
+		}
+	}
+	return arn, nil
+}
+
+type ctxKey struct{}
+
+// WithPrincipal returns a context that carries p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// FromContext returns the principal WithPrincipal stored.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(ctxKey{}).(Principal)
+	return p, ok
+}

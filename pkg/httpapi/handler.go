@@ -1,0 +1,159 @@
+// Package httpapi is keyvend's HTTP interface: one http.Handler, routed
+// with Go 1.22 patterns, that the local server serves directly and the
+// Lambda function serves through the API Gateway adapter (lambda.go).
+// Errors are application/problem+json with the request id.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/awslabs/aws-lambda-go-api-proxy/core"
+
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// Service is what the API needs of the provisioning service.
+type Service interface {
+	Create(ctx context.Context, in provision.Input) (*provision.Result, error)
+	Describe(ctx context.Context, p caller.Principal, name string) (*provision.Description, error)
+}
+
+type api struct {
+	svc Service
+	who caller.Resolver
+	log *slog.Logger
+}
+
+// New returns keyvend's HTTP handler. who establishes the caller of each
+// request; a request without one is answered 401 before anything else.
+func New(svc Service, who caller.Resolver, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &api{svc: svc, who: who, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/users", a.createUser)
+	mux.HandleFunc("GET /v1/users/{name}", a.describeUser)
+	mux.HandleFunc("/v1/users", methodNotAllowed("POST"))
+	mux.HandleFunc("/v1/users/{name}", methodNotAllowed("GET"))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, newProblem(http.StatusNotFound, "not-found", "Not found", "no such endpoint"))
+	})
+	return a.withRequestID(a.withAccessLog(a.withRecover(a.withCaller(mux))))
+}
+
+// Routes lists the method and path patterns the handler serves.
+func Routes() []string {
+	return []string{"POST /v1/users", "GET /v1/users/{name}"}
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeProblem(w, r, newProblem(http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", "use "+allow))
+	}
+}
+
+type requestIDKey struct{}
+
+// RequestID returns the id of the request ctx belongs to.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// withRequestID assigns the request id: API Gateway's in Lambda, a random
+// one locally. A client-supplied id is never used.
+func (a *api) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := ""
+		if rc, ok := core.GetAPIGatewayV2ContextFromContext(r.Context()); ok {
+			id = rc.RequestID
+		}
+		if id == "" {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// withAccessLog logs one JSON line per request: never a body.
+func (a *api) withAccessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		p := &caller.Principal{}
+		r = r.WithContext(context.WithValue(r.Context(), principalHolderKey{}, p))
+		next.ServeHTTP(sw, r)
+		a.log.InfoContext(r.Context(), "request",
+			slog.String("request_id", RequestID(r.Context())),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", sw.status),
+			slog.String("principal", p.ID),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		)
+	})
+}
+
+// principalHolderKey carries a *caller.Principal that withCaller fills in
+// for the access log.
+type principalHolderKey struct{}
+
+func (a *api) withRecover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				a.log.ErrorContext(r.Context(), "panic", "request_id", RequestID(r.Context()), "panic", v)
+				writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal", "Internal error", ""))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withCaller resolves the caller; no identity → 401, nothing else runs.
+func (a *api) withCaller(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.who.Principal(r)
+		if err != nil {
+			writeProblem(w, r, problemFor(r.Context(), a.log, err))
+			return
+		}
+		if holder, ok := r.Context().Value(principalHolderKey{}).(*caller.Principal); ok {
+			*holder = p
+		}
+		next.ServeHTTP(w, r.WithContext(caller.WithPrincipal(r.Context(), p)))
+	})
+}

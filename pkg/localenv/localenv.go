@@ -1,0 +1,101 @@
+// Package localenv is keyvend's embedded default: a moto_server on a
+// loopback port, seeded with a permissions boundary and demo buckets, so
+// `make run` works on a machine with no AWS account.
+package localenv
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/keyvend/keyvend/pkg/moto"
+)
+
+// Region, credentials and names of the embedded environment.
+const (
+	Region       = "us-east-1"
+	AccessKeyID  = "keyvend-local"
+	SecretKey    = "keyvend-local-secret"
+	BoundaryName = "keyvend-boundary"
+)
+
+// Buckets are the demo buckets the embedded environment creates.
+var Buckets = []string{"site.example.com", "assets.example.com"}
+
+// Env is a running embedded environment.
+type Env struct {
+	Moto        *moto.Server
+	AWS         aws.Config
+	BoundaryARN string
+}
+
+// boundaryDocument allows S3 only, and only on the demo buckets: what a
+// vended user can ever do, whatever groups it is put in.
+const boundaryDocument = `{"Version":"2012-10-17","Statement":[{"Sid":"OnlyDemoBuckets","Effect":"Allow","Action":"s3:*","Resource":["arn:aws:s3:::*.example.com","arn:aws:s3:::*.example.com/*"]}]}`
+
+// Start runs moto_server and seeds it. Stop it with env.Moto.Stop.
+func Start(ctx context.Context, motoLog io.Writer) (*Env, error) {
+	srv, err := moto.Start(ctx, moto.Options{Output: motoLog})
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := Config(ctx, srv.URL)
+	if err != nil {
+		srv.Stop()
+		return nil, err
+	}
+	env := &Env{Moto: srv, AWS: cfg}
+	if err := env.seed(ctx); err != nil {
+		srv.Stop()
+		return nil, err
+	}
+	return env, nil
+}
+
+// Config is an AWS SDK configuration for the moto endpoint url.
+func Config(ctx context.Context, url string) (aws.Config, error) {
+	return config.LoadDefaultConfig(ctx,
+		config.WithRegion(Region),
+		config.WithBaseEndpoint(url),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(AccessKeyID, SecretKey, "")),
+	)
+}
+
+func (e *Env) seed(ctx context.Context) error {
+	out, err := iam.NewFromConfig(e.AWS).CreatePolicy(ctx, &iam.CreatePolicyInput{
+		PolicyName:     aws.String(BoundaryName),
+		Path:           aws.String("/keyvend/"),
+		PolicyDocument: aws.String(boundaryDocument),
+		Description:    aws.String("keyvend: the most any vended user may do"),
+	})
+	if err != nil {
+		return fmt.Errorf("seed boundary policy: %w", err)
+	}
+	e.BoundaryARN = aws.ToString(out.Policy.Arn)
+	s3c := s3.NewFromConfig(e.AWS, func(o *s3.Options) { o.UsePathStyle = true })
+	for _, b := range Buckets {
+		if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
+			return fmt.Errorf("seed bucket %s: %w", b, err)
+		}
+	}
+	return nil
+}
+
+// WriteEnvFile writes shell exports that point the AWS CLI at the embedded
+// moto (as an admin), for the README's demo: `. .keyvend/local.env`.
+func (e *Env) WriteEnvFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	content := fmt.Sprintf("# written by keyvend serve: the embedded local AWS (moto)\nexport AWS_ENDPOINT_URL=%s\nexport AWS_REGION=%s\nexport AWS_DEFAULT_REGION=%s\nexport AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\nexport AWS_EC2_METADATA_DISABLED=true\n",
+		e.Moto.URL, Region, Region, AccessKeyID, SecretKey)
+	return os.WriteFile(path, []byte(content), 0o600)
+}

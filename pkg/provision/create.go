@@ -1,0 +1,288 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/policy"
+)
+
+// Input is one create request with who made it.
+type Input struct {
+	Principal caller.Principal
+	RequestID string
+	Request   CreateRequest
+}
+
+// Result describes a vended user. It never holds the secret access key.
+type Result struct {
+	// Created is true when this request created the access key (HTTP 201),
+	// false when it found the same user already complete (HTTP 200).
+	Created  bool `json:"-"`
+	Repaired bool `json:"repaired,omitempty"`
+
+	User              string         `json:"user"`
+	UserARN           string         `json:"user_arn"`
+	Path              string         `json:"path"`
+	Grants            []policy.Grant `json:"grants"`
+	Groups            []GroupRef     `json:"groups"`
+	AccessKeyID       string         `json:"access_key_id"`
+	SecretName        string         `json:"secret_name"`
+	SecretARN         string         `json:"secret_arn"`
+	CredentialProcess string         `json:"credential_process"`
+}
+
+// GroupRef is a keyvend group and the grant it carries.
+type GroupRef struct {
+	Name  string       `json:"name"`
+	ARN   string       `json:"arn"`
+	Grant policy.Grant `json:"grant"`
+}
+
+type desiredGroup struct {
+	name  string
+	doc   string
+	grant policy.Grant
+}
+
+func desiredGroups(grants []policy.Grant) ([]desiredGroup, error) {
+	out := make([]desiredGroup, 0, len(grants))
+	for _, g := range grants {
+		doc, err := policy.Document(g)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, desiredGroup{name: policy.GroupName(g), doc: doc, grant: g})
+	}
+	return out, nil
+}
+
+// Create provisions the user the request describes, or returns the same
+// user if an identical request already did. The saga, in three round trips:
+//
+//  1. CreateUser (the cross-process claim on the name) ‖ ensure each group
+//  2. CreateAccessKey ‖ AddUserToGroup for each group
+//  3. store the key in the user's secret
+//
+// A failure after step 1 is compensated (rollback.go): the key is deleted,
+// memberships removed and the user deleted, so a retry starts clean.
+func (s *Service) Create(ctx context.Context, in Input) (*Result, error) {
+	req := in.Request
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.rules.AuthorizeGrants(in.Principal.ID, req.Grants); err != nil {
+		return nil, &Error{Kind: KindForbidden, Detail: err.Error()}
+	}
+	want, err := desiredGroups(req.Grants)
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.locks.Lock(strings.ToLower(req.User))
+	defer unlock()
+
+	type groupsResult struct {
+		groups []GroupRef
+		err    error
+	}
+	groupsDone := make(chan groupsResult, 1)
+	go func() {
+		g, err := s.ensureGroups(ctx, want)
+		groupsDone <- groupsResult{g, err}
+	}()
+	user, err := s.createUser(ctx, in)
+	gr := <-groupsDone
+	switch {
+	case isCode(err, codeEntityExists):
+		if gr.err != nil {
+			return nil, gr.err
+		}
+		return s.existing(ctx, in, gr.groups)
+	case err != nil:
+		return nil, fmt.Errorf("create IAM user %s: %w", req.User, err)
+	}
+	sg := &saga{user: req.User, createdUser: true}
+	if gr.err != nil {
+		s.compensate(ctx, sg, gr.err)
+		return nil, gr.err
+	}
+	return s.finish(ctx, in, sg, user, gr.groups, nil)
+}
+
+// finish runs steps 2 and 3 for a user that exists: it joins the groups not
+// in have, creates the key and stores it. On failure it compensates sg.
+func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes.User, groups []GroupRef, have map[string]bool) (*Result, error) {
+	name := aws.ToString(user.UserName)
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		stepErr error
+		key     *iamtypes.AccessKey
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if stepErr == nil {
+			stepErr = err
+		}
+		mu.Unlock()
+	}
+	for _, g := range groups {
+		if have[g.Name] {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.iam.AddUserToGroup(ctx, &iam.AddUserToGroupInput{UserName: &name, GroupName: aws.String(g.Name)})
+			if err != nil {
+				fail(fmt.Errorf("add user %s to group %s: %w", name, g.Name, err))
+				return
+			}
+			mu.Lock()
+			sg.joined = append(sg.joined, g.Name)
+			mu.Unlock()
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		out, err := s.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: &name})
+		if err != nil {
+			fail(fmt.Errorf("create access key for %s: %w", name, err))
+			return
+		}
+		mu.Lock()
+		key = out.AccessKey
+		sg.keyID = aws.ToString(key.AccessKeyId)
+		mu.Unlock()
+	}()
+	wg.Wait()
+	if stepErr != nil {
+		s.compensate(ctx, sg, stepErr)
+		return nil, stepErr
+	}
+	secretARN, err := s.storeKey(ctx, in, name, key)
+	if err != nil {
+		s.compensate(ctx, sg, err)
+		return nil, err
+	}
+	return s.result(user, in.Request.Grants, groups, sg.keyID, secretARN, true), nil
+}
+
+func (s *Service) result(user *iamtypes.User, grants []policy.Grant, groups []GroupRef, keyID, secretARN string, created bool) *Result {
+	name := aws.ToString(user.UserName)
+	return &Result{
+		Created:           created,
+		User:              name,
+		UserARN:           aws.ToString(user.Arn),
+		Path:              aws.ToString(user.Path),
+		Grants:            grants,
+		Groups:            groups,
+		AccessKeyID:       keyID,
+		SecretName:        s.SecretName(name),
+		SecretARN:         secretARN,
+		CredentialProcess: s.credentialProcess(secretARN),
+	}
+}
+
+// credentialProcess is the ~/.aws/config line that makes the AWS CLI and
+// SDKs read the key from the secret. The reader needs
+// secretsmanager:GetSecretValue on the secret (and kms:Decrypt on its key).
+func (s *Service) credentialProcess(secretARN string) string {
+	line := "credential_process = aws secretsmanager get-secret-value --secret-id " + secretARN + " --query SecretString --output text"
+	if s.cfg.Region != "" {
+		line += " --region " + s.cfg.Region
+	}
+	return line
+}
+
+func (s *Service) createUser(ctx context.Context, in Input) (*iamtypes.User, error) {
+	now := s.cfg.Now().UTC().Format(time.RFC3339)
+	tags := []iamtypes.Tag{
+		{Key: aws.String(TagManagedBy), Value: aws.String(managedByValue)},
+		{Key: aws.String(TagRequester), Value: aws.String(tagValue(in.Principal.ID))},
+		{Key: aws.String(TagReason), Value: aws.String(tagValue(in.Request.Reason))},
+		{Key: aws.String(TagRequestID), Value: aws.String(tagValue(in.RequestID))},
+		{Key: aws.String(TagCreatedAt), Value: aws.String(now)},
+	}
+	out, err := s.iam.CreateUser(ctx, &iam.CreateUserInput{
+		UserName:            aws.String(in.Request.User),
+		Path:                aws.String(s.cfg.UserPath),
+		PermissionsBoundary: aws.String(s.cfg.BoundaryARN),
+		Tags:                tags,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.User, nil
+}
+
+// ensureGroups makes every wanted group exist under the keyvend path with
+// exactly its desired inline policy, concurrently. A group of that name
+// outside the keyvend path is never touched.
+func (s *Service) ensureGroups(ctx context.Context, want []desiredGroup) ([]GroupRef, error) {
+	refs := make([]GroupRef, len(want))
+	errs := make([]error, len(want))
+	var wg sync.WaitGroup
+	for i, g := range want {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			refs[i], errs[i] = s.ensureGroup(ctx, g)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return refs, nil
+}
+
+func (s *Service) ensureGroup(ctx context.Context, g desiredGroup) (GroupRef, error) {
+	ref := GroupRef{Name: g.name, Grant: g.grant}
+	got, err := s.iam.GetGroup(ctx, &iam.GetGroupInput{GroupName: &g.name, MaxItems: aws.Int32(1)})
+	var group *iamtypes.Group
+	switch {
+	case err == nil:
+		group = got.Group
+	case isCode(err, codeNoSuchEntity):
+		out, cerr := s.iam.CreateGroup(ctx, &iam.CreateGroupInput{GroupName: &g.name, Path: &s.cfg.UserPath})
+		switch {
+		case cerr == nil:
+			group = out.Group
+		case isCode(cerr, codeEntityExists): // another request created it just now
+			again, gerr := s.iam.GetGroup(ctx, &iam.GetGroupInput{GroupName: &g.name, MaxItems: aws.Int32(1)})
+			if gerr != nil {
+				return ref, fmt.Errorf("read group %s: %w", g.name, gerr)
+			}
+			group = again.Group
+		default:
+			return ref, fmt.Errorf("create group %s: %w", g.name, cerr)
+		}
+	default:
+		return ref, fmt.Errorf("read group %s: %w", g.name, err)
+	}
+	if p := aws.ToString(group.Path); p != s.cfg.UserPath {
+		return ref, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM group %s exists under path %s, not %s; keyvend will not use it", g.name, p, s.cfg.UserPath)}
+	}
+	ref.ARN = aws.ToString(group.Arn)
+	_, err = s.iam.PutGroupPolicy(ctx, &iam.PutGroupPolicyInput{
+		GroupName:      &g.name,
+		PolicyName:     aws.String(policy.InlinePolicyName),
+		PolicyDocument: &g.doc,
+	})
+	if err != nil {
+		return ref, fmt.Errorf("put policy on group %s: %w", g.name, err)
+	}
+	return ref, nil
+}

@@ -1,0 +1,81 @@
+package provision_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+const (
+	testBoundary = "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"
+	testCaller   = "arn:aws:iam::123456789012:user/alice"
+)
+
+// testRules lets testCaller vend anything on *.example.com.
+const testRules = `{"rules":[{"principals":["arn:aws:iam::123456789012:user/alice"],"buckets":["*.example.com"],"access":["read-only","write-only","read-write","full"]}]}`
+
+// env is a provisioning service on the shared moto, instrumented.
+type env struct {
+	svc    *provision.Service
+	iam    *iam.Client
+	sm     *secretsmanager.Client
+	calls  *awstest.Recorder
+	faults *awstest.Faults
+	cfg    aws.Config
+}
+
+func newEnv(t *testing.T, mutate ...func(*provision.Settings)) *env {
+	t.Helper()
+	srv := awstest.Shared(t)
+	cfg := awstest.Config(t, srv.URL)
+	e := &env{calls: &awstest.Recorder{}, faults: &awstest.Faults{}}
+	// Verification clients are uninstrumented; the service's are not.
+	e.iam = iam.NewFromConfig(cfg)
+	e.sm = secretsmanager.NewFromConfig(cfg)
+	svcCfg := cfg.Copy()
+	e.calls.Attach(&svcCfg)
+	e.faults.Attach(&svcCfg)
+	e.cfg = svcCfg
+	rules, err := authz.Parse(strings.NewReader(testRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}
+	for _, m := range mutate {
+		m(&settings)
+	}
+	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc = svc
+	return e
+}
+
+func input(user string, grants ...policy.Grant) provision.Input {
+	return provision.Input{
+		Principal: caller.Principal{ID: testCaller, Raw: testCaller},
+		RequestID: "req-" + user,
+		Request:   provision.CreateRequest{User: user, Grants: grants, Reason: "test deploys"},
+	}
+}
+
+func rw(bucket string) policy.Grant {
+	return policy.Grant{Bucket: bucket, Access: policy.ReadWrite}
+}
+
+func ctx() context.Context { return context.Background() }

@@ -1,0 +1,115 @@
+package provision
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+)
+
+// saga records what one request changed, so a failure can undo it.
+type saga struct {
+	user        string
+	createdUser bool     // this request's CreateUser succeeded
+	keyID       string   // the key this request created
+	joined      []string // groups this request added the user to
+}
+
+// compensate undoes sg after cause, on a context detached from the
+// request's (a cancelled request must still clean up) and bounded by
+// CompensationTimeout. Order: the key first (nothing may leak), then the
+// memberships, then the user if this request created it. Groups stay: they
+// are shared and carry no credentials.
+//
+// For a user this request created, every key and membership is listed and
+// removed, not just the recorded ones: a call that timed out on our side
+// may still have succeeded at AWS.
+func (s *Service) compensate(ctx context.Context, sg *saga, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CompensationTimeout)
+	defer cancel()
+	log := s.log.With("user", sg.user, "cause", cause.Error())
+
+	keys := []string{}
+	if sg.keyID != "" {
+		keys = append(keys, sg.keyID)
+	}
+	groups := sg.joined
+	if sg.createdUser {
+		if listed, err := s.listKeyIDs(ctx, sg.user); err == nil {
+			keys = listed
+		} else {
+			log.ErrorContext(ctx, "compensation: list access keys failed", "error", err)
+		}
+		if listed, err := s.listGroupNames(ctx, sg.user); err == nil {
+			groups = listed
+		} else {
+			log.ErrorContext(ctx, "compensation: list groups failed", "error", err)
+		}
+	}
+	ok := true
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, id := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &sg.user, AccessKeyId: aws.String(id)})
+			if err != nil && !isCode(err, codeNoSuchEntity) {
+				mu.Lock()
+				ok = false
+				mu.Unlock()
+				log.ErrorContext(ctx, "compensation: access key NOT deleted; it is not in any secret and will be removed by the next repair", "access_key_id", id, "error", err)
+			}
+		}()
+	}
+	for _, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.iam.RemoveUserFromGroup(ctx, &iam.RemoveUserFromGroupInput{UserName: &sg.user, GroupName: aws.String(g)})
+			if err != nil && !isCode(err, codeNoSuchEntity) {
+				mu.Lock()
+				ok = false
+				mu.Unlock()
+				log.ErrorContext(ctx, "compensation: group membership not removed", "group", g, "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if sg.createdUser && ok {
+		if _, err := s.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &sg.user}); err != nil && !isCode(err, codeNoSuchEntity) {
+			ok = false
+			log.ErrorContext(ctx, "compensation: user not deleted; a later request or the reaper repairs it", "error", err)
+		}
+	}
+	log.InfoContext(ctx, "compensated failed provisioning", slog.Bool("complete", ok), slog.Int("keys_deleted", len(keys)), slog.Bool("user_deleted", sg.createdUser && ok))
+}
+
+func (s *Service) listKeyIDs(ctx context.Context, user string) ([]string, error) {
+	out, err := s.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: &user})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(out.AccessKeyMetadata))
+	for _, k := range out.AccessKeyMetadata {
+		ids = append(ids, aws.ToString(k.AccessKeyId))
+	}
+	return ids, nil
+}
+
+func (s *Service) listGroupNames(ctx context.Context, user string) ([]string, error) {
+	var names []string
+	p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &user})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range page.Groups {
+			names = append(names, aws.ToString(g.GroupName))
+		}
+	}
+	return names, nil
+}

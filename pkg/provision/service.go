@@ -1,0 +1,136 @@
+// Package provision vends bucket-scoped IAM users: the provisioning saga,
+// its compensation, repair of half-made users, and describing what exists.
+// It talks to IAM and Secrets Manager through the small interfaces below,
+// which the AWS SDK v2 clients satisfy.
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyvend/keyvend/pkg/authz"
+)
+
+// IAM is the part of the IAM API keyvend uses.
+type IAM interface {
+	CreateUser(context.Context, *iam.CreateUserInput, ...func(*iam.Options)) (*iam.CreateUserOutput, error)
+	GetUser(context.Context, *iam.GetUserInput, ...func(*iam.Options)) (*iam.GetUserOutput, error)
+	DeleteUser(context.Context, *iam.DeleteUserInput, ...func(*iam.Options)) (*iam.DeleteUserOutput, error)
+	CreateAccessKey(context.Context, *iam.CreateAccessKeyInput, ...func(*iam.Options)) (*iam.CreateAccessKeyOutput, error)
+	DeleteAccessKey(context.Context, *iam.DeleteAccessKeyInput, ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error)
+	ListAccessKeys(context.Context, *iam.ListAccessKeysInput, ...func(*iam.Options)) (*iam.ListAccessKeysOutput, error)
+	GetGroup(context.Context, *iam.GetGroupInput, ...func(*iam.Options)) (*iam.GetGroupOutput, error)
+	CreateGroup(context.Context, *iam.CreateGroupInput, ...func(*iam.Options)) (*iam.CreateGroupOutput, error)
+	DeleteGroup(context.Context, *iam.DeleteGroupInput, ...func(*iam.Options)) (*iam.DeleteGroupOutput, error)
+	PutGroupPolicy(context.Context, *iam.PutGroupPolicyInput, ...func(*iam.Options)) (*iam.PutGroupPolicyOutput, error)
+	GetGroupPolicy(context.Context, *iam.GetGroupPolicyInput, ...func(*iam.Options)) (*iam.GetGroupPolicyOutput, error)
+	AddUserToGroup(context.Context, *iam.AddUserToGroupInput, ...func(*iam.Options)) (*iam.AddUserToGroupOutput, error)
+	RemoveUserFromGroup(context.Context, *iam.RemoveUserFromGroupInput, ...func(*iam.Options)) (*iam.RemoveUserFromGroupOutput, error)
+	ListGroupsForUser(context.Context, *iam.ListGroupsForUserInput, ...func(*iam.Options)) (*iam.ListGroupsForUserOutput, error)
+}
+
+// Secrets is the part of the Secrets Manager API keyvend uses.
+type Secrets interface {
+	CreateSecret(context.Context, *secretsmanager.CreateSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error)
+	DescribeSecret(context.Context, *secretsmanager.DescribeSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error)
+	GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+	PutSecretValue(context.Context, *secretsmanager.PutSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
+	RestoreSecret(context.Context, *secretsmanager.RestoreSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.RestoreSecretOutput, error)
+	TagResource(context.Context, *secretsmanager.TagResourceInput, ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
+}
+
+// Settings configure a Service. Zero values take the defaults noted.
+type Settings struct {
+	// UserPath is the IAM path of vended users and their groups ("/keyvend/").
+	UserPath string
+	// BoundaryARN is the permissions boundary every vended user gets. Required.
+	BoundaryARN string
+	// SecretPrefix is prepended to the user name to name its secret ("keyvend/users/").
+	SecretPrefix string
+	// KMSKeyID encrypts the secrets; empty means the account's aws/secretsmanager key.
+	KMSKeyID string
+	// Region is written into the credential_process line.
+	Region string
+	// RepairAfter is how old a half-made user must be before a request
+	// repairs it rather than answering "in progress" (60s). It must exceed
+	// the longest time one request can take.
+	RepairAfter time.Duration
+	// CompensationTimeout bounds the undo of a failed saga, which runs on a
+	// context detached from the request's (20s).
+	CompensationTimeout time.Duration
+	// Now is the clock (time.Now).
+	Now func() time.Time
+}
+
+// Service provisions and describes vended users.
+type Service struct {
+	iam   IAM
+	sm    Secrets
+	rules *authz.Rules
+	cfg   Settings
+	log   *slog.Logger
+	locks keyedMutex
+}
+
+// New returns a Service. rules nil means deny all; log nil means slog.Default.
+func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.Logger) (*Service, error) {
+	if cfg.UserPath == "" {
+		cfg.UserPath = "/keyvend/"
+	}
+	if cfg.SecretPrefix == "" {
+		cfg.SecretPrefix = "keyvend/users/"
+	}
+	if cfg.RepairAfter == 0 {
+		cfg.RepairAfter = time.Minute
+	}
+	if cfg.CompensationTimeout == 0 {
+		cfg.CompensationTimeout = 20 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if rules == nil {
+		rules = &authz.Rules{}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	var problems []string
+	if cfg.BoundaryARN == "" {
+		problems = append(problems, "a permissions boundary ARN is required (KEYVEND_BOUNDARY_ARN)")
+	} else if !strings.HasPrefix(cfg.BoundaryARN, "arn:") || !strings.Contains(cfg.BoundaryARN, ":policy/") {
+		problems = append(problems, fmt.Sprintf("boundary %q is not an IAM policy ARN", cfg.BoundaryARN))
+	}
+	if !strings.HasPrefix(cfg.UserPath, "/") || !strings.HasSuffix(cfg.UserPath, "/") || len(cfg.UserPath) < 3 {
+		problems = append(problems, fmt.Sprintf("user path %q must look like /name/", cfg.UserPath))
+	}
+	if msg := checkSecretPrefix(cfg.SecretPrefix); msg != "" {
+		problems = append(problems, msg)
+	}
+	if len(problems) > 0 {
+		return nil, errors.New("provision settings: " + strings.Join(problems, "; "))
+	}
+	return &Service{iam: iamClient, sm: sm, rules: rules, cfg: cfg, log: log}, nil
+}
+
+// SecretName is the name of the secret that holds user's access key.
+func (s *Service) SecretName(user string) string { return s.cfg.SecretPrefix + user }
+
+// Tag keys keyvend writes on users and secrets.
+const (
+	TagManagedBy = "keyvend:managed-by"
+	TagRequester = "keyvend:requester"
+	TagReason    = "keyvend:reason"
+	TagRequestID = "keyvend:request-id"
+	TagCreatedAt = "keyvend:created-at"
+	TagUser      = "keyvend:user"
+
+	managedByValue = "keyvend"
+)

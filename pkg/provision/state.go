@@ -1,0 +1,111 @@
+package provision
+
+import (
+	"context"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+)
+
+// userState is what IAM and Secrets Manager hold for one existing user.
+type userState struct {
+	groups map[string]iamtypes.Group // keyvend groups (under the user path) by name
+	keys   []iamtypes.AccessKeyMetadata
+	secret *storedSecret // nil: no secret
+}
+
+// complete reports whether the user's secret holds one of its keys.
+func (st *userState) complete() bool {
+	return st.secretKey() != nil
+}
+
+func (st *userState) secretKey() *iamtypes.AccessKeyMetadata {
+	if st.secret == nil || st.secret.AccessKeyID == "" {
+		return nil
+	}
+	for i, k := range st.keys {
+		if aws.ToString(k.AccessKeyId) == st.secret.AccessKeyID {
+			return &st.keys[i]
+		}
+	}
+	return nil
+}
+
+func (st *userState) groupSet() map[string]bool {
+	m := make(map[string]bool, len(st.groups))
+	for n := range st.groups {
+		m[n] = true
+	}
+	return m
+}
+
+// readState reads a user's groups, keys and secret concurrently.
+func (s *Service) readState(ctx context.Context, user string) (*userState, error) {
+	st := &userState{groups: map[string]iamtypes.Group{}}
+	var (
+		wg               sync.WaitGroup
+		gErr, kErr, sErr error
+		groups           []iamtypes.Group
+	)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &user})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				gErr = err
+				return
+			}
+			groups = append(groups, page.Groups...)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		out, err := s.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: &user})
+		if err != nil {
+			kErr = err
+			return
+		}
+		st.keys = out.AccessKeyMetadata
+	}()
+	go func() {
+		defer wg.Done()
+		st.secret, sErr = s.readSecret(ctx, user)
+	}()
+	wg.Wait()
+	switch {
+	case gErr != nil:
+		return nil, wrapf(gErr, "list groups of user %s", user)
+	case kErr != nil:
+		return nil, wrapf(kErr, "list access keys of user %s", user)
+	case sErr != nil:
+		return nil, sErr
+	}
+	for _, g := range groups {
+		if aws.ToString(g.Path) == s.cfg.UserPath {
+			st.groups[aws.ToString(g.GroupName)] = g
+		}
+	}
+	return st, nil
+}
+
+// managedUser reports whether u is a user keyvend created: under its path
+// and tagged as managed by it.
+func (s *Service) managedUser(u *iamtypes.User) bool {
+	if u == nil || aws.ToString(u.Path) != s.cfg.UserPath {
+		return false
+	}
+	return userTag(u, TagManagedBy) == managedByValue
+}
+
+func userTag(u *iamtypes.User, key string) string {
+	for _, t := range u.Tags {
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value)
+		}
+	}
+	return ""
+}
