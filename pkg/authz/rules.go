@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/keyvend/keyvend/pkg/policy"
 )
@@ -17,10 +18,67 @@ import (
 // Rule allows the principals it names to vend the listed access levels on
 // buckets whose names match its patterns. Patterns are globs: '*' matches
 // any run of characters, '?' exactly one.
+//
+// Actions lists what the rule lets its principals do to users with those
+// grants; without it a rule allows only create (and every caller may
+// describe, rotate and delete the users it requested). MaxTTL caps the
+// lifetime of the users it allows; RequireExpiry makes one mandatory.
 type Rule struct {
-	Principals []string        `json:"principals"`
-	Buckets    []string        `json:"buckets"`
-	Access     []policy.Access `json:"access"`
+	Principals    []string        `json:"principals"`
+	Buckets       []string        `json:"buckets"`
+	Access        []policy.Access `json:"access"`
+	Actions       []Action        `json:"actions,omitempty"`
+	MaxTTL        Duration        `json:"max_ttl,omitempty"`
+	RequireExpiry bool            `json:"require_expiry,omitempty"`
+}
+
+// Action is something a rule can allow.
+type Action string
+
+// The actions. List also allows describe.
+const (
+	Create      Action = "create"
+	Describe    Action = "describe"
+	List        Action = "list"
+	Rotate      Action = "rotate"
+	Update      Action = "update"
+	Delete      Action = "delete"
+	ForceDelete Action = "force-delete"
+)
+
+// Actions lists every action, in a stable order.
+var Actions = []Action{Create, Describe, List, Rotate, Update, Delete, ForceDelete}
+
+// Valid reports whether a is a known action.
+func (a Action) Valid() bool {
+	for _, k := range Actions {
+		if a == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Duration is a time.Duration written as a Go duration string ("720h").
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("max_ttl must be a Go duration string such as \"720h\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("max_ttl %q: want a positive Go duration such as \"720h\"", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
 }
 
 // Rules is a parsed, validated rules file. The zero value denies all.
@@ -99,6 +157,11 @@ func (r Rule) problems(at string) []string {
 			out = append(out, fmt.Sprintf("%s.access[%d]: unknown access level %q", at, j, a))
 		}
 	}
+	for j, a := range r.Actions {
+		if !a.Valid() {
+			out = append(out, fmt.Sprintf("%s.actions[%d]: unknown action %q", at, j, a))
+		}
+	}
 	return out
 }
 
@@ -124,21 +187,13 @@ func (d *Denial) Error() string {
 	return fmt.Sprintf("no rule allows %s to vend %s access to bucket %s", d.Principal, d.Grant.Access, d.Grant.Bucket)
 }
 
-// Allows reports whether some rule lets principal vend g.
+// Allows reports whether some rule lets principal create a user with g.
 func (rs *Rules) Allows(principal string, g policy.Grant) bool {
-	for _, r := range rs.Rules {
-		if r.allows(principal, g) {
-			return true
-		}
-	}
-	return false
+	return rs.Decide([]string{principal}, Create, []policy.Grant{g}) == nil
 }
 
-func (r Rule) allows(principal string, g policy.Grant) bool {
-	return anyMatch(r.Principals, principal) && anyMatch(r.Buckets, g.Bucket) && hasAccess(r.Access, g.Access)
-}
-
-// AuthorizeGrants returns a *Denial for the first grant no rule allows.
+// AuthorizeGrants returns a *Denial for the first grant no rule lets
+// principal create. It is Decide for the create action and one name.
 func (rs *Rules) AuthorizeGrants(principal string, grants []policy.Grant) error {
 	if principal == "" {
 		return &Denial{Principal: "(anonymous)"}

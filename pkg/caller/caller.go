@@ -19,6 +19,21 @@ type Principal struct {
 	ID string
 	// Raw is the identity as the authorizer reported it (for the logs).
 	Raw string
+	// Groups are the JWT caller's groups; rules match them as jwt-group:NAME.
+	Groups []string
+}
+
+// Names returns every name rules may match for p: its ID, then
+// jwt-group:NAME for each of its groups.
+func (p Principal) Names() []string {
+	if p.ID == "" {
+		return nil
+	}
+	names := []string{p.ID}
+	for _, g := range p.Groups {
+		names = append(names, "jwt-group:"+g)
+	}
+	return names
 }
 
 // ErrNoIdentity means the request carries no caller identity keyvend accepts.
@@ -31,20 +46,64 @@ type Resolver interface {
 
 // APIGateway reads the caller from the API Gateway HTTP API request context
 // that the Lambda adapter put in the request's context. Headers are ignored.
-type APIGateway struct{}
+//
+//   - IAM (SigV4) authorizer: the caller's ARN, with assumed-role sessions
+//     normalised to the role.
+//   - JWT authorizer: "jwt:" + the PrincipalClaim (default "sub"), and the
+//     groups in GroupsClaim (default "groups").
+//
+// Any other authorizer shape, or none, is ErrNoIdentity.
+type APIGateway struct {
+	PrincipalClaim string
+	GroupsClaim    string
+}
 
 // Principal implements Resolver.
-func (APIGateway) Principal(r *http.Request) (Principal, error) {
+func (a APIGateway) Principal(r *http.Request) (Principal, error) {
 	rc, ok := core.GetAPIGatewayV2ContextFromContext(r.Context())
-	if !ok || rc.Authorizer == nil || rc.Authorizer.IAM == nil || rc.Authorizer.IAM.UserARN == "" {
+	if !ok || rc.Authorizer == nil {
 		return Principal{}, ErrNoIdentity
 	}
-	raw := rc.Authorizer.IAM.UserARN
-	id, err := NormalizeARN(raw)
-	if err != nil {
-		return Principal{}, err
+	switch az := rc.Authorizer; {
+	case az.IAM != nil && az.JWT == nil && len(az.Lambda) == 0:
+		raw := az.IAM.UserARN
+		id, err := NormalizeARN(raw)
+		if err != nil {
+			return Principal{}, err
+		}
+		return Principal{ID: id, Raw: raw}, nil
+	case az.JWT != nil && az.IAM == nil && len(az.Lambda) == 0:
+		claim := a.PrincipalClaim
+		if claim == "" {
+			claim = "sub"
+		}
+		sub := strings.TrimSpace(az.JWT.Claims[claim])
+		if sub == "" {
+			return Principal{}, ErrNoIdentity
+		}
+		groupsClaim := a.GroupsClaim
+		if groupsClaim == "" {
+			groupsClaim = "groups"
+		}
+		return Principal{ID: "jwt:" + sub, Raw: "jwt:" + sub, Groups: ParseClaimList(az.JWT.Claims[groupsClaim])}, nil
+	default:
+		return Principal{}, ErrNoIdentity
 	}
-	return Principal{ID: id, Raw: raw}, nil
+}
+
+// ParseClaimList reads a list claim as API Gateway passes it to the
+// function: "[a b]", "[a, b]", "a,b" or a single value.
+func ParseClaimList(v string) []string {
+	v = strings.TrimSpace(v)
+	v = strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")
+	fields := strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+	out := make([]string, 0, len(fields))
+	for _, f := range fields {
+		if f = strings.Trim(f, `"`); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Static is the local-mode resolver: every request is the same principal.
