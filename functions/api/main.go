@@ -10,13 +10,12 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/keyvend/keyvend/pkg/app"
-	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 )
 
 func main() {
 	log := app.Logger()
-	h, err := app.HandlerFromEnv(context.Background(), caller.APIGateway{}, log)
+	h, err := app.LambdaHandlerFromEnv(context.Background(), log)
 	if err != nil {
 		log.Error("keyvend api cannot start", "error", err.Error())
 		os.Exit(1)

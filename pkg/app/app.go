@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,6 +22,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/httpapi"
+	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -31,6 +34,11 @@ type Config struct {
 	UserPath     string        // KEYVEND_USER_PATH (/keyvend/)
 	KMSKeyID     string        // KEYVEND_KMS_KEY_ID: key for the secrets (account default)
 	RepairAfter  time.Duration // KEYVEND_REPAIR_AFTER: age before a half-made user is repaired (1m)
+	ReadyTimeout time.Duration // KEYVEND_READY_TIMEOUT: bound of the "wait" readiness check (10s)
+	RecoveryDays int32         // KEYVEND_SECRET_RECOVERY_DAYS: window of a deleted user's secret (7)
+	CORSOrigins  []string      // KEYVEND_CORS_ORIGINS: comma-separated portal origins (none)
+	JWTPrincipal string        // KEYVEND_JWT_PRINCIPAL_CLAIM (sub)
+	JWTGroups    string        // KEYVEND_JWT_GROUPS_CLAIM (groups)
 }
 
 // FromEnv reads the configuration from the environment.
@@ -42,14 +50,36 @@ func FromEnv() (Config, error) {
 		UserPath:     os.Getenv("KEYVEND_USER_PATH"),
 		KMSKeyID:     os.Getenv("KEYVEND_KMS_KEY_ID"),
 	}
-	if v := os.Getenv("KEYVEND_REPAIR_AFTER"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return c, fmt.Errorf("KEYVEND_REPAIR_AFTER=%q: want a positive Go duration such as 1m", v)
+	c.JWTPrincipal = os.Getenv("KEYVEND_JWT_PRINCIPAL_CLAIM")
+	c.JWTGroups = os.Getenv("KEYVEND_JWT_GROUPS_CLAIM")
+	for _, o := range strings.Split(os.Getenv("KEYVEND_CORS_ORIGINS"), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.CORSOrigins = append(c.CORSOrigins, o)
 		}
-		c.RepairAfter = d
+	}
+	for key, dst := range map[string]*time.Duration{"KEYVEND_REPAIR_AFTER": &c.RepairAfter, "KEYVEND_READY_TIMEOUT": &c.ReadyTimeout} {
+		if v := os.Getenv(key); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return c, fmt.Errorf("%s=%q: want a positive Go duration such as 10s", key, v)
+			}
+			*dst = d
+		}
+	}
+	if v := os.Getenv("KEYVEND_SECRET_RECOVERY_DAYS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 7 || n > 30 {
+			return c, fmt.Errorf("KEYVEND_SECRET_RECOVERY_DAYS=%q: want 7 to 30", v)
+		}
+		c.RecoveryDays = int32(n)
 	}
 	return c, nil
+}
+
+// Resolver is the Lambda caller resolver: the API Gateway authorizer
+// context, with the configured JWT claims.
+func (c Config) Resolver() caller.APIGateway {
+	return caller.APIGateway{PrincipalClaim: c.JWTPrincipal, GroupsClaim: c.JWTGroups}
 }
 
 // LoadAWS loads the AWS SDK configuration from the environment (including
@@ -78,12 +108,14 @@ func NewService(c Config, awsCfg aws.Config, log *slog.Logger) (*provision.Servi
 		return nil, err
 	}
 	return provision.New(iam.NewFromConfig(awsCfg), secretsmanager.NewFromConfig(awsCfg), rules, provision.Settings{
-		UserPath:     c.UserPath,
-		BoundaryARN:  c.BoundaryARN,
-		SecretPrefix: c.SecretPrefix,
-		KMSKeyID:     c.KMSKeyID,
-		Region:       awsCfg.Region,
-		RepairAfter:  c.RepairAfter,
+		UserPath:           c.UserPath,
+		BoundaryARN:        c.BoundaryARN,
+		SecretPrefix:       c.SecretPrefix,
+		KMSKeyID:           c.KMSKeyID,
+		Region:             awsCfg.Region,
+		RepairAfter:        c.RepairAfter,
+		SecretRecoveryDays: c.RecoveryDays,
+		KeyCheck:           &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout},
 	}, log)
 }
 
@@ -93,7 +125,7 @@ func NewHandler(c Config, awsCfg aws.Config, who caller.Resolver, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	return httpapi.New(svc, who, log), nil
+	return httpapi.New(svc, who, log, httpapi.WithCORSOrigins(c.CORSOrigins...)), nil
 }
 
 // Logger is keyvend's JSON logger on stdout.
@@ -101,9 +133,10 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stdout, nil))
 }
 
-// HandlerFromEnv builds the HTTP handler from the environment alone, as the
-// Lambda function does.
-func HandlerFromEnv(ctx context.Context, who caller.Resolver, log *slog.Logger) (http.Handler, error) {
+// LambdaHandlerFromEnv builds the HTTP handler from the environment alone,
+// with callers from the API Gateway authorizer context, as the Lambda
+// function does.
+func LambdaHandlerFromEnv(ctx context.Context, log *slog.Logger) (http.Handler, error) {
 	c, err := FromEnv()
 	if err != nil {
 		return nil, err
@@ -112,5 +145,5 @@ func HandlerFromEnv(ctx context.Context, who caller.Resolver, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return NewHandler(c, awsCfg, who, log)
+	return NewHandler(c, awsCfg, c.Resolver(), log)
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
@@ -22,35 +23,81 @@ import (
 type Service interface {
 	Create(ctx context.Context, in provision.Input) (*provision.Result, error)
 	Describe(ctx context.Context, p caller.Principal, name string) (*provision.Description, error)
+	Rotate(ctx context.Context, in provision.RotateInput) (*provision.RotateResult, error)
+	UpdateGrants(ctx context.Context, in provision.UpdateInput) (*provision.Description, error)
+	Delete(ctx context.Context, in provision.DeleteInput) error
+	List(ctx context.Context, in provision.ListInput) (*provision.ListResult, error)
 }
 
 type api struct {
-	svc Service
-	who caller.Resolver
-	log *slog.Logger
+	svc     Service
+	who     caller.Resolver
+	log     *slog.Logger
+	origins map[string]bool
+}
+
+// Option configures the handler.
+type Option func(*api)
+
+// WithCORSOrigins allows browsers on these origins (exact matches, e.g.
+// https://portal.example.com) to call the API. None by default.
+func WithCORSOrigins(origins ...string) Option {
+	return func(a *api) {
+		for _, o := range origins {
+			if o = strings.TrimSpace(o); o != "" {
+				a.origins[o] = true
+			}
+		}
+	}
 }
 
 // New returns keyvend's HTTP handler. who establishes the caller of each
 // request; a request without one is answered 401 before anything else.
-func New(svc Service, who caller.Resolver, log *slog.Logger) http.Handler {
+func New(svc Service, who caller.Resolver, log *slog.Logger, opts ...Option) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &api{svc: svc, who: who, log: log}
+	a := &api{svc: svc, who: who, log: log, origins: map[string]bool{}}
+	for _, o := range opts {
+		o(a)
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/users", a.createUser)
-	mux.HandleFunc("GET /v1/users/{name}", a.describeUser)
-	mux.HandleFunc("/v1/users", methodNotAllowed("POST"))
-	mux.HandleFunc("/v1/users/{name}", methodNotAllowed("GET"))
+	handlers := map[string]http.HandlerFunc{
+		"POST /v1/users":               a.createUser,
+		"GET /v1/users":                a.listUsers,
+		"GET /v1/users/{name}":         a.describeUser,
+		"DELETE /v1/users/{name}":      a.deleteUser,
+		"POST /v1/users/{name}/rotate": a.rotateUser,
+		"PUT /v1/users/{name}/grants":  a.updateGrants,
+		"GET /v1/openapi.json":         serveOpenAPI,
+	}
+	allowed := map[string][]string{}
+	for _, route := range Routes() {
+		mux.HandleFunc(route, handlers[route])
+		method, path, _ := strings.Cut(route, " ")
+		allowed[path] = append(allowed[path], method)
+	}
+	for path, methods := range allowed {
+		mux.HandleFunc(path, methodNotAllowed(strings.Join(methods, ", ")))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, newProblem(http.StatusNotFound, "not-found", "Not found", "no such endpoint"))
 	})
-	return a.withRequestID(a.withAccessLog(a.withRecover(a.withCaller(mux))))
+	return a.withRequestID(a.withAccessLog(a.withRecover(a.withCORS(a.withCaller(mux)))))
 }
 
-// Routes lists the method and path patterns the handler serves.
+// Routes lists the method and path patterns the handler serves, in the
+// order of the OpenAPI document.
 func Routes() []string {
-	return []string{"POST /v1/users", "GET /v1/users/{name}"}
+	return []string{
+		"POST /v1/users",
+		"GET /v1/users",
+		"GET /v1/users/{name}",
+		"DELETE /v1/users/{name}",
+		"POST /v1/users/{name}/rotate",
+		"PUT /v1/users/{name}/grants",
+		"GET /v1/openapi.json",
+	}
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {

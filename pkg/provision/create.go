@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
+	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
@@ -20,6 +21,9 @@ type Input struct {
 	Principal caller.Principal
 	RequestID string
 	Request   CreateRequest
+
+	expiresAt    *time.Time // decided from the request and the rules
+	expiryCapped bool
 }
 
 // Result describes a vended user. It never holds the secret access key.
@@ -38,6 +42,10 @@ type Result struct {
 	SecretName        string         `json:"secret_name"`
 	SecretARN         string         `json:"secret_arn"`
 	CredentialProcess string         `json:"credential_process"`
+	ExpiresAt         *time.Time     `json:"expires_at,omitempty"`
+	// ExpiryCapped is true when a rule's max_ttl shortened the requested expiry.
+	ExpiryCapped bool `json:"expiry_capped,omitempty"`
+	Readiness
 }
 
 // GroupRef is a keyvend group and the grant it carries.
@@ -74,14 +82,23 @@ func desiredGroups(grants []policy.Grant) ([]desiredGroup, error) {
 //
 // A failure after step 1 is compensated (rollback.go): the key is deleted,
 // memberships removed and the user deleted, so a retry starts clean.
-func (s *Service) Create(ctx context.Context, in Input) (*Result, error) {
+func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error) {
+	start := time.Now()
+	defer func() {
+		s.audit(ctx, start, "create", in.Principal, in.RequestID, in.Request.User, in.Request.Grants, &err)
+	}()
 	req := in.Request
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.rules.AuthorizeGrants(in.Principal.ID, req.Grants); err != nil {
+	if err := s.rules.Decide(in.Principal.Names(), authz.Create, req.Grants); err != nil {
 		return nil, &Error{Kind: KindForbidden, Detail: err.Error()}
 	}
+	expiry, capped, err := s.expiry(in)
+	if err != nil {
+		return nil, err
+	}
+	in.expiresAt, in.expiryCapped = expiry, capped
 	want, err := desiredGroups(req.Grants)
 	if err != nil {
 		return nil, err
@@ -174,7 +191,12 @@ func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes
 		s.compensate(ctx, sg, err)
 		return nil, err
 	}
-	return s.result(user, in.Request.Grants, groups, sg.keyID, secretARN, true), nil
+	r := s.result(user, in.Request.Grants, groups, sg.keyID, secretARN, true)
+	r.ExpiryCapped = in.expiryCapped
+	if in.Request.Wait {
+		r.Readiness = s.checkReady(ctx, key, aws.ToString(user.Arn))
+	}
+	return r, nil
 }
 
 func (s *Service) result(user *iamtypes.User, grants []policy.Grant, groups []GroupRef, keyID, secretARN string, created bool) *Result {
@@ -190,6 +212,7 @@ func (s *Service) result(user *iamtypes.User, grants []policy.Grant, groups []Gr
 		SecretName:        s.SecretName(name),
 		SecretARN:         secretARN,
 		CredentialProcess: s.credentialProcess(secretARN),
+		ExpiresAt:         expiryOf(user.Tags),
 	}
 }
 
@@ -212,6 +235,9 @@ func (s *Service) createUser(ctx context.Context, in Input) (*iamtypes.User, err
 		{Key: aws.String(TagReason), Value: aws.String(tagValue(in.Request.Reason))},
 		{Key: aws.String(TagRequestID), Value: aws.String(tagValue(in.RequestID))},
 		{Key: aws.String(TagCreatedAt), Value: aws.String(now)},
+	}
+	if in.expiresAt != nil {
+		tags = append(tags, iamtypes.Tag{Key: aws.String(TagExpiresAt), Value: aws.String(in.expiresAt.UTC().Format(time.RFC3339))})
 	}
 	out, err := s.iam.CreateUser(ctx, &iam.CreateUserInput{
 		UserName:            aws.String(in.Request.User),

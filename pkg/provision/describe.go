@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
+	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
@@ -22,6 +23,7 @@ type Description struct {
 	UserID     string            `json:"user_id"`
 	Path       string            `json:"path"`
 	CreatedAt  time.Time         `json:"created_at"`
+	ExpiresAt  *time.Time        `json:"expires_at,omitempty"`
 	Grants     []policy.Grant    `json:"grants"`
 	Groups     []GroupRef        `json:"groups"`
 	AccessKeys []KeyInfo         `json:"access_keys"`
@@ -41,22 +43,13 @@ type KeyInfo struct {
 }
 
 // Describe returns the managed user name. The caller must be its requester
-// or be allowed by the rules to vend all of its grants. A user that does
-// not exist or that keyvend does not manage is KindNotFound.
+// or be allowed by a rule with the describe (or list) action on all of its
+// grants. A user that does not exist or that keyvend does not manage is
+// KindNotFound.
 func (s *Service) Describe(ctx context.Context, p caller.Principal, name string) (*Description, error) {
-	if msg := CheckUserName(name); msg != "" {
-		return nil, &Error{Kind: KindInvalid, Detail: "the user name is not valid", Fields: []policy.FieldError{{Field: "name", Detail: msg}}}
-	}
-	got, err := s.iam.GetUser(ctx, &iam.GetUserInput{UserName: &name})
-	switch {
-	case isCode(err, codeNoSuchEntity):
-		return nil, notFound(name)
-	case err != nil:
-		return nil, wrapf(err, "read user %s", name)
-	}
-	user := got.User
-	if !s.managedUser(user) {
-		return nil, notFound(name)
+	user, err := s.lookupManaged(ctx, name)
+	if err != nil {
+		return nil, err
 	}
 	st, err := s.readState(ctx, name)
 	if err != nil {
@@ -66,22 +59,23 @@ func (s *Service) Describe(ctx context.Context, p caller.Principal, name string)
 	if err != nil {
 		return nil, err
 	}
-	grants := make([]policy.Grant, len(groups))
-	for i, g := range groups {
-		grants[i] = g.Grant
+	if err := s.authorizeOnUser(p, authz.Describe, user, grantsOf(groups)); err != nil {
+		return nil, err
 	}
-	if userTag(user, TagRequester) != p.ID {
-		if err := s.rules.AuthorizeGrants(p.ID, grants); err != nil || len(grants) == 0 {
-			return nil, &Error{Kind: KindForbidden, Detail: fmt.Sprintf("%s did not request user %s and no rule allows it all of that user's grants", p.ID, name)}
-		}
-	}
+	return s.describe(user, st, groups), nil
+}
+
+// describe assembles a Description from what was read.
+func (s *Service) describe(user *iamtypes.User, st *userState, groups []GroupRef) *Description {
+	name := aws.ToString(user.UserName)
 	d := &Description{
 		User:       name,
 		UserARN:    aws.ToString(user.Arn),
 		UserID:     aws.ToString(user.UserId),
 		Path:       aws.ToString(user.Path),
 		CreatedAt:  aws.ToTime(user.CreateDate),
-		Grants:     grants,
+		ExpiresAt:  expiryOf(user.Tags),
+		Grants:     grantsOf(groups),
 		Groups:     groups,
 		AccessKeys: []KeyInfo{},
 		SecretName: s.SecretName(name),
@@ -103,7 +97,7 @@ func (s *Service) Describe(ctx context.Context, p caller.Principal, name string)
 	for _, t := range user.Tags {
 		d.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
-	return d, nil
+	return d
 }
 
 func notFound(name string) error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -26,6 +27,42 @@ type CreateRequest struct {
 	User   string         `json:"user"`
 	Grants []policy.Grant `json:"grants"`
 	Reason string         `json:"reason"`
+	// ExpiresIn (a Go duration such as "720h") or ExpiresAt (RFC 3339) set
+	// when the reaper deprovisions the user; rules may cap or require it.
+	ExpiresIn string     `json:"expires_in,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Wait asks to confirm, before answering, that AWS accepts the new key.
+	Wait bool `json:"wait,omitempty"`
+}
+
+// MaxLifetime bounds expires_in and expires_at.
+const MaxLifetime = 10 * 365 * 24 * time.Hour
+
+// lifetime returns the requested lifetime relative to now, or 0 for none.
+func (r CreateRequest) lifetime(now time.Time) (time.Duration, *policy.FieldError) {
+	switch {
+	case r.ExpiresIn != "" && r.ExpiresAt != nil:
+		return 0, &policy.FieldError{Field: "expires_in", Detail: "give expires_in or expires_at, not both"}
+	case r.ExpiresIn != "":
+		d, err := time.ParseDuration(r.ExpiresIn)
+		if err != nil || d <= 0 {
+			return 0, &policy.FieldError{Field: "expires_in", Detail: "must be a positive Go duration such as 720h"}
+		}
+		if d > MaxLifetime {
+			return 0, &policy.FieldError{Field: "expires_in", Detail: "must be at most 87600h (10 years)"}
+		}
+		return d, nil
+	case r.ExpiresAt != nil:
+		d := r.ExpiresAt.Sub(now)
+		if d <= 0 {
+			return 0, &policy.FieldError{Field: "expires_at", Detail: "must be in the future"}
+		}
+		if d > MaxLifetime {
+			return 0, &policy.FieldError{Field: "expires_at", Detail: "must be at most 10 years away"}
+		}
+		return d, nil
+	}
+	return 0, nil
 }
 
 // Validate checks the request against IAM's and S3's rules before any AWS
@@ -36,14 +73,31 @@ func (r CreateRequest) Validate() error {
 	if msg := CheckUserName(r.User); msg != "" {
 		fields = append(fields, policy.FieldError{Field: "user", Detail: msg})
 	}
-	switch n := len(r.Grants); {
+	fields = append(fields, validateGrants(r.Grants)...)
+	if msg := CheckReason(r.Reason); msg != "" {
+		fields = append(fields, policy.FieldError{Field: "reason", Detail: msg})
+	}
+	if _, fe := r.lifetime(time.Now()); fe != nil {
+		fields = append(fields, *fe)
+	}
+	if len(fields) > 0 {
+		return &Error{Kind: KindInvalid, Detail: "the request is not valid", Fields: fields}
+	}
+	return nil
+}
+
+// validateGrants checks a grant list: 1 to MaxGrants grants, each valid,
+// no two carried by the same group.
+func validateGrants(grants []policy.Grant) []policy.FieldError {
+	var fields []policy.FieldError
+	switch n := len(grants); {
 	case n == 0:
 		fields = append(fields, policy.FieldError{Field: "grants", Detail: "at least one grant is required"})
 	case n > MaxGrants:
 		fields = append(fields, policy.FieldError{Field: "grants", Detail: fmt.Sprintf("at most %d grants (IAM allows %d groups per user), got %d", MaxGrants, MaxGrants, n)})
 	}
 	seen := make(map[string]int)
-	for i, g := range r.Grants {
+	for i, g := range grants {
 		for _, fe := range g.Validate() {
 			fields = append(fields, policy.FieldError{Field: fmt.Sprintf("grants[%d].%s", i, fe.Field), Detail: fe.Detail})
 		}
@@ -53,13 +107,7 @@ func (r CreateRequest) Validate() error {
 		}
 		seen[name] = i
 	}
-	if msg := CheckReason(r.Reason); msg != "" {
-		fields = append(fields, policy.FieldError{Field: "reason", Detail: msg})
-	}
-	if len(fields) > 0 {
-		return &Error{Kind: KindInvalid, Detail: "the request is not valid", Fields: fields}
-	}
-	return nil
+	return fields
 }
 
 // CheckUserName returns why name is not a valid IAM user name, or "".

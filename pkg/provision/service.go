@@ -34,6 +34,12 @@ type IAM interface {
 	AddUserToGroup(context.Context, *iam.AddUserToGroupInput, ...func(*iam.Options)) (*iam.AddUserToGroupOutput, error)
 	RemoveUserFromGroup(context.Context, *iam.RemoveUserFromGroupInput, ...func(*iam.Options)) (*iam.RemoveUserFromGroupOutput, error)
 	ListGroupsForUser(context.Context, *iam.ListGroupsForUserInput, ...func(*iam.Options)) (*iam.ListGroupsForUserOutput, error)
+	ListUsers(context.Context, *iam.ListUsersInput, ...func(*iam.Options)) (*iam.ListUsersOutput, error)
+	ListUserTags(context.Context, *iam.ListUserTagsInput, ...func(*iam.Options)) (*iam.ListUserTagsOutput, error)
+	ListUserPolicies(context.Context, *iam.ListUserPoliciesInput, ...func(*iam.Options)) (*iam.ListUserPoliciesOutput, error)
+	ListAttachedUserPolicies(context.Context, *iam.ListAttachedUserPoliciesInput, ...func(*iam.Options)) (*iam.ListAttachedUserPoliciesOutput, error)
+	DeleteUserPolicy(context.Context, *iam.DeleteUserPolicyInput, ...func(*iam.Options)) (*iam.DeleteUserPolicyOutput, error)
+	DetachUserPolicy(context.Context, *iam.DetachUserPolicyInput, ...func(*iam.Options)) (*iam.DetachUserPolicyOutput, error)
 }
 
 // Secrets is the part of the Secrets Manager API keyvend uses.
@@ -44,6 +50,7 @@ type Secrets interface {
 	PutSecretValue(context.Context, *secretsmanager.PutSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
 	RestoreSecret(context.Context, *secretsmanager.RestoreSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.RestoreSecretOutput, error)
 	TagResource(context.Context, *secretsmanager.TagResourceInput, ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
+	DeleteSecret(context.Context, *secretsmanager.DeleteSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.DeleteSecretOutput, error)
 }
 
 // Settings configure a Service. Zero values take the defaults noted.
@@ -67,6 +74,12 @@ type Settings struct {
 	CompensationTimeout time.Duration
 	// Now is the clock (time.Now).
 	Now func() time.Time
+	// KeyCheck confirms new keys work when a request asks to wait; nil
+	// answers ready=false with a hint.
+	KeyCheck KeyChecker
+	// SecretRecoveryDays is the recovery window of a deleted user's secret
+	// (7; Secrets Manager allows 7 to 30).
+	SecretRecoveryDays int32
 }
 
 // Service provisions and describes vended users.
@@ -96,6 +109,9 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SecretRecoveryDays == 0 {
+		cfg.SecretRecoveryDays = 7
+	}
 	if rules == nil {
 		rules = &authz.Rules{}
 	}
@@ -110,6 +126,9 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	}
 	if !strings.HasPrefix(cfg.UserPath, "/") || !strings.HasSuffix(cfg.UserPath, "/") || len(cfg.UserPath) < 3 {
 		problems = append(problems, fmt.Sprintf("user path %q must look like /name/", cfg.UserPath))
+	}
+	if cfg.SecretRecoveryDays < 7 || cfg.SecretRecoveryDays > 30 {
+		problems = append(problems, fmt.Sprintf("secret recovery window %d days: Secrets Manager allows 7 to 30", cfg.SecretRecoveryDays))
 	}
 	if msg := checkSecretPrefix(cfg.SecretPrefix); msg != "" {
 		problems = append(problems, msg)

@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -43,6 +44,15 @@ func (st *userState) groupSet() map[string]bool {
 
 // readState reads a user's groups, keys and secret concurrently.
 func (s *Service) readState(ctx context.Context, user string) (*userState, error) {
+	return s.readUserState(ctx, user, true)
+}
+
+// readIAMState reads a user's groups and keys, not its secret.
+func (s *Service) readIAMState(ctx context.Context, user string) (*userState, error) {
+	return s.readUserState(ctx, user, false)
+}
+
+func (s *Service) readUserState(ctx context.Context, user string, withSecret bool) (*userState, error) {
 	st := &userState{groups: map[string]iamtypes.Group{}}
 	var (
 		wg               sync.WaitGroup
@@ -73,7 +83,9 @@ func (s *Service) readState(ctx context.Context, user string) (*userState, error
 	}()
 	go func() {
 		defer wg.Done()
-		st.secret, sErr = s.readSecret(ctx, user)
+		if withSecret {
+			st.secret, sErr = s.readSecret(ctx, user)
+		}
 	}()
 	wg.Wait()
 	switch {
@@ -108,4 +120,19 @@ func userTag(u *iamtypes.User, key string) string {
 		}
 	}
 	return ""
+}
+
+// TagExpiresAt holds a user's expiry (RFC 3339, UTC).
+const TagExpiresAt = "keyvend:expires-at"
+
+// expiryOf returns the expiry in a user's tags, or nil.
+func expiryOf(tags []iamtypes.Tag) *time.Time {
+	for _, t := range tags {
+		if aws.ToString(t.Key) == TagExpiresAt {
+			if at, err := time.Parse(time.RFC3339, aws.ToString(t.Value)); err == nil {
+				return &at
+			}
+		}
+	}
+	return nil
 }

@@ -1,0 +1,32 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// deleteUser serves DELETE /v1/users/{name}[?force=true]: 204 when the
+// user is gone.
+func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
+	force := false
+	switch v := r.URL.Query().Get("force"); v {
+	case "", "false":
+	case "true":
+		force = true
+	default:
+		pr := newProblem(http.StatusBadRequest, "validation", "Invalid request", "force must be true or false")
+		pr.Errors = []policy.FieldError{{Field: "force", Detail: "must be true or false"}}
+		writeProblem(w, r, pr)
+		return
+	}
+	p, _ := caller.FromContext(r.Context())
+	err := a.svc.Delete(r.Context(), provision.DeleteInput{Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Force: force})
+	if err != nil {
+		writeProblem(w, r, problemFor(r.Context(), a.log, err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,57 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/policy"
+)
+
+// audit logs one JSON line for a change: who, what, to whom, the outcome
+// and how long it took. It never logs a secret: grants and ids only.
+// Call it deferred, with a pointer to the method's named error result.
+func (s *Service) audit(ctx context.Context, start time.Time, action string, p caller.Principal, requestID, user string, grants []policy.Grant, errp *error) {
+	result := "ok"
+	attrs := []slog.Attr{}
+	if errp != nil && *errp != nil {
+		result = resultOf(*errp)
+		attrs = append(attrs, slog.String("error", (*errp).Error()))
+	}
+	gs := make([]string, len(grants))
+	for i, g := range grants {
+		gs[i] = g.Bucket + ":" + string(g.Access) + ":" + g.Prefix
+	}
+	attrs = append(attrs,
+		slog.String("action", action),
+		slog.String("request_id", requestID),
+		slog.String("principal", p.ID),
+		slog.String("user", user),
+		slog.Any("grants", gs),
+		slog.String("result", result),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+	)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
+}
+
+func resultOf(err error) string {
+	var e *Error
+	if !errors.As(err, &e) {
+		return "error"
+	}
+	switch e.Kind {
+	case KindInvalid:
+		return "invalid"
+	case KindForbidden:
+		return "forbidden"
+	case KindNotFound:
+		return "not-found"
+	case KindConflict:
+		return "conflict"
+	case KindInProgress:
+		return "in-progress"
+	}
+	return "error"
+}

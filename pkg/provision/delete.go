@@ -1,0 +1,230 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/policy"
+)
+
+// DeleteInput asks to deprovision a managed user.
+type DeleteInput struct {
+	Principal caller.Principal
+	RequestID string
+	User      string
+	// Force deletes the secret at once instead of scheduling it with the
+	// recovery window. Only a rule with the force-delete action allows it.
+	Force bool
+}
+
+// userInventory is everything attached to a user that blocks DeleteUser.
+type userInventory struct {
+	user     *iamtypes.User
+	keys     []string
+	groups   map[string]iamtypes.Group // every group, keyvend's or not
+	inline   []string
+	attached []string
+}
+
+// Delete deprovisions the user in three round trips:
+//
+//  1. GetUser ‖ ListAccessKeys ‖ ListGroupsForUser ‖ ListUserPolicies ‖ ListAttachedUserPolicies
+//  2. DeleteAccessKey… ‖ RemoveUserFromGroup… ‖ DeleteUserPolicy… ‖ DetachUserPolicy… ‖ DeleteSecret
+//  3. DeleteUser
+//
+// It works on half-made users too, and is safe to repeat until it
+// succeeds. A user outside the keyvend path, or without keyvend's tag, is
+// KindNotFound and nothing is touched.
+func (s *Service) Delete(ctx context.Context, in DeleteInput) (err error) {
+	start := time.Now()
+	var grants []policy.Grant
+	defer func() { s.audit(ctx, start, "delete", in.Principal, in.RequestID, in.User, grants, &err) }()
+	if msg := CheckUserName(in.User); msg != "" {
+		return &Error{Kind: KindInvalid, Detail: "the user name is not valid", Fields: []policy.FieldError{{Field: "name", Detail: msg}}}
+	}
+	inv, err := s.inventory(ctx, in.User)
+	if err != nil {
+		return err
+	}
+	keyvendGroups := map[string]iamtypes.Group{}
+	for n, g := range inv.groups {
+		if aws.ToString(g.Path) == s.cfg.UserPath {
+			keyvendGroups[n] = g
+		}
+	}
+	refs, err := s.groupGrants(ctx, keyvendGroups)
+	if err != nil {
+		return err
+	}
+	grants = grantsOf(refs)
+	if err := s.authorizeOnUser(in.Principal, authz.Delete, inv.user, grants); err != nil {
+		return err
+	}
+	if in.Force {
+		if err := s.rules.Decide(in.Principal.Names(), authz.ForceDelete, grants); err != nil {
+			return &Error{Kind: KindForbidden, Detail: fmt.Sprintf("force=true needs a rule with the force-delete action: %v", err)}
+		}
+	}
+	if err := s.detach(ctx, in.User, inv, in.Force); err != nil {
+		return err
+	}
+	if _, err := s.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &in.User}); err != nil && !isCode(err, codeNoSuchEntity) {
+		if isCode(err, "DeleteConflict") {
+			return &Error{Kind: KindConflict, Detail: fmt.Sprintf("user %s still has something attached that keyvend does not manage (login profile, MFA device, SSH key, certificate?): %v", in.User, err)}
+		}
+		return wrapf(err, "delete user %s", in.User)
+	}
+	return nil
+}
+
+// inventory is round 1 of Delete: the user and all that is attached to it.
+func (s *Service) inventory(ctx context.Context, name string) (*userInventory, error) {
+	inv := &userInventory{groups: map[string]iamtypes.Group{}}
+	var (
+		wg   sync.WaitGroup
+		errs [5]error
+	)
+	wg.Add(5)
+	go func() {
+		defer wg.Done()
+		out, err := s.iam.GetUser(ctx, &iam.GetUserInput{UserName: &name})
+		if err == nil {
+			inv.user = out.User
+		}
+		errs[0] = err
+	}()
+	go func() {
+		defer wg.Done()
+		ids, err := s.listKeyIDs(ctx, name)
+		inv.keys, errs[1] = ids, err
+	}()
+	go func() {
+		defer wg.Done()
+		p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &name})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				errs[2] = err
+				return
+			}
+			for _, g := range page.Groups {
+				inv.groups[aws.ToString(g.GroupName)] = g
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		p := iam.NewListUserPoliciesPaginator(s.iam, &iam.ListUserPoliciesInput{UserName: &name})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				errs[3] = err
+				return
+			}
+			inv.inline = append(inv.inline, page.PolicyNames...)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		p := iam.NewListAttachedUserPoliciesPaginator(s.iam, &iam.ListAttachedUserPoliciesInput{UserName: &name})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				errs[4] = err
+				return
+			}
+			for _, a := range page.AttachedPolicies {
+				inv.attached = append(inv.attached, aws.ToString(a.PolicyArn))
+			}
+		}
+	}()
+	wg.Wait()
+	switch {
+	case isCode(errs[0], codeNoSuchEntity):
+		return nil, notFound(name)
+	case errs[0] != nil:
+		return nil, wrapf(errs[0], "read user %s", name)
+	case !s.managedUser(inv.user):
+		// The lists may have been denied by the fenced role; either way
+		// nothing outside keyvend's path is touched.
+		return nil, notFound(name)
+	}
+	for i, what := range []string{"", "list access keys", "list groups", "list inline policies", "list attached policies"} {
+		if i > 0 && errs[i] != nil {
+			return nil, wrapf(errs[i], "%s of user %s", what, name)
+		}
+	}
+	return inv, nil
+}
+
+// detach is round 2 of Delete: everything that blocks DeleteUser, and the
+// secret, concurrently.
+func (s *Service) detach(ctx context.Context, name string, inv *userInventory, force bool) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	run := func(what string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !isCode(err, codeNoSuchEntity, codeResourceNotFound) {
+				mu.Lock()
+				if first == nil {
+					first = wrapf(err, "%s", what)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, id := range inv.keys {
+		run("delete access key "+id+" of "+name, func() error {
+			_, err := s.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &name, AccessKeyId: aws.String(id)})
+			return err
+		})
+	}
+	for g := range inv.groups {
+		run("remove "+name+" from group "+g, func() error {
+			_, err := s.iam.RemoveUserFromGroup(ctx, &iam.RemoveUserFromGroupInput{UserName: &name, GroupName: aws.String(g)})
+			return err
+		})
+	}
+	for _, p := range inv.inline {
+		run("delete inline policy "+p+" of "+name, func() error {
+			_, err := s.iam.DeleteUserPolicy(ctx, &iam.DeleteUserPolicyInput{UserName: &name, PolicyName: aws.String(p)})
+			return err
+		})
+	}
+	for _, arn := range inv.attached {
+		run("detach policy "+arn+" from "+name, func() error {
+			_, err := s.iam.DetachUserPolicy(ctx, &iam.DetachUserPolicyInput{UserName: &name, PolicyArn: aws.String(arn)})
+			return err
+		})
+	}
+	secret := s.SecretName(name)
+	run("delete secret "+secret, func() error {
+		in := &secretsmanager.DeleteSecretInput{SecretId: &secret}
+		if force {
+			in.ForceDeleteWithoutRecovery = aws.Bool(true)
+		} else {
+			in.RecoveryWindowInDays = aws.Int64(int64(s.cfg.SecretRecoveryDays))
+		}
+		_, err := s.sm.DeleteSecret(ctx, in)
+		if isCode(err, codeInvalidRequest) && !force { // already scheduled for deletion
+			return nil
+		}
+		return err
+	})
+	wg.Wait()
+	return first
+}
