@@ -118,7 +118,9 @@ func Parse(r io.Reader) (*Rules, error) {
 	if err := dec.Decode(&rules); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
-	if dec.More() {
+	// dec.More reports false before a stray '}' or ']', so ask for the next
+	// token: anything but EOF is trailing data.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("invalid JSON: trailing data after the document")
 	}
 	var problems []string

@@ -50,6 +50,10 @@ func jsonProblem(err error) *Problem {
 	switch {
 	case errors.As(err, &syn):
 		p.Detail = fmt.Sprintf("the body is not valid JSON (at byte %d)", syn.Offset)
+	case errors.As(err, &typ) && typ.Field == "":
+		// The body itself (an array, a string) is not an object: there is
+		// no field to name.
+		p.Detail = "the body must be a JSON object"
 	case errors.As(err, &typ):
 		p.Detail = "a field has the wrong type"
 		p.Errors = []policy.FieldError{{Field: typ.Field, Detail: "must be " + jsonKind(typ.Type)}}

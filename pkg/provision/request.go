@@ -142,11 +142,12 @@ func CheckReason(reason string) string {
 	return ""
 }
 
+// tagValueRune reports whether c fits IAM's and Secrets Manager's tag value
+// pattern [\p{L}\p{Z}\p{N}_.:/=+\-@] (digits only, of \p{N}). White space
+// is \p{Z}: unicode.IsSpace would also let through the control characters
+// \t \n \v \f \r and U+0085, which AWS refuses.
 func tagValueRune(c rune) bool {
-	if c == '\t' || c == '\n' || c == '\r' {
-		return false
-	}
-	return unicode.IsLetter(c) || unicode.IsDigit(c) || unicode.IsSpace(c) || strings.ContainsRune("_.:/=+-@", c)
+	return unicode.IsLetter(c) || unicode.IsDigit(c) || unicode.In(c, unicode.Z) || strings.ContainsRune("_.:/=+-@", c)
 }
 
 // tagValue makes s safe for an IAM or Secrets Manager tag value: characters
