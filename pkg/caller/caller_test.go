@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -201,7 +202,7 @@ func TestPrincipalContext(t *testing.T) {
 	}
 	want := caller.Principal{ID: "arn:aws:iam::1:role/r", Raw: "arn:aws:sts::1:assumed-role/r/s"}
 	got, ok := caller.FromContext(caller.WithPrincipal(context.Background(), want))
-	if !ok || got != want {
+	if !ok || !reflect.DeepEqual(got, want) {
 		t.Errorf("FromContext = %+v, %v; want %+v", got, ok, want)
 	}
 }

@@ -353,19 +353,21 @@ func TestCreateForbidden(t *testing.T) {
 
 func TestRouting(t *testing.T) {
 	e := newAPI(t, caller.Static{ARN: testCaller})
-	for _, path := range []string{"/", "/v2/users", "/v1/user", "/v1/users/a/b", "/v1/keys"} {
+	for _, path := range []string{"/", "/v2/users", "/v1/user", "/v1/users/a/b/c", "/v1/keys", "/v1/users/a/keys"} {
 		t.Run("404 "+path, func(t *testing.T) {
 			w := send(e.h, http.MethodGet, path, "", nil)
 			checkProblem(t, w, http.StatusNotFound, "not-found")
 		})
 	}
 	for _, c := range []struct{ method, path, allow string }{
-		{http.MethodGet, "/v1/users", "POST"},
-		{http.MethodPut, "/v1/users", "POST"},
-		{http.MethodDelete, "/v1/users", "POST"},
-		{http.MethodPatch, "/v1/users", "POST"},
-		{http.MethodPost, "/v1/users/deployer-1", "GET"},
-		{http.MethodDelete, "/v1/users/deployer-1", "GET"},
+		{http.MethodPut, "/v1/users", "POST, GET"},
+		{http.MethodDelete, "/v1/users", "POST, GET"},
+		{http.MethodPatch, "/v1/users", "POST, GET"},
+		{http.MethodPost, "/v1/users/deployer-1", "GET, DELETE"},
+		{http.MethodPatch, "/v1/users/deployer-1", "GET, DELETE"},
+		{http.MethodGet, "/v1/users/deployer-1/rotate", "POST"},
+		{http.MethodPost, "/v1/users/deployer-1/grants", "PUT"},
+		{http.MethodPost, "/v1/openapi.json", "GET"},
 	} {
 		t.Run("405 "+c.method+" "+c.path, func(t *testing.T) {
 			w := send(e.h, c.method, c.path, jsonCT, strings.NewReader(validReq().String()))
