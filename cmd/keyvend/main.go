@@ -10,6 +10,7 @@ const usage = `usage: keyvend <command> [flags]
 
 commands:
   serve   run the HTTP API locally (embedded moto unless AWS_ENDPOINT_URL or --aws)
+  reap    deprovision expired users, repair or remove half-made ones; print a JSON report
 `
 
 func main() {
@@ -21,6 +22,8 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = serve(os.Args[2:])
+	case "reap":
+		err = reap(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

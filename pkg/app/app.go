@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/rotation"
 )
 
 // Config is keyvend's configuration, from KEYVEND_* environment variables.
@@ -103,11 +105,16 @@ func LoadAWS(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.
 // NewService builds the provisioning service. A bad rules file or setting
 // is an error: keyvend refuses to start rather than run misconfigured.
 func NewService(c Config, awsCfg aws.Config, log *slog.Logger) (*provision.Service, error) {
+	return NewServiceWith(c, awsCfg, log)
+}
+
+// NewServiceWith is NewService with adjustments to the settings.
+func NewServiceWith(c Config, awsCfg aws.Config, log *slog.Logger, adjust ...func(*provision.Settings)) (*provision.Service, error) {
 	rules, err := authz.Load(c.RulesPath)
 	if err != nil {
 		return nil, err
 	}
-	return provision.New(iam.NewFromConfig(awsCfg), secretsmanager.NewFromConfig(awsCfg), rules, provision.Settings{
+	settings := provision.Settings{
 		UserPath:           c.UserPath,
 		BoundaryARN:        c.BoundaryARN,
 		SecretPrefix:       c.SecretPrefix,
@@ -116,7 +123,11 @@ func NewService(c Config, awsCfg aws.Config, log *slog.Logger) (*provision.Servi
 		RepairAfter:        c.RepairAfter,
 		SecretRecoveryDays: c.RecoveryDays,
 		KeyCheck:           &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout},
-	}, log)
+	}
+	for _, f := range adjust {
+		f(&settings)
+	}
+	return provision.New(iam.NewFromConfig(awsCfg), secretsmanager.NewFromConfig(awsCfg), rules, settings, log)
 }
 
 // NewHandler builds the HTTP handler for callers established by who.
@@ -130,7 +141,12 @@ func NewHandler(c Config, awsCfg aws.Config, who caller.Resolver, log *slog.Logg
 
 // Logger is keyvend's JSON logger on stdout.
 func Logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	return LoggerTo(os.Stdout)
+}
+
+// LoggerTo is keyvend's JSON logger on w.
+func LoggerTo(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
 // LambdaHandlerFromEnv builds the HTTP handler from the environment alone,
@@ -146,4 +162,41 @@ func LambdaHandlerFromEnv(ctx context.Context, log *slog.Logger) (http.Handler, 
 		return nil, err
 	}
 	return NewHandler(c, awsCfg, c.Resolver(), log)
+}
+
+// ServiceFromEnv builds the provisioning service from the environment, as
+// the reaper function does.
+func ServiceFromEnv(ctx context.Context, log *slog.Logger) (*provision.Service, error) {
+	c, err := FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := LoadAWS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return NewService(c, awsCfg, log)
+}
+
+// NewRotator builds the rotation function's handler.
+func NewRotator(c Config, awsCfg aws.Config, log *slog.Logger) *rotation.Rotator {
+	return &rotation.Rotator{
+		IAM:     iam.NewFromConfig(awsCfg),
+		Secrets: secretsmanager.NewFromConfig(awsCfg),
+		Check:   &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout},
+		Log:     log,
+	}
+}
+
+// RotatorFromEnv builds the rotation handler from the environment.
+func RotatorFromEnv(ctx context.Context, log *slog.Logger) (*rotation.Rotator, error) {
+	c, err := FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := LoadAWS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return NewRotator(c, awsCfg, log), nil
 }

@@ -95,7 +95,7 @@ func (e *Env) WriteEnvFile(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	content := fmt.Sprintf("# written by keyvend serve: the embedded local AWS (moto)\nexport AWS_ENDPOINT_URL=%s\nexport AWS_REGION=%s\nexport AWS_DEFAULT_REGION=%s\nexport AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\nexport AWS_EC2_METADATA_DISABLED=true\n",
-		e.Moto.URL, Region, Region, AccessKeyID, SecretKey)
+	content := fmt.Sprintf("# written by keyvend serve: the embedded local AWS (moto)\nexport AWS_ENDPOINT_URL=%s\nexport AWS_REGION=%s\nexport AWS_DEFAULT_REGION=%s\nexport AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\nexport AWS_EC2_METADATA_DISABLED=true\nexport KEYVEND_BOUNDARY_ARN=%s\n",
+		e.Moto.URL, Region, Region, AccessKeyID, SecretKey, e.BoundaryARN)
 	return os.WriteFile(path, []byte(content), 0o600)
 }

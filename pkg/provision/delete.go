@@ -74,14 +74,32 @@ func (s *Service) Delete(ctx context.Context, in DeleteInput) (err error) {
 			return &Error{Kind: KindForbidden, Detail: fmt.Sprintf("force=true needs a rule with the force-delete action: %v", err)}
 		}
 	}
-	if err := s.detach(ctx, in.User, inv, in.Force); err != nil {
+	return s.finishDelete(ctx, in.User, inv, in.Force)
+}
+
+// deprovision deletes a managed user without an authorization check: for
+// the reaper, which acts on the rules' expiry and on half-made users.
+func (s *Service) deprovision(ctx context.Context, name string, force bool) error {
+	inv, err := s.inventory(ctx, name)
+	if err != nil {
+		if KindOf(err) == KindNotFound {
+			return nil
+		}
 		return err
 	}
-	if _, err := s.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &in.User}); err != nil && !isCode(err, codeNoSuchEntity) {
+	return s.finishDelete(ctx, name, inv, force)
+}
+
+// finishDelete runs rounds 2 and 3 of Delete.
+func (s *Service) finishDelete(ctx context.Context, name string, inv *userInventory, force bool) error {
+	if err := s.detach(ctx, name, inv, force); err != nil {
+		return err
+	}
+	if _, err := s.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &name}); err != nil && !isCode(err, codeNoSuchEntity) {
 		if isCode(err, "DeleteConflict") {
-			return &Error{Kind: KindConflict, Detail: fmt.Sprintf("user %s still has something attached that keyvend does not manage (login profile, MFA device, SSH key, certificate?): %v", in.User, err)}
+			return &Error{Kind: KindConflict, Detail: fmt.Sprintf("user %s still has something attached that keyvend does not manage (login profile, MFA device, SSH key, certificate?): %v", name, err)}
 		}
-		return wrapf(err, "delete user %s", in.User)
+		return wrapf(err, "delete user %s", name)
 	}
 	return nil
 }

@@ -311,4 +311,3 @@ func isCode(err error, codes ...string) bool {
 	}
 	return false
 }
-

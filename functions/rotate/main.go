@@ -1,0 +1,22 @@
+// Command rotate is the Secrets Manager rotation Lambda for keyvend's user
+// secrets (pkg/rotation).
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/keyvend/keyvend/pkg/app"
+)
+
+func main() {
+	log := app.Logger()
+	r, err := app.RotatorFromEnv(context.Background(), log)
+	if err != nil {
+		log.Error("keyvend rotate cannot start", "error", err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(r.Handle)
+}
