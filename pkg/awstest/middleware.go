@@ -96,6 +96,7 @@ type Faults struct {
 }
 
 type faultRule struct {
+	code  string // AWS error code to answer with (InjectedCode)
 	op    string
 	nth   int // fail the nth call of op (1-based); 0 = every call
 	seen  int
@@ -105,8 +106,14 @@ type faultRule struct {
 // FailNth makes the nth call (1-based) of operation op fail; nth 0 fails
 // every call of op.
 func (f *Faults) FailNth(op string, nth int) {
+	f.FailNthWith(op, nth, InjectedCode)
+}
+
+// FailNthWith is FailNth answering with the AWS error code code, e.g.
+// "Throttling" or "AccessDenied".
+func (f *Faults) FailNthWith(op string, nth int, code string) {
 	f.mu.Lock()
-	f.rules = append(f.rules, &faultRule{op: op, nth: nth})
+	f.rules = append(f.rules, &faultRule{op: op, nth: nth, code: code})
 	f.mu.Unlock()
 }
 
@@ -138,7 +145,7 @@ func (f *Faults) check(op string) error {
 		r.seen++
 		if r.nth == 0 || r.seen == r.nth {
 			r.fired++
-			return &smithy.GenericAPIError{Code: InjectedCode, Message: fmt.Sprintf("injected fault in %s (call %d)", op, r.seen), Fault: smithy.FaultServer}
+			return &smithy.GenericAPIError{Code: r.code, Message: fmt.Sprintf("injected fault in %s (call %d)", op, r.seen), Fault: smithy.FaultServer}
 		}
 	}
 	return nil

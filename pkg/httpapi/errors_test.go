@@ -1,0 +1,115 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/httpapi"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// syncBuffer is a log sink safe for the handler's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// faultyAPI is the real handler over a service whose AWS calls fail as
+// faults says; its log is captured.
+func faultyAPI(t *testing.T) (http.Handler, *awstest.Faults, *syncBuffer) {
+	t.Helper()
+	srv := awstest.Shared(t)
+	cfg := awstest.Config(t, srv.URL)
+	faults := &awstest.Faults{}
+	faults.Attach(&cfg)
+	rules, err := authz.Parse(strings.NewReader(testRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules,
+		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return httpapi.New(svc, caller.Static{ARN: testCaller}, log), faults, logs
+}
+
+func createBody(user string) string {
+	return `{"user":"` + user + `","grants":[{"bucket":"site.example.com","access":"read-write"}],"reason":"deploys"}`
+}
+
+func TestAWSErrorsMapToClearResponses(t *testing.T) {
+	cases := []struct {
+		name, code      string
+		status          int
+		problemType     string
+		retryAfter      bool
+		logMentionsCode bool
+	}{
+		// After the SDK's own retries (disabled here: one attempt), throttling
+		// is AWS's problem and the caller should come back.
+		{"throttling", "Throttling", http.StatusServiceUnavailable, "throttled", true, false},
+		// keyvend's own role lacks a permission: our fault. The body says so
+		// without naming the permission; the log names it.
+		{"access denied", "AccessDenied", http.StatusInternalServerError, "internal", false, true},
+		{"other AWS error", "ServiceUnavailable", http.StatusBadGateway, "aws-error", false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h, faults, logs := faultyAPI(t)
+			faults.FailNthWith("CreateAccessKey", 0, c.code)
+			req := httptest.NewRequest(http.MethodPost, "/v1/users", strings.NewReader(createBody(awstest.Name("err"))))
+			req.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != c.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, c.status, w.Body)
+			}
+			var p map[string]any
+			if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+				t.Fatal(err)
+			}
+			if p["type"] != "https://keyvend.dev/problems/"+c.problemType || p["request_id"] == "" {
+				t.Errorf("problem = %v", p)
+			}
+			if got := w.Header().Get("Retry-After"); (got != "") != c.retryAfter {
+				t.Errorf("Retry-After = %q, want present=%v", got, c.retryAfter)
+			}
+			if strings.Contains(w.Body.String(), "CreateAccessKey") || strings.Contains(w.Body.String(), "injected") {
+				t.Errorf("the body leaks the failing call: %s", w.Body)
+			}
+			if c.logMentionsCode && !strings.Contains(logs.String(), c.code) {
+				t.Errorf("the log does not name %s:\n%s", c.code, logs)
+			}
+			if !strings.Contains(logs.String(), "create access key for") {
+				t.Errorf("the log does not say which step failed:\n%s", logs)
+			}
+		})
+	}
+}
