@@ -291,3 +291,20 @@ func sorted(s ...string) []string {
 func sameStrings(a, b []string) bool {
 	return strings.Join(a, "\x00") == strings.Join(b, "\x00")
 }
+
+// groupMembers returns the user names in group.
+func (e *env) groupMembers(t *testing.T, group string) []string {
+	t.Helper()
+	out, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &group})
+	if awsCode(err) == "NoSuchEntity" {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, u := range out.Users {
+		names = append(names, aws.ToString(u.UserName))
+	}
+	return names
+}

@@ -1,0 +1,181 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// TestFaultAtEveryCallOfProvision fails, in turn, each AWS call the create
+// saga makes. The request must fail and leave no user, key or secret
+// behind; the same request retried without faults must then succeed and
+// leave exactly the state of a clean run.
+//
+// Faults are injected before the request is sent, so the failed call had no
+// effect at moto; a call that fails after AWS applied it is covered by the
+// compensation listing every key and membership (rollback.go).
+func TestFaultAtEveryCallOfProvision(t *testing.T) {
+	cases := []struct {
+		op     string
+		nth    int
+		grants int
+	}{
+		{"GetGroup", 1, 1},
+		{"CreateGroup", 1, 1},
+		{"PutGroupPolicy", 1, 1},
+		{"CreateUser", 1, 1},
+		{"AddUserToGroup", 1, 1},
+		{"CreateAccessKey", 1, 1},
+		{"CreateSecret", 1, 1},
+		// Two grants: the first membership succeeds and must be undone.
+		{"AddUserToGroup", 2, 2},
+	}
+	e := newEnv(t)
+	for _, c := range cases {
+		name := c.op
+		if c.grants > 1 {
+			name += "-2nd-of-2"
+		}
+		t.Run(name, func(t *testing.T) {
+			e.faults.Clear()
+			e.calls.Reset()
+			user := awstest.Name("fault")
+			var grants []policy.Grant
+			for range c.grants {
+				grants = append(grants, rw(awstest.Name("fault")+".example.com"))
+			}
+			e.faults.FailNth(c.op, c.nth)
+			_, err := e.svc.Create(ctx(), input(user, grants...))
+			if err == nil {
+				t.Fatal("Create succeeded despite the fault")
+			}
+			if e.faults.Fired() != 1 {
+				t.Fatalf("fault fired %d times", e.faults.Fired())
+			}
+			if awsCode(err) != awstest.InjectedCode {
+				t.Errorf("error = %v, want the injected fault", err)
+			}
+			t.Logf("failed run: %s", opsLine(e.calls.Calls()))
+			e.assertNoTrace(t, user)
+			// moto lets DeleteUser succeed with keys and memberships still
+			// attached (AWS answers DeleteConflict), so "the user is gone"
+			// proves nothing about them: check the groups' side explicitly
+			// (assertNoTrace checked the keys before the user).
+			for _, g := range grants {
+				if members := e.groupMembers(t, policy.GroupName(g)); len(members) != 0 {
+					t.Errorf("group %s still has members %v", policy.GroupName(g), members)
+				}
+			}
+
+			e.faults.Clear()
+			res, err := e.svc.Create(ctx(), input(user, grants...))
+			if err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if !res.Created || res.Repaired {
+				t.Errorf("retry result Created=%v Repaired=%v, want a clean create", res.Created, res.Repaired)
+			}
+			e.assertComplete(t, res, user, grants...)
+		})
+	}
+}
+
+// TestCompensationFailureIsRepairedLater: CreateSecret fails and then the
+// compensation's DeleteUser fails too, leaving a managed user with no key,
+// no group and no secret. A request within RepairAfter is told to retry
+// (another request may be creating that user); a request once the user is
+// older than RepairAfter repairs it into a complete user.
+func TestCompensationFailureIsRepairedLater(t *testing.T) {
+	e := newEnv(t)
+	user := awstest.Name("halfdone")
+	grant := rw(awstest.Name("halfdone") + ".example.com")
+	e.faults.FailNth("CreateSecret", 1)
+	e.faults.FailNth("DeleteUser", 0)
+	if _, err := e.svc.Create(ctx(), input(user, grant)); err == nil {
+		t.Fatal("Create succeeded despite the fault")
+	}
+	if e.faults.Fired() != 2 {
+		t.Fatalf("faults fired %d times, want CreateSecret and DeleteUser", e.faults.Fired())
+	}
+	// What compensation could undo it did: the key first.
+	if !e.userExists(t, user) {
+		t.Fatal("user is gone although DeleteUser failed")
+	}
+	if ids, _ := e.keyIDs(t, user); len(ids) != 0 {
+		t.Errorf("orphaned keys %v", ids)
+	}
+	if g := e.groupsOf(t, user); len(g) != 0 {
+		t.Errorf("memberships left: %v", g)
+	}
+	if _, _, ok := e.secretCredential(t, user); ok {
+		t.Error("a secret exists")
+	}
+	e.faults.Clear()
+
+	// Default RepairAfter (60s): the user is young, so it may be another
+	// request's work in progress.
+	e.calls.Reset()
+	_, err := e.svc.Create(ctx(), input(user, grant))
+	if pe := wantKind(t, err, provision.KindInProgress); pe.RetryAfter <= 0 {
+		t.Errorf("RetryAfter = %v", pe.RetryAfter)
+	}
+	if w := e.calls.SucceededWrites(); len(w) != 1 || w[0].Operation != "PutGroupPolicy" {
+		t.Errorf("in-progress answer changed state: %s", opsLine(w))
+	}
+
+	// Another instance whose RepairAfter has passed repairs it.
+	late := newEnv(t, repairAfter(1))
+	res, err := late.svc.Create(ctx(), input(user, grant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Repaired {
+		t.Error("result does not say Repaired")
+	}
+	e.assertComplete(t, res, user, grant)
+}
+
+// TestCancelledContextAfterCreateAccessKey cancels the request's context
+// the moment CreateAccessKey has succeeded. The saga cannot store the key,
+// and the compensation, on a context detached from the request's, must
+// still delete it.
+func TestCancelledContextAfterCreateAccessKey(t *testing.T) {
+	reqCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := newEnvWith(t, func(cfg *aws.Config) {
+		awstest.AfterSuccess(cfg, "CreateAccessKey", func(context.Context) { cancel() })
+	})
+	user := awstest.Name("cancel")
+	grant := rw(awstest.Name("cancel") + ".example.com")
+	_, err := e.svc.Create(reqCtx, input(user, grant))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error = %v, want context.Canceled", err)
+	}
+	if reqCtx.Err() == nil {
+		t.Fatal("the hook did not cancel the request")
+	}
+	t.Logf("calls: %s", opsLine(e.calls.Calls()))
+	// The compensation's DeleteAccessKey ran and succeeded after the cancel.
+	deleted := false
+	for _, c := range e.calls.Calls() {
+		if c.Operation == "DeleteAccessKey" && c.Err == nil {
+			deleted = true
+		}
+	}
+	if !deleted {
+		t.Error("no successful DeleteAccessKey: compensation did not run on a live context")
+	}
+	e.assertNoTrace(t, user)
+
+	res, err := e.svc.Create(ctx(), input(user, grant))
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	e.assertComplete(t, res, user, grant)
+}
