@@ -62,6 +62,7 @@ func TestFaultAtEveryCallOfProvision(t *testing.T) {
 				t.Errorf("error = %v, want the injected fault", err)
 			}
 			t.Logf("failed run: %s", opsLine(e.calls.Calls()))
+			assertUndoneBeforeDeleteUser(t, e.calls.Calls())
 			e.assertNoTrace(t, user)
 			// moto lets DeleteUser succeed with keys and memberships still
 			// attached (AWS answers DeleteConflict), so "the user is gone"
@@ -171,7 +172,14 @@ func TestCancelledContextAfterCreateAccessKey(t *testing.T) {
 	if !deleted {
 		t.Error("no successful DeleteAccessKey: compensation did not run on a live context")
 	}
+	assertUndoneBeforeDeleteUser(t, e.calls.Calls())
 	e.assertNoTrace(t, user)
+	// AddUserToGroup runs alongside CreateAccessKey; when the cancel catches
+	// it in flight the client sees an error but moto may still apply it.
+	// The compensation lists memberships, so it is undone either way.
+	if m := e.groupMembers(t, policy.GroupName(grant)); len(m) != 0 {
+		t.Errorf("group still has members %v", m)
+	}
 
 	res, err := e.svc.Create(ctx(), input(user, grant))
 	if err != nil {

@@ -308,3 +308,40 @@ func (e *env) groupMembers(t *testing.T, group string) []string {
 	}
 	return names
 }
+
+// assertUndoneBeforeDeleteUser checks, from the recorded calls of a failed
+// request, that its compensation explicitly deleted every access key and
+// removed every membership it created, before deleting the user. This is
+// needed because moto deletes a user together with its keys and
+// memberships (AWS refuses with DeleteConflict), so after the user is gone
+// ListAccessKeys cannot show that a key was leaked.
+//
+// "At least": a call the client saw fail (e.g. cancelled in flight) may
+// still have been applied by the server, and compensation lists keys and
+// groups to undo those too.
+func assertUndoneBeforeDeleteUser(t *testing.T, calls []awstest.Call) {
+	t.Helper()
+	ok := func(op string) (n, last int) {
+		last = -1
+		for i, c := range calls {
+			if c.Operation == op && c.Err == nil {
+				n, last = n+1, i
+			}
+		}
+		return n, last
+	}
+	created, _ := ok("CreateAccessKey")
+	deleted, lastDelete := ok("DeleteAccessKey")
+	joined, _ := ok("AddUserToGroup")
+	removed, lastRemove := ok("RemoveUserFromGroup")
+	users, deleteUser := ok("DeleteUser")
+	if deleted < created {
+		t.Errorf("%d keys created, %d deleted: %s", created, deleted, opsLine(calls))
+	}
+	if removed < joined {
+		t.Errorf("%d memberships added, %d removed: %s", joined, removed, opsLine(calls))
+	}
+	if users == 1 && (lastDelete > deleteUser || lastRemove > deleteUser) {
+		t.Errorf("user deleted before its keys or memberships: %s", opsLine(calls))
+	}
+}
