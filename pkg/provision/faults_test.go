@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
@@ -87,59 +88,85 @@ func TestFaultAtEveryCallOfProvision(t *testing.T) {
 	}
 }
 
-// TestCompensationFailureIsRepairedLater: CreateSecret fails and then the
-// compensation's DeleteUser fails too, leaving a managed user with no key,
-// no group and no secret. A request within RepairAfter is told to retry
-// (another request may be creating that user); a request once the user is
-// older than RepairAfter repairs it into a complete user.
+// TestCompensationFailureIsRepairedLater: CreateSecret fails and then a
+// step of the compensation fails too, leaving a managed user that is not
+// complete: no secret, and, depending on the step, a key or a membership
+// left. A request within RepairAfter is told to retry (another request may
+// be creating that user); a request once the user is older than
+// RepairAfter repairs it into a complete user with exactly one key, the one
+// in its secret.
 func TestCompensationFailureIsRepairedLater(t *testing.T) {
+	cases := []struct {
+		op         string
+		keysLeft   int // keys the failed compensation leaves on the user
+		groupsLeft int // memberships it leaves
+	}{
+		// The key and the membership are gone; only the user is left.
+		{op: "DeleteUser"},
+		// The key could not be deleted, so the user is kept (deleting it
+		// would fail in AWS anyway): the repair deletes the key.
+		{op: "DeleteAccessKey", keysLeft: 1},
+		{op: "RemoveUserFromGroup", groupsLeft: 1},
+	}
 	e := newEnv(t)
-	user := awstest.Name("halfdone")
-	grant := rw(awstest.Name("halfdone") + ".example.com")
-	e.faults.FailNth("CreateSecret", 1)
-	e.faults.FailNth("DeleteUser", 0)
-	if _, err := e.svc.Create(ctx(), input(user, grant)); err == nil {
-		t.Fatal("Create succeeded despite the fault")
-	}
-	if e.faults.Fired() != 2 {
-		t.Fatalf("faults fired %d times, want CreateSecret and DeleteUser", e.faults.Fired())
-	}
-	// What compensation could undo it did: the key first.
-	if !e.userExists(t, user) {
-		t.Fatal("user is gone although DeleteUser failed")
-	}
-	if ids, _ := e.keyIDs(t, user); len(ids) != 0 {
-		t.Errorf("orphaned keys %v", ids)
-	}
-	if g := e.groupsOf(t, user); len(g) != 0 {
-		t.Errorf("memberships left: %v", g)
-	}
-	if _, _, ok := e.secretCredential(t, user); ok {
-		t.Error("a secret exists")
-	}
-	e.faults.Clear()
+	late := newEnv(t, repairAfter(time.Nanosecond)) // another instance, later
+	for _, c := range cases {
+		t.Run(c.op, func(t *testing.T) {
+			e.faults.Clear()
+			e.calls.Reset()
+			user := awstest.Name("halfdone")
+			grant := rw(awstest.Name("halfdone") + ".example.com")
+			e.faults.FailNth("CreateSecret", 1)
+			e.faults.FailNth(c.op, 0)
+			if _, err := e.svc.Create(ctx(), input(user, grant)); err == nil {
+				t.Fatal("Create succeeded despite the fault")
+			}
+			t.Logf("failed run: %s", opsLine(e.calls.Calls()))
+			if e.faults.Fired() != 2 {
+				t.Fatalf("faults fired %d times, want CreateSecret and %s", e.faults.Fired(), c.op)
+			}
+			if !e.userExists(t, user) {
+				t.Fatal("user is gone although its compensation failed")
+			}
+			left, _ := e.keyIDs(t, user)
+			if len(left) != c.keysLeft {
+				t.Errorf("keys left %v, want %d", left, c.keysLeft)
+			}
+			if g := e.groupsOf(t, user); len(g) != c.groupsLeft {
+				t.Errorf("memberships left %v, want %d", g, c.groupsLeft)
+			}
+			if _, _, ok := e.secretCredential(t, user); ok {
+				t.Error("a secret exists")
+			}
+			e.faults.Clear()
 
-	// Default RepairAfter (60s): the user is young, so it may be another
-	// request's work in progress.
-	e.calls.Reset()
-	_, err := e.svc.Create(ctx(), input(user, grant))
-	if pe := wantKind(t, err, provision.KindInProgress); pe.RetryAfter <= 0 {
-		t.Errorf("RetryAfter = %v", pe.RetryAfter)
-	}
-	if w := e.calls.SucceededWrites(); len(w) != 1 || w[0].Operation != "PutGroupPolicy" {
-		t.Errorf("in-progress answer changed state: %s", opsLine(w))
-	}
+			// Default RepairAfter (60s): the user is young, so it may be
+			// another request's work in progress. Nothing is changed.
+			e.calls.Reset()
+			_, err := e.svc.Create(ctx(), input(user, grant))
+			if pe := wantKind(t, err, provision.KindInProgress); pe.RetryAfter <= 0 {
+				t.Errorf("RetryAfter = %v", pe.RetryAfter)
+			}
+			if w := e.calls.SucceededWrites(); len(w) != 1 || w[0].Operation != "PutGroupPolicy" {
+				t.Errorf("in-progress answer changed state: %s", opsLine(w))
+			}
 
-	// Another instance whose RepairAfter has passed repairs it.
-	late := newEnv(t, repairAfter(1))
-	res, err := late.svc.Create(ctx(), input(user, grant))
-	if err != nil {
-		t.Fatal(err)
+			// An instance whose RepairAfter has passed repairs it.
+			res, err := late.svc.Create(ctx(), input(user, grant))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Repaired {
+				t.Error("result does not say Repaired")
+			}
+			for _, id := range left {
+				if id == res.AccessKeyID {
+					t.Errorf("repair kept the leftover key %s", id)
+				}
+			}
+			e.assertComplete(t, res, user, grant)
+		})
 	}
-	if !res.Repaired {
-		t.Error("result does not say Repaired")
-	}
-	e.assertComplete(t, res, user, grant)
 }
 
 // TestCancelledContextAfterCreateAccessKey cancels the request's context
