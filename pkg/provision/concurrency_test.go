@@ -1,9 +1,12 @@
 package provision_test
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -129,4 +132,60 @@ func TestConcurrentIdenticalRequestsOneInstance(t *testing.T) {
 		t.Errorf("CreateAccessKey called %d times", n)
 	}
 	e.assertComplete(t, outs[0].res, user, grant)
+}
+
+// TestRequestDuringAnotherInstancesCompensation: instance A's saga fails
+// and compensates (deleting the user it created) while instance B, which
+// lost the CreateUser claim to A, has already read the user and is reading
+// its state. B must answer "in progress, retry" — as it does when the user
+// vanishes before its GetUser — not fail with an internal error. The
+// interleaving is forced with hooks and channels, not timing.
+func TestRequestDuringAnotherInstancesCompensation(t *testing.T) {
+	aAtKey := make(chan struct{})    // A has created its key and waits
+	bReadUser := make(chan struct{}) // B has read the user and waits
+	aDone := make(chan struct{})     // A has compensated
+	a := newEnvWith(t, func(cfg *aws.Config) {
+		awstest.AfterSuccess(cfg, "CreateAccessKey", func(context.Context) {
+			close(aAtKey)
+			<-bReadUser
+		})
+	})
+	b := newEnvWith(t, func(cfg *aws.Config) {
+		awstest.AfterSuccess(cfg, "GetUser", func(context.Context) {
+			close(bReadUser)
+			<-aDone
+		})
+	})
+	user := awstest.Name("vanish")
+	grant := rw(awstest.Name("vanish") + ".example.com")
+	a.faults.FailNth("CreateSecret", 1)
+
+	aErr := make(chan error, 1)
+	go func() {
+		_, err := a.svc.Create(ctx(), input(user, grant))
+		aErr <- err
+	}()
+	<-aAtKey
+	bOut := make(chan outcome, 1)
+	go func() {
+		r, err := b.svc.Create(ctx(), input(user, grant))
+		bOut <- outcome{r, err}
+	}()
+	if err := <-aErr; err == nil {
+		t.Fatal("A succeeded despite the fault")
+	}
+	close(aDone)
+	o := <-bOut
+	t.Logf("B: %s", opsLine(b.calls.Calls()))
+	if pe := wantKind(t, o.err, provision.KindInProgress); pe.RetryAfter <= 0 {
+		t.Errorf("RetryAfter = %v", pe.RetryAfter)
+	}
+	a.assertNoTrace(t, user)
+
+	// The retry the client is told to make succeeds.
+	res, err := b.svc.Create(ctx(), input(user, grant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.assertComplete(t, res, user, grant)
 }
