@@ -2,6 +2,7 @@ package awstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,13 +13,37 @@ import (
 	"github.com/aws/smithy-go/middleware"
 )
 
-// Call is one AWS API call: service id and operation, e.g. "IAM", "CreateUser".
+// Call is one AWS API call: service id and operation, e.g. "IAM",
+// "CreateUser", and how it ended.
 type Call struct {
 	Service   string
 	Operation string
+	// Err is the error the call returned to its caller (nil on success):
+	// an AWS API error, an injected fault, or a context/transport error.
+	// It is set when the call returns; see Recorder.Calls.
+	Err error
 }
 
-func (c Call) String() string { return c.Service + ":" + c.Operation }
+// Code is the AWS error code of the call's error, "" when it succeeded,
+// and "!" plus the error text for an error that is not an AWS API error
+// (e.g. a cancelled context).
+func (c Call) Code() string {
+	if c.Err == nil {
+		return ""
+	}
+	var ae smithy.APIError
+	if errors.As(c.Err, &ae) {
+		return ae.ErrorCode()
+	}
+	return "!" + c.Err.Error()
+}
+
+func (c Call) String() string {
+	if c.Err != nil {
+		return c.Service + ":" + c.Operation + "(" + c.Code() + ")"
+	}
+	return c.Service + ":" + c.Operation
+}
 
 // Write reports whether the call may change state (it is not a
 // Get/List/Describe read).
@@ -32,9 +57,12 @@ func (c Call) Write() bool {
 }
 
 // Recorder records every call made through configurations it is attached to.
+// Calls are listed in the order they started; a call's Err is filled in
+// when it returns.
 type Recorder struct {
 	mu    sync.Mutex
 	calls []Call
+	gen   int // bumped by Reset
 }
 
 // Attach adds the recorder to cfg's middleware stack.
@@ -43,9 +71,17 @@ func (r *Recorder) Attach(cfg *aws.Config) {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("awstest.Recorder",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 				r.mu.Lock()
-				r.calls = append(r.calls, Call{awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx)})
+				i := len(r.calls)
+				r.calls = append(r.calls, Call{Service: awsmiddleware.GetServiceID(ctx), Operation: awsmiddleware.GetOperationName(ctx)})
+				gen := r.gen
 				r.mu.Unlock()
-				return next.HandleInitialize(ctx, in)
+				out, md, err := next.HandleInitialize(ctx, in)
+				r.mu.Lock()
+				if gen == r.gen { // not Reset while the call ran
+					r.calls[i].Err = err
+				}
+				r.mu.Unlock()
+				return out, md, err
 			}), middleware.Before)
 	})
 }
@@ -72,7 +108,29 @@ func (r *Recorder) Writes() []Call {
 func (r *Recorder) Reset() {
 	r.mu.Lock()
 	r.calls = nil
+	r.gen++
 	r.mu.Unlock()
+}
+
+// Operations returns the operation names of the recorded calls, in order.
+func (r *Recorder) Operations() []string {
+	var out []string
+	for _, c := range r.Calls() {
+		out = append(out, c.Operation)
+	}
+	return out
+}
+
+// SucceededWrites returns the recorded calls that may change state and
+// returned no error.
+func (r *Recorder) SucceededWrites() []Call {
+	var out []Call
+	for _, c := range r.Writes() {
+		if c.Err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Count returns how many times operation op was called.
@@ -160,6 +218,23 @@ func (f *Faults) Attach(cfg *aws.Config) {
 					return middleware.InitializeOutput{}, middleware.Metadata{}, err
 				}
 				return next.HandleInitialize(ctx, in)
+			}), middleware.After)
+	})
+}
+
+// AfterSuccess adds a middleware to cfg that calls fn once an operation op
+// has returned successfully to the SDK, before the caller sees the result.
+// Tests use it to change the world at an exact point of a saga, e.g. to
+// cancel the request's context right after CreateAccessKey succeeded.
+func AfterSuccess(cfg *aws.Config, op string, fn func(ctx context.Context)) {
+	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("awstest.AfterSuccess."+op,
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				out, md, err := next.HandleInitialize(ctx, in)
+				if err == nil && awsmiddleware.GetOperationName(ctx) == op {
+					fn(ctx)
+				}
+				return out, md, err
 			}), middleware.After)
 	})
 }

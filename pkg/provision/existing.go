@@ -25,7 +25,7 @@ func (s *Service) existing(ctx context.Context, in Input, groups []GroupRef) (*R
 	got, err := s.iam.GetUser(ctx, &iam.GetUserInput{UserName: &name})
 	switch {
 	case isCode(err, codeNoSuchEntity): // deleted between our CreateUser and now
-		return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being changed by another request", name)}
+		return nil, userChanging(name)
 	case err != nil:
 		return nil, wrapf(err, "read existing user %s", name)
 	}
@@ -34,7 +34,10 @@ func (s *Service) existing(ctx context.Context, in Input, groups []GroupRef) (*R
 		return nil, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM user %s already exists and is not managed by keyvend", name)}
 	}
 	st, err := s.readState(ctx, name)
-	if err != nil {
+	switch {
+	case isCode(err, codeNoSuchEntity): // deleted since GetUser: another request's compensation
+		return nil, userChanging(name)
+	case err != nil:
 		return nil, err
 	}
 	if r, err, done := s.replay(in, user, st, groups); done {
@@ -63,6 +66,12 @@ func (s *Service) replay(in Input, user *iamtypes.User, st *userState, groups []
 		return nil, conflictGrants(aws.ToString(user.UserName)), true
 	}
 	return s.result(user, in.Request.Grants, groups, st.secret.AccessKeyID, st.secret.ARN, false), nil, true
+}
+
+// userChanging answers for a user that vanished while this request read
+// it: another request's compensation deleted it. A retry starts clean.
+func userChanging(name string) error {
+	return &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being changed by another request", name)}
 }
 
 func conflictGrants(name string) error {

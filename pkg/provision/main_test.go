@@ -40,6 +40,14 @@ type env struct {
 
 func newEnv(t *testing.T, mutate ...func(*provision.Settings)) *env {
 	t.Helper()
+	return newEnvWith(t, nil, mutate...)
+}
+
+// newEnvWith is newEnv with extra middleware on the service's clients:
+// instrument, if not nil, is applied to their configuration after the
+// recorder and the fault injector.
+func newEnvWith(t *testing.T, instrument func(*aws.Config), mutate ...func(*provision.Settings)) *env {
+	t.Helper()
 	srv := awstest.Shared(t)
 	cfg := awstest.Config(t, srv.URL)
 	e := &env{calls: &awstest.Recorder{}, faults: &awstest.Faults{}}
@@ -49,6 +57,9 @@ func newEnv(t *testing.T, mutate ...func(*provision.Settings)) *env {
 	svcCfg := cfg.Copy()
 	e.calls.Attach(&svcCfg)
 	e.faults.Attach(&svcCfg)
+	if instrument != nil {
+		instrument(&svcCfg)
+	}
 	e.cfg = svcCfg
 	rules, err := authz.Parse(strings.NewReader(testRules))
 	if err != nil {

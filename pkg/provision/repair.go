@@ -23,7 +23,10 @@ func (s *Service) repair(ctx context.Context, in Input, user *iamtypes.User, gro
 	}
 	defer release()
 	st, err := s.readState(ctx, name)
-	if err != nil {
+	switch {
+	case isCode(err, codeNoSuchEntity):
+		return nil, userChanging(name)
+	case err != nil:
 		return nil, err
 	}
 	if r, err, done := s.replay(in, user, st, groups); done { // another request finished it

@@ -1,0 +1,191 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+type outcome struct {
+	res *provision.Result
+	err error
+}
+
+// race sends in from n goroutines released together, the i-th through
+// services[i%len(services)].
+func race(n int, in provision.Input, services ...*provision.Service) []outcome {
+	out := make([]outcome, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, err := services[i%len(services)].Create(ctx(), in)
+			out[i] = outcome{r, err}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return out
+}
+
+// TestConcurrentIdenticalRequestsAcrossInstances: 20 identical requests
+// spread over 4 Services (4 Lambda instances, each with its own in-process
+// lock) on one moto. CreateUser is the cross-process claim: one request
+// wins and creates the key; the others either see the complete user (the
+// same key) or are told the user is in progress. Never a second key.
+func TestConcurrentIdenticalRequestsAcrossInstances(t *testing.T) {
+	envs := make([]*env, 4)
+	services := make([]*provision.Service, 4)
+	for i := range envs {
+		envs[i] = newEnv(t)
+		services[i] = envs[i].svc
+	}
+	e := envs[0]
+	user := awstest.Name("race")
+	grant := rw(awstest.Name("race") + ".example.com")
+	outs := race(20, input(user, grant), services...)
+
+	ids, _ := e.keyIDs(t, user)
+	if len(ids) != 1 {
+		t.Fatalf("keys = %v, want exactly one", ids)
+	}
+	key := ids[0]
+	created, ok, inProgress := 0, 0, 0
+	for i, o := range outs {
+		if o.err != nil {
+			var pe *provision.Error
+			if !errors.As(o.err, &pe) || pe.Kind != provision.KindInProgress || pe.RetryAfter <= 0 {
+				t.Errorf("request %d: %v", i, o.err)
+				continue
+			}
+			inProgress++
+			continue
+		}
+		ok++
+		if o.res.AccessKeyID != key {
+			t.Errorf("request %d got key %s, the user has %s", i, o.res.AccessKeyID, key)
+		}
+		if o.res.Created {
+			created++
+		}
+	}
+	t.Logf("outcomes: %d created, %d replayed, %d in progress", created, ok-created, inProgress)
+	if created != 1 {
+		t.Errorf("%d requests say Created, want exactly 1", created)
+	}
+	total := 0
+	for _, x := range envs {
+		total += x.calls.Count("CreateAccessKey")
+		if n := x.calls.Count("DeleteAccessKey"); n != 0 {
+			t.Errorf("a request deleted %d keys", n)
+		}
+	}
+	if total != 1 {
+		t.Errorf("CreateAccessKey called %d times across instances, want 1", total)
+	}
+	var res *provision.Result
+	for _, o := range outs {
+		if o.err == nil {
+			res = o.res
+		}
+	}
+	e.assertComplete(t, res, user, grant)
+}
+
+// TestConcurrentIdenticalRequestsOneInstance: on one Service the in-process
+// lock serialises requests for one user, so all 20 succeed with the same
+// key and exactly one of them created it.
+func TestConcurrentIdenticalRequestsOneInstance(t *testing.T) {
+	e := newEnv(t)
+	user := awstest.Name("race1")
+	grant := rw(awstest.Name("race1") + ".example.com")
+	outs := race(20, input(user, grant), e.svc)
+	created := 0
+	key := ""
+	for i, o := range outs {
+		if o.err != nil {
+			t.Fatalf("request %d: %v", i, o.err)
+		}
+		if key == "" {
+			key = o.res.AccessKeyID
+		}
+		if o.res.AccessKeyID != key {
+			t.Errorf("request %d got key %s, another got %s", i, o.res.AccessKeyID, key)
+		}
+		if o.res.Created {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d requests say Created, want exactly 1", created)
+	}
+	if n := e.calls.Count("CreateAccessKey"); n != 1 {
+		t.Errorf("CreateAccessKey called %d times", n)
+	}
+	e.assertComplete(t, outs[0].res, user, grant)
+}
+
+// TestRequestDuringAnotherInstancesCompensation: instance A's saga fails
+// and compensates (deleting the user it created) while instance B, which
+// lost the CreateUser claim to A, has already read the user and is reading
+// its state. B must answer "in progress, retry" — as it does when the user
+// vanishes before its GetUser — not fail with an internal error. The
+// interleaving is forced with hooks and channels, not timing.
+func TestRequestDuringAnotherInstancesCompensation(t *testing.T) {
+	aAtKey := make(chan struct{})    // A has created its key and waits
+	bReadUser := make(chan struct{}) // B has read the user and waits
+	aDone := make(chan struct{})     // A has compensated
+	a := newEnvWith(t, func(cfg *aws.Config) {
+		awstest.AfterSuccess(cfg, "CreateAccessKey", func(context.Context) {
+			close(aAtKey)
+			<-bReadUser
+		})
+	})
+	b := newEnvWith(t, func(cfg *aws.Config) {
+		awstest.AfterSuccess(cfg, "GetUser", func(context.Context) {
+			close(bReadUser)
+			<-aDone
+		})
+	})
+	user := awstest.Name("vanish")
+	grant := rw(awstest.Name("vanish") + ".example.com")
+	a.faults.FailNth("CreateSecret", 1)
+
+	aErr := make(chan error, 1)
+	go func() {
+		_, err := a.svc.Create(ctx(), input(user, grant))
+		aErr <- err
+	}()
+	<-aAtKey
+	bOut := make(chan outcome, 1)
+	go func() {
+		r, err := b.svc.Create(ctx(), input(user, grant))
+		bOut <- outcome{r, err}
+	}()
+	if err := <-aErr; err == nil {
+		t.Fatal("A succeeded despite the fault")
+	}
+	close(aDone)
+	o := <-bOut
+	t.Logf("B: %s", opsLine(b.calls.Calls()))
+	if pe := wantKind(t, o.err, provision.KindInProgress); pe.RetryAfter <= 0 {
+		t.Errorf("RetryAfter = %v", pe.RetryAfter)
+	}
+	a.assertNoTrace(t, user)
+
+	// The retry the client is told to make succeeds.
+	res, err := b.svc.Create(ctx(), input(user, grant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.assertComplete(t, res, user, grant)
+}

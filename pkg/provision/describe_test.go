@@ -1,0 +1,125 @@
+package provision_test
+
+import (
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+func alice() caller.Principal { return caller.Principal{ID: testCaller, Raw: testCaller} }
+
+func TestDescribe(t *testing.T) {
+	e := newEnv(t)
+	user := awstest.Name("describe")
+	plain := rw(awstest.Name("desc") + ".example.com")
+	prefixed := policy.Grant{Bucket: awstest.Name("desc") + ".example.com", Access: policy.ReadOnly, Prefix: "logs/app/"}
+	res, err := e.svc.Create(ctx(), input(user, plain, prefixed))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	e.calls.Reset()
+	d, err := e.svc.Describe(ctx(), alice(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := e.calls.Writes(); len(w) != 0 {
+		t.Errorf("Describe wrote: %s", opsLine(w))
+	}
+	// Only the prefixed group's grant needs its policy: the name of a
+	// prefixed group carries a hash of the prefix, not the prefix.
+	if n := e.calls.Count("GetGroupPolicy"); n != 1 {
+		t.Errorf("GetGroupPolicy called %d times, want 1", n)
+	}
+	if d.User != user || d.UserARN != res.UserARN || d.Path != "/keyvend/" || !d.Complete || d.UserID == "" || d.CreatedAt.IsZero() {
+		t.Errorf("description = %+v", d)
+	}
+	wantGrants := map[string]policy.Grant{policy.GroupName(plain): plain, policy.GroupName(prefixed): prefixed}
+	if len(d.Grants) != 2 || len(d.Groups) != 2 {
+		t.Fatalf("grants %v groups %v", d.Grants, d.Groups)
+	}
+	for _, g := range d.Grants {
+		if wantGrants[policy.GroupName(g)] != g {
+			t.Errorf("grant %+v not requested", g)
+		}
+	}
+	resARN := map[string]string{}
+	for _, g := range res.Groups {
+		resARN[g.Name] = g.ARN
+	}
+	for _, g := range d.Groups {
+		if want, ok := wantGrants[g.Name]; !ok || g.Grant != want || g.ARN == "" || g.ARN != resARN[g.Name] {
+			t.Errorf("group %+v, want grant %+v and ARN %s", g, want, resARN[g.Name])
+		}
+	}
+	if len(d.AccessKeys) != 1 || d.AccessKeys[0].AccessKeyID != res.AccessKeyID || !d.AccessKeys[0].InSecret || d.AccessKeys[0].Status != "Active" {
+		t.Errorf("access keys = %+v, want %s in the secret", d.AccessKeys, res.AccessKeyID)
+	}
+	if d.SecretName != secretName(user) || d.SecretARN != res.SecretARN || d.SecretARN == "" {
+		t.Errorf("secret %s %s, want %s %s", d.SecretName, d.SecretARN, secretName(user), res.SecretARN)
+	}
+	for k, want := range map[string]string{
+		provision.TagManagedBy: "keyvend", provision.TagRequester: testCaller,
+		provision.TagReason: "test deploys", provision.TagRequestID: "req-" + user,
+	} {
+		if d.Tags[k] != want {
+			t.Errorf("tag %s = %q, want %q", k, d.Tags[k], want)
+		}
+	}
+
+	t.Run("unknown user", func(t *testing.T) {
+		_, err := e.svc.Describe(ctx(), alice(), awstest.Name("nobody"))
+		wantKind(t, err, provision.KindNotFound)
+	})
+	t.Run("unmanaged user", func(t *testing.T) {
+		other := awstest.Name("unmanaged")
+		if _, err := e.iam.CreateUser(ctx(), &iam.CreateUserInput{UserName: &other, Path: aws.String("/")}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.svc.Describe(ctx(), alice(), other)
+		wantKind(t, err, provision.KindNotFound)
+	})
+	t.Run("principal no rule allows", func(t *testing.T) {
+		bob := caller.Principal{ID: "arn:aws:iam::123456789012:user/bob", Raw: "arn:aws:iam::123456789012:user/bob"}
+		_, err := e.svc.Describe(ctx(), bob, user)
+		wantKind(t, err, provision.KindForbidden)
+	})
+	t.Run("invalid name", func(t *testing.T) {
+		e.calls.Reset()
+		_, err := e.svc.Describe(ctx(), alice(), "no/slashes")
+		wantKind(t, err, provision.KindInvalid)
+		if n := len(e.calls.Calls()); n != 0 {
+			t.Errorf("%d AWS calls for an invalid name", n)
+		}
+	})
+}
+
+// TestDescribeHalfMadeUser: a managed user without a secret is described
+// as incomplete, its stray key not in any secret.
+func TestDescribeHalfMadeUser(t *testing.T) {
+	e := newEnv(t)
+	user := awstest.Name("half")
+	grant := rw(awstest.Name("half") + ".example.com")
+	e.makeManagedUser(t, user)
+	group := e.makeGroup(t, grant, "/keyvend/")
+	if _, err := e.iam.AddUserToGroup(ctx(), &iam.AddUserToGroupInput{UserName: &user, GroupName: &group}); err != nil {
+		t.Fatal(err)
+	}
+	key := e.handKey(t, user)
+	d, err := e.svc.Describe(ctx(), alice(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Complete || d.SecretARN != "" || len(d.AccessKeys) != 1 || d.AccessKeys[0].AccessKeyID != key || d.AccessKeys[0].InSecret {
+		t.Errorf("description = %+v", d)
+	}
+	if len(d.Grants) != 1 || d.Grants[0] != grant {
+		t.Errorf("grants = %v", d.Grants)
+	}
+}

@@ -1,0 +1,224 @@
+package provision_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// Half-made users, as a crash at each point of the saga leaves them, are
+// built by hand with the SDK; RepairAfter is set to 1ns so they count as
+// abandoned. User names have capitals: the repair lock is named after the
+// lowercased user name (IAM names are case-insensitive).
+
+func lockName(user string) string { return "keyvend-lock_" + strings.ToLower(user) }
+
+func (e *env) lockExists(t *testing.T, user string) bool {
+	t.Helper()
+	name := lockName(user)
+	_, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &name})
+	switch {
+	case awsCode(err) == "NoSuchEntity":
+		return false
+	case err != nil:
+		t.Fatal(err)
+	}
+	return true
+}
+
+func (e *env) handKey(t *testing.T, user string) string {
+	t.Helper()
+	out, err := e.iam.CreateAccessKey(ctx(), &iam.CreateAccessKeyInput{UserName: &user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(out.AccessKey.AccessKeyId)
+}
+
+func TestRepairHalfMadeUsers(t *testing.T) {
+	cases := []struct {
+		name string
+		// build makes the half-made state of user with grant and returns
+		// the access keys it left (all must be gone after the repair).
+		build func(t *testing.T, e *env, user string, grant policy.Grant) (stray []string)
+		// member: the user is already in the grant's group, so the repair
+		// must not call AddUserToGroup.
+		member bool
+		// staleLock: the repair must find the lock taken and break it.
+		staleLock bool
+	}{
+		{"membership, no key, no secret", func(t *testing.T, e *env, user string, g policy.Grant) []string {
+			e.makeManagedUser(t, user)
+			group := e.makeGroup(t, g, "/keyvend/")
+			if _, err := e.iam.AddUserToGroup(ctx(), &iam.AddUserToGroupInput{UserName: &user, GroupName: &group}); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		}, true, false},
+		{"stray key, no secret", func(t *testing.T, e *env, user string, g policy.Grant) []string {
+			e.makeManagedUser(t, user)
+			return []string{e.handKey(t, user)}
+		}, false, false},
+		{"secret holds a deleted key, plus a stray key", func(t *testing.T, e *env, user string, g policy.Grant) []string {
+			e.makeManagedUser(t, user)
+			gone := e.handKey(t, user)
+			e.makeManagedSecret(t, user, gone)
+			if _, err := e.iam.DeleteAccessKey(ctx(), &iam.DeleteAccessKeyInput{UserName: &user, AccessKeyId: &gone}); err != nil {
+				t.Fatal(err)
+			}
+			return []string{gone, e.handKey(t, user)}
+		}, false, false},
+		{"stale repair lock", func(t *testing.T, e *env, user string, g policy.Grant) []string {
+			e.makeManagedUser(t, user)
+			lock := lockName(user)
+			if _, err := e.iam.CreateGroup(ctx(), &iam.CreateGroupInput{GroupName: &lock, Path: aws.String("/keyvend/locks/")}); err != nil {
+				t.Fatal(err)
+			}
+			return []string{e.handKey(t, user)}
+		}, false, true},
+	}
+	young := newEnv(t)
+	old := newEnv(t, repairAfter(time.Nanosecond))
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			user := awstest.Name("Repair")
+			grant := rw(awstest.Name("repair") + ".example.com")
+			stray := c.build(t, old, user, grant)
+			secretBefore, _, hadSecret := old.secretCredential(t, user)
+			keysBefore, _ := old.keyIDs(t, user)
+
+			// Default RepairAfter: a young half-made user may be another
+			// request's work in progress. Nothing is touched.
+			young.calls.Reset()
+			_, err := young.svc.Create(ctx(), input(user, grant))
+			if pe := wantKind(t, err, provision.KindInProgress); pe.RetryAfter <= 0 {
+				t.Errorf("RetryAfter = %v", pe.RetryAfter)
+			}
+			for _, w := range young.calls.SucceededWrites() {
+				if w.Operation != "PutGroupPolicy" && w.Operation != "CreateGroup" {
+					t.Errorf("in-progress answer wrote %s", w)
+				}
+			}
+			if ids, _ := old.keyIDs(t, user); !sameStrings(ids, keysBefore) {
+				t.Errorf("keys changed from %v to %v", keysBefore, ids)
+			}
+
+			old.calls.Reset()
+			res, err := old.svc.Create(ctx(), input(user, grant))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("repair: %s", opsLine(old.calls.Calls()))
+			if !res.Repaired || !res.Created {
+				t.Errorf("Repaired=%v Created=%v, want both", res.Repaired, res.Created)
+			}
+			for _, id := range stray {
+				if id == res.AccessKeyID {
+					t.Errorf("repair kept stray key %s", id)
+				}
+			}
+			if c.staleLock {
+				taken := false
+				for _, call := range old.calls.Calls() {
+					taken = taken || call.Operation == "CreateGroup" && call.Code() == "EntityAlreadyExists"
+				}
+				if !taken || old.calls.Count("DeleteGroup") != 2 { // break, then release
+					t.Errorf("stale lock not found and broken: %s", opsLine(old.calls.Calls()))
+				}
+			}
+			if c.member && old.calls.Count("AddUserToGroup") != 0 {
+				t.Error("repair re-added an existing membership")
+			}
+			if hadSecret {
+				// The secret is reused, with a new current version.
+				if old.calls.Count("PutSecretValue") != 1 || secretBefore.AccessKeyID == res.AccessKeyID {
+					t.Errorf("secret not overwritten: %s", opsLine(old.calls.Calls()))
+				}
+			}
+			old.assertComplete(t, res, user, grant)
+			if old.lockExists(t, user) {
+				t.Error("repair lock not released")
+			}
+
+			// And the repaired user now replays.
+			again, err := old.svc.Create(ctx(), input(user, grant))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.Created || again.Repaired || again.AccessKeyID != res.AccessKeyID {
+				t.Errorf("replay after repair = %+v", again)
+			}
+		})
+	}
+}
+
+// TestRepairRespectsLiveLock: a half-made user old enough to repair, whose
+// repair lock is younger than RepairAfter (another request is repairing
+// it), is answered "in progress" and left alone. The clock is pinned to the
+// lock's creation time and RepairAfter set between the two ages, so the
+// test depends only on moto's timestamps being ordered.
+func TestRepairRespectsLiveLock(t *testing.T) {
+	e := newEnv(t)
+	user := awstest.Name("Locked")
+	grant := rw(awstest.Name("locked") + ".example.com")
+	e.makeManagedUser(t, user)
+	stray := e.handKey(t, user)
+	lock := lockName(user)
+	lg, err := e.iam.CreateGroup(ctx(), &iam.CreateGroupInput{GroupName: &lock, Path: aws.String("/keyvend/locks/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := e.iam.GetUser(ctx(), &iam.GetUserInput{UserName: &user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockAt, userAt := aws.ToTime(lg.Group.CreateDate), aws.ToTime(u.User.CreateDate)
+	if !userAt.Before(lockAt) {
+		t.Fatalf("moto timestamps out of order: user %v, lock %v", userAt, lockAt)
+	}
+	svc := newEnv(t, func(s *provision.Settings) {
+		s.Now = func() time.Time { return lockAt }
+		s.RepairAfter = lockAt.Sub(userAt) / 2
+	})
+	_, err = svc.svc.Create(ctx(), input(user, grant))
+	wantKind(t, err, provision.KindInProgress)
+	if n := svc.calls.Count("CreateGroup"); n < 1 || svc.calls.Count("DeleteGroup") != 0 {
+		t.Errorf("lock handling: %s", opsLine(svc.calls.Calls()))
+	}
+	if ids, _ := e.keyIDs(t, user); len(ids) != 1 || ids[0] != stray {
+		t.Errorf("keys = %v, want the untouched %s", ids, stray)
+	}
+	if !e.lockExists(t, user) {
+		t.Error("live lock was broken")
+	}
+}
+
+// TestRepairRefusesExtraGroups: a half-made user in a keyvend group the
+// request does not ask for was made for other grants: 409, untouched.
+func TestRepairRefusesExtraGroups(t *testing.T) {
+	e := newEnv(t, repairAfter(time.Nanosecond))
+	user := awstest.Name("Extra")
+	grant := rw(awstest.Name("extra") + ".example.com")
+	other := rw(awstest.Name("extra") + ".example.com")
+	e.makeManagedUser(t, user)
+	group := e.makeGroup(t, other, "/keyvend/")
+	if _, err := e.iam.AddUserToGroup(ctx(), &iam.AddUserToGroupInput{UserName: &user, GroupName: &group}); err != nil {
+		t.Fatal(err)
+	}
+	stray := e.handKey(t, user)
+	_, err := e.svc.Create(ctx(), input(user, grant))
+	wantKind(t, err, provision.KindConflict)
+	if ids, _ := e.keyIDs(t, user); len(ids) != 1 || ids[0] != stray {
+		t.Errorf("keys = %v", ids)
+	}
+	if g := e.groupsOf(t, user); len(g) != 1 || g[0] != group {
+		t.Errorf("groups = %v", g)
+	}
+}
