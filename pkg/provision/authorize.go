@@ -55,6 +55,11 @@ func (s *Service) lookupManaged(ctx context.Context, name string) (*iamtypes.Use
 	if !s.managedUser(got.User) {
 		return nil, notFound(name)
 	}
+	if actual := userName(got.User); actual != name {
+		// IAM matched case-insensitively; keyvend's secret is named by the
+		// exact spelling, so insist on it.
+		return nil, &Error{Kind: KindNotFound, Detail: fmt.Sprintf("no user %s is managed by keyvend (did you mean %s?)", name, actual)}
+	}
 	return got.User, nil
 }
 

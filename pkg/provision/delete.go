@@ -171,7 +171,7 @@ func (s *Service) inventory(ctx context.Context, name string) (*userInventory, e
 		return nil, notFound(name)
 	case errs[0] != nil:
 		return nil, wrapf(errs[0], "read user %s", name)
-	case !s.managedUser(inv.user):
+	case !s.managedUser(inv.user) || userName(inv.user) != name: // IAM matches names case-insensitively
 		// The lists may have been denied by the fenced role; either way
 		// nothing outside keyvend's path is touched.
 		return nil, notFound(name)

@@ -30,6 +30,11 @@ func (s *Service) existing(ctx context.Context, in Input, groups []GroupRef) (*R
 		return nil, wrapf(err, "read existing user %s", name)
 	}
 	user := got.User
+	if got := aws.ToString(user.UserName); got != name {
+		// IAM names are unique case-insensitively; the secret is named by the
+		// exact spelling, so a differently spelled request is not the same user.
+		return nil, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM user %s already exists (user names are case-insensitive)", got)}
+	}
 	if !s.managedUser(user) {
 		return nil, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM user %s already exists and is not managed by keyvend", name)}
 	}
