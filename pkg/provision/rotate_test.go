@@ -473,3 +473,35 @@ func TestRotateUnknownOrUnmanagedUserIsNotFound(t *testing.T) {
 		})
 	}
 }
+
+// TestRotateConcurrentRotationInAnotherProcess: two keyvend processes
+// (two Services, so no shared in-process lock) rotate the same user; the
+// second one's rotation runs to completion between the first one reading
+// the user's state and taking the repair lock. No key may be left that is
+// not in the secret.
+func TestRotateConcurrentRotationInAnotherProcess(t *testing.T) {
+	e := newEnv(t)
+	user := awstest.Name("rot-race")
+	rotCreate(t, e, user)
+
+	var other *provision.RotateResult
+	var otherErr error
+	cfgA := e.cfg.Copy()
+	rotBeforeFirst(&cfgA, "CreateGroup", func() { other, otherErr = rotRotate(e, user) })
+	a := rotService(t, cfgA, testRules)
+
+	res, err := a.Rotate(ctx(), provision.RotateInput{Principal: rotAlice, RequestID: "a", User: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if otherErr != nil || other == nil {
+		t.Fatalf("the other process's rotation: %v", otherErr)
+	}
+	cred := rotAssertSettled(t, e, user)
+	if cred.AccessKeyID != res.AccessKeyID {
+		t.Fatalf("secret holds %s, the last rotation returned %s", cred.AccessKeyID, res.AccessKeyID)
+	}
+	if res.PreviousAccessKeyID != other.AccessKeyID || !res.PreviousKeyDeleted {
+		t.Errorf("previous = %s deleted=%v, want the other rotation's key %s deleted", res.PreviousAccessKeyID, res.PreviousKeyDeleted, other.AccessKeyID)
+	}
+}
