@@ -62,6 +62,7 @@ type fixture struct {
 	userARN string
 	secret  string // ARN
 	old     provision.Credential
+	svc     *provision.Service // keyvend itself, on the same moto
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -83,6 +84,7 @@ func vend(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.svc = svc
 	f.user = awstest.Name("rotfn")
 	res, err := svc.Create(bg, provision.Input{
 		Principal: caller.Principal{ID: requester, Raw: requester},
@@ -395,6 +397,44 @@ func TestCreateSecretDeletesTheKeyItCouldNotStore(t *testing.T) {
 	}
 	if cur := f.current(); cur != f.old {
 		t.Fatalf("AWSCURRENT holds %s, want %s", cur.AccessKeyID, f.old.AccessKeyID)
+	}
+}
+
+// TestFinishSecretAfterKeyvendRotatedMeanwhile: keyvend's own rotate
+// (POST /v1/users/{name}/rotate) runs between testSecret and finishSecret.
+// It deletes the pending key as a stray and stores a new current key;
+// finishSecret must not then promote the deleted pending key (nor delete
+// keyvend's new one): the user has to keep a working key in AWSCURRENT.
+func TestFinishSecretAfterKeyvendRotatedMeanwhile(t *testing.T) {
+	f := vend(t)
+	token := f.enableRotation()
+	r := f.rotator()
+	for _, s := range []string{rotation.StepCreate, rotation.StepSet, rotation.StepTest} {
+		if err := step(r, f.secret, token, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	pending := f.pending(token)
+	res, err := f.svc.Rotate(bg, provision.RotateInput{Principal: caller.Principal{ID: requester, Raw: requester}, User: f.user})
+	if err != nil {
+		t.Fatalf("keyvend rotate: %v", err)
+	}
+	if slices.Contains(f.keys(), pending.AccessKeyID) {
+		t.Fatalf("setup: keyvend's rotate kept the pending key %s; the test needs it deleted", pending.AccessKeyID)
+	}
+
+	if err := step(r, f.secret, token, rotation.StepFinish); err == nil {
+		t.Error("finishSecret promoted a pending key that no longer exists")
+	}
+	cur := f.current()
+	if cur.AccessKeyID != res.AccessKeyID {
+		t.Errorf("AWSCURRENT holds %s, want keyvend's new key %s", cur.AccessKeyID, res.AccessKeyID)
+	}
+	if keys := f.keys(); !slices.Equal(keys, []string{cur.AccessKeyID}) {
+		t.Errorf("keys = %v, want exactly the key in AWSCURRENT, %s", keys, cur.AccessKeyID)
+	}
+	if got := f.identity(cur); got != f.userARN {
+		t.Errorf("the key in AWSCURRENT authenticates as %s, want %s", got, f.userARN)
 	}
 }
 
