@@ -81,6 +81,12 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 		return nil, err
 	}
 	defer release()
+	// Re-read under the lock: another process may have rotated since the
+	// read above, and a key it made is not in st, so it would be neither
+	// deleted as a stray nor as the previous key.
+	if st, err = s.readState(ctx, name); err != nil {
+		return nil, err
+	}
 
 	current := st.secretKey()
 	if err := s.deleteKeysExcept(ctx, name, st.keys, current); err != nil {

@@ -223,6 +223,21 @@ func (r *Rotator) test(ctx context.Context, log *slog.Logger, info *secretInfo, 
 // the user, so only the key in AWSCURRENT remains.
 func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo, token string) error {
 	if !has(info.versions[token], stageCurrent) {
+		// Promote only a key that still exists: keyvend's own rotate may
+		// have run since testSecret, deleting the pending key as a stray
+		// and storing a new current one. Promoting the dead key would also
+		// delete that new key below, leaving the user with no key at all.
+		pending, err := r.value(ctx, info.arn, token, stagePending)
+		if err != nil {
+			return err
+		}
+		keys, err := r.keyIDs(ctx, info.user)
+		if err != nil {
+			return err
+		}
+		if !keys[pending.AccessKeyID] {
+			return fmt.Errorf("finishSecret: pending key %q of %s no longer exists (rotated by keyvend meanwhile?); AWSCURRENT left as it is", pending.AccessKeyID, info.user)
+		}
 		from := ""
 		for id, stages := range info.versions {
 			if has(stages, stageCurrent) {

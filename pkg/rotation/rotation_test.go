@@ -1,0 +1,538 @@
+package rotation_test
+
+// The rotation function against moto. moto cannot invoke a Lambda, so the
+// tests enable rotation with RotateImmediately=false (moto then stages an
+// AWSPENDING version) and call Handle with the four step events
+// themselves, as Secrets Manager would.
+//
+// moto differs from AWS in two ways these tests meet:
+//   - RotateSecret stages AWSPENDING on a version whose value is a COPY of
+//     the current value; AWS stages the token without a value, so
+//     createSecret's GetSecretValue of the pending version fails there with
+//     ResourceNotFoundException. Either way createSecret must make a key:
+//     the copy names the current key, which is not a pending one.
+//   - PutSecretValue with an existing token overwrites that version's
+//     value; AWS refuses a different value for an existing version.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+
+	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/keycheck"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/rotation"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+const (
+	requester = "arn:aws:iam::123456789012:user/alice"
+	lambdaARN = "arn:aws:lambda:us-east-1:123456789012:function:keyvend-rotate"
+)
+
+var bg = context.Background()
+
+// fixture is one keyvend user on the shared moto, with uninstrumented
+// clients to look at it.
+type fixture struct {
+	t       *testing.T
+	url     string
+	iam     *iam.Client
+	sm      *secretsmanager.Client
+	user    string
+	userARN string
+	secret  string // ARN
+	old     provision.Credential
+	svc     *provision.Service // keyvend itself, on the same moto
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	srv := awstest.Shared(t)
+	cfg := awstest.Config(t, srv.URL)
+	return &fixture{t: t, url: srv.URL, iam: iam.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
+}
+
+// vend makes a user the way keyvend does: provision.Service.Create.
+func vend(t *testing.T) *fixture {
+	t.Helper()
+	f := newFixture(t)
+	rules, err := authz.Parse(strings.NewReader(`{"rules":[{"principals":["` + requester + `"],"buckets":["*.example.com"],"access":["read-write"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := provision.New(f.iam, f.sm, rules, provision.Settings{BoundaryARN: "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc = svc
+	f.user = awstest.Name("rotfn")
+	res, err := svc.Create(bg, provision.Input{
+		Principal: caller.Principal{ID: requester, Raw: requester},
+		RequestID: "rotation-test",
+		Request: provision.CreateRequest{
+			User:   f.user,
+			Grants: []policy.Grant{{Bucket: awstest.Name("rotfn") + ".example.com", Access: policy.ReadWrite}},
+			Reason: "rotation test",
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.userARN, f.secret = res.UserARN, res.SecretARN
+	f.old = f.current()
+	if f.old.AccessKeyID != res.AccessKeyID {
+		t.Fatalf("setup: secret holds %s, create returned %s", f.old.AccessKeyID, res.AccessKeyID)
+	}
+	return f
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// enableRotation turns rotation on without rotating and returns the token
+// moto staged as AWSPENDING.
+//
+// moto 5.2.1 looks the rotation Lambda up in its own Lambda backend and,
+// not finding it, answers ResourceNotFoundException naming the function
+// ARN; but it has already enabled rotation and staged AWSPENDING by then
+// (models.py rotate_secret changes the secret before the lookup). That
+// one error is accepted; DescribeSecret below checks the state it left.
+func (f *fixture) enableRotation() string {
+	f.t.Helper()
+	_, err := f.sm.RotateSecret(bg, &secretsmanager.RotateSecretInput{
+		SecretId:          &f.secret,
+		RotationLambdaARN: aws.String(lambdaARN),
+		RotationRules:     &smtypes.RotationRulesType{AutomaticallyAfterDays: aws.Int64(30)},
+		RotateImmediately: aws.Bool(false),
+	})
+	var ae smithy.APIError
+	if err != nil && !(errors.As(err, &ae) && ae.ErrorCode() == "ResourceNotFoundException" && strings.Contains(ae.ErrorMessage(), lambdaARN)) {
+		f.t.Fatal(err)
+	}
+	d := f.describe()
+	if !aws.ToBool(d.RotationEnabled) {
+		f.t.Fatal("setup: rotation not enabled after RotateSecret")
+	}
+	for id, stages := range d.VersionIdsToStages {
+		if slices.Contains(stages, "AWSPENDING") {
+			return id
+		}
+	}
+	f.t.Fatalf("setup: no AWSPENDING version: %v", d.VersionIdsToStages)
+	return ""
+}
+
+func (f *fixture) describe() *secretsmanager.DescribeSecretOutput {
+	f.t.Helper()
+	d, err := f.sm.DescribeSecret(bg, &secretsmanager.DescribeSecretInput{SecretId: &f.secret})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return d
+}
+
+func (f *fixture) stages() map[string][]string {
+	f.t.Helper()
+	return f.describe().VersionIdsToStages
+}
+
+func (f *fixture) read(in *secretsmanager.GetSecretValueInput) provision.Credential {
+	f.t.Helper()
+	in.SecretId = &f.secret
+	out, err := f.sm.GetSecretValue(bg, in)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var c provision.Credential
+	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &c); err != nil {
+		f.t.Fatalf("secret value is not a credential: %v", err)
+	}
+	return c
+}
+
+func (f *fixture) current() provision.Credential {
+	f.t.Helper()
+	return f.read(&secretsmanager.GetSecretValueInput{VersionStage: aws.String("AWSCURRENT")})
+}
+
+func (f *fixture) pending(token string) provision.Credential {
+	f.t.Helper()
+	return f.read(&secretsmanager.GetSecretValueInput{VersionId: &token, VersionStage: aws.String("AWSPENDING")})
+}
+
+func (f *fixture) keys() []string {
+	f.t.Helper()
+	out, err := f.iam.ListAccessKeys(bg, &iam.ListAccessKeysInput{UserName: &f.user})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var ids []string
+	for _, k := range out.AccessKeyMetadata {
+		ids = append(ids, aws.ToString(k.AccessKeyId))
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// identity is the ARN moto's STS reports for a key: the user's for a live
+// key, moto's default identity for an unknown one.
+func (f *fixture) identity(c provision.Credential) string {
+	f.t.Helper()
+	out, err := sts.NewFromConfig(awstest.ConfigWithKeys(f.t, f.url, c.AccessKeyID, c.SecretAccessKey)).GetCallerIdentity(bg, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return aws.ToString(out.Arn)
+}
+
+// snapshot is what must not change when a step refuses or does nothing.
+type snapshot struct {
+	keys    []string
+	stages  map[string][]string
+	current provision.Credential
+}
+
+func (f *fixture) snapshot() snapshot {
+	f.t.Helper()
+	return snapshot{keys: f.keys(), stages: f.stages(), current: f.current()}
+}
+
+func (f *fixture) unchanged(before snapshot) {
+	f.t.Helper()
+	after := f.snapshot()
+	if !slices.Equal(after.keys, before.keys) {
+		f.t.Errorf("keys changed: %v, were %v", after.keys, before.keys)
+	}
+	if !maps.EqualFunc(after.stages, before.stages, slices.Equal) {
+		f.t.Errorf("version stages changed: %v, were %v", after.stages, before.stages)
+	}
+	if after.current != before.current {
+		f.t.Errorf("AWSCURRENT changed: holds %s, held %s", after.current.AccessKeyID, before.current.AccessKeyID)
+	}
+}
+
+// rotator is a Rotator on cfg whose testSecret step checks keys through
+// endpoint (moto, or a proxy in front of it).
+func rotator(t *testing.T, cfg aws.Config, endpoint string, timeout time.Duration) *rotation.Rotator {
+	t.Helper()
+	return &rotation.Rotator{
+		IAM:     iam.NewFromConfig(cfg),
+		Secrets: secretsmanager.NewFromConfig(cfg),
+		Check:   &keycheck.Checker{Base: awstest.Config(t, endpoint), First: time.Millisecond, Max: 5 * time.Millisecond, Timeout: timeout},
+		Log:     quiet(),
+	}
+}
+
+func (f *fixture) rotator() *rotation.Rotator {
+	f.t.Helper()
+	return rotator(f.t, awstest.Config(f.t, f.url), f.url, 5*time.Second)
+}
+
+func step(r *rotation.Rotator, secret, token, name string) error {
+	return r.Handle(bg, rotation.Event{SecretID: secret, ClientRequestToken: token, Step: name})
+}
+
+func TestFourStepsRotateTheKeyAndEachStepCanBeRerun(t *testing.T) {
+	f := vend(t)
+	token := f.enableRotation()
+	r := f.rotator()
+	if cur := f.current(); cur != f.old {
+		t.Fatalf("setup: AWSCURRENT holds %s, want %s", cur.AccessKeyID, f.old.AccessKeyID)
+	}
+
+	// createSecret: a second key, held by AWSPENDING; AWSCURRENT untouched.
+	if err := step(r, f.secret, token, rotation.StepCreate); err != nil {
+		t.Fatalf("createSecret: %v", err)
+	}
+	pending := f.pending(token)
+	if pending.AccessKeyID == "" || pending.AccessKeyID == f.old.AccessKeyID || pending.SecretAccessKey == "" || pending.Version != 1 {
+		t.Fatalf("AWSPENDING holds %+v (key %s), want a new credential", pending, pending.AccessKeyID)
+	}
+	if keys := f.keys(); len(keys) != 2 || !slices.Contains(keys, pending.AccessKeyID) || !slices.Contains(keys, f.old.AccessKeyID) {
+		t.Fatalf("keys = %v, want the old %s and the pending %s", keys, f.old.AccessKeyID, pending.AccessKeyID)
+	}
+	if cur := f.current(); cur != f.old {
+		t.Fatalf("AWSCURRENT now holds %s, want still the old %s", cur.AccessKeyID, f.old.AccessKeyID)
+	}
+
+	// createSecret again: the pending key is kept, nothing new is made.
+	before := f.snapshot()
+	if err := step(r, f.secret, token, rotation.StepCreate); err != nil {
+		t.Fatalf("createSecret again: %v", err)
+	}
+	if again := f.pending(token); again != pending {
+		t.Fatalf("re-run createSecret changed AWSPENDING from %s to %s", pending.AccessKeyID, again.AccessKeyID)
+	}
+	f.unchanged(before)
+
+	// setSecret: nothing to do for IAM keys.
+	if err := step(r, f.secret, token, rotation.StepSet); err != nil {
+		t.Fatalf("setSecret: %v", err)
+	}
+	f.unchanged(before)
+	if again := f.pending(token); again != pending {
+		t.Fatalf("setSecret changed AWSPENDING to %s", again.AccessKeyID)
+	}
+
+	// testSecret: the pending key works as the user, twice.
+	for i := range 2 {
+		if err := step(r, f.secret, token, rotation.StepTest); err != nil {
+			t.Fatalf("testSecret run %d: %v", i+1, err)
+		}
+	}
+	f.unchanged(before)
+
+	// finishSecret: the pending version is current, the old key is gone.
+	if err := step(r, f.secret, token, rotation.StepFinish); err != nil {
+		t.Fatalf("finishSecret: %v", err)
+	}
+	if cur := f.current(); cur != pending {
+		t.Fatalf("AWSCURRENT holds %s, want the new key %s", cur.AccessKeyID, pending.AccessKeyID)
+	}
+	if keys := f.keys(); !slices.Equal(keys, []string{pending.AccessKeyID}) {
+		t.Fatalf("keys = %v, want only the new key %s", keys, pending.AccessKeyID)
+	}
+	stages := f.stages()
+	if !slices.Contains(stages[token], "AWSCURRENT") || slices.Contains(stages[token], "AWSPENDING") {
+		t.Errorf("stages of the rotated version = %v, want AWSCURRENT without AWSPENDING", stages[token])
+	}
+	if got := f.identity(pending); got != f.userARN {
+		t.Errorf("new key authenticates as %s, want %s", got, f.userARN)
+	}
+	if got := f.identity(f.old); got == f.userARN {
+		t.Error("the old key still authenticates as the user")
+	}
+
+	// finishSecret again: nothing changes.
+	before = f.snapshot()
+	if err := step(r, f.secret, token, rotation.StepFinish); err != nil {
+		t.Fatalf("finishSecret again: %v", err)
+	}
+	f.unchanged(before)
+}
+
+func TestFailingTestSecretLeavesTheOldKeyCurrent(t *testing.T) {
+	f := vend(t)
+	token := f.enableRotation()
+	if err := step(f.rotator(), f.secret, token, rotation.StepCreate); err != nil {
+		t.Fatalf("createSecret: %v", err)
+	}
+	pending := f.pending(token)
+
+	proxy := awstest.NewProxy(t, f.url)
+	proxy.RejectNewKeys(1 << 30)
+	r := rotator(t, awstest.Config(t, f.url), proxy.URL, 100*time.Millisecond)
+	if err := step(r, f.secret, token, rotation.StepTest); err == nil {
+		t.Fatal("testSecret passed although AWS rejects the pending key")
+	}
+	if proxy.Seen(pending.AccessKeyID) == 0 {
+		t.Fatal("testSecret never tried the pending key")
+	}
+	if cur := f.current(); cur != f.old {
+		t.Fatalf("AWSCURRENT holds %s, want the old %s", cur.AccessKeyID, f.old.AccessKeyID)
+	}
+	if !slices.Contains(f.keys(), f.old.AccessKeyID) {
+		t.Fatal("the old key is gone")
+	}
+	if got := f.identity(f.old); got != f.userARN {
+		t.Fatalf("old key authenticates as %s, want %s", got, f.userARN)
+	}
+}
+
+func TestCreateSecretMakesRoomByDeletingAStrayKey(t *testing.T) {
+	f := vend(t)
+	stray, err := f.iam.CreateAccessKey(bg, &iam.CreateAccessKeyInput{UserName: &f.user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := f.enableRotation()
+	if err := step(f.rotator(), f.secret, token, rotation.StepCreate); err != nil {
+		t.Fatalf("createSecret with two keys: %v", err)
+	}
+	pending := f.pending(token)
+	want := []string{f.old.AccessKeyID, pending.AccessKeyID}
+	slices.Sort(want)
+	if keys := f.keys(); !slices.Equal(keys, want) || pending.AccessKeyID == aws.ToString(stray.AccessKey.AccessKeyId) {
+		t.Fatalf("keys = %v, want the old and the pending %v (stray %s gone)", keys, want, aws.ToString(stray.AccessKey.AccessKeyId))
+	}
+}
+
+func TestCreateSecretDeletesTheKeyItCouldNotStore(t *testing.T) {
+	f := vend(t)
+	token := f.enableRotation()
+	cfg := awstest.Config(t, f.url)
+	calls, faults := &awstest.Recorder{}, &awstest.Faults{}
+	calls.Attach(&cfg)
+	faults.Attach(&cfg)
+	faults.FailNth("PutSecretValue", 0)
+	r := rotator(t, cfg, f.url, time.Second)
+
+	if err := step(r, f.secret, token, rotation.StepCreate); err == nil {
+		t.Fatal("createSecret succeeded with PutSecretValue failing")
+	}
+	if faults.Fired() != 1 || calls.Count("CreateAccessKey") != 1 || calls.Count("DeleteAccessKey") != 1 {
+		t.Fatalf("fired %d, CreateAccessKey %d, DeleteAccessKey %d; want 1 each: %v", faults.Fired(), calls.Count("CreateAccessKey"), calls.Count("DeleteAccessKey"), calls.Calls())
+	}
+	if keys := f.keys(); !slices.Equal(keys, []string{f.old.AccessKeyID}) {
+		t.Fatalf("keys = %v, want only the original %s", keys, f.old.AccessKeyID)
+	}
+	if cur := f.current(); cur != f.old {
+		t.Fatalf("AWSCURRENT holds %s, want %s", cur.AccessKeyID, f.old.AccessKeyID)
+	}
+}
+
+// TestFinishSecretAfterKeyvendRotatedMeanwhile: keyvend's own rotate
+// (POST /v1/users/{name}/rotate) runs between testSecret and finishSecret.
+// It deletes the pending key as a stray and stores a new current key;
+// finishSecret must not then promote the deleted pending key (nor delete
+// keyvend's new one): the user has to keep a working key in AWSCURRENT.
+func TestFinishSecretAfterKeyvendRotatedMeanwhile(t *testing.T) {
+	f := vend(t)
+	token := f.enableRotation()
+	r := f.rotator()
+	for _, s := range []string{rotation.StepCreate, rotation.StepSet, rotation.StepTest} {
+		if err := step(r, f.secret, token, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	pending := f.pending(token)
+	res, err := f.svc.Rotate(bg, provision.RotateInput{Principal: caller.Principal{ID: requester, Raw: requester}, User: f.user})
+	if err != nil {
+		t.Fatalf("keyvend rotate: %v", err)
+	}
+	if slices.Contains(f.keys(), pending.AccessKeyID) {
+		t.Fatalf("setup: keyvend's rotate kept the pending key %s; the test needs it deleted", pending.AccessKeyID)
+	}
+
+	if err := step(r, f.secret, token, rotation.StepFinish); err == nil {
+		t.Error("finishSecret promoted a pending key that no longer exists")
+	}
+	cur := f.current()
+	if cur.AccessKeyID != res.AccessKeyID {
+		t.Errorf("AWSCURRENT holds %s, want keyvend's new key %s", cur.AccessKeyID, res.AccessKeyID)
+	}
+	if keys := f.keys(); !slices.Equal(keys, []string{cur.AccessKeyID}) {
+		t.Errorf("keys = %v, want exactly the key in AWSCURRENT, %s", keys, cur.AccessKeyID)
+	}
+	if got := f.identity(cur); got != f.userARN {
+		t.Errorf("the key in AWSCURRENT authenticates as %s, want %s", got, f.userARN)
+	}
+}
+
+// TestRefusals: every step refuses a secret keyvend does not manage, one
+// without rotation, a token that is not staged and an unknown step, and
+// changes nothing.
+func TestRefusals(t *testing.T) {
+	steps := []string{rotation.StepCreate, rotation.StepSet, rotation.StepTest, rotation.StepFinish}
+
+	t.Run("secret without the keyvend tags", func(t *testing.T) {
+		for name, tags := range map[string][]smtypes.Tag{
+			"no tags":          nil,
+			"user tag only":    {{Key: aws.String("keyvend:user"), Value: nil}},
+			"other manager":    {{Key: aws.String(provision.TagManagedBy), Value: aws.String("someone-else")}, {Key: aws.String(provision.TagUser)}},
+			"managed, no user": {{Key: aws.String(provision.TagManagedBy), Value: aws.String("keyvend")}},
+		} {
+			t.Run(name, func(t *testing.T) {
+				f := handMade(t, tags)
+				token := f.enableRotation()
+				before := f.snapshot()
+				for _, s := range steps {
+					if err := step(f.rotator(), f.secret, token, s); err == nil || !strings.Contains(err.Error(), "not a keyvend user secret") {
+						t.Errorf("%s: err = %v, want a refusal of an unmanaged secret", s, err)
+					}
+				}
+				f.unchanged(before)
+			})
+		}
+	})
+
+	t.Run("rotation not enabled", func(t *testing.T) {
+		f := vend(t)
+		var token string
+		for id, stages := range f.stages() {
+			if slices.Contains(stages, "AWSCURRENT") {
+				token = id
+			}
+		}
+		before := f.snapshot()
+		for _, s := range steps {
+			if err := step(f.rotator(), f.secret, token, s); err == nil || !strings.Contains(err.Error(), "rotation enabled") {
+				t.Errorf("%s: err = %v, want a refusal for rotation not enabled", s, err)
+			}
+		}
+		f.unchanged(before)
+	})
+
+	t.Run("unknown token", func(t *testing.T) {
+		f := vend(t)
+		f.enableRotation()
+		before := f.snapshot()
+		for _, s := range steps {
+			if err := step(f.rotator(), f.secret, "3f1c2b7e-0000-4000-8000-000000000000", s); err == nil || !strings.Contains(err.Error(), "no version") {
+				t.Errorf("%s: err = %v, want a refusal of an unstaged token", s, err)
+			}
+		}
+		f.unchanged(before)
+	})
+
+	t.Run("unknown step", func(t *testing.T) {
+		f := vend(t)
+		token := f.enableRotation()
+		before := f.snapshot()
+		for _, s := range []string{"deleteSecret", "CreateSecret", ""} {
+			if err := step(f.rotator(), f.secret, token, s); err == nil || !strings.Contains(err.Error(), "unknown step") {
+				t.Errorf("step %q: err = %v, want unknown step", s, err)
+			}
+		}
+		f.unchanged(before)
+	})
+}
+
+// handMade is a user with one key and a secret holding it, made with the
+// SDK, the secret tagged with tags.
+func handMade(t *testing.T, tags []smtypes.Tag) *fixture {
+	t.Helper()
+	f := newFixture(t)
+	f.user = awstest.Name("rotfn-hand")
+	for i := range tags { // the user tag names this user
+		if aws.ToString(tags[i].Key) == provision.TagUser && tags[i].Value == nil {
+			tags[i].Value = aws.String(f.user)
+		}
+	}
+	u, err := f.iam.CreateUser(bg, &iam.CreateUserInput{UserName: &f.user, Path: aws.String("/keyvend/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := f.iam.CreateAccessKey(bg, &iam.CreateAccessKeyInput{UserName: &f.user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.userARN = aws.ToString(u.User.Arn)
+	f.old = provision.Credential{Version: 1, AccessKeyID: aws.ToString(k.AccessKey.AccessKeyId), SecretAccessKey: aws.ToString(k.AccessKey.SecretAccessKey)}
+	value, _ := json.Marshal(f.old)
+	s, err := f.sm.CreateSecret(bg, &secretsmanager.CreateSecretInput{Name: aws.String("keyvend/users/" + f.user), SecretString: aws.String(string(value)), Tags: tags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.secret = aws.ToString(s.ARN)
+	return f
+}
