@@ -121,8 +121,12 @@ func TestAPIGatewayNoIdentity(t *testing.T) {
 		auth *events.APIGatewayV2HTTPRequestContextAuthorizerDescription
 	}{
 		{"no authorizer", nil},
-		{"authorizer without IAM", &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-			JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: map[string]string{"sub": "arn:aws:iam::123456789012:user/alice"}},
+		{"JWT without the principal claim", &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+			JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: map[string]string{"email": "alice@example.com"}},
+		}},
+		{"JWT and IAM at once", &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+			JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: map[string]string{"sub": "alice"}},
+			IAM: iamAuthorizer("arn:aws:iam::123456789012:user/alice").IAM,
 		}},
 		{"lambda authorizer", &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
 			Lambda: map[string]any{"userArn": "arn:aws:iam::123456789012:user/alice"},
@@ -204,5 +208,51 @@ func TestPrincipalContext(t *testing.T) {
 	got, ok := caller.FromContext(caller.WithPrincipal(context.Background(), want))
 	if !ok || !reflect.DeepEqual(got, want) {
 		t.Errorf("FromContext = %+v, %v; want %+v", got, ok, want)
+	}
+}
+
+func TestAPIGatewayJWT(t *testing.T) {
+	claims := map[string]string{"sub": "00u1abcd", "email": "alice@example.com", "groups": "[deployers admins]", "roles": "ops,web"}
+	auth := &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+		JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: claims},
+	}
+	cases := []struct {
+		name       string
+		resolver   caller.APIGateway
+		wantID     string
+		wantGroups []string
+	}{
+		{"defaults: sub and groups", caller.APIGateway{}, "jwt:00u1abcd", []string{"deployers", "admins"}},
+		{"configured claims", caller.APIGateway{PrincipalClaim: "email", GroupsClaim: "roles"}, "jwt:alice@example.com", []string{"ops", "web"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := c.resolver.Principal(viaAdapter(t, event(auth)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.ID != c.wantID || !reflect.DeepEqual(p.Groups, c.wantGroups) {
+				t.Fatalf("Principal = %+v, want %s %v", p, c.wantID, c.wantGroups)
+			}
+			names := p.Names()
+			if names[0] != c.wantID || names[1] != "jwt-group:"+c.wantGroups[0] {
+				t.Errorf("Names = %v", names)
+			}
+		})
+	}
+}
+
+func TestParseClaimList(t *testing.T) {
+	for in, want := range map[string][]string{
+		"":          {},
+		"admins":    {"admins"},
+		"[a b]":     {"a", "b"},
+		"[a, b]":    {"a", "b"},
+		`["a","b"]`: {"a", "b"},
+		"a,b,,c":    {"a", "b", "c"},
+	} {
+		if got := caller.ParseClaimList(in); !reflect.DeepEqual(got, want) {
+			t.Errorf("ParseClaimList(%q) = %v, want %v", in, got, want)
+		}
 	}
 }
