@@ -99,8 +99,17 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 	key := out.AccessKey
 	secretARN, err := s.putKey(ctx, Input{Principal: in.Principal, RequestID: in.RequestID}, name, key)
 	if err != nil {
-		s.compensate(ctx, &saga{user: name, keyID: aws.ToString(key.AccessKeyId)}, err)
-		return nil, err
+		// The store may have succeeded at AWS even though we saw an error:
+		// then the new key is the current one and must not be deleted.
+		check, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CompensationTimeout)
+		sec, rerr := s.readSecret(check, name)
+		cancel()
+		if rerr != nil || sec == nil || sec.AccessKeyID != aws.ToString(key.AccessKeyId) {
+			s.compensate(ctx, &saga{user: name, keyID: aws.ToString(key.AccessKeyId)}, err)
+			return nil, err
+		}
+		s.log.WarnContext(ctx, "rotate: the secret holds the new key although storing it reported an error", "user", name, "error", err.Error())
+		secretARN = sec.ARN
 	}
 	res = &RotateResult{
 		User:              name,

@@ -86,6 +86,11 @@ type secretInfo struct {
 // Handle runs one step. It refuses secrets that keyvend does not manage,
 // secrets without rotation enabled and tokens that are not staged.
 func (r *Rotator) Handle(ctx context.Context, ev Event) error {
+	switch ev.Step {
+	case StepCreate, StepSet, StepTest, StepFinish:
+	default:
+		return fmt.Errorf("rotation of %s: unknown step %q", ev.SecretID, ev.Step)
+	}
 	info, err := r.describe(ctx, ev)
 	if err != nil {
 		return err
