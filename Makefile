@@ -14,10 +14,12 @@ LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 deps:
 	$(GO) mod download
 
-## tools: the local AWS (moto_server) and the AWS CLI the end-to-end tests drive
+## tools: the local AWS (moto_server), the AWS CLI the end-to-end tests drive,
+## and openapi-spec-validator, which checks pkg/httpapi/openapi.json
 tools:
 	@command -v moto_server >/dev/null || pip install 'moto[server]'
 	@command -v aws >/dev/null || pip install awscli
+	@python3 -c 'import openapi_spec_validator' 2>/dev/null || pip install openapi-spec-validator
 
 ## run: keyvend serve on 127.0.0.1:8080 against an embedded moto
 run: deps tools
