@@ -512,8 +512,11 @@ func TestDeleteFaultAtEveryCallThenRetryConverges(t *testing.T) {
 		t.Fatalf("baseline made %d calls, want 12: %v", len(every), every)
 	}
 
+	// Each case has its own instrumented service, so they run in parallel.
 	for _, fc := range every {
 		t.Run(fmt.Sprintf("%s#%d", fc.op, fc.nth), func(t *testing.T) {
+			t.Parallel()
+			e := newLCEnv(t, "", deleteRules)
 			user, key := vended(t, e, grant)
 			x := decorate(t, e, user)
 			start := time.Now()
