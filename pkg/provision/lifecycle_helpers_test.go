@@ -76,6 +76,12 @@ func newLCEnv(t *testing.T, url, rulesJSON string, mutate ...func(*provision.Set
 // rules and e's settings plus more.
 func (e *lcEnv) service(t *testing.T, rulesJSON string, more ...func(*provision.Settings)) *provision.Service {
 	t.Helper()
+	return e.serviceOn(t, e.cfg, rulesJSON, more...)
+}
+
+// serviceOn is service on the clients of cfg.
+func (e *lcEnv) serviceOn(t *testing.T, cfg aws.Config, rulesJSON string, more ...func(*provision.Settings)) *provision.Service {
+	t.Helper()
 	rules, err := authz.Parse(strings.NewReader(rulesJSON))
 	if err != nil {
 		t.Fatalf("rules: %v", err)
@@ -84,7 +90,7 @@ func (e *lcEnv) service(t *testing.T, rulesJSON string, more ...func(*provision.
 	for _, m := range append(slices.Clone(e.mutate), more...) {
 		m(&settings)
 	}
-	svc, err := provision.New(iam.NewFromConfig(e.cfg), secretsmanager.NewFromConfig(e.cfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
