@@ -1,6 +1,7 @@
 package provision_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
@@ -8,7 +9,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -238,4 +241,56 @@ func TestReap(t *testing.T) {
 		}
 		untouched()
 	})
+}
+
+// beforeFirst runs fn once, just before the first call of op made through
+// cfg: a deterministic interleaving of two requests.
+func beforeFirst(cfg *aws.Config, op string, fn func()) {
+	var once sync.Once
+	cfg.APIOptions = append(slices.Clone(cfg.APIOptions), func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("lifecycle.beforeFirst",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if awsmiddleware.GetOperationName(ctx) == op {
+					once.Do(fn)
+				}
+				return next.HandleInitialize(ctx, in)
+			}), middleware.Before)
+	})
+}
+
+// A rotation creates the new key, then stores it in the secret, then
+// deletes the old key. A reaper that reads the user in between sees the new
+// key outside the secret, a stray; it must leave it to the rotation, which
+// holds the user's repair lock, or the user ends with its only key deleted.
+func TestReapDuringRotationLeavesTheNewKey(t *testing.T) {
+	srv := awstest.Dedicated(t)
+	clock := &settableClock{}
+	e := newLCEnv(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now })
+	user, oldKey := vended(t, e, rw("rotating.example.com"))
+
+	// The reaper's clock says the user is old enough to tidy up; its
+	// RepairAfter says a lock taken just now is not stale.
+	clock.Set(time.Now().Add(provision.HalfMadeAfter + time.Minute))
+	reaper := e.service(t, testRules, func(s *provision.Settings) { s.RepairAfter = time.Hour })
+
+	var rep *provision.ReapReport
+	var reapErr error
+	rotCfg := e.cfg.Copy()
+	beforeFirst(&rotCfg, "PutSecretValue", func() { rep, reapErr = reaper.Reap(ctx()) })
+	rotator := e.serviceOn(t, rotCfg, testRules, func(s *provision.Settings) { s.Now = time.Now })
+
+	res, err := rotator.Rotate(ctx(), provision.RotateInput{Principal: who(testCaller), RequestID: "rot", User: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep == nil || reapErr != nil {
+		t.Fatalf("the reaper did not run during the rotation: %v", reapErr)
+	}
+	wantReport(t, rep, reapReport{checked: 1})
+	if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, []string{res.AccessKeyID}) || res.AccessKeyID == oldKey {
+		t.Errorf("keys after the rotation = %v, want only the new key %s", got, res.AccessKeyID)
+	}
+	if got := secretKeyID(t, e.sm, user); got != res.AccessKeyID {
+		t.Errorf("secret holds %s, want the new key %s", got, res.AccessKeyID)
+	}
 }
