@@ -200,14 +200,24 @@ func TestList(t *testing.T) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			mustCreateUser(t, e.iam, name, "/keyvend/", managedTags(u.requester, extra...))
+			// Not t.Fatal: this is not the test's goroutine.
+			if _, err := e.iam.CreateUser(ctx(), &iam.CreateUserInput{UserName: &name, Path: aws.String("/keyvend/"), Tags: managedTags(u.requester, extra...)}); err != nil {
+				t.Errorf("create user %s: %v", name, err)
+				return
+			}
 			for _, g := range u.groups {
-				mustJoin(t, e.iam, name, g)
+				if _, err := e.iam.AddUserToGroup(ctx(), &iam.AddUserToGroupInput{UserName: &name, GroupName: aws.String(g)}); err != nil {
+					t.Errorf("add %s to %s: %v", name, g, err)
+				}
 			}
 			if i%3 != 0 {
-				k := mustCreateKey(t, e.iam, name)
+				out, err := e.iam.CreateAccessKey(ctx(), &iam.CreateAccessKeyInput{UserName: &name})
+				if err != nil {
+					t.Errorf("create key for %s: %v", name, err)
+					return
+				}
 				mu.Lock()
-				u.keys = []string{k}
+				u.keys = []string{aws.ToString(out.AccessKey.AccessKeyId)}
 				mu.Unlock()
 			}
 		}()
