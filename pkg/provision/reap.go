@@ -44,7 +44,9 @@ type ReapError struct {
 //   - older than HalfMadeAfter and without a secret → deprovisioned;
 //   - older than HalfMadeAfter with keys that are not in its secret →
 //     those keys deleted, and if the secret holds no live key, a new key
-//     stored in it (repaired).
+//     stored in it (repaired); decided under the user's repair lock, so a
+//     rotation's new key is never taken for a stray one (a user a request
+//     holds the lock on is left for the next run).
 //
 // Running it again changes nothing more. Errors on one user do not stop
 // the others; they are in the report.
@@ -129,6 +131,30 @@ func (s *Service) reapOne(ctx context.Context, u iamtypes.User, rep *ReapReport,
 		mu.Unlock()
 		return
 	}
+	if keep := st.secretKey(); keep != nil && len(st.keys) == 1 {
+		return // complete: its only key is the one in its secret
+	}
+	// A rotation or repair creates its new key before it stores it in the
+	// secret, holding the user's repair lock: a key outside the secret may
+	// be that one. Decide what is stray only holding the lock, on a state
+	// read under it; if another request holds it, the next run looks again.
+	release, err := s.lockRepair(ctx, name)
+	if KindOf(err) == KindInProgress {
+		s.log.InfoContext(ctx, "reaper: user is being changed by a request; left for the next run", "user", name)
+		return
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer release()
+	if st, err = s.readState(ctx, name); err != nil {
+		fail(err)
+		return
+	}
+	if st.secret == nil {
+		return // deleted meanwhile; the next run sees what is left
+	}
 	keep := st.secretKey()
 	var stray []KeyOfUser
 	for _, k := range st.keys {
@@ -157,13 +183,8 @@ func (s *Service) reapOne(ctx context.Context, u iamtypes.User, rep *ReapReport,
 }
 
 // restock puts a new key in the secret of a user whose secret holds no
-// live key, under the user lock.
+// live key. The caller holds the user's repair lock.
 func (s *Service) restock(ctx context.Context, name string) error {
-	release, err := s.lockRepair(ctx, name)
-	if err != nil {
-		return err
-	}
-	defer release()
 	out, err := s.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: &name})
 	if err != nil {
 		return wrapf(err, "create access key for %s", name)

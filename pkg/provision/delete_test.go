@@ -1,0 +1,569 @@
+package provision_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+const allAccess = `["read-only","write-only","read-write","full"]`
+
+// deleteRules: alice vends on *.example.com (create only); carol may
+// delete any of those users; dave may delete only read-only ones; erin may
+// delete and force-delete; bob has no rule.
+const deleteRules = `{"rules":[
+ {"principals":["` + testCaller + `"],"buckets":["*.example.com"],"access":` + allAccess + `},
+ {"principals":["` + carolARN + `"],"buckets":["*.example.com"],"access":` + allAccess + `,"actions":["delete"]},
+ {"principals":["` + daveARN + `"],"buckets":["*.example.com"],"access":["read-only"],"actions":["delete"]},
+ {"principals":["` + erinARN + `"],"buckets":["*.example.com"],"access":` + allAccess + `,"actions":["delete","force-delete"]}
+]}`
+
+// aliceForceRules adds the force-delete action for alice.
+const aliceForceRules = `{"rules":[
+ {"principals":["` + testCaller + `"],"buckets":["*.example.com"],"access":` + allAccess + `},
+ {"principals":["` + testCaller + `"],"buckets":["*.example.com"],"access":` + allAccess + `,"actions":["force-delete"]}
+]}`
+
+// vended creates a user through keyvend as alice and returns its name and key.
+func vended(t *testing.T, e *lcEnv, grants ...policy.Grant) (string, string) {
+	t.Helper()
+	user := awstest.Name("del")
+	res, err := e.svc.Create(ctx(), input(user, grants...))
+	if err != nil {
+		t.Fatalf("create %s: %v", user, err)
+	}
+	return user, res.AccessKeyID
+}
+
+// extras is what a test attached to a user by hand, outside keyvend.
+type extras struct {
+	foreignGroup string // a group at path /
+	inline       string // an inline user policy
+	attached     string // a managed policy ARN
+}
+
+const denyAllPolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}`
+
+// decorate attaches an inline policy, a managed policy and a foreign group
+// membership to user, as an operator might by hand.
+func decorate(t *testing.T, e *lcEnv, user string) extras {
+	t.Helper()
+	x := extras{foreignGroup: awstest.Name("ops"), inline: "hand-made"}
+	mustGroup(t, e.iam, x.foreignGroup, "/")
+	mustJoin(t, e.iam, user, x.foreignGroup)
+	if _, err := e.iam.PutUserPolicy(ctx(), &iam.PutUserPolicyInput{UserName: &user, PolicyName: &x.inline, PolicyDocument: aws.String(denyAllPolicy)}); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := e.iam.CreatePolicy(ctx(), &iam.CreatePolicyInput{PolicyName: aws.String(awstest.Name("hand")), PolicyDocument: aws.String(denyAllPolicy)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.attached = aws.ToString(pol.Policy.Arn)
+	if _, err := e.iam.AttachUserPolicy(ctx(), &iam.AttachUserPolicyInput{UserName: &user, PolicyArn: &x.attached}); err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func delInput(p string, user string) provision.DeleteInput {
+	return provision.DeleteInput{Principal: who(p), RequestID: "del-" + user, User: user}
+}
+
+// wantScheduled checks the user's secret is scheduled for deletion with the
+// default 7-day window. moto reports DeletedDate as the date the secret
+// will be deleted.
+func wantScheduled(t *testing.T, e *lcEnv, user string, deletedAfter time.Time) {
+	t.Helper()
+	st := secretOf(t, e.sm, user)
+	if !st.exists || st.deleted == nil {
+		t.Fatalf("secret of %s: exists=%v deleted=%v, want scheduled for deletion", user, st.exists, st.deleted)
+	}
+	lo, hi := deletedAfter.Add(7*24*time.Hour-time.Minute), time.Now().Add(7*24*time.Hour+time.Minute)
+	if st.deleted.Before(lo) || st.deleted.After(hi) {
+		t.Errorf("secret of %s deleted on %s, want 7 days after the delete (%s..%s)", user, st.deleted, lo, hi)
+	}
+}
+
+// wantIntact checks the user still exists with exactly these keys and
+// groups, and its secret is not scheduled for deletion.
+func wantIntact(t *testing.T, e *lcEnv, user string, keys, groups []string) {
+	t.Helper()
+	if !userExists(t, e.iam, user) {
+		t.Fatalf("user %s was deleted", user)
+	}
+	if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, sorted(keys)) {
+		t.Errorf("keys of %s = %v, want %v", user, got, sorted(keys))
+	}
+	if got := groupsOf(t, e.iam, user, false); !slices.Equal(got, sorted(groups)) {
+		t.Errorf("groups of %s = %v, want %v", user, got, sorted(groups))
+	}
+	if st := secretOf(t, e.sm, user); st.exists && st.deleted != nil {
+		t.Errorf("secret of %s scheduled for deletion", user)
+	}
+}
+
+func TestDeleteRemovesEverythingInThreeRoundTrips(t *testing.T) {
+	e := newLCEnv(t, "", deleteRules)
+	a, b := rw(awstest.Name("a")+".example.com"), policy.Grant{Bucket: awstest.Name("b") + ".example.com", Access: policy.ReadOnly}
+	user, key := vended(t, e, a, b)
+	x := decorate(t, e, user)
+
+	e.resetCounters()
+	start := time.Now()
+	if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The recorder shows the calls as they start: round 1 reads all, round 2
+	// removes all, round 3 deletes the user.
+	calls := e.calls.Calls()
+	if len(calls) != 13 {
+		t.Fatalf("%d calls, want 5 + 7 + 1: %v", len(calls), calls)
+	}
+	round1 := []string{"GetUser", "ListAccessKeys", "ListAttachedUserPolicies", "ListGroupsForUser", "ListUserPolicies"}
+	round2 := []string{"DeleteAccessKey", "DeleteSecret", "DeleteUserPolicy", "DetachUserPolicy", "RemoveUserFromGroup", "RemoveUserFromGroup", "RemoveUserFromGroup"}
+	if got := opsOf(calls[:5]); !slices.Equal(got, round1) {
+		t.Errorf("round 1 = %v, want %v", got, round1)
+	}
+	if got := opsOf(calls[5:12]); !slices.Equal(got, round2) {
+		t.Errorf("round 2 = %v, want %v", got, round2)
+	}
+	if calls[12].Operation != "DeleteUser" {
+		t.Errorf("last call = %v, want DeleteUser", calls[12])
+	}
+
+	// What round 2 removed, by input, and that it all succeeded before
+	// DeleteUser completed.
+	log := e.params.all()
+	if last := log[len(log)-1]; last.Op != "DeleteUser" || last.Err != nil {
+		t.Fatalf("last completed call = %s (%v), want a successful DeleteUser", last.Op, last.Err)
+	}
+	var keys, groups, inline, attached []string
+	var secretIn *secretsmanager.DeleteSecretInput
+	for _, c := range log {
+		if c.Err != nil {
+			t.Errorf("%s failed: %v", c.Op, c.Err)
+		}
+		switch in := c.Input.(type) {
+		case *iam.DeleteAccessKeyInput:
+			keys = append(keys, aws.ToString(in.AccessKeyId))
+		case *iam.RemoveUserFromGroupInput:
+			groups = append(groups, aws.ToString(in.GroupName))
+		case *iam.DeleteUserPolicyInput:
+			inline = append(inline, aws.ToString(in.PolicyName))
+		case *iam.DetachUserPolicyInput:
+			attached = append(attached, aws.ToString(in.PolicyArn))
+		case *secretsmanager.DeleteSecretInput:
+			secretIn = in
+		}
+	}
+	if !slices.Equal(keys, []string{key}) {
+		t.Errorf("deleted keys %v, want [%s]", keys, key)
+	}
+	if want := sorted([]string{policy.GroupName(a), policy.GroupName(b), x.foreignGroup}); !slices.Equal(sorted(groups), want) {
+		t.Errorf("left groups %v, want %v", sorted(groups), want)
+	}
+	if !slices.Equal(inline, []string{x.inline}) || !slices.Equal(attached, []string{x.attached}) {
+		t.Errorf("deleted inline %v, detached %v; want [%s], [%s]", inline, attached, x.inline, x.attached)
+	}
+	if secretIn == nil || aws.ToString(secretIn.SecretId) != "keyvend/users/"+user ||
+		aws.ToInt64(secretIn.RecoveryWindowInDays) != 7 || secretIn.ForceDeleteWithoutRecovery != nil {
+		t.Errorf("DeleteSecret input = %+v, want keyvend/users/%s with a 7-day recovery window", secretIn, user)
+	}
+
+	if userExists(t, e.iam, user) {
+		t.Error("user still exists")
+	}
+	wantScheduled(t, e, user, start)
+	// Shared groups and the hand-made policy outlive the user.
+	for _, g := range []string{policy.GroupName(a), policy.GroupName(b), x.foreignGroup} {
+		if _, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: aws.String(g)}); err != nil {
+			t.Errorf("group %s: %v", g, err)
+		}
+	}
+	if _, err := e.iam.GetPolicy(ctx(), &iam.GetPolicyInput{PolicyArn: &x.attached}); err != nil {
+		t.Errorf("managed policy: %v", err)
+	}
+
+	// Deleting again: the user is not there, and nothing is written.
+	e.resetCounters()
+	wantKind(t, e.svc.Delete(ctx(), delInput(testCaller, user)), provision.KindNotFound)
+	if w := e.calls.Writes(); len(w) != 0 {
+		t.Errorf("repeat delete wrote %v", w)
+	}
+}
+
+// moto deletes a user that still has keys, groups and policies (AWS
+// refuses with DeleteConflict), so stop before DeleteUser and look.
+func TestDeleteDetachesEverythingBeforeDeletingTheUser(t *testing.T) {
+	e := newLCEnv(t, "", deleteRules)
+	user, _ := vended(t, e, rw(awstest.Name("a")+".example.com"))
+	decorate(t, e, user)
+
+	e.resetCounters()
+	e.faults.FailNth("DeleteUser", 1)
+	start := time.Now()
+	if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err == nil || e.faults.Fired() != 1 {
+		t.Fatalf("delete with DeleteUser failing = %v (faults fired %d), want an error", err, e.faults.Fired())
+	}
+	if !userExists(t, e.iam, user) {
+		t.Fatal("user gone although DeleteUser failed")
+	}
+	if k := keyIDsOf(t, e.iam, user); len(k) != 0 {
+		t.Errorf("keys left: %v", k)
+	}
+	if g := groupsOf(t, e.iam, user, false); len(g) != 0 {
+		t.Errorf("groups left: %v", g)
+	}
+	inl, err := e.iam.ListUserPolicies(ctx(), &iam.ListUserPoliciesInput{UserName: &user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inl.PolicyNames) != 0 {
+		t.Errorf("inline policies left: %v", inl.PolicyNames)
+	}
+	att, err := e.iam.ListAttachedUserPolicies(ctx(), &iam.ListAttachedUserPoliciesInput{UserName: &user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(att.AttachedPolicies) != 0 {
+		t.Errorf("%d attached policies left", len(att.AttachedPolicies))
+	}
+	wantScheduled(t, e, user, start)
+
+	e.faults.Clear()
+	if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if userExists(t, e.iam, user) {
+		t.Error("user still exists after the retry")
+	}
+	wantScheduled(t, e, user, start)
+}
+
+func TestDeleteForce(t *testing.T) {
+	e := newLCEnv(t, "", deleteRules)
+	grant := rw(awstest.Name("f") + ".example.com")
+
+	t.Run("requester without a force-delete rule is forbidden", func(t *testing.T) {
+		user, key := vended(t, e, grant)
+		e.resetCounters()
+		in := delInput(testCaller, user)
+		in.Force = true
+		wantKind(t, e.svc.Delete(ctx(), in), provision.KindForbidden)
+		if w := e.calls.Writes(); len(w) != 0 {
+			t.Errorf("forbidden force delete wrote %v", w)
+		}
+		wantIntact(t, e, user, []string{key}, []string{policy.GroupName(grant)})
+		if !secretOf(t, e.sm, user).exists {
+			t.Error("secret gone")
+		}
+	})
+
+	for _, tc := range []struct {
+		name, principal, rules string
+	}{
+		{"requester with a force-delete rule", testCaller, aliceForceRules},
+		{"other principal with delete and force-delete", erinARN, deleteRules},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user, _ := vended(t, e, grant)
+			svc := e.service(t, tc.rules)
+			e.resetCounters()
+			in := delInput(tc.principal, user)
+			in.Force = true
+			if err := svc.Delete(ctx(), in); err != nil {
+				t.Fatal(err)
+			}
+			if userExists(t, e.iam, user) {
+				t.Error("user still exists")
+			}
+			if st := secretOf(t, e.sm, user); st.exists {
+				t.Errorf("secret still exists (deleted date %v), want it gone at once", st.deleted)
+			}
+			for _, c := range e.params.succeeded("DeleteSecret") {
+				in := c.Input.(*secretsmanager.DeleteSecretInput)
+				if !aws.ToBool(in.ForceDeleteWithoutRecovery) || in.RecoveryWindowInDays != nil {
+					t.Errorf("DeleteSecret input = %+v, want force without recovery", in)
+				}
+			}
+		})
+	}
+}
+
+func TestDeleteHalfMadeUsers(t *testing.T) {
+	e := newLCEnv(t, "", deleteRules)
+	grant := rw(awstest.Name("h") + ".example.com")
+	mustGroup(t, e.iam, policy.GroupName(grant), "/keyvend/")
+
+	byHand := func(t *testing.T, withKey bool) string {
+		user := awstest.Name("half")
+		mustCreateUser(t, e.iam, user, "/keyvend/", managedTags(testCaller))
+		mustJoin(t, e.iam, user, policy.GroupName(grant))
+		if withKey {
+			mustCreateKey(t, e.iam, user)
+		}
+		return user
+	}
+	for _, tc := range []struct {
+		name       string
+		make       func(t *testing.T) string
+		withSecret bool
+	}{
+		{"no key and no secret", func(t *testing.T) string { return byHand(t, false) }, false},
+		{"a key but no secret", func(t *testing.T) string { return byHand(t, true) }, false},
+		{"a secret but no key", func(t *testing.T) string {
+			user, key := vended(t, e, grant)
+			if _, err := e.iam.DeleteAccessKey(ctx(), &iam.DeleteAccessKeyInput{UserName: &user, AccessKeyId: &key}); err != nil {
+				t.Fatal(err)
+			}
+			return user
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user := tc.make(t)
+			keys := keyIDsOf(t, e.iam, user)
+			e.resetCounters()
+			start := time.Now()
+			if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
+				t.Fatal(err)
+			}
+			if userExists(t, e.iam, user) {
+				t.Error("user still exists")
+			}
+			var deleted []string
+			for _, c := range e.params.succeeded("DeleteAccessKey") {
+				deleted = append(deleted, aws.ToString(c.Input.(*iam.DeleteAccessKeyInput).AccessKeyId))
+			}
+			if !slices.Equal(sorted(deleted), keys) {
+				t.Errorf("deleted keys %v, the user had %v", sorted(deleted), keys)
+			}
+			if n := len(e.params.succeeded("RemoveUserFromGroup")); n != 1 {
+				t.Errorf("%d memberships removed, want 1", n)
+			}
+			if tc.withSecret {
+				wantScheduled(t, e, user, start)
+			} else if secretOf(t, e.sm, user).exists {
+				t.Error("a secret appeared")
+			}
+		})
+	}
+}
+
+func TestDeleteUnknownOrUnmanagedUserIsNotFound(t *testing.T) {
+	e := newLCEnv(t, "", deleteRules)
+	grant := rw(awstest.Name("u") + ".example.com")
+	mustGroup(t, e.iam, policy.GroupName(grant), "/keyvend/")
+
+	unmanaged := func(t *testing.T, path string, tags bool) string {
+		user := awstest.Name("other")
+		var tg = managedTags(testCaller)
+		if !tags {
+			tg = nil
+		}
+		mustCreateUser(t, e.iam, user, path, tg)
+		return user
+	}
+	for _, tc := range []struct {
+		name string
+		make func(t *testing.T) string
+	}{
+		{"unknown", func(t *testing.T) string { return awstest.Name("nobody") }},
+		{"path / without tags", func(t *testing.T) string { return unmanaged(t, "/", false) }},
+		{"path / with keyvend's tags", func(t *testing.T) string { return unmanaged(t, "/", true) }},
+		{"under /keyvend/ without the managed-by tag", func(t *testing.T) string {
+			user := awstest.Name("other")
+			tags := managedTags(testCaller)[1:] // requester alice and the rest, no managed-by
+			mustCreateUser(t, e.iam, user, "/keyvend/", tags)
+			return user
+		}},
+		{"under /keyvend/ with managed-by another value", func(t *testing.T) string {
+			user := awstest.Name("other")
+			tags := managedTags(testCaller)
+			tags[0].Value = aws.String("someone-else")
+			mustCreateUser(t, e.iam, user, "/keyvend/", tags)
+			return user
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user := tc.make(t)
+			exists := userExists(t, e.iam, user)
+			var keys, groups []string
+			if exists {
+				keys = []string{mustCreateKey(t, e.iam, user)}
+				mustJoin(t, e.iam, user, policy.GroupName(grant))
+				groups = []string{policy.GroupName(grant)}
+				if _, err := e.iam.PutUserPolicy(ctx(), &iam.PutUserPolicyInput{UserName: &user, PolicyName: aws.String("own"), PolicyDocument: aws.String(denyAllPolicy)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A secret of keyvend's name for it, which must survive too.
+			if _, err := e.sm.CreateSecret(ctx(), &secretsmanager.CreateSecretInput{Name: aws.String("keyvend/users/" + user), SecretString: aws.String(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+			for _, force := range []bool{false, true} {
+				e.resetCounters()
+				in := delInput(erinARN, user) // erin may delete and force-delete anything on *.example.com
+				in.Force = force
+				wantKind(t, e.svc.Delete(ctx(), in), provision.KindNotFound)
+				wantKind(t, e.svc.Delete(ctx(), delInput(testCaller, user)), provision.KindNotFound)
+				if w := e.calls.Writes(); len(w) != 0 {
+					t.Errorf("force=%v: wrote %v", force, w)
+				}
+			}
+			if exists {
+				wantIntact(t, e, user, keys, groups)
+				p, err := e.iam.ListUserPolicies(ctx(), &iam.ListUserPoliciesInput{UserName: &user})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(p.PolicyNames, []string{"own"}) {
+					t.Errorf("inline policies = %v, want [own]", p.PolicyNames)
+				}
+			}
+			if st := secretOf(t, e.sm, user); !st.exists || st.deleted != nil {
+				t.Errorf("secret: exists=%v deleted=%v, want untouched", st.exists, st.deleted)
+			}
+		})
+	}
+
+	t.Run("invalid name", func(t *testing.T) {
+		e.resetCounters()
+		wantKind(t, e.svc.Delete(ctx(), delInput(testCaller, "no/slashes")), provision.KindInvalid)
+		if c := e.calls.Calls(); len(c) != 0 {
+			t.Errorf("calls: %v", c)
+		}
+	})
+}
+
+func TestDeleteAuthorization(t *testing.T) {
+	e := newLCEnv(t, "", deleteRules)
+	grant := rw(awstest.Name("z") + ".example.com")
+
+	for _, tc := range []struct {
+		name, principal string
+	}{
+		{"other principal without a rule", bobARN},
+		{"delete rule that does not cover the grant's access", daveARN},
+		{"anonymous", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user, key := vended(t, e, grant)
+			e.resetCounters()
+			wantKind(t, e.svc.Delete(ctx(), delInput(tc.principal, user)), provision.KindForbidden)
+			if w := e.calls.Writes(); len(w) != 0 {
+				t.Errorf("forbidden delete wrote %v", w)
+			}
+			wantIntact(t, e, user, []string{key}, []string{policy.GroupName(grant)})
+		})
+	}
+	for _, tc := range []struct {
+		name, principal string
+	}{
+		{"requester", testCaller},
+		{"rule with the delete action", carolARN},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user, _ := vended(t, e, grant)
+			start := time.Now()
+			if err := e.svc.Delete(ctx(), delInput(tc.principal, user)); err != nil {
+				t.Fatal(err)
+			}
+			if userExists(t, e.iam, user) {
+				t.Error("user still exists")
+			}
+			wantScheduled(t, e, user, start)
+		})
+	}
+}
+
+// Every call Delete makes fails once, in turn; the failed delete reports an
+// error and a retry converges: everything removed, then the user deleted.
+func TestDeleteFaultAtEveryCallThenRetryConverges(t *testing.T) {
+	e := newLCEnv(t, "", deleteRules)
+	grant := rw(awstest.Name("fault") + ".example.com")
+
+	user, _ := vended(t, e, grant)
+	decorate(t, e, user)
+	e.resetCounters()
+	if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
+		t.Fatal(err)
+	}
+	type nthCall struct {
+		op  string
+		nth int
+	}
+	var every []nthCall
+	seen := map[string]int{}
+	for _, c := range e.calls.Calls() {
+		seen[c.Operation]++
+		every = append(every, nthCall{c.Operation, seen[c.Operation]})
+	}
+	if len(every) != 12 {
+		t.Fatalf("baseline made %d calls, want 12: %v", len(every), every)
+	}
+
+	// Each case has its own instrumented service, so they run in parallel.
+	for _, fc := range every {
+		t.Run(fmt.Sprintf("%s#%d", fc.op, fc.nth), func(t *testing.T) {
+			t.Parallel()
+			e := newLCEnv(t, "", deleteRules)
+			user, key := vended(t, e, grant)
+			x := decorate(t, e, user)
+			start := time.Now()
+			e.resetCounters()
+			e.faults.FailNth(fc.op, fc.nth)
+			err := e.svc.Delete(ctx(), delInput(testCaller, user))
+			if err == nil || e.faults.Fired() != 1 {
+				t.Fatalf("delete = %v with %d faults fired, want an error from the fault", err, e.faults.Fired())
+			}
+			if k := provision.KindOf(err); k != 0 {
+				t.Errorf("error kind %d (%v), want an internal error", k, err)
+			}
+			e.faults.Clear()
+			if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if userExists(t, e.iam, user) {
+				t.Fatal("user still exists")
+			}
+			wantScheduled(t, e, user, start)
+
+			// Over both attempts, everything was removed before the user was.
+			removed := map[string]bool{}
+			for _, c := range e.params.all() {
+				if c.Err != nil {
+					continue
+				}
+				switch in := c.Input.(type) {
+				case *iam.DeleteAccessKeyInput:
+					removed["key "+aws.ToString(in.AccessKeyId)] = true
+				case *iam.RemoveUserFromGroupInput:
+					removed["group "+aws.ToString(in.GroupName)] = true
+				case *iam.DeleteUserPolicyInput:
+					removed["inline "+aws.ToString(in.PolicyName)] = true
+				case *iam.DetachUserPolicyInput:
+					removed["attached "+aws.ToString(in.PolicyArn)] = true
+				case *iam.DeleteUserInput:
+					for _, want := range []string{"key " + key, "group " + policy.GroupName(grant), "group " + x.foreignGroup, "inline " + x.inline, "attached " + x.attached} {
+						if !removed[want] {
+							t.Errorf("user deleted before %s was removed", want)
+						}
+					}
+				}
+			}
+			if n := len(e.params.succeeded("DeleteUser")); n != 1 {
+				t.Errorf("%d successful DeleteUser calls, want 1", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,327 @@
+package provision_test
+
+// Helpers of the lifecycle tests (delete, update, list, expiry, reap). They
+// wire services on moto like newEnv in main_test.go, but on any moto and
+// with any rules, and add a middleware that logs each call's input and
+// outcome.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// Principals of the lifecycle tests besides testCaller (alice).
+const (
+	bobARN   = "arn:aws:iam::123456789012:user/bob"
+	carolARN = "arn:aws:iam::123456789012:user/carol"
+	daveARN  = "arn:aws:iam::123456789012:user/dave"
+	erinARN  = "arn:aws:iam::123456789012:user/erin"
+)
+
+func who(arn string) caller.Principal { return caller.Principal{ID: arn, Raw: arn} }
+
+// lcEnv is an env with a log of call inputs and outcomes, the settings
+// mutators it was built with, and its moto's URL.
+type lcEnv struct {
+	*env
+	params *callLog
+	url    string
+	mutate []func(*provision.Settings)
+}
+
+// newLCEnv wires a Service with rulesJSON on the moto at url; url "" is the
+// package's shared moto.
+func newLCEnv(t *testing.T, url, rulesJSON string, mutate ...func(*provision.Settings)) *lcEnv {
+	t.Helper()
+	if url == "" {
+		url = awstest.Shared(t).URL
+	}
+	cfg := awstest.Config(t, url)
+	e := &lcEnv{env: &env{calls: &awstest.Recorder{}, faults: &awstest.Faults{}}, params: &callLog{}, url: url, mutate: mutate}
+	e.iam = iam.NewFromConfig(cfg)
+	e.sm = secretsmanager.NewFromConfig(cfg)
+	svcCfg := cfg.Copy()
+	e.calls.Attach(&svcCfg)
+	e.params.attach(&svcCfg)
+	e.faults.Attach(&svcCfg)
+	e.cfg = svcCfg
+	e.svc = e.service(t, rulesJSON)
+	return e
+}
+
+// service returns another Service on e's instrumented clients, with other
+// rules and e's settings plus more.
+func (e *lcEnv) service(t *testing.T, rulesJSON string, more ...func(*provision.Settings)) *provision.Service {
+	t.Helper()
+	return e.serviceOn(t, e.cfg, rulesJSON, more...)
+}
+
+// serviceOn is service on the clients of cfg.
+func (e *lcEnv) serviceOn(t *testing.T, cfg aws.Config, rulesJSON string, more ...func(*provision.Settings)) *provision.Service {
+	t.Helper()
+	rules, err := authz.Parse(strings.NewReader(rulesJSON))
+	if err != nil {
+		t.Fatalf("rules: %v", err)
+	}
+	settings := provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}
+	for _, m := range append(slices.Clone(e.mutate), more...) {
+		m(&settings)
+	}
+	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// resetCounters forgets recorded calls and injected faults.
+func (e *lcEnv) resetCounters() {
+	e.calls.Reset()
+	e.params.reset()
+	e.faults.Clear()
+}
+
+// loggedCall is one finished call through an instrumented client.
+type loggedCall struct {
+	Op    string
+	Input any
+	Err   error
+}
+
+// callLog records every call's input and outcome, in order of completion.
+type callLog struct {
+	mu    sync.Mutex
+	calls []loggedCall
+}
+
+func (l *callLog) attach(cfg *aws.Config) {
+	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("lifecycle.callLog",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				out, md, err := next.HandleInitialize(ctx, in)
+				l.mu.Lock()
+				l.calls = append(l.calls, loggedCall{Op: awsmiddleware.GetOperationName(ctx), Input: in.Parameters, Err: err})
+				l.mu.Unlock()
+				return out, md, err
+			}), middleware.Before)
+	})
+}
+
+func (l *callLog) all() []loggedCall {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.calls)
+}
+
+func (l *callLog) reset() {
+	l.mu.Lock()
+	l.calls = nil
+	l.mu.Unlock()
+}
+
+// succeeded returns the successful calls of op, in order of completion.
+func (l *callLog) succeeded(op string) []loggedCall {
+	var out []loggedCall
+	for _, c := range l.all() {
+		if c.Op == op && c.Err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// managedTags are the tags keyvend's create puts on a user.
+func managedTags(requester string, extra ...iamtypes.Tag) []iamtypes.Tag {
+	return append([]iamtypes.Tag{
+		{Key: aws.String(provision.TagManagedBy), Value: aws.String("keyvend")},
+		{Key: aws.String(provision.TagRequester), Value: aws.String(requester)},
+		{Key: aws.String(provision.TagReason), Value: aws.String("made by hand in a test")},
+		{Key: aws.String(provision.TagRequestID), Value: aws.String("test")},
+		{Key: aws.String(provision.TagCreatedAt), Value: aws.String(time.Now().UTC().Format(time.RFC3339))},
+	}, extra...)
+}
+
+func expiryTag(at time.Time) iamtypes.Tag {
+	return iamtypes.Tag{Key: aws.String(provision.TagExpiresAt), Value: aws.String(at.UTC().Format(time.RFC3339))}
+}
+
+// mustCreateUser creates an IAM user directly, bypassing keyvend.
+func mustCreateUser(t *testing.T, c *iam.Client, name, path string, tags []iamtypes.Tag) {
+	t.Helper()
+	if _, err := c.CreateUser(ctx(), &iam.CreateUserInput{UserName: &name, Path: &path, Tags: tags}); err != nil {
+		t.Fatalf("create user %s: %v", name, err)
+	}
+}
+
+func mustCreateKey(t *testing.T, c *iam.Client, user string) string {
+	t.Helper()
+	out, err := c.CreateAccessKey(ctx(), &iam.CreateAccessKeyInput{UserName: &user})
+	if err != nil {
+		t.Fatalf("create key for %s: %v", user, err)
+	}
+	return aws.ToString(out.AccessKey.AccessKeyId)
+}
+
+// mustGroup makes group name exist at path (with the grant's policy when
+// it is a keyvend group name).
+func mustGroup(t *testing.T, c *iam.Client, name, path string) {
+	t.Helper()
+	_, err := c.CreateGroup(ctx(), &iam.CreateGroupInput{GroupName: &name, Path: &path})
+	if err != nil && apiCode(err) != "EntityAlreadyExists" {
+		t.Fatalf("create group %s: %v", name, err)
+	}
+	if g, perr := policy.ParseGroup(name, ""); perr == nil {
+		doc, _ := policy.Document(g)
+		if _, err := c.PutGroupPolicy(ctx(), &iam.PutGroupPolicyInput{GroupName: &name, PolicyName: aws.String(policy.InlinePolicyName), PolicyDocument: &doc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func mustJoin(t *testing.T, c *iam.Client, user, group string) {
+	t.Helper()
+	if _, err := c.AddUserToGroup(ctx(), &iam.AddUserToGroupInput{UserName: &user, GroupName: &group}); err != nil {
+		t.Fatalf("add %s to %s: %v", user, group, err)
+	}
+}
+
+func apiCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func userExists(t *testing.T, c *iam.Client, name string) bool {
+	t.Helper()
+	_, err := c.GetUser(ctx(), &iam.GetUserInput{UserName: &name})
+	switch {
+	case err == nil:
+		return true
+	case apiCode(err) == "NoSuchEntity":
+		return false
+	}
+	t.Fatalf("get user %s: %v", name, err)
+	return false
+}
+
+func keyIDsOf(t *testing.T, c *iam.Client, user string) []string {
+	t.Helper()
+	out, err := c.ListAccessKeys(ctx(), &iam.ListAccessKeysInput{UserName: &user})
+	if err != nil {
+		t.Fatalf("list keys of %s: %v", user, err)
+	}
+	ids := []string{}
+	for _, k := range out.AccessKeyMetadata {
+		ids = append(ids, aws.ToString(k.AccessKeyId))
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// groupsOf returns the names of the groups user is in, sorted; with
+// keyvendOnly, only those under /keyvend/.
+func groupsOf(t *testing.T, c *iam.Client, user string, keyvendOnly bool) []string {
+	t.Helper()
+	out, err := c.ListGroupsForUser(ctx(), &iam.ListGroupsForUserInput{UserName: &user})
+	if err != nil {
+		t.Fatalf("list groups of %s: %v", user, err)
+	}
+	names := []string{}
+	for _, g := range out.Groups {
+		if !keyvendOnly || aws.ToString(g.Path) == "/keyvend/" {
+			names = append(names, aws.ToString(g.GroupName))
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// secretStatus is what Secrets Manager says of a user's secret.
+type secretStatus struct {
+	exists  bool
+	deleted *time.Time // scheduled deletion
+	tags    map[string]string
+}
+
+func secretOf(t *testing.T, c *secretsmanager.Client, user string) secretStatus {
+	t.Helper()
+	out, err := c.DescribeSecret(ctx(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("keyvend/users/" + user)})
+	if apiCode(err) == "ResourceNotFoundException" {
+		return secretStatus{}
+	}
+	if err != nil {
+		t.Fatalf("describe secret of %s: %v", user, err)
+	}
+	st := secretStatus{exists: true, deleted: out.DeletedDate, tags: map[string]string{}}
+	for _, tg := range out.Tags {
+		st.tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+	}
+	return st
+}
+
+// secretKeyID returns the access key id in a user's secret.
+func secretKeyID(t *testing.T, c *secretsmanager.Client, user string) string {
+	t.Helper()
+	out, err := c.GetSecretValue(ctx(), &secretsmanager.GetSecretValueInput{SecretId: aws.String("keyvend/users/" + user)})
+	if err != nil {
+		t.Fatalf("read secret of %s: %v", user, err)
+	}
+	var cred provision.Credential
+	if err := jsonUnmarshal(aws.ToString(out.SecretString), &cred); err != nil || cred.AccessKeyID == "" || cred.SecretAccessKey == "" {
+		t.Fatalf("secret of %s is not a credential (%v)", user, err)
+	}
+	return cred.AccessKeyID
+}
+
+func wantKind(t *testing.T, err error, want provision.Kind) {
+	t.Helper()
+	if got := provision.KindOf(err); got != want {
+		t.Fatalf("error kind = %d (%v), want %d", got, err, want)
+	}
+}
+
+// opsOf returns the operation names of calls, sorted.
+func opsOf(calls []awstest.Call) []string {
+	out := make([]string, len(calls))
+	for i, c := range calls {
+		out[i] = c.Operation
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	sort.Strings(s)
+	if s == nil {
+		s = []string{}
+	}
+	return s
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
