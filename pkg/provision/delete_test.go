@@ -100,11 +100,11 @@ func wantIntact(t *testing.T, e *lcEnv, user string, keys, groups []string) {
 	if !userExists(t, e.iam, user) {
 		t.Fatalf("user %s was deleted", user)
 	}
-	if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, sorted(keys)) {
-		t.Errorf("keys of %s = %v, want %v", user, got, sorted(keys))
+	if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, sortedCopy(keys)) {
+		t.Errorf("keys of %s = %v, want %v", user, got, sortedCopy(keys))
 	}
-	if got := groupsOf(t, e.iam, user, false); !slices.Equal(got, sorted(groups)) {
-		t.Errorf("groups of %s = %v, want %v", user, got, sorted(groups))
+	if got := groupsOf(t, e.iam, user, false); !slices.Equal(got, sortedCopy(groups)) {
+		t.Errorf("groups of %s = %v, want %v", user, got, sortedCopy(groups))
 	}
 	if st := secretOf(t, e.sm, user); st.exists && st.deleted != nil {
 		t.Errorf("secret of %s scheduled for deletion", user)
@@ -169,8 +169,8 @@ func TestDeleteRemovesEverythingInThreeRoundTrips(t *testing.T) {
 	if !slices.Equal(keys, []string{key}) {
 		t.Errorf("deleted keys %v, want [%s]", keys, key)
 	}
-	if want := sorted([]string{policy.GroupName(a), policy.GroupName(b), x.foreignGroup}); !slices.Equal(sorted(groups), want) {
-		t.Errorf("left groups %v, want %v", sorted(groups), want)
+	if want := sortedCopy([]string{policy.GroupName(a), policy.GroupName(b), x.foreignGroup}); !slices.Equal(sortedCopy(groups), want) {
+		t.Errorf("left groups %v, want %v", sortedCopy(groups), want)
 	}
 	if !slices.Equal(inline, []string{x.inline}) || !slices.Equal(attached, []string{x.attached}) {
 		t.Errorf("deleted inline %v, detached %v; want [%s], [%s]", inline, attached, x.inline, x.attached)
@@ -344,8 +344,8 @@ func TestDeleteHalfMadeUsers(t *testing.T) {
 			for _, c := range e.params.succeeded("DeleteAccessKey") {
 				deleted = append(deleted, aws.ToString(c.Input.(*iam.DeleteAccessKeyInput).AccessKeyId))
 			}
-			if !slices.Equal(sorted(deleted), keys) {
-				t.Errorf("deleted keys %v, the user had %v", sorted(deleted), keys)
+			if !slices.Equal(sortedCopy(deleted), keys) {
+				t.Errorf("deleted keys %v, the user had %v", sortedCopy(deleted), keys)
 			}
 			if n := len(e.params.succeeded("RemoveUserFromGroup")); n != 1 {
 				t.Errorf("%d memberships removed, want 1", n)

@@ -298,13 +298,6 @@ func secretKeyID(t *testing.T, c *secretsmanager.Client, user string) string {
 	return cred.AccessKeyID
 }
 
-func wantKind(t *testing.T, err error, want provision.Kind) {
-	t.Helper()
-	if got := provision.KindOf(err); got != want {
-		t.Fatalf("error kind = %d (%v), want %d", got, err, want)
-	}
-}
-
 // opsOf returns the operation names of calls, sorted.
 func opsOf(calls []awstest.Call) []string {
 	out := make([]string, len(calls))
@@ -315,7 +308,7 @@ func opsOf(calls []awstest.Call) []string {
 	return out
 }
 
-func sorted(s []string) []string {
+func sortedCopy(s []string) []string {
 	s = slices.Clone(s)
 	sort.Strings(s)
 	if s == nil {

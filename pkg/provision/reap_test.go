@@ -48,12 +48,12 @@ type reapReport struct {
 }
 
 func normalize(r *provision.ReapReport) reapReport {
-	out := reapReport{checked: r.Checked, expired: sorted(r.Expired), halfMade: sorted(r.HalfMadeDeleted), repaired: sorted(r.Repaired)}
+	out := reapReport{checked: r.Checked, expired: sortedCopy(r.Expired), halfMade: sortedCopy(r.HalfMadeDeleted), repaired: sortedCopy(r.Repaired)}
 	out.strayKeys = []string{}
 	for _, k := range r.StrayKeysDeleted {
 		out.strayKeys = append(out.strayKeys, k.User+"/"+k.AccessKeyID)
 	}
-	out.strayKeys = sorted(out.strayKeys)
+	out.strayKeys = sortedCopy(out.strayKeys)
 	out.errors = []string{}
 	for _, e := range r.Errors {
 		out.errors = append(out.errors, e.User+": "+e.Error)
@@ -65,7 +65,7 @@ func wantReport(t *testing.T, got *provision.ReapReport, want reapReport) {
 	t.Helper()
 	g := normalize(got)
 	for _, l := range []*[]string{&want.expired, &want.halfMade, &want.repaired, &want.strayKeys, &want.errors} {
-		*l = sorted(*l)
+		*l = sortedCopy(*l)
 	}
 	if g.checked != want.checked {
 		t.Errorf("checked %d, want %d", g.checked, want.checked)
@@ -143,8 +143,8 @@ func TestReap(t *testing.T) {
 
 	wantKeys := func(user string, keys ...string) {
 		t.Helper()
-		if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, sorted(keys)) {
-			t.Errorf("keys of %s = %v, want %v", user, got, sorted(keys))
+		if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, sortedCopy(keys)) {
+			t.Errorf("keys of %s = %v, want %v", user, got, sortedCopy(keys))
 		}
 	}
 	untouched := func() {

@@ -50,7 +50,7 @@ func groupNames(grants []policy.Grant) []string {
 	for _, g := range grants {
 		out = append(out, policy.GroupName(g))
 	}
-	return sorted(out)
+	return sortedCopy(out)
 }
 
 func updInput(p, user string, grants []policy.Grant) provision.UpdateInput {
@@ -117,7 +117,7 @@ func TestUpdateReplacesGrants(t *testing.T) {
 	for _, g := range d.Groups {
 		gotGroups = append(gotGroups, g.Name)
 	}
-	if !slices.Equal(sorted(gotGroups), groupNames(ch.after)) || len(d.Grants) != 3 {
+	if !slices.Equal(sortedCopy(gotGroups), groupNames(ch.after)) || len(d.Grants) != 3 {
 		t.Errorf("description groups %v grants %v, want %v", gotGroups, d.Grants, groupNames(ch.after))
 	}
 	if len(d.AccessKeys) != 1 || d.AccessKeys[0].AccessKeyID != key || !d.AccessKeys[0].InSecret || !d.Complete {
