@@ -25,7 +25,9 @@ func (s *Service) expiry(in Input) (at *time.Time, capped bool, err error) {
 		return nil, false, &Error{Kind: KindInvalid, Detail: "the rules require an expiry for these grants",
 			Fields: []policy.FieldError{{Field: "expires_in", Detail: detail}}}
 	}
-	if lim.MaxTTL > 0 && ttl > lim.MaxTTL {
+	// A cap applies to "never expires" too: no expiry under a max_ttl rule
+	// means the longest allowed one.
+	if lim.MaxTTL > 0 && (ttl > lim.MaxTTL || ttl == 0) {
 		ttl, capped = lim.MaxTTL, true
 	}
 	if ttl == 0 {

@@ -52,17 +52,17 @@ func TestExpiryIsStoredInTheTag(t *testing.T) {
 		name   string
 		bucket string
 		in     string
-		at     *time.Time
+		at     string
 		want   time.Time
 		capped bool
 	}{
-		{"expires_in", ".example.com", "48h", nil, now.Add(48 * time.Hour), false},
-		{"expires_at in another zone", ".example.com", "", ptr(now.Add(36*time.Hour + 500*time.Millisecond).In(zone)), now.Add(36*time.Hour + 500*time.Millisecond), false},
-		{"expires_in within max_ttl", ".capped.test", "12h", nil, now.Add(12 * time.Hour), false},
-		{"expires_in over max_ttl", ".capped.test", "72h", nil, now.Add(24 * time.Hour), true},
-		{"expires_at over max_ttl", ".capped.test", "", ptr(now.Add(100 * time.Hour)), now.Add(24 * time.Hour), true},
-		{"required expiry given", ".strict.test", "1h30m", nil, now.Add(90 * time.Minute), false},
-		{"required expiry over its max_ttl", ".strict.test", "8760h", nil, now.Add(720 * time.Hour), true},
+		{"expires_in", ".example.com", "48h", "", now.Add(48 * time.Hour), false},
+		{"expires_at in another zone", ".example.com", "", rfc(now.Add(36*time.Hour + 500*time.Millisecond).In(zone)), now.Add(36*time.Hour + 500*time.Millisecond), false},
+		{"expires_in within max_ttl", ".capped.test", "12h", "", now.Add(12 * time.Hour), false},
+		{"expires_in over max_ttl", ".capped.test", "72h", "", now.Add(24 * time.Hour), true},
+		{"expires_at over max_ttl", ".capped.test", "", rfc(now.Add(100 * time.Hour)), now.Add(24 * time.Hour), true},
+		{"required expiry given", ".strict.test", "1h30m", "", now.Add(90 * time.Minute), false},
+		{"required expiry over its max_ttl", ".strict.test", "8760h", "", now.Add(720 * time.Hour), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			user := awstest.Name("exp")
@@ -100,6 +100,18 @@ func TestExpiryIsStoredInTheTag(t *testing.T) {
 		}
 	})
 
+	t.Run("no expiry asked under a max_ttl rule gets the cap", func(t *testing.T) {
+		user := awstest.Name("exp")
+		res, err := e.svc.Create(ctx(), input(user, rw(awstest.Name("b")+".capped.test")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := now.Add(24 * time.Hour).Truncate(time.Second)
+		if got := expiresTag(t, e, user); got != want.Format(time.RFC3339) || !res.ExpiryCapped {
+			t.Errorf("tag %q capped %v, want %s capped", got, res.ExpiryCapped, want.Format(time.RFC3339))
+		}
+	})
+
 	t.Run("the strictest grant sets the cap", func(t *testing.T) {
 		user := awstest.Name("exp")
 		in := input(user, rw(awstest.Name("b")+".example.com"), rw(awstest.Name("b")+".capped.test"))
@@ -115,7 +127,7 @@ func TestExpiryIsStoredInTheTag(t *testing.T) {
 	})
 }
 
-func ptr[T any](v T) *T { return &v }
+func rfc(t time.Time) string { return t.Format(time.RFC3339Nano) }
 
 func TestExpiryRequestsRefusedBeforeAnyCall(t *testing.T) {
 	e, now := expiryEnv(t)
@@ -123,18 +135,19 @@ func TestExpiryRequestsRefusedBeforeAnyCall(t *testing.T) {
 		name   string
 		grants []policy.Grant
 		in     string
-		at     *time.Time
+		at     string
 		field  string
 	}{
-		{"required but missing", []policy.Grant{rw(awstest.Name("b") + ".strict.test")}, "", nil, "expires_in"},
-		{"required by one of the grants", []policy.Grant{rw(awstest.Name("b") + ".example.com"), rw(awstest.Name("b") + ".strict.test")}, "", nil, "expires_in"},
-		{"both expires_in and expires_at", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "1h", ptr(now.Add(time.Hour)), "expires_in"},
-		{"expires_at past by the service clock", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "", ptr(now.Add(-time.Minute)), "expires_at"},
-		{"expires_at past by any clock", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "", ptr(time.Now().Add(-time.Hour)), "expires_at"},
-		{"expires_at now", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "", ptr(now), "expires_at"},
-		{"negative expires_in", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "-1h", nil, "expires_in"},
-		{"expires_in not a duration", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "tomorrow", nil, "expires_in"},
-		{"expires_in over ten years", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "87601h", nil, "expires_in"},
+		{"required but missing", []policy.Grant{rw(awstest.Name("b") + ".strict.test")}, "", "", "expires_in"},
+		{"required by one of the grants", []policy.Grant{rw(awstest.Name("b") + ".example.com"), rw(awstest.Name("b") + ".strict.test")}, "", "", "expires_in"},
+		{"both expires_in and expires_at", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "1h", rfc(now.Add(time.Hour)), "expires_in"},
+		{"expires_at past by the service clock", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "", rfc(now.Add(-time.Minute)), "expires_at"},
+		{"expires_at past by any clock", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "", rfc(time.Now().Add(-time.Hour)), "expires_at"},
+		{"expires_at now", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "", rfc(now), "expires_at"},
+		{"negative expires_in", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "-1h", "", "expires_in"},
+		{"expires_in not a duration", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "tomorrow", "", "expires_in"},
+		{"expires_at not RFC 3339", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "", "tomorrow", "expires_at"},
+		{"expires_in over ten years", []policy.Grant{rw(awstest.Name("b") + ".example.com")}, "87601h", "", "expires_in"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			user := awstest.Name("exp")

@@ -3,8 +3,8 @@ package provision
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -64,21 +64,30 @@ type KeyAge struct {
 	AgeSeconds  int64     `json:"age_seconds"`
 }
 
-const tokenPrefix = "v1:"
-
-func encodeToken(marker string) string {
-	if marker == "" {
-		return ""
-	}
-	return base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + marker))
+// pageToken is where the next page starts: IAM's marker, and how many
+// users of the page IAM answers from there were already returned (IAM
+// itself never answers more than asked, but an endpoint that ignores
+// MaxItems, like moto, does; keyvend pages such answers itself).
+type pageToken struct {
+	Marker string `json:"m,omitempty"`
+	Skip   int    `json:"s,omitempty"`
 }
 
-func decodeToken(tok string) (string, error) {
+func (t pageToken) encode() string {
+	b, _ := json.Marshal(t)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeToken(tok string) (pageToken, error) {
+	var t pageToken
 	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || !strings.HasPrefix(string(b), tokenPrefix) || len(b) == len(tokenPrefix) {
-		return "", fmt.Errorf("not a token from a previous page")
+	if err == nil {
+		err = json.Unmarshal(b, &t)
 	}
-	return strings.TrimPrefix(string(b), tokenPrefix), nil
+	if err != nil || t.Skip < 0 || (t.Marker == "" && t.Skip == 0) {
+		return pageToken{}, fmt.Errorf("not a token from a previous page")
+	}
+	return t, nil
 }
 
 // List returns one page of the managed users the caller may see: the ones
@@ -96,30 +105,39 @@ func (s *Service) List(ctx context.Context, in ListInput) (*ListResult, error) {
 			fields = append(fields, policy.FieldError{Field: "bucket", Detail: msg})
 		}
 	}
-	var marker *string
+	var tok pageToken
 	if in.Next != "" {
-		m, err := decodeToken(in.Next)
+		t, err := decodeToken(in.Next)
 		if err != nil {
 			fields = append(fields, policy.FieldError{Field: "next", Detail: err.Error()})
 		}
-		marker = &m
+		tok = t
 	}
 	if len(fields) > 0 {
 		return nil, &Error{Kind: KindInvalid, Detail: "the query is not valid", Fields: fields}
 	}
-	page, err := s.iam.ListUsers(ctx, &iam.ListUsersInput{PathPrefix: &s.cfg.UserPath, MaxItems: aws.Int32(int32(in.Limit)), Marker: marker})
+	in2 := &iam.ListUsersInput{PathPrefix: &s.cfg.UserPath, MaxItems: aws.Int32(int32(in.Limit))}
+	if tok.Marker != "" {
+		in2.Marker = &tok.Marker
+	}
+	page, err := s.iam.ListUsers(ctx, in2)
 	if err != nil {
 		return nil, wrapf(err, "list users under %s", s.cfg.UserPath)
 	}
 	res := &ListResult{Users: []UserSummary{}}
-	if page.IsTruncated {
-		res.Next = encodeToken(aws.ToString(page.Marker))
+	users := page.Users[min(tok.Skip, len(page.Users)):]
+	switch {
+	case len(users) > in.Limit:
+		users = users[:in.Limit]
+		res.Next = pageToken{Marker: tok.Marker, Skip: tok.Skip + in.Limit}.encode()
+	case page.IsTruncated:
+		res.Next = pageToken{Marker: aws.ToString(page.Marker)}.encode()
 	}
-	summaries := make([]*UserSummary, len(page.Users))
-	errs := make([]error, len(page.Users))
+	summaries := make([]*UserSummary, len(users))
+	errs := make([]error, len(users))
 	sem := make(chan struct{}, listConcurrency)
 	var wg sync.WaitGroup
-	for i, u := range page.Users {
+	for i, u := range users {
 		if aws.ToString(u.Path) != s.cfg.UserPath { // moto ignores PathPrefix for some calls; never trust it
 			continue
 		}

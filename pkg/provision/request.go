@@ -29,8 +29,8 @@ type CreateRequest struct {
 	Reason string         `json:"reason"`
 	// ExpiresIn (a Go duration such as "720h") or ExpiresAt (RFC 3339) set
 	// when the reaper deprovisions the user; rules may cap or require it.
-	ExpiresIn string     `json:"expires_in,omitempty"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	ExpiresIn string `json:"expires_in,omitempty"`
+	ExpiresAt string `json:"expires_at,omitempty"`
 	// Wait asks to confirm, before answering, that AWS accepts the new key.
 	Wait bool `json:"wait,omitempty"`
 }
@@ -41,7 +41,7 @@ const MaxLifetime = 10 * 365 * 24 * time.Hour
 // lifetime returns the requested lifetime relative to now, or 0 for none.
 func (r CreateRequest) lifetime(now time.Time) (time.Duration, *policy.FieldError) {
 	switch {
-	case r.ExpiresIn != "" && r.ExpiresAt != nil:
+	case r.ExpiresIn != "" && r.ExpiresAt != "":
 		return 0, &policy.FieldError{Field: "expires_in", Detail: "give expires_in or expires_at, not both"}
 	case r.ExpiresIn != "":
 		d, err := time.ParseDuration(r.ExpiresIn)
@@ -52,8 +52,12 @@ func (r CreateRequest) lifetime(now time.Time) (time.Duration, *policy.FieldErro
 			return 0, &policy.FieldError{Field: "expires_in", Detail: "must be at most 87600h (10 years)"}
 		}
 		return d, nil
-	case r.ExpiresAt != nil:
-		d := r.ExpiresAt.Sub(now)
+	case r.ExpiresAt != "":
+		at, err := time.Parse(time.RFC3339, r.ExpiresAt)
+		if err != nil {
+			return 0, &policy.FieldError{Field: "expires_at", Detail: "must be an RFC 3339 time such as 2030-01-02T15:04:05Z"}
+		}
+		d := at.Sub(now)
 		if d <= 0 {
 			return 0, &policy.FieldError{Field: "expires_at", Detail: "must be in the future"}
 		}
