@@ -33,11 +33,14 @@ type userInventory struct {
 	groups   map[string]iamtypes.Group // every group, keyvend's or not
 	inline   []string
 	attached []string
+	// secretOurs is false when a secret of the user's name exists without
+	// keyvend's tag: Delete leaves such a secret alone.
+	secretOurs bool
 }
 
 // Delete deprovisions the user in three round trips:
 //
-//  1. GetUser ‖ ListAccessKeys ‖ ListGroupsForUser ‖ ListUserPolicies ‖ ListAttachedUserPolicies
+//  1. GetUser ‖ ListAccessKeys ‖ ListGroupsForUser ‖ ListUserPolicies ‖ ListAttachedUserPolicies ‖ DescribeSecret
 //  2. DeleteAccessKey… ‖ RemoveUserFromGroup… ‖ DeleteUserPolicy… ‖ DetachUserPolicy… ‖ DeleteSecret
 //  3. DeleteUser
 //
@@ -97,7 +100,7 @@ func (s *Service) finishDelete(ctx context.Context, name string, inv *userInvent
 	}
 	if _, err := s.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &name}); err != nil && !isCode(err, codeNoSuchEntity) {
 		if isCode(err, "DeleteConflict") {
-			return &Error{Kind: KindConflict, Detail: fmt.Sprintf("user %s still has something attached that keyvend does not manage (login profile, MFA device, SSH key, certificate?): %v", name, err)}
+			return &Error{Kind: KindConflict, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s still has something attached: a key or group added by a concurrent request (retry), or something keyvend does not manage such as a login profile, MFA device, SSH key or certificate", name)}
 		}
 		return wrapf(err, "delete user %s", name)
 	}
@@ -109,9 +112,22 @@ func (s *Service) inventory(ctx context.Context, name string) (*userInventory, e
 	inv := &userInventory{groups: map[string]iamtypes.Group{}}
 	var (
 		wg   sync.WaitGroup
-		errs [5]error
+		errs [6]error
 	)
-	wg.Add(5)
+	wg.Add(6)
+	go func() {
+		defer wg.Done()
+		secret := s.SecretName(name)
+		out, err := s.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: &secret})
+		switch {
+		case isCode(err, codeResourceNotFound):
+			inv.secretOurs = true // nothing to delete; DeleteSecret will say so
+		case err == nil:
+			inv.secretOurs = secretManaged(out.Tags)
+		default:
+			errs[5] = err
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		out, err := s.iam.GetUser(ctx, &iam.GetUserInput{UserName: &name})
@@ -176,7 +192,7 @@ func (s *Service) inventory(ctx context.Context, name string) (*userInventory, e
 		// nothing outside keyvend's path is touched.
 		return nil, notFound(name)
 	}
-	for i, what := range []string{"", "list access keys", "list groups", "list inline policies", "list attached policies"} {
+	for i, what := range []string{"", "list access keys", "list groups", "list inline policies", "list attached policies", "describe the secret"} {
 		if i > 0 && errs[i] != nil {
 			return nil, wrapf(errs[i], "%s of user %s", what, name)
 		}
@@ -230,7 +246,13 @@ func (s *Service) detach(ctx context.Context, name string, inv *userInventory, f
 		})
 	}
 	secret := s.SecretName(name)
+	if !inv.secretOurs {
+		s.log.WarnContext(ctx, "delete: the user's secret is not tagged as keyvend's; left alone", "secret", secret)
+	}
 	run("delete secret "+secret, func() error {
+		if !inv.secretOurs {
+			return nil
+		}
 		in := &secretsmanager.DeleteSecretInput{SecretId: &secret}
 		if force {
 			in.ForceDeleteWithoutRecovery = aws.Bool(true)

@@ -126,18 +126,18 @@ func TestDeleteRemovesEverythingInThreeRoundTrips(t *testing.T) {
 	// The recorder shows the calls as they start: round 1 reads all, round 2
 	// removes all, round 3 deletes the user.
 	calls := e.calls.Calls()
-	if len(calls) != 13 {
-		t.Fatalf("%d calls, want 5 + 7 + 1: %v", len(calls), calls)
+	if len(calls) != 14 {
+		t.Fatalf("%d calls, want 6 + 7 + 1: %v", len(calls), calls)
 	}
-	round1 := []string{"GetUser", "ListAccessKeys", "ListAttachedUserPolicies", "ListGroupsForUser", "ListUserPolicies"}
+	round1 := []string{"DescribeSecret", "GetUser", "ListAccessKeys", "ListAttachedUserPolicies", "ListGroupsForUser", "ListUserPolicies"}
 	round2 := []string{"DeleteAccessKey", "DeleteSecret", "DeleteUserPolicy", "DetachUserPolicy", "RemoveUserFromGroup", "RemoveUserFromGroup", "RemoveUserFromGroup"}
-	if got := opsOf(calls[:5]); !slices.Equal(got, round1) {
+	if got := opsOf(calls[:6]); !slices.Equal(got, round1) {
 		t.Errorf("round 1 = %v, want %v", got, round1)
 	}
-	if got := opsOf(calls[5:12]); !slices.Equal(got, round2) {
+	if got := opsOf(calls[6:13]); !slices.Equal(got, round2) {
 		t.Errorf("round 2 = %v, want %v", got, round2)
 	}
-	if calls[12].Operation != "DeleteUser" {
+	if calls[13].Operation != "DeleteUser" {
 		t.Errorf("last call = %v, want DeleteUser", calls[12])
 	}
 
@@ -508,8 +508,8 @@ func TestDeleteFaultAtEveryCallThenRetryConverges(t *testing.T) {
 		seen[c.Operation]++
 		every = append(every, nthCall{c.Operation, seen[c.Operation]})
 	}
-	if len(every) != 12 {
-		t.Fatalf("baseline made %d calls, want 12: %v", len(every), every)
+	if len(every) != 13 {
+		t.Fatalf("baseline made %d calls, want 13: %v", len(every), every)
 	}
 
 	// Each case has its own instrumented service, so they run in parallel.
@@ -565,5 +565,27 @@ func TestDeleteFaultAtEveryCallThenRetryConverges(t *testing.T) {
 				t.Errorf("%d successful DeleteUser calls, want 1", n)
 			}
 		})
+	}
+}
+
+// A secret of the user's name that is not tagged as keyvend's is not
+// keyvend's to delete, even when the user is.
+func TestDeleteLeavesAForeignSecretAlone(t *testing.T) {
+	e := newLCEnv(t, "", deleteRules)
+	user, _ := vended(t, e, rw(awstest.Name("f")+".example.com"))
+	if _, err := e.sm.UntagResource(ctx(), &secretsmanager.UntagResourceInput{SecretId: aws.String(secretName(user)), TagKeys: []string{provision.TagManagedBy}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
+		t.Fatal(err)
+	}
+	if userExists(t, e.iam, user) {
+		t.Fatalf("user %s not deleted", user)
+	}
+	if st := secretOf(t, e.sm, user); !st.exists || st.deleted != nil {
+		t.Fatalf("foreign secret: exists=%v deleted=%v; want it untouched", st.exists, st.deleted)
+	}
+	if n := e.calls.Count("DeleteSecret"); n != 0 {
+		t.Fatalf("DeleteSecret called %d times", n)
 	}
 }
