@@ -24,10 +24,22 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 	cfnIAM := func(resource string) string {
 		return "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:" + resource
 	}
-	users := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("user" + cfg.UserPath + "*")},
-		Reason: "keyvend creates users whose names callers choose, so no fixed ARN exists; per AWS's guidance for delegating user " +
-			"administration the fence is the path (every vended user lives under " + cfg.UserPath + "), CreateUser is allowed only with " +
-			"iam:PermissionsBoundary equal to the keyvend boundary, and explicit Denies keep that boundary on and unedited"}
+	users := func(fn string) NagSuppression {
+		reason := "keyvend creates users whose names callers choose, so no fixed ARN exists; per AWS's guidance for delegating " +
+			"user administration the fence is the path (every vended user lives under " + cfg.UserPath + ")"
+		switch fn {
+		case FnAPI:
+			reason += ", CreateUser is allowed only with iam:PermissionsBoundary equal to the keyvend boundary, TagUser only " +
+				"with keyvend:* tag keys, and explicit Denies keep the boundary on and unedited"
+		case FnReaper:
+			reason += "; the reaper cannot create users, only read, re-key and delete vended ones, and explicit Denies keep " +
+				"the boundary on and unedited"
+		case FnRotate:
+			reason += "; the rotation function only reads users and creates and deletes their access keys, and explicit " +
+				"Denies keep the boundary on and unedited"
+		}
+		return NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("user" + cfg.UserPath + "*")}, Reason: reason}
+	}
 	groups := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "*")},
 		Reason: "one group per grant (keyvend_<access>_<bucket>[_hash]) is created on demand, so no fixed ARN exists; groups " +
 			"have no permissions boundary, so per AWS's guidance they are fenced by the " + cfg.UserPath + " path, and their only " +
@@ -47,7 +59,7 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 	var out []NagSuppression
 	for _, fn := range Functions {
 		id := *k.Roles[fn].Node().Id()
-		for _, s := range []NagSuppression{users, secrets} {
+		for _, s := range []NagSuppression{users(fn), secrets} {
 			s.Construct = id
 			out = append(out, s)
 		}
