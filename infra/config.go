@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -229,19 +228,4 @@ func RepoRoot() (string, error) {
 			return "", fmt.Errorf("no cdk.json in %s or any parent: run the app from the keyvend repository", dir)
 		}
 	}
-}
-
-// cdkJSONContext reads the context object of the cdk.json at root.
-func cdkJSONContext(root string) (map[string]any, error) {
-	b, err := os.ReadFile(filepath.Join(root, "cdk.json"))
-	if err != nil {
-		return nil, err
-	}
-	var doc struct {
-		Context map[string]any `json:"context"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("cdk.json: %w", err)
-	}
-	return doc.Context, nil
 }

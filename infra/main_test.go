@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -146,4 +147,19 @@ func noPanic(t *testing.T, what string, f func()) {
 		}
 	}()
 	f()
+}
+
+// cdkJSONContext reads the context object of the cdk.json at root.
+func cdkJSONContext(root string) (map[string]any, error) {
+	b, err := os.ReadFile(filepath.Join(root, "cdk.json"))
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Context map[string]any `json:"context"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("cdk.json: %w", err)
+	}
+	return doc.Context, nil
 }
