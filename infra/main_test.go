@@ -15,10 +15,14 @@ import (
 )
 
 // TestMain closes the jsii runtime (its node process and the
-// /tmp/jsii-runtime.* folder) after the tests.
+// /tmp/jsii-runtime.* folder) after the tests, and removes the shared
+// stack's fake dist directory.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	jsii.Close()
+	if defaultSyn != nil {
+		os.RemoveAll(defaultSyn.DistDir)
+	}
 	os.Exit(code)
 }
 
