@@ -4,15 +4,22 @@ SHELL := /bin/bash
 GO ?= go
 export GOTELEMETRY := off
 export AWS_EC2_METADATA_DISABLED := true
+# CDK: no telemetry, no update checks, no end-of-life banner for this Node
+# (the variable must name the installed Node major version).
+export CDK_DISABLE_CLI_TELEMETRY := 1
+export npm_config_update_notifier := false
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := $(shell node -p 'process.versions.node.split(".")[0]' 2>/dev/null)
+CDK := ./node_modules/.bin/cdk
 
 FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: deps tools run test vet fmt-check build clean
+.PHONY: deps tools run test vet fmt-check build clean infra-test infra-vet synth deploy cfn-lint
 
-## deps: Go modules
+## deps: Go modules (the service and the CDK app in infra/)
 deps:
 	$(GO) mod download
+	cd infra && $(GO) mod download
 
 ## tools: the local AWS (moto_server), the AWS CLI the end-to-end tests drive,
 ## and openapi-spec-validator, which checks pkg/httpapi/openapi.json
@@ -20,18 +27,29 @@ tools:
 	@command -v moto_server >/dev/null || pip install 'moto[server]'
 	@command -v aws >/dev/null || pip install awscli
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || pip install openapi-spec-validator
+	@command -v cfn-lint >/dev/null || pip install cfn-lint
 
 ## run: keyvend serve on 127.0.0.1:8080 against an embedded moto
 run: deps tools
 	$(GO) build -o dist/keyvend ./cmd/keyvend
 	./dist/keyvend serve
 
-## test: formatting, vet, and every test against moto over HTTP
-test: deps tools fmt-check vet
+## test: formatting, vet, every test against moto over HTTP, the CDK app's
+## tests, a synth (cdk-nag included) and cfn-lint on the template
+test: deps tools fmt-check vet infra-vet
 	$(GO) test -race -count=1 ./...
+	$(MAKE) infra-test cfn-lint
 
 vet:
 	$(GO) vet ./...
+
+## infra-test: the CDK app's tests (assertions, escalation table); no -race:
+## it would recompile aws-cdk-go (~280 MB of generated Go) instrumented
+infra-test:
+	cd infra && $(GO) test -count=1 ./...
+
+infra-vet:
+	cd infra && $(GO) vet ./...
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*'))"; \
@@ -44,5 +62,25 @@ build: deps
 		GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o dist/$$fn/bootstrap ./functions/$$fn || exit 1; \
 	done
 
+$(CDK): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+## synth: the CloudFormation template in cdk.out, offline (cdk.json context)
+synth: build $(CDK)
+	$(CDK) synth --quiet
+
+## deploy: cdk deploy to the account and region of your AWS credentials
+## (needs `cdk bootstrap` once; see docs/deploy.md). CDK_ARGS passes flags.
+deploy: build $(CDK)
+	$(CDK) deploy $(CDK_ARGS)
+
+## cfn-lint: lint the synthesized templates. W3005 ("dependency already
+## enforced by a GetAtt") is ignored: it is the only finding, and it is CDK's
+## own DependsOn from each Lambda function to its execution role, next to
+## the function's Role GetAtt; harmless and not ours to remove.
+cfn-lint: synth
+	cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+
 clean:
-	rm -rf dist .keyvend
+	rm -rf dist .keyvend cdk.out

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+)
+
+// NagSuppression is one accepted cdk-nag finding on one construct.
+type NagSuppression struct {
+	Construct string   // construct id in the stack
+	Rule      string   // e.g. AwsSolutions-IAM5
+	AppliesTo []string // the exact findings ("Resource::…", "Action::…")
+	Reason    string
+}
+
+// NagSuppressions lists, with a reason specific to keyvend, each
+// AwsSolutions finding the design accepts. Everything else cdk-nag reports
+// fails `cdk synth`. Only AwsSolutions-IAM5 (wildcards in IAM policies) is
+// suppressed, and only for the exact resources named.
+func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
+	cfnIAM := func(resource string) string {
+		return "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:" + resource
+	}
+	users := func(fn string) NagSuppression {
+		reason := "keyvend creates users whose names callers choose, so no fixed ARN exists; per AWS's guidance for delegating " +
+			"user administration the fence is the path (every vended user lives under " + cfg.UserPath + ")"
+		switch fn {
+		case FnAPI:
+			reason += ", CreateUser is allowed only with iam:PermissionsBoundary equal to the keyvend boundary, TagUser only " +
+				"with keyvend:* tag keys, and explicit Denies keep the boundary on and unedited"
+		case FnReaper:
+			reason += "; the reaper cannot create users, only read, re-key and delete vended ones, and explicit Denies keep " +
+				"the boundary on and unedited"
+		case FnRotate:
+			reason += "; the rotation function only reads users and creates and deletes their access keys, and explicit " +
+				"Denies keep the boundary on and unedited"
+		}
+		return NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("user" + cfg.UserPath + "*")}, Reason: reason}
+	}
+	groups := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "*")},
+		Reason: "one group per grant (keyvend_<access>_<bucket>[_hash]) is created on demand, so no fixed ARN exists; groups " +
+			"have no permissions boundary, so per AWS's guidance they are fenced by the " + cfg.UserPath + " path, and their only " +
+			"members are vended users, which all carry the S3-only boundary"}
+	locks := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "locks/*")},
+		Reason: "the repair lock of a user is a group named keyvend-lock_<user> under " + cfg.UserPath + "locks/, created and " +
+			"deleted as a cross-process lock (pkg/provision/repair.go); it never has members or policies"}
+	secrets := NagSuppression{Rule: "AwsSolutions-IAM5",
+		AppliesTo: []string{"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:" + cfg.SecretPrefix + "*"},
+		Reason: "one secret per vended user, named " + cfg.SecretPrefix + "<user>; Secrets Manager appends a random suffix " +
+			"to every secret ARN, so a name-prefix wildcard is the narrowest resource that names them"}
+	listUsers := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{"Resource::*"},
+		Reason: "only iam:ListUsers is allowed on '*' (statement ListUsersHasNoResourceType): the IAM Service Authorization " +
+			"Reference lists no resource type for it, so it cannot be scoped; it returns names and paths only, and keyvend " +
+			"always sends PathPrefix=" + cfg.UserPath + ". The Deny statements on '*' are denies, not grants"}
+
+	var out []NagSuppression
+	for _, fn := range Functions {
+		id := *k.Roles[fn].Node().Id()
+		for _, s := range []NagSuppression{users(fn), secrets} {
+			s.Construct = id
+			out = append(out, s)
+		}
+		if fn == FnAPI || fn == FnReaper {
+			for _, s := range []NagSuppression{groups, locks, listUsers} {
+				s.Construct = id
+				out = append(out, s)
+			}
+		}
+	}
+	var wild []string
+	for _, s := range k.BoundaryStatements {
+		if s.Effect != "Allow" {
+			continue
+		}
+		for _, a := range s.Actions {
+			if strings.Contains(a, "*") {
+				wild = append(wild, "Action::"+a)
+			}
+		}
+		for _, r := range s.Resources {
+			if strings.Contains(r, "*") {
+				wild = append(wild, "Resource::"+r)
+			}
+		}
+	}
+	if len(wild) > 0 {
+		out = append(out, NagSuppression{Construct: *k.Boundary.Node().Id(), Rule: "AwsSolutions-IAM5", AppliesTo: dedupe(wild),
+			Reason: "the permissions boundary is derived from the rules file: each bucket pattern a rule may grant becomes " +
+				"arn:aws:s3:::<pattern> and arn:aws:s3:::<pattern>/* (objects), and s3:* appears only for rules that grant " +
+				"'full' access, which is the whole-bucket policy keyvend replaces; the group policies themselves name exact buckets"})
+	}
+	return out
+}
+
+// suppressNagFindings applies NagSuppressions.
+func suppressNagFindings(k *Keyvend, cfg Config) {
+	for _, s := range NagSuppressions(k, cfg) {
+		var c constructs.IConstruct = k.Stack.Node().FindChild(jsii.String(s.Construct))
+		applies := make([]interface{}, len(s.AppliesTo))
+		for i, a := range s.AppliesTo {
+			applies[i] = a
+		}
+		cdknag.NagSuppressions_AddResourceSuppressions(c, &[]*cdknag.NagPackSuppression{{
+			Id: jsii.String(s.Rule), Reason: jsii.String(s.Reason), AppliesTo: &applies,
+		}}, jsii.Bool(true))
+	}
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

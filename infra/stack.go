@@ -1,0 +1,419 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2authorizers"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2integrations"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/httpapi"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// Lambda settings per function.
+const (
+	memoryMB = 256
+	// RulesPathInLambda is where the api function finds the bundled rules.
+	RulesPathInLambda = "/var/task/rules.json"
+)
+
+var timeouts = map[string]float64{
+	FnAPI:    28,  // under API Gateway's 30 s integration limit
+	FnReaper: 300, // a full sweep of every keyvend user
+	FnRotate: 60,  // four rotation steps, each a few calls and a key check
+}
+
+// Keyvend is the stack and the parts tests look at.
+type Keyvend struct {
+	Stack    awscdk.Stack
+	Boundary awsiam.ManagedPolicy
+	// BoundaryStatements is the boundary's document, as derived from the rules.
+	BoundaryStatements []Stmt
+	Functions          map[string]awslambda.Function
+	Roles              map[string]awsiam.Role
+	API                awsapigatewayv2.HttpApi
+}
+
+// NewKeyvend validates the configuration and the rules file (with the very
+// code the server runs at start-up, so a bad file fails `cdk synth` with
+// the message the server would give) and builds the stack.
+func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
+	rules, err := authz.Load(cfg.RulesFile)
+	if err != nil {
+		return nil, err
+	}
+	// provision.New checks the settings the functions will start with; the
+	// boundary ARN is only known at deploy time, so a well-formed stand-in.
+	if _, err := provision.New(nil, nil, rules, provision.Settings{
+		UserPath:           cfg.UserPath,
+		BoundaryARN:        "arn:aws:iam::000000000000:policy/keyvend/boundary",
+		SecretPrefix:       cfg.SecretPrefix,
+		SecretRecoveryDays: int32(cfg.SecretRecoveryDays),
+	}, nil); err != nil {
+		return nil, err
+	}
+	boundaryStmts, err := BoundaryStatements(rules)
+	if err != nil {
+		return nil, err
+	}
+	assets := map[string]string{}
+	for _, fn := range Functions {
+		dir := filepath.Join(cfg.DistDir, fn)
+		if _, err := os.Stat(filepath.Join(dir, "bootstrap")); err != nil {
+			return nil, fmt.Errorf("lambda asset %s: %w: run `make build` first", filepath.Join(dir, "bootstrap"), err)
+		}
+		assets[fn] = dir
+	}
+	// The api asset is its bootstrap plus the rules file, staged together.
+	if assets[FnAPI], err = stageAPIBundle(cfg); err != nil {
+		return nil, err
+	}
+
+	stack := awscdk.NewStack(scope, jsii.String(cfg.StackName), &awscdk.StackProps{
+		Description: jsii.String("keyvend: vends bucket-scoped IAM users through an HTTP API (github.com/keyvend/keyvend)"),
+	})
+	k := &Keyvend{Stack: stack, BoundaryStatements: boundaryStmts, Functions: map[string]awslambda.Function{}, Roles: map[string]awsiam.Role{}}
+	partition, account, region := *awscdk.Aws_PARTITION(), *awscdk.Aws_ACCOUNT_ID(), *awscdk.Aws_REGION()
+	iamARN := func(resource string) string { return "arn:" + partition + ":iam::" + account + ":" + resource }
+
+	// The permissions boundary of every vended user.
+	k.Boundary = awsiam.NewManagedPolicy(stack, jsii.String("UserBoundary"), &awsiam.ManagedPolicyProps{
+		Path:        jsii.String(cfg.UserPath),
+		Description: jsii.String("keyvend: permissions boundary of vended users: S3 only, only on the rules file's bucket patterns"),
+		Document:    awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(boundaryStmts)}),
+	})
+
+	secretsKey := awskms.NewKey(stack, jsii.String("SecretsKey"), &awskms.KeyProps{
+		Description:       jsii.String("keyvend: encrypts the access keys of vended users in Secrets Manager"),
+		EnableKeyRotation: jsii.Bool(true),
+		Alias:             jsii.String("alias/" + cfg.StackName + "-secrets"),
+		// Secrets outlive the stack until their users are deleted.
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+	})
+
+	fence := Fence{
+		Users:    iamARN("user" + cfg.UserPath + "*"),
+		Groups:   iamARN("group" + cfg.UserPath + "*"),
+		Locks:    iamARN("group" + cfg.UserPath + "locks/*"),
+		Secrets:  "arn:" + partition + ":secretsmanager:" + region + ":" + account + ":secret:" + cfg.SecretPrefix + "*",
+		Boundary: *k.Boundary.ManagedPolicyArn(),
+		Key:      *secretsKey.KeyArn(),
+		Region:   region,
+	}
+	common := map[string]*string{
+		"KEYVEND_BOUNDARY_ARN":         k.Boundary.ManagedPolicyArn(),
+		"KEYVEND_SECRET_PREFIX":        jsii.String(cfg.SecretPrefix),
+		"KEYVEND_USER_PATH":            jsii.String(cfg.UserPath),
+		"KEYVEND_KMS_KEY_ID":           secretsKey.KeyArn(),
+		"KEYVEND_REPAIR_AFTER":         jsii.String(cfg.RepairAfter),
+		"KEYVEND_READY_TIMEOUT":        jsii.String(cfg.ReadyTimeout),
+		"KEYVEND_SECRET_RECOVERY_DAYS": jsii.String(strconv.Itoa(cfg.SecretRecoveryDays)),
+	}
+	env := map[string]map[string]*string{
+		FnAPI:    withEnv(common, map[string]*string{"KEYVEND_RULES": jsii.String(RulesPathInLambda)}),
+		FnReaper: withEnv(common, nil),
+		FnRotate: {"KEYVEND_READY_TIMEOUT": jsii.String(cfg.ReadyTimeout)},
+	}
+	if len(cfg.CORSOrigins) > 0 {
+		env[FnAPI]["KEYVEND_CORS_ORIGINS"] = jsii.String(strings.Join(cfg.CORSOrigins, ","))
+	}
+	if cfg.JWTPrincipalClaim != "" {
+		env[FnAPI]["KEYVEND_JWT_PRINCIPAL_CLAIM"] = jsii.String(cfg.JWTPrincipalClaim)
+	}
+	if cfg.JWTGroupsClaim != "" {
+		env[FnAPI]["KEYVEND_JWT_GROUPS_CLAIM"] = jsii.String(cfg.JWTGroupsClaim)
+	}
+	descriptions := map[string]string{
+		FnAPI:    "keyvend: HTTP API handler (vends, describes, rotates and deletes bucket-scoped IAM users)",
+		FnReaper: "keyvend: hourly reaper (deletes expired users, repairs or removes half-made ones)",
+		FnRotate: "keyvend: Secrets Manager rotation of vended users' access keys",
+	}
+	names := map[string]string{FnAPI: "Api", FnReaper: "Reaper", FnRotate: "Rotate"}
+	retention := retentions[cfg.LogRetentionDays]
+
+	for _, fn := range Functions {
+		name := names[fn]
+		logs := awslogs.NewLogGroup(stack, jsii.String(name+"Logs"), &awslogs.LogGroupProps{
+			Retention:     retention,
+			RemovalPolicy: awscdk.RemovalPolicy_RETAIN, // audit trail of a privilege-vending service
+		})
+		f := fence
+		f.LogGroup = *logs.LogGroupArn()
+		role := awsiam.NewRole(stack, jsii.String(name+"Role"), &awsiam.RoleProps{
+			AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+			Description: jsii.String("keyvend " + fn + " function: fenced to " + cfg.UserPath + " users and groups, the boundary, and its secrets"),
+			InlinePolicies: &map[string]awsiam.PolicyDocument{
+				"keyvend-" + fn: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(ProvisionerStatements(fn, f))}),
+			},
+		})
+		k.Roles[fn] = role
+		fnEnv := env[fn]
+		k.Functions[fn] = awslambda.NewFunction(stack, jsii.String(name+"Function"), &awslambda.FunctionProps{
+			Description:   jsii.String(descriptions[fn]),
+			Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
+			Architecture:  awslambda.Architecture_ARM_64(),
+			Handler:       jsii.String("bootstrap"),
+			Code:          awslambda.Code_FromAsset(jsii.String(assets[fn]), nil),
+			MemorySize:    jsii.Number(memoryMB),
+			Timeout:       awscdk.Duration_Seconds(jsii.Number(timeouts[fn])),
+			Environment:   &fnEnv,
+			Role:          role,
+			LogGroup:      logs,
+			LoggingFormat: awslambda.LoggingFormat_JSON,
+		})
+	}
+
+	// Secrets Manager invokes the rotation function, for keyvend's secrets
+	// in this account only.
+	k.Functions[FnRotate].AddPermission(jsii.String("SecretsManagerRotation"), &awslambda.Permission{
+		Principal:     awsiam.NewServicePrincipal(jsii.String("secretsmanager.amazonaws.com"), nil),
+		Action:        jsii.String("lambda:InvokeFunction"),
+		SourceAccount: jsii.String(account),
+		SourceArn:     jsii.String(fence.Secrets),
+	})
+
+	// The reaper, hourly.
+	awsevents.NewRule(stack, jsii.String("ReaperSchedule"), &awsevents.RuleProps{
+		Description: jsii.String("keyvend: run the reaper every hour"),
+		Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Hours(jsii.Number(1))),
+		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(k.Functions[FnReaper], &awseventstargets.LambdaFunctionProps{
+			RetryAttempts: jsii.Number(2),
+		})},
+	})
+
+	k.API = newAPI(stack, cfg, k.Functions[FnAPI])
+
+	// Alarms to an encrypted topic.
+	alarmsKey := awskms.NewKey(stack, jsii.String("AlarmsKey"), &awskms.KeyProps{
+		Description:       jsii.String("keyvend: encrypts the alarm topic"),
+		EnableKeyRotation: jsii.Bool(true),
+		RemovalPolicy:     awscdk.RemovalPolicy_DESTROY,
+	})
+	cloudwatch := awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)
+	alarmsKey.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("CloudWatchAlarmsPublishToTheEncryptedTopic"),
+		Principals: &[]awsiam.IPrincipal{cloudwatch},
+		Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey*"),
+		Resources:  jsii.Strings("*"),
+	}), nil)
+	topic := awssns.NewTopic(stack, jsii.String("AlarmTopic"), &awssns.TopicProps{
+		DisplayName: jsii.String("keyvend alarms"),
+		MasterKey:   alarmsKey,
+		EnforceSSL:  jsii.Bool(true),
+	})
+	topic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("CloudWatchAlarmsOfThisAccount"),
+		Principals: &[]awsiam.IPrincipal{cloudwatch},
+		Actions:    jsii.Strings("sns:Publish"),
+		Resources:  &[]*string{topic.TopicArn()},
+		Conditions: &map[string]any{
+			"StringEquals": map[string]any{"aws:SourceAccount": account},
+			"ArnLike":      map[string]any{"aws:SourceArn": "arn:" + partition + ":cloudwatch:" + region + ":" + account + ":alarm:*"},
+		},
+	}))
+	if cfg.AlarmEmail != "" {
+		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(cfg.AlarmEmail), nil))
+	}
+	action := awscloudwatchactions.NewSnsAction(topic)
+	alarm := func(id, description string, metric awscloudwatch.Metric) {
+		a := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
+			AlarmDescription:   jsii.String(description),
+			Metric:             metric,
+			Threshold:          jsii.Number(1),
+			EvaluationPeriods:  jsii.Number(1),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		})
+		a.AddAlarmAction(action)
+	}
+	five := &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}
+	for _, fn := range Functions {
+		alarm(names[fn]+"ErrorsAlarm", "keyvend "+fn+" function: errors in the last 5 minutes", k.Functions[fn].MetricErrors(five))
+		alarm(names[fn]+"ThrottlesAlarm", "keyvend "+fn+" function: throttled invocations in the last 5 minutes", k.Functions[fn].MetricThrottles(five))
+	}
+	alarm("Api5xxAlarm", "keyvend HTTP API: 5xx responses in the last 5 minutes", k.API.MetricServerError(five))
+
+	awscdk.NewCfnOutput(stack, jsii.String("ApiUrl"), &awscdk.CfnOutputProps{Value: k.API.ApiEndpoint(), Description: jsii.String("Base URL; routes are under /v1/")})
+	awscdk.NewCfnOutput(stack, jsii.String("BoundaryArn"), &awscdk.CfnOutputProps{Value: k.Boundary.ManagedPolicyArn()})
+	awscdk.NewCfnOutput(stack, jsii.String("SecretsKeyArn"), &awscdk.CfnOutputProps{Value: secretsKey.KeyArn(), Description: jsii.String("Readers of the secrets need kms:Decrypt on it")})
+	awscdk.NewCfnOutput(stack, jsii.String("RotateFunctionArn"), &awscdk.CfnOutputProps{Value: k.Functions[FnRotate].FunctionArn(), Description: jsii.String("For aws secretsmanager rotate-secret --rotation-lambda-arn")})
+	awscdk.NewCfnOutput(stack, jsii.String("AlarmTopicArn"), &awscdk.CfnOutputProps{Value: topic.TopicArn()})
+
+	suppressNagFindings(k, cfg)
+	return k, nil
+}
+
+// newAPI is the HTTP API: every route of the handler, each behind the IAM
+// authorizer (or JWT, when configured), an explicit $default stage with
+// throttling and access logs.
+func newAPI(stack awscdk.Stack, cfg Config, fn awslambda.Function) awsapigatewayv2.HttpApi {
+	props := &awsapigatewayv2.HttpApiProps{
+		ApiName:            jsii.String(cfg.StackName),
+		Description:        jsii.String("keyvend: vends bucket-scoped IAM users"),
+		CreateDefaultStage: jsii.Bool(false),
+	}
+	if len(cfg.CORSOrigins) > 0 {
+		// Preflights carry no credentials, so no authorizer would pass
+		// them: API Gateway answers them, with the handler's CORS settings.
+		props.CorsPreflight = &awsapigatewayv2.CorsPreflightOptions{
+			AllowOrigins:  jsii.Strings(cfg.CORSOrigins...),
+			AllowMethods:  &[]awsapigatewayv2.CorsHttpMethod{awsapigatewayv2.CorsHttpMethod_GET, awsapigatewayv2.CorsHttpMethod_POST, awsapigatewayv2.CorsHttpMethod_PUT, awsapigatewayv2.CorsHttpMethod_DELETE},
+			AllowHeaders:  jsii.Strings("Authorization", "Content-Type", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-Sha256"),
+			ExposeHeaders: jsii.Strings("X-Request-Id", "Retry-After", "Location"),
+			MaxAge:        awscdk.Duration_Seconds(jsii.Number(600)),
+		}
+	}
+	api := awsapigatewayv2.NewHttpApi(stack, jsii.String("HttpApi"), props)
+	var auth awsapigatewayv2.IHttpRouteAuthorizer = awsapigatewayv2authorizers.NewHttpIamAuthorizer()
+	if cfg.JWT() {
+		auth = awsapigatewayv2authorizers.NewHttpJwtAuthorizer(jsii.String("JwtAuthorizer"), jsii.String(cfg.JWTIssuer), &awsapigatewayv2authorizers.HttpJwtAuthorizerProps{
+			JwtAudience: jsii.Strings(cfg.JWTAudience...),
+		})
+	}
+	integration := awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String("ApiIntegration"), fn, &awsapigatewayv2integrations.HttpLambdaIntegrationProps{
+		PayloadFormatVersion: awsapigatewayv2.PayloadFormatVersion_VERSION_2_0(),
+	})
+	for _, route := range httpapi.Routes() {
+		method, path, _ := strings.Cut(route, " ")
+		api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
+			Path:        jsii.String(path),
+			Methods:     &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod(method)},
+			Integration: integration,
+			Authorizer:  auth,
+		})
+	}
+
+	accessLogs := awslogs.NewLogGroup(stack, jsii.String("ApiAccessLogs"), &awslogs.LogGroupProps{
+		Retention:     retentions[cfg.LogRetentionDays],
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+	})
+	principal := "$context.identity.userArn"
+	if cfg.JWT() {
+		claim := cfg.JWTPrincipalClaim
+		if claim == "" {
+			claim = "sub"
+		}
+		principal = "$context.authorizer.claims." + claim
+	}
+	format := `{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","requestTime":"$context.requestTime",` +
+		`"routeKey":"$context.routeKey","status":"$context.status","protocol":"$context.protocol",` +
+		`"responseLength":"$context.responseLength","latencyMs":"$context.responseLatency",` +
+		`"principal":"` + principal + `","authorizerError":"$context.authorizer.error",` +
+		`"integrationError":"$context.integrationErrorMessage","userAgent":"$context.identity.userAgent"}`
+	awsapigatewayv2.NewHttpStage(stack, jsii.String("DefaultStage"), &awsapigatewayv2.HttpStageProps{
+		HttpApi:    api,
+		StageName:  jsii.String("$default"),
+		AutoDeploy: jsii.Bool(true),
+		Throttle: &awsapigatewayv2.ThrottleSettings{
+			RateLimit:  jsii.Number(cfg.ThrottleRate),
+			BurstLimit: jsii.Number(cfg.ThrottleBurst),
+		},
+		AccessLogSettings: &accessLogSettings{
+			destination: awsapigatewayv2.NewLogGroupLogDestination(accessLogs),
+			format:      awsapigateway.AccessLogFormat_Custom(jsii.String(format)),
+		},
+	})
+	return api
+}
+
+// accessLogSettings implements awsapigatewayv2.IAccessLogSettings.
+type accessLogSettings struct {
+	destination awsapigatewayv2.IAccessLogDestination
+	format      awsapigateway.AccessLogFormat
+}
+
+func (a *accessLogSettings) Destination() awsapigatewayv2.IAccessLogDestination { return a.destination }
+func (a *accessLogSettings) Format() awsapigateway.AccessLogFormat              { return a.format }
+
+// stageAPIBundle copies the api bootstrap and the rules file into
+// <dist>/.bundle/api, the api function's asset: the function reads the
+// rules at RulesPathInLambda.
+func stageAPIBundle(cfg Config) (string, error) {
+	dir := filepath.Join(cfg.DistDir, ".bundle", FnAPI)
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := copyFile(filepath.Join(cfg.DistDir, FnAPI, "bootstrap"), filepath.Join(dir, "bootstrap"), 0o755); err != nil {
+		return "", err
+	}
+	if err := copyFile(cfg.RulesFile, filepath.Join(dir, filepath.Base(RulesPathInLambda)), 0o644); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+func copyFile(from, to string, mode os.FileMode) (err error) {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, out.Close()) }()
+	_, err = io.Copy(out, in)
+	return err
+}
+
+func withEnv(base, extra map[string]*string) map[string]*string {
+	out := make(map[string]*string, len(base)+len(extra))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+func toStatements(stmts []Stmt) *[]awsiam.PolicyStatement {
+	out := make([]awsiam.PolicyStatement, 0, len(stmts))
+	for _, s := range stmts {
+		effect := awsiam.Effect_ALLOW
+		if s.Effect == "Deny" {
+			effect = awsiam.Effect_DENY
+		}
+		props := &awsiam.PolicyStatementProps{
+			Sid:       jsii.String(s.Sid),
+			Effect:    effect,
+			Actions:   jsii.Strings(s.Actions...),
+			Resources: jsii.Strings(s.Resources...),
+		}
+		if len(s.Conditions) > 0 {
+			c := map[string]any{}
+			for op, kv := range s.Conditions {
+				c[op] = kv
+			}
+			props.Conditions = &c
+		}
+		out = append(out, awsiam.NewPolicyStatement(props))
+	}
+	return &out
+}

@@ -1,0 +1,447 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/httpapi"
+)
+
+func TestCdkJSONListsEveryContextKeyWithItsDefault(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, err := cdkJSONContext(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := 0
+	for k, v := range ctx {
+		if strings.HasPrefix(k, "@aws-cdk") || strings.HasPrefix(k, "@aws-cdk-containers") {
+			flags++
+			continue
+		}
+		def, ok := ContextDefaults[k]
+		if !ok {
+			t.Errorf("cdk.json context key %s is not read by the app", k)
+			continue
+		}
+		// JSON numbers decode as float64; compare through JSON.
+		a, _ := json.Marshal(v)
+		b, _ := json.Marshal(def)
+		if string(a) != string(b) {
+			t.Errorf("cdk.json %s = %s, the app's default is %s", k, a, b)
+		}
+	}
+	for k := range ContextDefaults {
+		if _, ok := ctx[k]; !ok {
+			t.Errorf("cdk.json does not list context key %s", k)
+		}
+	}
+	if flags < 80 {
+		t.Errorf("cdk.json has %d feature flags; want aws-cdk-lib's recommended set", flags)
+	}
+	var doc struct {
+		App string `json:"app"`
+	}
+	b, _ := os.ReadFile(filepath.Join(root, "cdk.json"))
+	_ = json.Unmarshal(b, &doc)
+	if doc.App != "cd infra && go run ." {
+		t.Errorf("cdk.json app = %q", doc.App)
+	}
+}
+
+func TestRoutesAreTheHandlersWithIAMAuth(t *testing.T) {
+	s := defaultStack(t)
+	got := map[string]string{}
+	for _, r := range s.resources("AWS::ApiGatewayV2::Route") {
+		p := r["Properties"].(map[string]any)
+		got[p["RouteKey"].(string)] = p["AuthorizationType"].(string)
+	}
+	want := map[string]string{}
+	for _, r := range httpapi.Routes() {
+		want[r] = "AWS_IAM"
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("routes:\n got %v\nwant %v", got, want)
+	}
+	if n := len(s.resources("AWS::ApiGatewayV2::Authorizer")); n != 0 {
+		t.Errorf("%d authorizer resources with IAM auth", n)
+	}
+	// One integration, the api function, payload 2.0.
+	ints := s.resources("AWS::ApiGatewayV2::Integration")
+	if len(ints) != 1 {
+		t.Fatalf("%d integrations", len(ints))
+	}
+	for _, i := range ints {
+		p := i["Properties"].(map[string]any)
+		if p["PayloadFormatVersion"] != "2.0" || p["IntegrationType"] != "AWS_PROXY" {
+			t.Errorf("integration %v", p)
+		}
+		uri, _ := json.Marshal(p["IntegrationUri"])
+		if !strings.Contains(string(uri), s.id(s.K.Functions[FnAPI])) {
+			t.Errorf("integration targets %s, not the api function", uri)
+		}
+	}
+}
+
+func TestJWTAuthorizerWhenConfigured(t *testing.T) {
+	s, err := synthWith(t, map[string]any{
+		"jwtIssuer":         "https://login.example.com/",
+		"jwtAudience":       "keyvend,keyvend-portal",
+		"jwtPrincipalClaim": "email",
+		"jwtGroupsClaim":    "roles",
+		"corsOrigins":       "https://portal.example.com",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auths := s.resources("AWS::ApiGatewayV2::Authorizer")
+	if len(auths) != 1 {
+		t.Fatalf("%d authorizers, want 1", len(auths))
+	}
+	var authID string
+	for id, a := range auths {
+		authID = id
+		p := a["Properties"].(map[string]any)
+		want := map[string]any{"Issuer": "https://login.example.com/", "Audience": []any{"keyvend", "keyvend-portal"}}
+		if p["AuthorizerType"] != "JWT" || !reflect.DeepEqual(p["JwtConfiguration"], want) {
+			t.Errorf("authorizer %v", p)
+		}
+	}
+	routes := s.resources("AWS::ApiGatewayV2::Route")
+	if len(routes) != len(httpapi.Routes()) {
+		t.Errorf("%d routes", len(routes))
+	}
+	for _, r := range routes {
+		p := r["Properties"].(map[string]any)
+		if p["AuthorizationType"] != "JWT" || !reflect.DeepEqual(p["AuthorizerId"], map[string]any{"Ref": authID}) {
+			t.Errorf("route %s: %v %v", p["RouteKey"], p["AuthorizationType"], p["AuthorizerId"])
+		}
+	}
+	env := s.props(s.id(s.K.Functions[FnAPI]))["Environment"].(map[string]any)["Variables"].(map[string]any)
+	for k, v := range map[string]string{"KEYVEND_JWT_PRINCIPAL_CLAIM": "email", "KEYVEND_JWT_GROUPS_CLAIM": "roles", "KEYVEND_CORS_ORIGINS": "https://portal.example.com"} {
+		if env[k] != v {
+			t.Errorf("api env %s = %v, want %s", k, env[k], v)
+		}
+	}
+	// CORS preflights are answered by API Gateway: no unauthenticated route.
+	for _, a := range s.resources("AWS::ApiGatewayV2::Api") {
+		cors := a["Properties"].(map[string]any)["CorsConfiguration"].(map[string]any)
+		if !reflect.DeepEqual(cors["AllowOrigins"], []any{"https://portal.example.com"}) {
+			t.Errorf("CORS %v", cors)
+		}
+	}
+	noPanic(t, "nag", func() {
+		assertions.Annotations_FromStack(s.K.Stack).HasNoError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))
+	})
+}
+
+func TestConfigProblemsFailSynth(t *testing.T) {
+	for name, ctx := range map[string]map[string]any{
+		"issuer without audience": {"jwtIssuer": "https://login.example.com/"},
+		"bad retention":           {"logRetentionDays": 42},
+		"bad duration":            {"readyTimeout": "soon"},
+		"bad user path":           {"userPath": "keyvend"},
+		"bad recovery window":     {"secretRecoveryDays": 3},
+	} {
+		if _, err := synthWith(t, ctx); err == nil {
+			t.Errorf("%s: synth succeeded", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestFunctions(t *testing.T) {
+	s := defaultStack(t)
+	boundaryID := s.id(s.K.Boundary)
+	keyID := s.id(s.K.Stack.Node().FindChild(jsii.String("SecretsKey")))
+	wantTimeout := map[string]float64{FnAPI: 28, FnReaper: 300, FnRotate: 60}
+	if len(s.resources("AWS::Lambda::Function")) != len(Functions) {
+		t.Errorf("%d functions", len(s.resources("AWS::Lambda::Function")))
+	}
+	for _, fn := range Functions {
+		p := s.props(s.id(s.K.Functions[fn]))
+		if p["Runtime"] != "provided.al2023" || !reflect.DeepEqual(p["Architectures"], []any{"arm64"}) || p["Handler"] != "bootstrap" {
+			t.Errorf("%s: runtime %v architectures %v handler %v", fn, p["Runtime"], p["Architectures"], p["Handler"])
+		}
+		if p["MemorySize"] != float64(256) || p["Timeout"] != wantTimeout[fn] {
+			t.Errorf("%s: memory %v timeout %v", fn, p["MemorySize"], p["Timeout"])
+		}
+		if p["Timeout"].(float64) > 28 && fn == FnAPI {
+			t.Errorf("api timeout %v exceeds what API Gateway waits", p["Timeout"])
+		}
+		lc := p["LoggingConfig"].(map[string]any)
+		logGroup := lc["LogGroup"].(map[string]any)["Ref"].(string)
+		if lc["LogFormat"] != "JSON" || s.props(logGroup)["RetentionInDays"] != float64(90) {
+			t.Errorf("%s: logging %v, retention %v", fn, lc, s.props(logGroup)["RetentionInDays"])
+		}
+		env := p["Environment"].(map[string]any)["Variables"].(map[string]any)
+		want := map[string]any{
+			"KEYVEND_BOUNDARY_ARN":         map[string]any{"Ref": boundaryID},
+			"KEYVEND_SECRET_PREFIX":        "keyvend/users/",
+			"KEYVEND_USER_PATH":            "/keyvend/",
+			"KEYVEND_KMS_KEY_ID":           map[string]any{"Fn::GetAtt": []any{keyID, "Arn"}},
+			"KEYVEND_REPAIR_AFTER":         "1m",
+			"KEYVEND_READY_TIMEOUT":        "10s",
+			"KEYVEND_SECRET_RECOVERY_DAYS": "7",
+		}
+		switch fn {
+		case FnAPI:
+			want["KEYVEND_RULES"] = RulesPathInLambda
+		case FnRotate:
+			want = map[string]any{"KEYVEND_READY_TIMEOUT": "10s"}
+		}
+		if !reflect.DeepEqual(env, want) {
+			t.Errorf("%s environment:\n got %v\nwant %v", fn, env, want)
+		}
+	}
+}
+
+func TestAPIAssetBundlesTheRulesFile(t *testing.T) {
+	s := defaultStack(t)
+	root, _ := RepoRoot()
+	want, err := os.ReadFile(filepath.Join(root, "rules", "demo.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(s.DistDir, ".bundle", FnAPI)
+	got, err := os.ReadFile(filepath.Join(dir, "rules.json"))
+	if err != nil || string(got) != string(want) {
+		t.Errorf("bundled rules.json: %v, equal=%v", err, string(got) == string(want))
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "bootstrap")); err != nil || !strings.Contains(string(b), "fake api") {
+		t.Errorf("bundled bootstrap: %v", err)
+	}
+	if filepath.Base(RulesPathInLambda) != "rules.json" || filepath.Dir(RulesPathInLambda) != "/var/task" {
+		t.Errorf("rules path %s is not next to the bootstrap in /var/task", RulesPathInLambda)
+	}
+}
+
+func TestBadRulesFileFailsSynthWithTheServersMessage(t *testing.T) {
+	dir := t.TempDir()
+	for name, doc := range map[string]string{
+		"bad-pattern.json":   `{"rules":[{"principals":["arn:aws:iam::1:user/a"],"buckets":["Bad_Bucket"],"access":["read-only"]}]}`,
+		"unknown-field.json": `{"rules":[{"principals":["p"],"buckets":["b"],"access":["read-only"],"extra":1}]}`,
+		"bad-access.json":    `{"rules":[{"principals":["p"],"buckets":["b"],"access":["admin"]}]}`,
+		"trailing.json":      `{"rules":[]}}`,
+		"missing.json":       "",
+	} {
+		path := filepath.Join(dir, name)
+		if name != "missing.json" {
+			if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, want := authz.Load(path)
+		if want == nil {
+			t.Fatalf("%s: authz.Load accepted it", name)
+		}
+		_, err := synthWith(t, map[string]any{"rulesFile": path})
+		if err == nil || err.Error() != want.Error() {
+			t.Errorf("%s: synth error\n got %v\nwant %v", name, err, want)
+		}
+	}
+}
+
+func TestMissingBuildFailsSynth(t *testing.T) {
+	dir := t.TempDir()
+	if err := fakeDist(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, FnReaper, "bootstrap")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := synthIn(dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "make build") {
+		t.Errorf("missing bootstrap: %v", err)
+	}
+}
+
+func TestKeysRotate(t *testing.T) {
+	s := defaultStack(t)
+	keys := s.resources("AWS::KMS::Key")
+	if len(keys) != 2 {
+		t.Fatalf("%d keys", len(keys))
+	}
+	for id, k := range keys {
+		if k["Properties"].(map[string]any)["EnableKeyRotation"] != true {
+			t.Errorf("key %s does not rotate", id)
+		}
+	}
+	secretsKey := s.id(s.K.Stack.Node().FindChild(jsii.String("SecretsKey")))
+	if keys[secretsKey]["DeletionPolicy"] != "Retain" {
+		t.Errorf("secrets key deletion policy %v: secrets outlive the stack", keys[secretsKey]["DeletionPolicy"])
+	}
+}
+
+func TestRotationInvokePermission(t *testing.T) {
+	s := defaultStack(t)
+	rotate := s.id(s.K.Functions[FnRotate])
+	found := false
+	for _, p := range s.resources("AWS::Lambda::Permission") {
+		props := p["Properties"].(map[string]any)
+		if props["Principal"] != "secretsmanager.amazonaws.com" {
+			continue
+		}
+		found = true
+		if !reflect.DeepEqual(props["FunctionName"], map[string]any{"Fn::GetAtt": []any{rotate, "Arn"}}) ||
+			!reflect.DeepEqual(props["SourceAccount"], map[string]any{"Ref": "AWS::AccountId"}) ||
+			!strings.Contains(mustJSON(props["SourceArn"]), ":secret:keyvend/users/*") {
+			t.Errorf("secretsmanager permission %v", props)
+		}
+	}
+	if !found {
+		t.Error("no permission for secretsmanager.amazonaws.com to invoke the rotation function")
+	}
+}
+
+func TestReaperRunsHourly(t *testing.T) {
+	s := defaultStack(t)
+	rules := s.resources("AWS::Events::Rule")
+	if len(rules) != 1 {
+		t.Fatalf("%d rules", len(rules))
+	}
+	for _, r := range rules {
+		p := r["Properties"].(map[string]any)
+		targets := p["Targets"].([]any)
+		if p["ScheduleExpression"] != "rate(1 hour)" || len(targets) != 1 ||
+			!reflect.DeepEqual(targets[0].(map[string]any)["Arn"], map[string]any{"Fn::GetAtt": []any{s.id(s.K.Functions[FnReaper]), "Arn"}}) {
+			t.Errorf("schedule %v", p)
+		}
+	}
+}
+
+func TestStageThrottlingAndAccessLogs(t *testing.T) {
+	s := defaultStack(t)
+	stages := s.resources("AWS::ApiGatewayV2::Stage")
+	if len(stages) != 1 {
+		t.Fatalf("%d stages", len(stages))
+	}
+	for _, st := range stages {
+		p := st["Properties"].(map[string]any)
+		if p["StageName"] != "$default" || p["AutoDeploy"] != true {
+			t.Errorf("stage %v", p)
+		}
+		rs := p["DefaultRouteSettings"].(map[string]any)
+		if rs["ThrottlingRateLimit"] != float64(10) || rs["ThrottlingBurstLimit"] != float64(20) {
+			t.Errorf("throttling %v", rs)
+		}
+		al := p["AccessLogSettings"].(map[string]any)
+		dest := al["DestinationArn"].(map[string]any)["Fn::GetAtt"].([]any)[0].(string)
+		if s.props(dest)["RetentionInDays"] != float64(90) || !strings.Contains(al["Format"].(string), "$context.requestId") ||
+			!strings.Contains(al["Format"].(string), "$context.identity.userArn") {
+			t.Errorf("access logs %v to %s", al, dest)
+		}
+	}
+	noPanic(t, "no default stage", func() {
+		s.Template.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Api"), map[string]any{"ProtocolType": "HTTP"})
+	})
+}
+
+func TestAlarms(t *testing.T) {
+	s := defaultStack(t)
+	topics := s.resources("AWS::SNS::Topic")
+	if len(topics) != 1 {
+		t.Fatalf("%d topics", len(topics))
+	}
+	var topicID string
+	for id, tp := range topics {
+		topicID = id
+		if _, ok := tp["Properties"].(map[string]any)["KmsMasterKeyId"]; !ok {
+			t.Error("alarm topic is not encrypted")
+		}
+	}
+	got := []string{}
+	for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+		p := a["Properties"].(map[string]any)
+		if !reflect.DeepEqual(p["AlarmActions"], []any{map[string]any{"Ref": topicID}}) {
+			t.Errorf("alarm %v does not notify the topic", p["AlarmDescription"])
+		}
+		dims := mustJSON(p["Dimensions"])
+		got = append(got, p["Namespace"].(string)+"/"+p["MetricName"].(string)+" "+dims)
+	}
+	sort.Strings(got)
+	want := []string{}
+	for _, fn := range Functions {
+		id := s.id(s.K.Functions[fn])
+		want = append(want,
+			`AWS/Lambda/Errors [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`,
+			`AWS/Lambda/Throttles [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`)
+	}
+	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`)
+	sort.Strings(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("alarms:\n got %v\nwant %v", got, want)
+	}
+	if len(s.resources("AWS::SNS::Subscription")) != 0 {
+		t.Error("a subscription without alarmEmail")
+	}
+}
+
+func TestAlarmEmailSubscription(t *testing.T) {
+	s, err := synthWith(t, map[string]any{"alarmEmail": "ops@example.com", "logRetentionDays": "30"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := s.resources("AWS::SNS::Subscription")
+	if len(subs) != 1 {
+		t.Fatalf("%d subscriptions", len(subs))
+	}
+	for _, sub := range subs {
+		p := sub["Properties"].(map[string]any)
+		if p["Protocol"] != "email" || p["Endpoint"] != "ops@example.com" {
+			t.Errorf("subscription %v", p)
+		}
+	}
+	for id, lg := range s.resources("AWS::Logs::LogGroup") {
+		if lg["Properties"].(map[string]any)["RetentionInDays"] != float64(30) {
+			t.Errorf("log group %s retention %v", id, lg["Properties"])
+		}
+	}
+}
+
+// TestNoUnsuppressedNagFindings: cdk-nag AwsSolutions reports nothing that
+// is not suppressed, and every suppression carries a keyvend reason.
+func TestNoUnsuppressedNagFindings(t *testing.T) {
+	s := defaultStack(t)
+	ann := assertions.Annotations_FromStack(s.K.Stack)
+	match := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
+	for _, m := range *ann.FindError(jsii.String("*"), match) {
+		t.Errorf("cdk-nag error at %s: %v", *m.Id, m.Entry.Data)
+	}
+	for _, m := range *ann.FindWarning(jsii.String("*"), match) {
+		t.Errorf("cdk-nag warning at %s: %v", *m.Id, m.Entry.Data)
+	}
+	for _, sup := range NagSuppressions(s.K, mustConfig(t, s)) {
+		if len(sup.Reason) < 80 || !strings.Contains(sup.Reason, "keyvend") && !strings.Contains(sup.Reason, "rules") {
+			t.Errorf("suppression %s on %s: reason too thin: %q", sup.Rule, sup.Construct, sup.Reason)
+		}
+		t.Logf("%s on %s for %v: %s", sup.Rule, sup.Construct, sup.AppliesTo, sup.Reason)
+	}
+}
+
+func mustConfig(t *testing.T, s *synthesized) Config {
+	t.Helper()
+	cfg, err := ConfigFromContext(s.K.Stack.Node())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
