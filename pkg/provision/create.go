@@ -115,34 +115,40 @@ func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error)
 		g, err := s.ensureGroups(ctx, want)
 		groupsDone <- groupsResult{g, err}
 	}()
+	groups := sync.OnceValues(func() ([]GroupRef, error) {
+		gr := <-groupsDone
+		return gr.groups, gr.err
+	})
 	user, err := s.createUser(ctx, in)
-	gr := <-groupsDone
 	switch {
 	case isCode(err, codeEntityExists):
-		if gr.err != nil {
-			return nil, gr.err
+		refs, gerr := groups()
+		if gerr != nil {
+			return nil, gerr
 		}
-		return s.existing(ctx, in, gr.groups)
+		return s.existing(ctx, in, refs)
 	case err != nil:
+		_, _ = groups() // let group setup finish before answering
 		return nil, fmt.Errorf("create IAM user %s: %w", req.User, err)
 	}
-	sg := &saga{user: req.User, createdUser: true}
-	if gr.err != nil {
-		s.compensate(ctx, sg, gr.err)
-		return nil, gr.err
-	}
-	return s.finish(ctx, in, sg, user, gr.groups, nil)
+	return s.finish(ctx, in, &saga{user: req.User, createdUser: true}, user, groups, nil)
 }
 
-// finish runs steps 2 and 3 for a user that exists: it joins the groups not
-// in have, creates the key and stores it. On failure it compensates sg.
-func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes.User, groups []GroupRef, have map[string]bool) (*Result, error) {
+// finish completes a user that exists, on the critical path
+// CreateAccessKey → store the key, while the groups get ready and the user
+// joins the ones not in have (alongside the store):
+//
+//	CreateAccessKey ──────────────┐
+//	group setup (already running) ┴→ store key ‖ AddUserToGroup…
+//
+// The key is stored only once the groups are set up. On any failure it
+// compensates sg.
+func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes.User, groups func() ([]GroupRef, error), have map[string]bool) (*Result, error) {
 	name := aws.ToString(user.UserName)
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
 		stepErr error
-		key     *iamtypes.AccessKey
 	)
 	fail := func(err error) {
 		mu.Lock()
@@ -151,47 +157,60 @@ func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes
 		}
 		mu.Unlock()
 	}
-	for _, g := range groups {
-		if have[g.Name] {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := s.iam.AddUserToGroup(ctx, &iam.AddUserToGroupInput{UserName: &name, GroupName: aws.String(g.Name)})
-			if err != nil {
-				fail(fmt.Errorf("add user %s to group %s: %w", name, g.Name, err))
-				return
-			}
-			mu.Lock()
-			sg.joined = append(sg.joined, g.Name)
-			mu.Unlock()
-		}()
-	}
-	wg.Add(1)
+	keyDone := make(chan *iamtypes.AccessKey, 1)
 	go func() {
-		defer wg.Done()
 		out, err := s.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: &name})
 		if err != nil {
 			fail(fmt.Errorf("create access key for %s: %w", name, err))
+			keyDone <- nil
 			return
 		}
 		mu.Lock()
-		key = out.AccessKey
-		sg.keyID = aws.ToString(key.AccessKeyId)
+		sg.keyID = aws.ToString(out.AccessKey.AccessKeyId)
 		mu.Unlock()
+		keyDone <- out.AccessKey
 	}()
+	refs, gerr := groups()
+	if gerr != nil {
+		fail(gerr)
+	} else {
+		for _, g := range refs {
+			if have[g.Name] {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.iam.AddUserToGroup(ctx, &iam.AddUserToGroupInput{UserName: &name, GroupName: aws.String(g.Name)})
+				if err != nil {
+					fail(fmt.Errorf("add user %s to group %s: %w", name, g.Name, err))
+					return
+				}
+				mu.Lock()
+				sg.joined = append(sg.joined, g.Name)
+				mu.Unlock()
+			}()
+		}
+	}
+	key := <-keyDone
+	var secretARN string
+	if key != nil && gerr == nil {
+		arn, err := s.storeKey(ctx, in, name, key)
+		if err != nil {
+			fail(err)
+		} else {
+			secretARN = arn
+			mu.Lock()
+			sg.storedSecret = true
+			mu.Unlock()
+		}
+	}
 	wg.Wait()
 	if stepErr != nil {
 		s.compensate(ctx, sg, stepErr)
 		return nil, stepErr
 	}
-	secretARN, err := s.storeKey(ctx, in, name, key)
-	if err != nil {
-		s.compensate(ctx, sg, err)
-		return nil, err
-	}
-	r := s.result(user, in.Request.Grants, groups, sg.keyID, secretARN, true)
+	r := s.result(user, in.Request.Grants, refs, sg.keyID, secretARN, true)
 	r.ExpiryCapped = in.expiryCapped
 	if in.Request.Wait {
 		r.Readiness = s.checkReady(ctx, key, aws.ToString(user.Arn))

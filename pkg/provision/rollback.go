@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
 
 // saga records what one request changed, so a failure can undo it.
@@ -15,6 +16,10 @@ type saga struct {
 	createdUser bool     // this request's CreateUser succeeded
 	keyID       string   // the key this request created
 	joined      []string // groups this request added the user to
+	// storedSecret: this request put its key in the user's secret. If the
+	// saga then fails for a user it created, the secret (holding a key that
+	// compensation deletes) is scheduled for deletion; a retry restores it.
+	storedSecret bool
 }
 
 // compensate undoes sg after cause, on a context detached from the
@@ -82,6 +87,13 @@ func (s *Service) compensate(ctx context.Context, sg *saga, cause error) {
 		if _, err := s.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &sg.user}); err != nil && !isCode(err, codeNoSuchEntity) {
 			ok = false
 			log.ErrorContext(ctx, "compensation: user not deleted; a later request or the reaper repairs it", "error", err)
+		}
+	}
+	if sg.createdUser && sg.storedSecret && ok {
+		name := s.SecretName(sg.user)
+		_, err := s.sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: &name, RecoveryWindowInDays: aws.Int64(int64(s.cfg.SecretRecoveryDays))})
+		if err != nil && !isCode(err, codeResourceNotFound, codeInvalidRequest) {
+			log.ErrorContext(ctx, "compensation: secret holding the deleted key not scheduled for deletion", "secret", name, "error", err)
 		}
 	}
 	log.InfoContext(ctx, "compensated failed provisioning", slog.Bool("complete", ok), slog.Int("keys_deleted", len(keys)), slog.Bool("user_deleted", sg.createdUser && ok))
