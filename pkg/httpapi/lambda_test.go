@@ -275,24 +275,27 @@ func TestLambdaAPIGatewayEvents(t *testing.T) {
 		}
 	})
 
-	// The access log names the request by API Gateway's id and the caller
-	// by its normalised ARN.
+	// The access log names the request by API Gateway's id, the caller by
+	// its normalised ARN (what the rules saw) and by the session ARN the
+	// authorizer reported (who it really was).
 	var sawRole bool
 	for _, line := range strings.Split(strings.TrimSpace(e.log.String()), "\n") {
 		var entry struct {
 			Msg       string `json:"msg"`
 			RequestID string `json:"request_id"`
 			Principal string `json:"principal"`
+			CallerARN string `json:"caller_arn"`
 		}
 		if json.Unmarshal([]byte(line), &entry) != nil || entry.Msg != "request" {
 			continue
 		}
-		if entry.RequestID == "Fq3kZ2lzIAMEc1Q=" && entry.Principal == "arn:aws:iam::123456789012:role/deployer" {
+		if entry.RequestID == "Fq3kZ2lzIAMEc1Q=" && entry.Principal == "arn:aws:iam::123456789012:role/deployer" &&
+			entry.CallerARN == "arn:aws:sts::123456789012:assumed-role/deployer/alice" {
 			sawRole = true
 		}
 	}
 	if !sawRole {
-		t.Errorf("no access log line for request Fq3kZ2lzIAMEc1Q= with principal role/deployer:\n%s", e.log)
+		t.Errorf("no access log line for request Fq3kZ2lzIAMEc1Q= with principal role/deployer and caller_arn assumed-role/deployer/alice:\n%s", e.log)
 	}
 }
 
