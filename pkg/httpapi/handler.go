@@ -152,7 +152,9 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
-// withAccessLog logs one JSON line per request: never a body.
+// withAccessLog logs one JSON line per request: never a body. principal is
+// who rules saw (an assumed-role session as its role); caller_arn is the
+// identity as the authorizer reported it, session name included.
 func (a *api) withAccessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -166,6 +168,7 @@ func (a *api) withAccessLog(next http.Handler) http.Handler {
 			slog.String("path", r.URL.Path),
 			slog.Int("status", sw.status),
 			slog.String("principal", p.ID),
+			slog.String("caller_arn", p.Raw),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 		)
 	})

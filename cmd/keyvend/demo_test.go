@@ -1,0 +1,108 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// TestServeDemo is `make run` and the README's local demo, step by step,
+// as a user in a fresh checkout would run it: keyvend serve with no
+// AWS_ENDPOINT_URL starts and seeds its own moto, the user vends
+// site-deployer, sources .keyvend/local.env, writes the credential_process
+// profile and deploys with the AWS CLI. Stopping keyvend stops its moto.
+func TestServeDemo(t *testing.T) {
+	t.Parallel()
+	// A checkout-like working directory: rules/demo.json where serve
+	// looks for it by default; .keyvend/ is written here.
+	dir := t.TempDir()
+	demoRules, err := os.ReadFile(filepath.Join("..", "..", "rules", "demo.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "rules", "demo.json"), string(demoRules))
+
+	// Terminal 1: make run (on a free port instead of 8080).
+	kv := startServe(t, dir, cleanEnv(dir, "KEYVEND_LISTEN="+freeAddr(t)))
+	m := regexp.MustCompile(`\(AWS: (http://127\.0\.0\.1:\d+), caller: arn:aws:iam::123456789012:user/local-dev, rules: rules/demo.json\)$`).FindStringSubmatch(kv.Ready)
+	if m == nil {
+		t.Fatalf("ready line %q: want the embedded moto's URL, the local-dev caller and rules/demo.json", kv.Ready)
+	}
+	motoURL := m[1]
+
+	// 1. vend a read-write user for site.example.com
+	v, body := kv.vend(t, `{"user":"site-deployer","grants":[{"bucket":"site.example.com","access":"read-write","prefix":""}],"reason":"blog deploys"}`)
+	if v.User != "site-deployer" || v.SecretName != "keyvend/users/site-deployer" {
+		t.Fatalf("POST /v1/users answered %s", body)
+	}
+	if strings.Contains(string(body), "SecretAccessKey") || strings.Contains(strings.ToLower(string(body)), "secret_access_key") {
+		t.Fatalf("the POST answer carries a secret access key field: %s", body)
+	}
+
+	// 2. point the AWS CLI at the embedded moto (written by keyvend serve)
+	exports := readExports(t, filepath.Join(dir, ".keyvend", "local.env"))
+	if exports["AWS_ENDPOINT_URL"] != motoURL {
+		t.Fatalf(".keyvend/local.env points at %q, keyvend at %q", exports["AWS_ENDPOINT_URL"], motoURL)
+	}
+	for _, k := range []string{"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		if exports[k] == "" {
+			t.Fatalf(".keyvend/local.env does not export %s: %v", k, exports)
+		}
+	}
+	var shell []string
+	for k, val := range exports {
+		shell = append(shell, k+"="+val)
+	}
+
+	// 3. a profile that reads the vended key from its secret
+	config := filepath.Join(dir, "keyvend-demo.config")
+	writeProfiles(t, config, map[string]string{"site-deployer": v.CredentialProcess})
+	cli := cleanEnv(dir, append(shell, "AWS_CONFIG_FILE="+config)...)
+
+	// 4. deploy with it
+	writeFile(t, filepath.Join(dir, "site", "index.html"), "<h1>hello</h1>\n")
+	out := mustAWS(t, dir, cli, "--profile", "site-deployer", "s3", "sync", "./site", "s3://site.example.com")
+	if !strings.Contains(out, "upload: site/index.html to s3://site.example.com/index.html") {
+		t.Errorf("aws s3 sync printed %q, want the upload of index.html", out)
+	}
+	if ls := mustAWS(t, dir, cli, "s3", "ls", "s3://site.example.com"); !strings.Contains(ls, " index.html") {
+		t.Fatalf("aws s3 ls s3://site.example.com = %q, want index.html", ls)
+	}
+
+	// 5. what keyvend knows about the user
+	resp, raw := kv.call(t, http.MethodGet, "/v1/users/site-deployer", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/users/site-deployer: %s: %s", resp.Status, raw)
+	}
+	var d provision.Description
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Complete || d.SecretARN != v.SecretARN || len(d.AccessKeys) != 1 || d.AccessKeys[0].AccessKeyID != v.AccessKeyID || !d.AccessKeys[0].InSecret {
+		t.Fatalf("GET /v1/users/site-deployer = %s: want complete, the vended key in the secret", raw)
+	}
+	if got := d.Tags[provision.TagRequester]; got != defaultCaller {
+		t.Errorf("requester tag = %q, want %q", got, defaultCaller)
+	}
+
+	// Ctrl-C in terminal 1: keyvend exits and takes its moto with it.
+	if code := kv.stop(t); code != 0 {
+		t.Fatalf("keyvend exited %d after SIGTERM, want 0:\n%s", code, kv.out)
+	}
+	u, err := url.Parse(motoURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.Dial("tcp", u.Host); err == nil {
+		c.Close()
+		t.Fatalf("the embedded moto still accepts connections on %s after keyvend exited", u.Host)
+	}
+}
