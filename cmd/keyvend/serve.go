@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyvend/keyvend/pkg/app"
 	"github.com/keyvend/keyvend/pkg/caller"
@@ -59,12 +60,16 @@ func serve(args []string) error {
 		if err := env.WriteEnvFile(*envFile); err != nil {
 			return fmt.Errorf("write %s: %w", *envFile, err)
 		}
+		defer os.Remove(*envFile) // it points at this moto, which stops with us
 	default:
 		if awsCfg, err = app.LoadAWS(ctx); err != nil {
 			return err
 		}
 		if endpoint == "" {
 			endpoint = "real AWS"
+		}
+		if err := reachable(ctx, awsCfg); err != nil {
+			return fmt.Errorf("cannot reach AWS at %s: %w (a stale .keyvend/local.env sourced in this shell? `unset AWS_ENDPOINT_URL` for the embedded moto)", endpoint, err)
 		}
 	}
 	who := caller.Static{ARN: envOr("KEYVEND_LOCAL_CALLER", defaultCaller)}
@@ -84,6 +89,7 @@ func serve(args []string) error {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+		stop() // a second Ctrl-C ends keyvend at once
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -105,4 +111,13 @@ func orNone(s string) string {
 		return "none (deny all)"
 	}
 	return s
+}
+
+// reachable asks STS who we are, to fail early and clearly when the AWS
+// endpoint is down or the credentials are missing.
+func reachable(ctx context.Context, cfg aws.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	return err
 }

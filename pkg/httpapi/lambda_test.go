@@ -32,7 +32,8 @@ import (
 // (whoever assumed it) read-write on site.example.com.
 const lambdaRules = `{"rules":[
  {"principals":["arn:aws:iam::123456789012:user/alice"],"buckets":["*.example.com"],"access":["read-only","write-only","read-write","full"]},
- {"principals":["arn:aws:iam::123456789012:role/deployer"],"buckets":["site.example.com"],"access":["read-write"]}]}`
+ {"principals":["arn:aws:iam::123456789012:role/deployer"],"buckets":["site.example.com"],"access":["read-write"]},
+ {"principals":["jwt-group:deployers"],"buckets":["site.example.com"],"access":["read-only"]}]}`
 
 // lambdaEnv is the Lambda function's handler, as functions/api wires it,
 // on the shared moto, and clients to look at what it did.
@@ -205,10 +206,24 @@ func (e *lambdaEnv) unauthenticated(t *testing.T, fixture string, ev events.APIG
 // real handler and provisioning service on moto.
 func TestLambdaAPIGatewayEvents(t *testing.T) {
 	e := newLambdaEnv(t)
-	for _, u := range []string{"lambda-alice-rw", "lambda-alice-ro", "lambda-deployer-rw"} {
+	for _, u := range []string{"lambda-alice-rw", "lambda-alice-ro", "lambda-deployer-rw", "lambda-jwt-carol"} {
 		e.forget(t, u)
 	}
 	const alice = "arn:aws:iam::123456789012:user/alice"
+
+	// A JWT caller (API Gateway JWT authorizer): the principal is jwt:<sub>,
+	// and the rule names one of its groups.
+	t.Run("JWT caller", func(t *testing.T) {
+		ev, resp := e.invoke(t, "create_user_jwt.json")
+		e.created(t, "create_user_jwt.json", ev, resp, "lambda-jwt-carol", "keyvend_read-only_site.example.com", "jwt:00u1carol")
+	})
+
+	// An authorizer shape keyvend does not know (a Lambda authorizer whose
+	// context claims an IAM ARN) is not an identity.
+	t.Run("unknown authorizer shape", func(t *testing.T) {
+		ev, resp := e.invoke(t, "create_user_lambda_authorizer.json")
+		e.unauthenticated(t, "create_user_lambda_authorizer.json", ev, resp, "lambda-custom-auth")
+	})
 
 	t.Run("IAM user", func(t *testing.T) {
 		ev, resp := e.invoke(t, "create_user_iam_user.json")
