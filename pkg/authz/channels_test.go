@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +116,28 @@ func TestParseChannels(t *testing.T) {
 	rs := mustParse(t, channelRules)
 	if got := rs.Rules[1].Channels; len(got) != 2 || got[0] != "C0DEPLOYS" {
 		t.Errorf("channels parsed as %v", got)
+	}
+}
+
+// TestDemoRulesSlack: the demo rules let the demo Slack team vend and
+// rotate read-write, and list, from #deploys only.
+func TestDemoRulesSlack(t *testing.T) {
+	rs, err := authz.Load(filepath.Join("..", "..", "rules", "demo.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw := []policy.Grant{{Bucket: "site.example.com", Access: policy.ReadWrite}}
+	who := []string{"slack:T0KEYVEND/U0ALICE"}
+	if err := rs.DecideIn(who, "C0DEPLOYS", authz.Create, rw); err != nil {
+		t.Errorf("from #deploys: %v", err)
+	}
+	if err := rs.DecideIn(who, "C0RANDOM", authz.Create, rw); err == nil {
+		t.Error("allowed outside #deploys")
+	}
+	if err := rs.DecideIn(who, "C0DEPLOYS", authz.Create, []policy.Grant{{Bucket: "assets.example.com", Access: policy.Full}}); err == nil {
+		t.Error("full access allowed to Slack")
+	}
+	if err := rs.DecideIn([]string{"slack:T0OTHER/U0ALICE"}, "C0DEPLOYS", authz.Create, rw); err == nil {
+		t.Error("another team allowed")
 	}
 }
