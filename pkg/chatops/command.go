@@ -372,13 +372,13 @@ func truncate(s string, n int) string {
 }
 
 // Usage is the help text for the slash command cmd (e.g. /keyvend), in
-// Slack mrkdwn.
+// Slack mrkdwn (escaped).
 func Usage(cmd string) string {
 	if cmd == "" {
 		cmd = "/keyvend"
 	}
-	cmd = escapeSlack(cmd)
-	return strings.Join([]string{
+	// Escaped as a whole: <user> would otherwise be Slack markup.
+	return escapeSlack(strings.Join([]string{
 		"*keyvend* vends S3 credentials for one bucket (or a few), stored in Secrets Manager. Commands:",
 		"• `" + cmd + " provision <user> <bucket>[:<access>[:<prefix>]]… [\"reason\"] [--expires 720h]`: create an IAM user with those grants and its key." +
 			" Access is `read-only` (the default), `read-write`, `write-only` or `full` (`ro`, `rw`, `wo`). Quote the reason.",
@@ -389,5 +389,5 @@ func Usage(cmd string) string {
 		"• `" + cmd + " help`: this text.",
 		"Example: `" + cmd + " provision site-deployer site.example.com:read-write \"blog deploys\" --expires 720h`",
 		"Results arrive here, visible only to you. keyvend never shows a key: it names the secret and the `credential_process` line that reads it.",
-	}, "\n")
+	}, "\n"))
 }

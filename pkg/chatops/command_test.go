@@ -143,9 +143,12 @@ func TestTextEscapesForSlack(t *testing.T) {
 
 func TestUsageNamesEveryCommand(t *testing.T) {
 	u := chatops.Usage("/kv")
-	for _, want := range []string{"/kv provision", "/kv rotate", "/kv status", "/kv list", "/kv delete", "/kv help", "--expires", "read-write"} {
+	for _, want := range []string{"/kv provision &lt;user&gt; &lt;bucket&gt;", "/kv rotate", "/kv status", "/kv list", "/kv delete", "/kv help", "--expires", "read-write"} {
 		if !strings.Contains(u, want) {
 			t.Errorf("usage does not mention %q:\n%s", want, u)
 		}
+	}
+	if strings.ContainsAny(strings.NewReplacer("&amp;", "", "&lt;", "", "&gt;", "").Replace(chatops.Usage("/a<b>")), "<>&") {
+		t.Error("usage has unescaped Slack markup characters")
 	}
 }

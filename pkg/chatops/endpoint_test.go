@@ -197,8 +197,8 @@ func TestRefusesWhatTheRulesDoNotAllow(t *testing.T) {
 func TestUsageAnsweredAtOnce(t *testing.T) {
 	e := newSlackEnv(t)
 	for text, want := range map[string]string{
-		"":                             "provision <user>",
-		"help":                         "provision <user>",
+		"":                             "provision &lt;user&gt;",
+		"help":                         "provision &lt;user&gt;",
 		"frobnicate the widgets":       `unknown command`,
 		"provision site-deployer":      "at least one bucket",
 		`provision u a.example.com "x`: "quote is not closed",
