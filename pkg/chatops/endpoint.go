@@ -39,8 +39,9 @@ type Endpoint struct {
 	Queue    Queue
 	Hosts    ResponseHosts
 	Log      *slog.Logger
-	// Budget bounds the prechecks and the enqueue, so the answer reaches
-	// Slack within its 3 seconds (2.5 s).
+	// Budget bounds the work of a request (reading the signing secret on
+	// first use, the prechecks, the enqueue), so the answer reaches Slack
+	// within its 3 seconds (2.5 s).
 	Budget time.Duration
 	// MaxBody bounds the request body (64 KiB; Slack sends ~1 KiB).
 	MaxBody int64
@@ -105,9 +106,18 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 		return outcome{status: http.StatusRequestEntityTooLarge, result: "invalid", reason: "body over the limit or unreadable", err: err}
 	}
 
+	// Everything below — the signing secret on a cold start, the
+	// prechecks, the queue — within the budget, so Slack hears back in time.
+	budget := e.Budget
+	if budget <= 0 {
+		budget = 2500 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), budget)
+	defer cancel()
+
 	// 1. Slack's signature, over the raw body (the Lambda adapter has
 	// already base64-decoded it when API Gateway marked it so).
-	if err := e.Verifier.Verify(r.Context(), r.Header, body); err != nil {
+	if err := e.Verifier.Verify(ctx, r.Header, body); err != nil {
 		var rej *Rejection
 		if errors.As(err, &rej) {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
@@ -123,6 +133,11 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "not a slash command"})
 		return outcome{status: http.StatusBadRequest, result: "invalid", reason: "form", err: err}
+	}
+	if r.PostForm.Get("ssl_check") == "1" {
+		// Slack checking the certificate of the command's URL: nothing to do.
+		writeJSON(w, http.StatusOK, map[string]string{})
+		return outcome{status: http.StatusOK, result: "ssl-check"}
 	}
 	if msg := checkIDs(sc.TeamID, sc.UserID, sc.ChannelID); msg != "" {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "not a slash command"})
@@ -148,14 +163,7 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 		return o
 	}
 
-	// 3. The rules, before anything is queued; then the queue. Both within
-	// the budget, so Slack hears back in time.
-	budget := e.Budget
-	if budget <= 0 {
-		budget = 2500 * time.Millisecond
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), budget)
-	defer cancel()
+	// 3. The rules, before anything is queued; then the queue.
 	if err := e.precheck(ctx, p, id, cmd); err != nil {
 		if kind := provision.KindOf(err); kind != 0 {
 			o.result, o.err = resultOfKind(kind), err

@@ -306,6 +306,17 @@ func TestEndpointRefusesOtherMethodsAndHugeBodies(t *testing.T) {
 	if rep := e.send(t, signedRequest(big)); rep.Status != http.StatusRequestEntityTooLarge {
 		t.Errorf("70 KiB body: %d", rep.Status)
 	}
+	// Slack checking the URL's certificate: signed, answered 200, nothing else.
+	e.logs.Reset()
+	if rep := e.send(t, signedRequest("ssl_check=1&token=legacy-token")); rep.Status != http.StatusOK {
+		t.Errorf("ssl_check: %d %s", rep.Status, rep.raw)
+	}
+	if lines := e.auditLines(t, "chatops.slack"); len(lines) != 1 || lines[0]["result"] != "ssl-check" {
+		t.Errorf("ssl_check audit %v", lines)
+	}
+	if rep := e.send(t, request("ssl_check=1&token=legacy-token", "", "")); rep.Status != http.StatusUnauthorized {
+		t.Errorf("unsigned ssl_check: %d", rep.Status)
+	}
 	// Signed, but not a slash command form.
 	if rep := e.send(t, signedRequest("team_id=T1&user_id=not%2Fan%2Fid&text=list")); rep.Status != http.StatusBadRequest {
 		t.Errorf("bad ids: %d %s", rep.Status, rep.raw)
