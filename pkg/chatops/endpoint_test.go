@@ -139,10 +139,12 @@ func TestRefusesWhatTheRulesDoNotAllow(t *testing.T) {
 	if rep := e.send(t, signedRequest(mine.body())); !strings.Contains(rep.Text, "Working on it") {
 		t.Fatalf("setup: %s", rep.raw)
 	}
-	e.runWorker(t)
+	stopWorker := e.runWorker(t)
 	if msgs := e.slack.waitFor(t, 1); !strings.Contains(msgs[0], "Provisioned") {
 		t.Fatalf("setup: %s", msgs[0])
 	}
+	e.waitDepth(t, e.queueURL, 0)
+	stopWorker() // from here on, anything queued stays on the queue
 
 	mallory := func(c command) command { c.user, c.userName = "U0MALLORY", "mallory"; return c }
 	otherTeam := func(c command) command { c.team = "T0OTHER"; return c }
@@ -180,7 +182,6 @@ func TestRefusesWhatTheRulesDoNotAllow(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(100 * time.Millisecond) // anything queued would be in flight by now
 	if n := e.depth(t, e.queueURL); n != 0 {
 		t.Errorf("%d jobs queued by refused commands", n)
 	}

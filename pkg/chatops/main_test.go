@@ -174,14 +174,31 @@ func (e *slackEnv) receiveJobs(t *testing.T) []chatops.Job {
 	return jobs
 }
 
-// runWorker polls the queue with the worker until the test ends.
-func (e *slackEnv) runWorker(t *testing.T) {
+// runWorker polls the queue with the worker until stop is called or the
+// test ends.
+func (e *slackEnv) runWorker(t *testing.T) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	p := &chatops.Poller{Client: e.sqs, QueueURL: e.queueURL, Handle: e.worker.Handle, Wait: time.Second, Log: slog.New(slog.NewJSONHandler(e.logs, nil))}
 	go func() { defer close(done); p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitDepth waits until the queue holds want messages (the poller deletes
+// a job after the worker has posted its result), failing after 30 s.
+func (e *slackEnv) waitDepth(t *testing.T, queueURL string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for e.depth(t, queueURL) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue %s holds %d messages, want %d", queueURL, e.depth(t, queueURL), want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // command is a slash command as Slack would send it.

@@ -135,9 +135,7 @@ func TestSlashCommandsEndToEnd(t *testing.T) {
 	if _, err := e.iam.GetUser(context.Background(), &iam.GetUserInput{UserName: aws.String(user)}); !isCode(err, "NoSuchEntity") {
 		t.Errorf("after delete: %v", err)
 	}
-	if n := e.depth(t, e.queueURL); n != 0 {
-		t.Errorf("%d jobs left on the queue", n)
-	}
+	e.waitDepth(t, e.queueURL, 0) // every job done and deleted
 	if n := e.depth(t, e.dlqURL); n != 0 {
 		t.Errorf("%d jobs in the dead-letter queue", n)
 	}
