@@ -14,7 +14,7 @@ CDK := ./node_modules/.bin/cdk
 FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: deps tools run test vet fmt-check build clean infra-test infra-vet synth deploy cfn-lint
+.PHONY: deps tools run test fuzz vet fmt-check build clean infra-test infra-vet synth synth-slack deploy cfn-lint
 
 ## deps: Go modules (the service and the CDK app in infra/)
 deps:
@@ -34,11 +34,18 @@ run: deps tools
 	$(GO) build -o dist/keyvend ./cmd/keyvend
 	./dist/keyvend serve
 
-## test: formatting, vet, every test against moto over HTTP, the CDK app's
-## tests, a synth (cdk-nag included) and cfn-lint on the template
+## test: formatting, vet, every test against moto over HTTP, a few seconds
+## of fuzzing the Slack command parser, the CDK app's tests, the synths
+## (cdk-nag included) and cfn-lint on the templates
 test: deps tools fmt-check vet infra-vet
 	$(GO) test -race -count=1 ./...
-	$(MAKE) infra-test cfn-lint
+	$(MAKE) fuzz infra-test cfn-lint
+
+## fuzz: FuzzParse for FUZZTIME (5s) on top of its seed corpus in
+## pkg/chatops/testdata/fuzz; a failing input is saved there
+FUZZTIME ?= 5s
+fuzz:
+	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./pkg/chatops
 
 vet:
 	$(GO) vet ./...
@@ -70,6 +77,12 @@ $(CDK): package.json package-lock.json
 synth: build $(CDK)
 	$(CDK) synth --quiet
 
+## synth-slack: the template with the Slack command (a stand-in signing
+## secret ARN) in cdk.out.slack, so cdk-nag and cfn-lint check those parts too
+SLACK_SYNTH_ARN := arn:aws:secretsmanager:us-east-1:123456789012:secret:keyvend/slack-signing-AbCdEf
+synth-slack: build $(CDK)
+	$(CDK) synth --quiet -o cdk.out.slack -c slackSigningSecretArn=$(SLACK_SYNTH_ARN)
+
 ## deploy: cdk deploy to the account and region of your AWS credentials
 ## (needs `cdk bootstrap` once; see docs/deploy.md). CDK_ARGS passes flags.
 deploy: build $(CDK)
@@ -79,8 +92,8 @@ deploy: build $(CDK)
 ## enforced by a GetAtt") is ignored: it is the only finding, and it is CDK's
 ## own DependsOn from each Lambda function to its execution role, next to
 ## the function's Role GetAtt; harmless and not ours to remove.
-cfn-lint: synth
-	cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+cfn-lint: synth synth-slack
+	cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json cdk.out.slack/*.template.json
 
 clean:
-	rm -rf dist .keyvend cdk.out
+	rm -rf dist .keyvend cdk.out cdk.out.slack

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,6 +37,9 @@ var ContextDefaults = map[string]any{
 	"throttleBurstLimit": 20,
 	"logRetentionDays":   90,
 	"alarmEmail":         "",
+	// The Slack command: the ARN of the Secrets Manager secret that holds
+	// the Slack app's signing secret. Empty: no Slack parts are deployed.
+	"slackSigningSecretArn": "",
 }
 
 // Config is the app's configuration, read from the CDK context.
@@ -58,7 +62,26 @@ type Config struct {
 	ThrottleBurst      float64
 	LogRetentionDays   int
 	AlarmEmail         string
+	// SlackSigningSecretARN enables the Slack command (pkg/chatops): its
+	// functions, queues, route and alarms. Empty: none of them.
+	SlackSigningSecretARN string
 }
+
+// Slack reports whether the Slack command is deployed.
+func (c Config) Slack() bool { return c.SlackSigningSecretARN != "" }
+
+// DeployedFunctions lists the functions of the stack, in a stable order.
+func (c Config) DeployedFunctions() []string {
+	if c.Slack() {
+		return AllFunctions
+	}
+	return Functions
+}
+
+// secretARNRE is a complete Secrets Manager secret ARN: IAM policies name
+// secrets by their full ARN, with the 6-character suffix Secrets Manager
+// appends to the name.
+var secretARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:([A-Za-z0-9/_+=.@-]+)-[A-Za-z0-9]{6}$`)
 
 // JWT reports whether the API uses the JWT authorizer instead of IAM.
 func (c Config) JWT() bool { return c.JWTIssuer != "" }
@@ -149,6 +172,7 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 		LogRetentionDays:   int(num("logRetentionDays")),
 		AlarmEmail:         str("alarmEmail"),
 	}
+	c.SlackSigningSecretARN = str("slackSigningSecretArn")
 	if c.StackName == "" {
 		problems = append(problems, "context stackName: empty")
 	}
@@ -179,6 +203,15 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	for _, o := range c.CORSOrigins {
 		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://localhost") {
 			problems = append(problems, fmt.Sprintf("context corsOrigins: %q is not an https:// origin", o))
+		}
+	}
+	if c.Slack() {
+		m := secretARNRE.FindStringSubmatch(c.SlackSigningSecretARN)
+		switch {
+		case m == nil:
+			problems = append(problems, fmt.Sprintf("context slackSigningSecretArn %q: want the full ARN of a Secrets Manager secret, with its 6-character suffix (aws secretsmanager describe-secret --query ARN)", c.SlackSigningSecretARN))
+		case c.SecretPrefix != "" && strings.HasPrefix(m[1], c.SecretPrefix):
+			problems = append(problems, fmt.Sprintf("context slackSigningSecretArn: the secret %s is under the vended users' prefix %s; keep the signing secret elsewhere", m[1], c.SecretPrefix))
 		}
 	}
 	if len(problems) > 0 {

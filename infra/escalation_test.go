@@ -120,6 +120,8 @@ func (r resolver) getAtt(id, attr string) (any, error) {
 		return "arn:aws:kms:" + testRegion + ":" + testAccount + ":key/" + id, nil
 	case typ == "AWS::Logs::LogGroup" && attr == "Arn":
 		return "arn:aws:logs:" + testRegion + ":" + testAccount + ":log-group:" + id + ":*", nil
+	case typ == "AWS::SQS::Queue" && attr == "Arn":
+		return "arn:aws:sqs:" + testRegion + ":" + testAccount + ":" + id, nil
 	}
 	return nil, fmt.Errorf("Fn::GetAtt %s.%s (%s) is not modelled", id, attr, typ)
 }
@@ -203,8 +205,10 @@ type escalationCase struct {
 // expected for each function: the needed calls allowed for the functions
 // that make them and denied for the others (least privilege per function),
 // the escalations denied for all.
+//
+// It runs on the stack with the Slack command, so every role is in it.
 func TestEscalation(t *testing.T) {
-	s := defaultStack(t)
+	s := slackStack(t)
 	boundary, _ := boundaryTemplate(t, s)
 	keyARN := "arn:aws:kms:" + testRegion + ":" + testAccount + ":key/" + s.id(s.K.Stack.Node().FindChild(strPtr("SecretsKey")))
 	iamARN := func(r string) string { return "arn:aws:iam::" + testAccount + ":" + r }
@@ -214,9 +218,13 @@ func TestEscalation(t *testing.T) {
 	pb := func(arn string) map[string][]string { return map[string][]string{"iam:PermissionsBoundary": {arn}} }
 	viaSM := map[string][]string{"kms:ViaService": {"secretsmanager." + testRegion + ".amazonaws.com"}}
 	other := iamARN("policy/AdminBoundary")
-	all := Functions
-	apiOnly := []string{FnAPI}
-	apiReaper := []string{FnAPI, FnReaper}
+	// Who should be allowed what: the functions that handle keys, those
+	// that provision (the api, and the worker through the api's code), those
+	// that also sweep (the reaper); the Slack function only reads.
+	keyFns := []string{FnAPI, FnReaper, FnRotate, FnWorker}
+	provisioners := []string{FnAPI, FnWorker}
+	sweepers := []string{FnAPI, FnReaper, FnWorker}
+	with := func(fns []string, more ...string) []string { return append(append([]string{}, fns...), more...) }
 	none := []string(nil)
 	req := func(action, resource string, ctx map[string][]string) Request {
 		return Request{Action: action, Resource: resource, Context: ctx}
@@ -224,6 +232,8 @@ func TestEscalation(t *testing.T) {
 	user, outside, rootUser := iamARN("user/keyvend/x"), iamARN("user/ops/alice"), iamARN("user/alice")
 	group, lock := iamARN("group/keyvend/g"), iamARN("group/keyvend/locks/l")
 	mySecret := secret("keyvend/users/x-AbCdEf")
+	queue := "arn:aws:sqs:" + testRegion + ":" + testAccount + ":" + s.id(s.K.Queue)
+	dlq := "arn:aws:sqs:" + testRegion + ":" + testAccount + ":" + s.id(s.K.DeadLetterQueue)
 
 	cases := []escalationCase{
 		// Escalations: denied to every function.
@@ -268,56 +278,75 @@ func TestEscalation(t *testing.T) {
 		{what: "s3:GetObject anywhere (the role is not a vended user)", req: req("s3:GetObject", "arn:aws:s3:::assets.example.com/k", nil), allowed: none},
 
 		// What keyvend needs on its own resources.
-		{what: "CreateUser with the boundary under /keyvend/", req: req("iam:CreateUser", user, pb(boundary)), allowed: apiOnly},
-		{what: "TagUser with keyvend tag keys (CreateUser with tags)", req: req("iam:TagUser", user, map[string][]string{"aws:TagKeys": {"keyvend:managed-by", "keyvend:requester", "keyvend:expires-at"}}), allowed: apiOnly},
-		{what: "CreateAccessKey", req: req("iam:CreateAccessKey", user, nil), allowed: all},
-		{what: "DeleteAccessKey", req: req("iam:DeleteAccessKey", user, nil), allowed: all},
-		{what: "ListAccessKeys", req: req("iam:ListAccessKeys", user, nil), allowed: all},
-		{what: "GetUser", req: req("iam:GetUser", user, nil), allowed: all},
-		{what: "DeleteUser", req: req("iam:DeleteUser", user, nil), allowed: apiReaper},
-		{what: "ListUserTags", req: req("iam:ListUserTags", user, nil), allowed: apiReaper},
-		{what: "ListGroupsForUser", req: req("iam:ListGroupsForUser", user, nil), allowed: apiReaper},
-		{what: "ListUserPolicies", req: req("iam:ListUserPolicies", user, nil), allowed: apiReaper},
-		{what: "ListAttachedUserPolicies", req: req("iam:ListAttachedUserPolicies", user, nil), allowed: apiReaper},
-		{what: "DeleteUserPolicy on a bounded keyvend user", req: req("iam:DeleteUserPolicy", user, pb(boundary)), allowed: apiReaper},
-		{what: "DetachUserPolicy on a bounded keyvend user", req: req("iam:DetachUserPolicy", user, pb(boundary)), allowed: apiReaper},
-		{what: "ListUsers (no resource type: '*')", req: req("iam:ListUsers", "*", nil), allowed: apiReaper},
-		{what: "AddUserToGroup (IAM checks the group ARN)", req: req("iam:AddUserToGroup", group, nil), allowed: apiOnly,
+		{what: "CreateUser with the boundary under /keyvend/", req: req("iam:CreateUser", user, pb(boundary)), allowed: provisioners},
+		{what: "TagUser with keyvend tag keys (CreateUser with tags)", req: req("iam:TagUser", user, map[string][]string{"aws:TagKeys": {"keyvend:managed-by", "keyvend:requester", "keyvend:expires-at"}}), allowed: provisioners},
+		{what: "CreateAccessKey", req: req("iam:CreateAccessKey", user, nil), allowed: keyFns},
+		{what: "DeleteAccessKey", req: req("iam:DeleteAccessKey", user, nil), allowed: keyFns},
+		{what: "ListAccessKeys", req: req("iam:ListAccessKeys", user, nil), allowed: keyFns},
+		{what: "GetUser", req: req("iam:GetUser", user, nil), allowed: with(keyFns, FnSlack),
+			note: "the slack function reads a user, its groups and their policies to precheck rotate, status and delete"},
+		{what: "DeleteUser", req: req("iam:DeleteUser", user, nil), allowed: sweepers},
+		{what: "ListUserTags", req: req("iam:ListUserTags", user, nil), allowed: sweepers},
+		{what: "ListGroupsForUser", req: req("iam:ListGroupsForUser", user, nil), allowed: with(sweepers, FnSlack)},
+		{what: "ListUserPolicies", req: req("iam:ListUserPolicies", user, nil), allowed: sweepers},
+		{what: "ListAttachedUserPolicies", req: req("iam:ListAttachedUserPolicies", user, nil), allowed: sweepers},
+		{what: "DeleteUserPolicy on a bounded keyvend user", req: req("iam:DeleteUserPolicy", user, pb(boundary)), allowed: sweepers},
+		{what: "DetachUserPolicy on a bounded keyvend user", req: req("iam:DetachUserPolicy", user, pb(boundary)), allowed: sweepers},
+		{what: "ListUsers (no resource type: '*')", req: req("iam:ListUsers", "*", nil), allowed: sweepers},
+		{what: "AddUserToGroup (IAM checks the group ARN)", req: req("iam:AddUserToGroup", group, nil), allowed: provisioners,
 			note: "AddUserToGroup and RemoveUserFromGroup have only the group resource type"},
-		{what: "RemoveUserFromGroup (IAM checks the group ARN)", req: req("iam:RemoveUserFromGroup", group, nil), allowed: apiReaper},
-		{what: "CreateGroup (grant group)", req: req("iam:CreateGroup", group, nil), allowed: apiOnly},
-		{what: "GetGroup (grant group)", req: req("iam:GetGroup", group, nil), allowed: apiOnly},
-		{what: "PutGroupPolicy (grant group)", req: req("iam:PutGroupPolicy", group, nil), allowed: apiOnly},
-		{what: "GetGroupPolicy (grant group)", req: req("iam:GetGroupPolicy", group, nil), allowed: apiOnly},
-		{what: "CreateGroup (repair lock)", req: req("iam:CreateGroup", lock, nil), allowed: apiReaper},
-		{what: "GetGroup (repair lock)", req: req("iam:GetGroup", lock, nil), allowed: apiReaper},
-		{what: "DeleteGroup (repair lock)", req: req("iam:DeleteGroup", lock, nil), allowed: apiReaper},
-		{what: "secretsmanager:CreateSecret", req: req("secretsmanager:CreateSecret", mySecret, nil), allowed: apiReaper},
-		{what: "secretsmanager:GetSecretValue", req: req("secretsmanager:GetSecretValue", mySecret, nil), allowed: all},
-		{what: "secretsmanager:PutSecretValue", req: req("secretsmanager:PutSecretValue", mySecret, nil), allowed: all},
-		{what: "secretsmanager:DescribeSecret", req: req("secretsmanager:DescribeSecret", mySecret, nil), allowed: all},
-		{what: "secretsmanager:DeleteSecret", req: req("secretsmanager:DeleteSecret", mySecret, nil), allowed: apiReaper},
-		{what: "secretsmanager:RestoreSecret", req: req("secretsmanager:RestoreSecret", mySecret, nil), allowed: apiReaper},
-		{what: "secretsmanager:TagResource", req: req("secretsmanager:TagResource", mySecret, nil), allowed: apiReaper},
+		{what: "RemoveUserFromGroup (IAM checks the group ARN)", req: req("iam:RemoveUserFromGroup", group, nil), allowed: sweepers},
+		{what: "CreateGroup (grant group)", req: req("iam:CreateGroup", group, nil), allowed: provisioners},
+		{what: "GetGroup (grant group)", req: req("iam:GetGroup", group, nil), allowed: provisioners},
+		{what: "PutGroupPolicy (grant group)", req: req("iam:PutGroupPolicy", group, nil), allowed: provisioners},
+		{what: "GetGroupPolicy (grant group)", req: req("iam:GetGroupPolicy", group, nil), allowed: with(provisioners, FnSlack)},
+		{what: "CreateGroup (repair lock)", req: req("iam:CreateGroup", lock, nil), allowed: sweepers},
+		{what: "GetGroup (repair lock)", req: req("iam:GetGroup", lock, nil), allowed: sweepers},
+		{what: "DeleteGroup (repair lock)", req: req("iam:DeleteGroup", lock, nil), allowed: sweepers},
+		{what: "secretsmanager:CreateSecret", req: req("secretsmanager:CreateSecret", mySecret, nil), allowed: sweepers},
+		{what: "secretsmanager:GetSecretValue", req: req("secretsmanager:GetSecretValue", mySecret, nil), allowed: keyFns},
+		{what: "secretsmanager:PutSecretValue", req: req("secretsmanager:PutSecretValue", mySecret, nil), allowed: keyFns},
+		{what: "secretsmanager:DescribeSecret", req: req("secretsmanager:DescribeSecret", mySecret, nil), allowed: keyFns},
+		{what: "secretsmanager:DeleteSecret", req: req("secretsmanager:DeleteSecret", mySecret, nil), allowed: sweepers},
+		{what: "secretsmanager:RestoreSecret", req: req("secretsmanager:RestoreSecret", mySecret, nil), allowed: sweepers},
+		{what: "secretsmanager:TagResource", req: req("secretsmanager:TagResource", mySecret, nil), allowed: sweepers},
 		{what: "secretsmanager:UpdateSecretVersionStage", req: req("secretsmanager:UpdateSecretVersionStage", mySecret, nil), allowed: []string{FnRotate}},
-		{what: "kms:GenerateDataKey through Secrets Manager", req: req("kms:GenerateDataKey", keyARN, viaSM), allowed: all},
-		{what: "kms:Decrypt through Secrets Manager", req: req("kms:Decrypt", keyARN, viaSM), allowed: all},
+		{what: "kms:GenerateDataKey through Secrets Manager", req: req("kms:GenerateDataKey", keyARN, viaSM), allowed: keyFns},
+		{what: "kms:Decrypt through Secrets Manager", req: req("kms:Decrypt", keyARN, viaSM), allowed: keyFns},
+
+		// The Slack command: the slack function queues, the worker consumes.
+		{what: "GetSecretValue on the Slack signing secret", req: req("secretsmanager:GetSecretValue", testSigningSecretARN, nil), allowed: []string{FnSlack}},
+		{what: "PutSecretValue on the Slack signing secret", req: req("secretsmanager:PutSecretValue", testSigningSecretARN, nil), allowed: none},
+		{what: "sqs:SendMessage to the job queue", req: req("sqs:SendMessage", queue, nil), allowed: []string{FnSlack},
+			note: "the queue policy also denies SendMessage to every principal but the slack function's role (TestChatopsQueues)"},
+		{what: "sqs:ReceiveMessage from the job queue", req: req("sqs:ReceiveMessage", queue, nil), allowed: []string{FnWorker}},
+		{what: "sqs:DeleteMessage on the job queue", req: req("sqs:DeleteMessage", queue, nil), allowed: []string{FnWorker}},
+		{what: "sqs:PurgeQueue on the job queue", req: req("sqs:PurgeQueue", queue, nil), allowed: none},
+		{what: "sqs:SetQueueAttributes on the job queue", req: req("sqs:SetQueueAttributes", queue, nil), allowed: none},
+		{what: "sqs:SendMessage to the dead-letter queue", req: req("sqs:SendMessage", dlq, nil), allowed: none},
+		{what: "sqs:ReceiveMessage from the dead-letter queue", req: req("sqs:ReceiveMessage", dlq, nil), allowed: none},
+		{what: "sqs:SendMessage to another queue", req: req("sqs:SendMessage", "arn:aws:sqs:"+testRegion+":"+testAccount+":other", nil), allowed: none},
 	}
 
+	fns := AllFunctions
 	policies := map[string][]Statement{}
-	for _, fn := range Functions {
+	for _, fn := range fns {
 		policies[fn] = roleStatements(t, s, fn)
 	}
 	var table strings.Builder
 	var notes []string
-	fmt.Fprintf(&table, "\n%-3s %-40s %-56s | %-44s | %-44s | %-44s | %s\n", "#", "action", "resource", "api", "reaper", "rotate", "case")
+	fmt.Fprintf(&table, "\n%-3s %-40s %-56s", "#", "action", "resource")
+	for _, fn := range fns {
+		fmt.Fprintf(&table, " | %-44s", fn)
+	}
+	fmt.Fprintf(&table, " | %s\n", "case")
 	for i, c := range cases {
 		want := map[string]bool{}
 		for _, fn := range c.allowed {
 			want[fn] = true
 		}
-		cells := make([]string, len(Functions))
-		for j, fn := range Functions {
+		cells := make([]string, len(fns))
+		for j, fn := range fns {
 			d := Evaluate(policies[fn], c.req)
 			mark := ""
 			if d.Allowed != want[fn] {
@@ -330,7 +359,11 @@ func TestEscalation(t *testing.T) {
 			notes = append(notes, fmt.Sprintf("row %d: %s", i+1, c.note))
 		}
 		res := strings.ReplaceAll(c.req.Resource, "arn:aws:", "")
-		fmt.Fprintf(&table, "%-3d %-40s %-56s | %-44s | %-44s | %-44s | %s\n", i+1, c.req.Action, res+ctxString(c.req.Context), cells[0], cells[1], cells[2], c.what)
+		fmt.Fprintf(&table, "%-3d %-40s %-56s", i+1, c.req.Action, res+ctxString(c.req.Context))
+		for _, cell := range cells {
+			fmt.Fprintf(&table, " | %-44s", cell)
+		}
+		fmt.Fprintf(&table, " | %s\n", c.what)
 	}
 	t.Logf("escalation table (account %s, region %s, boundary %s):%s%s", testAccount, testRegion, boundary, table.String(), strings.Join(notes, "\n"))
 }
@@ -339,9 +372,9 @@ func TestEscalation(t *testing.T) {
 // names only keyvend's resources (or '*' for iam:ListUsers alone), and the
 // explicit Denies are present in every role.
 func TestEveryFunctionIsFenced(t *testing.T) {
-	s := defaultStack(t)
+	s := slackStack(t)
 	boundary, _ := boundaryTemplate(t, s)
-	for _, fn := range Functions {
+	for _, fn := range AllFunctions {
 		stmts := roleStatements(t, s, fn)
 		sids := map[string]bool{}
 		for _, st := range stmts {
@@ -363,7 +396,9 @@ func TestEveryFunctionIsFenced(t *testing.T) {
 					strings.HasPrefix(r, "arn:aws:iam::"+testAccount+":group/keyvend/") ||
 					strings.HasPrefix(r, "arn:aws:secretsmanager:"+testRegion+":"+testAccount+":secret:keyvend/users/") ||
 					strings.HasPrefix(r, "arn:aws:kms:"+testRegion+":"+testAccount+":key/SecretsKey") ||
-					strings.HasPrefix(r, "arn:aws:logs:"+testRegion+":"+testAccount+":log-group:")
+					strings.HasPrefix(r, "arn:aws:logs:"+testRegion+":"+testAccount+":log-group:") ||
+					r == testSigningSecretARN && fn == FnSlack ||
+					r == "arn:aws:sqs:"+testRegion+":"+testAccount+":"+s.id(s.K.Queue) && (fn == FnSlack || fn == FnWorker)
 				if !ok {
 					t.Errorf("%s %s: Allow on %s", fn, st.Sid, r)
 				}

@@ -20,8 +20,10 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	jsii.Close()
-	if defaultSyn != nil {
-		os.RemoveAll(defaultSyn.DistDir)
+	for _, syn := range []*synthesized{defaultSyn, slackSyn} {
+		if syn != nil {
+			os.RemoveAll(syn.DistDir)
+		}
 	}
 	os.Exit(code)
 }
@@ -38,7 +40,33 @@ var (
 	defaultOnce sync.Once
 	defaultSyn  *synthesized
 	defaultErr  error
+
+	slackOnce sync.Once
+	slackSyn  *synthesized
+	slackErr  error
 )
+
+// testSigningSecretARN is the Slack signing secret of slackStack, in the
+// escalation tests' account and region.
+const testSigningSecretARN = "arn:aws:secretsmanager:" + testRegion + ":" + testAccount + ":secret:keyvend/slack-signing-AbCdEf"
+
+// slackStack is the stack with cdk.json's context and the Slack command
+// (slackSigningSecretArn set), synthesized once.
+func slackStack(t *testing.T) *synthesized {
+	t.Helper()
+	slackOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keyvend-infra-test-dist-")
+		if err != nil {
+			slackErr = err
+			return
+		}
+		slackSyn, slackErr = synth(dir, map[string]any{"slackSigningSecretArn": testSigningSecretARN})
+	})
+	if slackErr != nil {
+		t.Fatal(slackErr)
+	}
+	return slackSyn
+}
 
 // defaultStack is the stack with cdk.json's context, synthesized once.
 func defaultStack(t *testing.T) *synthesized {
@@ -76,7 +104,7 @@ func synth(distDir string, overrides map[string]any) (*synthesized, error) {
 
 // fakeDist writes a stand-in bootstrap for every function.
 func fakeDist(distDir string) error {
-	for _, fn := range Functions {
+	for _, fn := range AllFunctions {
 		if err := os.MkdirAll(filepath.Join(distDir, fn), 0o755); err != nil {
 			return err
 		}

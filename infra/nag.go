@@ -6,11 +6,16 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+
+	"github.com/keyvend/keyvend/pkg/chatops"
 )
+
+// slackRouteID is the construct id CDK gives the Slack command's route.
+const slackRouteID = "POST--v1--chatops--slack"
 
 // NagSuppression is one accepted cdk-nag finding on one construct.
 type NagSuppression struct {
-	Construct string   // construct id in the stack
+	Construct string   // construct path in the stack, e.g. ApiRole or HttpApi/POST--v1--chatops--slack
 	Rule      string   // e.g. AwsSolutions-IAM5
 	AppliesTo []string // the exact findings ("Resource::…", "Action::…")
 	Reason    string
@@ -19,7 +24,8 @@ type NagSuppression struct {
 // NagSuppressions lists, with a reason specific to keyvend, each
 // AwsSolutions finding the design accepts. Everything else cdk-nag reports
 // fails `cdk synth`. Only AwsSolutions-IAM5 (wildcards in IAM policies) is
-// suppressed, and only for the exact resources named.
+// suppressed, only for the exact resources named, and, when the Slack
+// command is deployed, AwsSolutions-APIG4 on its one route.
 func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 	cfnIAM := func(resource string) string {
 		return "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:" + resource
@@ -28,9 +34,15 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 		reason := "keyvend creates users whose names callers choose, so no fixed ARN exists; per AWS's guidance for delegating " +
 			"user administration the fence is the path (every vended user lives under " + cfg.UserPath + ")"
 		switch fn {
-		case FnAPI:
+		case FnAPI, FnWorker:
 			reason += ", CreateUser is allowed only with iam:PermissionsBoundary equal to the keyvend boundary, TagUser only " +
 				"with keyvend:* tag keys, and explicit Denies keep the boundary on and unedited"
+			if fn == FnWorker {
+				reason += "; the worker runs queued Slack commands through the api's code, so it has the api's fence"
+			}
+		case FnSlack:
+			reason += "; the Slack function only reads a user (GetUser, ListGroupsForUser) to precheck rotate, status and " +
+				"delete against the rules before queueing, and can change nothing"
 		case FnReaper:
 			reason += "; the reaper cannot create users, only read, re-key and delete vended ones, and explicit Denies keep " +
 				"the boundary on and unedited"
@@ -56,19 +68,34 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 			"Reference lists no resource type for it, so it cannot be scoped; it returns names and paths only, and keyvend " +
 			"always sends PathPrefix=" + cfg.UserPath + ". The Deny statements on '*' are denies, not grants"}
 
+	readGroups := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "*")},
+		Reason: "the Slack function reads the inline policy of a user's grant groups (iam:GetGroupPolicy only) to learn the " +
+			"user's grants, which the rules decide on; the groups are created on demand under " + cfg.UserPath + ", so no fixed ARN exists"}
+
 	var out []NagSuppression
-	for _, fn := range Functions {
+	for _, fn := range cfg.DeployedFunctions() {
 		id := *k.Roles[fn].Node().Id()
-		for _, s := range []NagSuppression{users(fn), secrets} {
+		var sups []NagSuppression
+		switch fn {
+		case FnAPI, FnWorker, FnReaper:
+			sups = []NagSuppression{users(fn), secrets, groups, locks, listUsers}
+		case FnRotate:
+			sups = []NagSuppression{users(fn), secrets}
+		case FnSlack:
+			sups = []NagSuppression{users(fn), readGroups}
+		}
+		for _, s := range sups {
 			s.Construct = id
 			out = append(out, s)
 		}
-		if fn == FnAPI || fn == FnReaper {
-			for _, s := range []NagSuppression{groups, locks, listUsers} {
-				s.Construct = id
-				out = append(out, s)
-			}
-		}
+	}
+	if cfg.Slack() {
+		out = append(out, NagSuppression{Construct: *k.API.Node().Id() + "/" + slackRouteID, Rule: "AwsSolutions-APIG4",
+			Reason: "POST " + chatops.Path + " is keyvend's Slack slash command: Slack cannot sign requests with SigV4 or send a " +
+				"JWT, and an API Gateway authorizer never sees the body that Slack signs, so the slack function authenticates " +
+				"every request itself: Slack's v0 HMAC-SHA256 signature of the raw body with the signing secret from Secrets " +
+				"Manager, a 5-minute timestamp window and a replay cache; unsigned requests get 401 before any other work. " +
+				"Every other route keeps the IAM or JWT authorizer"})
 	}
 	var wild []string
 	for _, s := range k.BoundaryStatements {
@@ -98,14 +125,19 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 // suppressNagFindings applies NagSuppressions.
 func suppressNagFindings(k *Keyvend, cfg Config) {
 	for _, s := range NagSuppressions(k, cfg) {
-		var c constructs.IConstruct = k.Stack.Node().FindChild(jsii.String(s.Construct))
-		applies := make([]interface{}, len(s.AppliesTo))
-		for i, a := range s.AppliesTo {
-			applies[i] = a
+		var c constructs.IConstruct = k.Stack
+		for _, id := range strings.Split(s.Construct, "/") {
+			c = c.Node().FindChild(jsii.String(id))
 		}
-		cdknag.NagSuppressions_AddResourceSuppressions(c, &[]*cdknag.NagPackSuppression{{
-			Id: jsii.String(s.Rule), Reason: jsii.String(s.Reason), AppliesTo: &applies,
-		}}, jsii.Bool(true))
+		sup := &cdknag.NagPackSuppression{Id: jsii.String(s.Rule), Reason: jsii.String(s.Reason)}
+		if len(s.AppliesTo) > 0 { // granular findings; a rule without them (APIG4) is suppressed whole
+			applies := make([]interface{}, len(s.AppliesTo))
+			for i, a := range s.AppliesTo {
+				applies[i] = a
+			}
+			sup.AppliesTo = &applies
+		}
+		cdknag.NagSuppressions_AddResourceSuppressions(c, &[]*cdknag.NagPackSuppression{sup}, jsii.Bool(true))
 	}
 }
 

@@ -12,17 +12,31 @@ type Fence struct {
 	Key      string // ARN of the KMS key of the secrets
 	Region   string // for kms:ViaService
 	LogGroup string // ARN of the function's log group
+
+	// The Slack command's parts (empty when it is not deployed).
+	SigningSecret string // ARN of the Secrets Manager secret holding the Slack signing secret
+	Queue         string // ARN of the job queue
 }
 
-// The functions and what each one calls (see pkg/provision, pkg/rotation).
+// The functions and what each one calls (see pkg/provision, pkg/rotation,
+// pkg/chatops).
 const (
 	FnAPI    = "api"
 	FnReaper = "reaper"
 	FnRotate = "rotate"
+	FnSlack  = "slack"  // the Slack command's endpoint: verifies, prechecks (reads only), queues
+	FnWorker = "worker" // runs queued Slack commands: provisions like the api
 )
 
-// Functions lists the Lambda functions in a stable order.
+// Functions lists the Lambda functions every stack has, in a stable order.
 var Functions = []string{FnAPI, FnReaper, FnRotate}
+
+// ChatopsFunctions are the Slack command's functions, deployed when the
+// slackSigningSecretArn context is set.
+var ChatopsFunctions = []string{FnSlack, FnWorker}
+
+// AllFunctions is every function keyvend can deploy.
+var AllFunctions = append(append([]string{}, Functions...), ChatopsFunctions...)
 
 // userActions are the IAM user actions each function calls, all on
 // user/keyvend/*. CreateUser, TagUser and the user-policy cleanup have
@@ -39,6 +53,12 @@ var userActions = map[string][]string{
 		"iam:ListGroupsForUser", "iam:ListUserPolicies", "iam:ListAttachedUserPolicies",
 	},
 	FnRotate: {"iam:GetUser", "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys"},
+}
+
+func init() {
+	// The worker performs the api's operations, through the same code.
+	userActions[FnWorker] = userActions[FnAPI]
+	secretActions[FnWorker] = secretActions[FnAPI]
 }
 
 // secretActions are the Secrets Manager actions each function calls, all on
@@ -82,7 +102,7 @@ func ProvisionerStatements(fn string, f Fence) []Stmt {
 	withBoundary := map[string]map[string]any{"StringEquals": {"iam:PermissionsBoundary": f.Boundary}}
 
 	switch fn {
-	case FnAPI:
+	case FnAPI, FnWorker:
 		add(Stmt{Sid: "CreateUsersOnlyWithTheBoundary", Effect: "Allow",
 			Actions: []string{"iam:CreateUser"}, Resources: []string{f.Users}, Conditions: withBoundary})
 		add(Stmt{Sid: "TagUsersOnlyWithKeyvendTags", Effect: "Allow",
@@ -90,13 +110,13 @@ func ProvisionerStatements(fn string, f Fence) []Stmt {
 			Conditions: map[string]map[string]any{"ForAllValues:StringLike": {"aws:TagKeys": "keyvend:*"}}})
 	}
 	add(Stmt{Sid: "ManageKeyvendUsers", Effect: "Allow", Actions: userActions[fn], Resources: []string{f.Users}})
-	if fn == FnAPI || fn == FnReaper {
+	if fn == FnAPI || fn == FnWorker || fn == FnReaper {
 		add(Stmt{Sid: "CleanPoliciesOnlyOfBoundedUsers", Effect: "Allow",
 			Actions: []string{"iam:DeleteUserPolicy", "iam:DetachUserPolicy"}, Resources: []string{f.Users}, Conditions: withBoundary})
 		add(Stmt{Sid: "ListUsersHasNoResourceType", Effect: "Allow", Actions: []string{"iam:ListUsers"}, Resources: []string{"*"}})
 	}
 	switch fn {
-	case FnAPI:
+	case FnAPI, FnWorker:
 		add(Stmt{Sid: "ManageKeyvendGroups", Effect: "Allow",
 			Actions: []string{"iam:CreateGroup", "iam:GetGroup", "iam:PutGroupPolicy", "iam:GetGroupPolicy",
 				"iam:AddUserToGroup", "iam:RemoveUserFromGroup"},
@@ -113,9 +133,30 @@ func ProvisionerStatements(fn string, f Fence) []Stmt {
 		Conditions: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + f.Region + ".amazonaws.com"}}})
 	add(Stmt{Sid: "WriteOwnLogs", Effect: "Allow",
 		Actions: []string{"logs:CreateLogStream", "logs:PutLogEvents"}, Resources: []string{f.LogGroup}})
+	return append(s, denyStatements(f)...)
+}
 
-	// Explicit denies: they hold even if someone later attaches a broad
-	// policy to this role.
+// SlackStatements is the inline policy of the Slack function's role. It
+// verifies and queues; the only AWS state it reads is the signing secret
+// and, for the prechecks of rotate, status and delete, a vended user and
+// the policies of its grant groups (to know its grants). It cannot change
+// anything in IAM or Secrets Manager, nor read any user's secret.
+func SlackStatements(f Fence) []Stmt {
+	s := []Stmt{
+		{Sid: "ReadTheSlackSigningSecret", Effect: "Allow", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []string{f.SigningSecret}},
+		{Sid: "QueueJobs", Effect: "Allow", Actions: []string{"sqs:SendMessage"}, Resources: []string{f.Queue}},
+		{Sid: "PrecheckReadsKeyvendUsers", Effect: "Allow", Actions: []string{"iam:GetUser", "iam:ListGroupsForUser"}, Resources: []string{f.Users}},
+		{Sid: "PrecheckReadsGrantGroupPolicies", Effect: "Allow", Actions: []string{"iam:GetGroupPolicy"}, Resources: []string{f.Groups}},
+		{Sid: "WriteOwnLogs", Effect: "Allow", Actions: []string{"logs:CreateLogStream", "logs:PutLogEvents"}, Resources: []string{f.LogGroup}},
+	}
+	return append(s, denyStatements(f)...)
+}
+
+// denyStatements are in every role: they hold even if someone later
+// attaches a broad policy to it.
+func denyStatements(f Fence) []Stmt {
+	var s []Stmt
+	add := func(st Stmt) { s = append(s, st) }
 	add(Stmt{Sid: "DenyRemovingBoundaries", Effect: "Deny",
 		Actions: []string{"iam:DeleteUserPermissionsBoundary", "iam:DeleteRolePermissionsBoundary"}, Resources: []string{"*"}})
 	add(Stmt{Sid: "DenyEditingTheBoundary", Effect: "Deny",

@@ -38,6 +38,8 @@ type Decision struct {
 
 func (d Decision) String() string {
 	switch {
+	case d.Allowed && d.Sid == "":
+		return "ALLOWED (statement without Sid)"
 	case d.Allowed:
 		return "ALLOWED (" + d.Sid + ")"
 	case d.Explicit:

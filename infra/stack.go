@@ -21,13 +21,16 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -43,7 +46,20 @@ var timeouts = map[string]float64{
 	FnAPI:    28,  // under API Gateway's 30 s integration limit
 	FnReaper: 300, // a full sweep of every keyvend user
 	FnRotate: 60,  // four rotation steps, each a few calls and a key check
+	FnSlack:  10,  // Slack wants its answer within 3 s; the handler budgets 2.5 s
+	FnWorker: 60,  // a batch of jobs, each at most a provision and a key check
 }
+
+// The Slack command's queue: SQS delivers a job at most chatopsMaxReceives
+// times, chatopsVisibility seconds apart (at least the worker's timeout, as
+// Lambda's event source requires), then moves it to the dead-letter queue.
+// Three tries take about 4 to 6 minutes, well inside the 30 minutes a
+// Slack response_url stays valid.
+const (
+	chatopsMaxReceives = 3
+	chatopsVisibility  = 120
+	chatopsBatchSize   = 5
+)
 
 // Keyvend is the stack and the parts tests look at.
 type Keyvend struct {
@@ -54,6 +70,8 @@ type Keyvend struct {
 	Functions          map[string]awslambda.Function
 	Roles              map[string]awsiam.Role
 	API                awsapigatewayv2.HttpApi
+	// The Slack command's queues (nil when it is not deployed).
+	Queue, DeadLetterQueue awssqs.Queue
 }
 
 // NewKeyvend validates the configuration and the rules file (with the very
@@ -79,16 +97,22 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		return nil, err
 	}
 	assets := map[string]string{}
-	for _, fn := range Functions {
+	for _, fn := range cfg.DeployedFunctions() {
 		dir := filepath.Join(cfg.DistDir, fn)
 		if _, err := os.Stat(filepath.Join(dir, "bootstrap")); err != nil {
 			return nil, fmt.Errorf("lambda asset %s: %w: run `make build` first", filepath.Join(dir, "bootstrap"), err)
 		}
 		assets[fn] = dir
 	}
-	// The api asset is its bootstrap plus the rules file, staged together.
-	if assets[FnAPI], err = stageAPIBundle(cfg); err != nil {
-		return nil, err
+	// The functions that decide with the rules get their bootstrap plus
+	// the rules file, staged together.
+	for _, fn := range cfg.DeployedFunctions() {
+		if !usesRules[fn] {
+			continue
+		}
+		if assets[fn], err = stageBundle(cfg, fn); err != nil {
+			return nil, err
+		}
 	}
 
 	stack := awscdk.NewStack(scope, jsii.String(cfg.StackName), &awscdk.StackProps{
@@ -136,6 +160,30 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		FnReaper: withEnv(common, nil),
 		FnRotate: {"KEYVEND_READY_TIMEOUT": jsii.String(cfg.ReadyTimeout)},
 	}
+	if cfg.Slack() {
+		k.DeadLetterQueue = awssqs.NewQueue(stack, jsii.String("ChatopsDeadLetterQueue"), &awssqs.QueueProps{
+			Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+			EnforceSSL:      jsii.Bool(true),
+			RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+		})
+		k.Queue = awssqs.NewQueue(stack, jsii.String("ChatopsQueue"), &awssqs.QueueProps{
+			Encryption:        awssqs.QueueEncryption_SQS_MANAGED,
+			EnforceSSL:        jsii.Bool(true),
+			VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(chatopsVisibility)),
+			DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: k.DeadLetterQueue, MaxReceiveCount: jsii.Number(chatopsMaxReceives)},
+		})
+		fence.SigningSecret = cfg.SlackSigningSecretARN
+		fence.Queue = *k.Queue.QueueArn()
+		env[FnSlack] = withEnv(common, map[string]*string{
+			"KEYVEND_RULES":                    jsii.String(RulesPathInLambda),
+			"KEYVEND_SLACK_SIGNING_SECRET_ARN": jsii.String(cfg.SlackSigningSecretARN),
+			"KEYVEND_CHATOPS_QUEUE_URL":        k.Queue.QueueUrl(),
+		})
+		env[FnWorker] = withEnv(common, map[string]*string{
+			"KEYVEND_RULES":                jsii.String(RulesPathInLambda),
+			"KEYVEND_CHATOPS_MAX_RECEIVES": jsii.String(strconv.Itoa(chatopsMaxReceives)),
+		})
+	}
 	if len(cfg.CORSOrigins) > 0 {
 		env[FnAPI]["KEYVEND_CORS_ORIGINS"] = jsii.String(strings.Join(cfg.CORSOrigins, ","))
 	}
@@ -149,11 +197,13 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		FnAPI:    "keyvend: HTTP API handler (vends, describes, rotates and deletes bucket-scoped IAM users)",
 		FnReaper: "keyvend: hourly reaper (deletes expired users, repairs or removes half-made ones)",
 		FnRotate: "keyvend: Secrets Manager rotation of vended users' access keys",
+		FnSlack:  "keyvend: Slack slash command (verifies Slack's signature, prechecks the rules, queues the job)",
+		FnWorker: "keyvend: runs queued Slack commands and posts the results to Slack",
 	}
-	names := map[string]string{FnAPI: "Api", FnReaper: "Reaper", FnRotate: "Rotate"}
+	names := map[string]string{FnAPI: "Api", FnReaper: "Reaper", FnRotate: "Rotate", FnSlack: "Slack", FnWorker: "Worker"}
 	retention := retentions[cfg.LogRetentionDays]
 
-	for _, fn := range Functions {
+	for _, fn := range cfg.DeployedFunctions() {
 		name := names[fn]
 		logs := awslogs.NewLogGroup(stack, jsii.String(name+"Logs"), &awslogs.LogGroupProps{
 			Retention:     retention,
@@ -161,11 +211,15 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		})
 		f := fence
 		f.LogGroup = *logs.LogGroupArn()
+		stmts, description := ProvisionerStatements(fn, f), "fenced to "+cfg.UserPath+" users and groups, the boundary, and its secrets"
+		if fn == FnSlack {
+			stmts, description = SlackStatements(f), "reads the signing secret and "+cfg.UserPath+" users, queues jobs; changes nothing"
+		}
 		role := awsiam.NewRole(stack, jsii.String(name+"Role"), &awsiam.RoleProps{
 			AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
-			Description: jsii.String("keyvend " + fn + " function: fenced to " + cfg.UserPath + " users and groups, the boundary, and its secrets"),
+			Description: jsii.String("keyvend " + fn + " function: " + description),
 			InlinePolicies: &map[string]awsiam.PolicyDocument{
-				"keyvend-" + fn: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(ProvisionerStatements(fn, f))}),
+				"keyvend-" + fn: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(stmts)}),
 			},
 		})
 		k.Roles[fn] = role
@@ -203,7 +257,26 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		})},
 	})
 
-	k.API = newAPI(stack, cfg, k.Functions[FnAPI])
+	k.API = newAPI(stack, cfg, k.Functions[FnAPI], k.Functions[FnSlack])
+
+	if cfg.Slack() {
+		// Only the Slack function may queue jobs: the worker acts as the
+		// Slack user a job names, so a job from anyone else would be an
+		// impersonation.
+		k.Queue.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:        jsii.String("OnlyTheSlackFunctionQueuesJobs"),
+			Effect:     awsiam.Effect_DENY,
+			Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
+			Actions:    jsii.Strings("sqs:SendMessage"),
+			Resources:  &[]*string{k.Queue.QueueArn()},
+			Conditions: &map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": k.Roles[FnSlack].RoleArn()}},
+		}))
+		k.Functions[FnWorker].AddEventSource(awslambdaeventsources.NewSqsEventSource(k.Queue, &awslambdaeventsources.SqsEventSourceProps{
+			BatchSize:               jsii.Number(chatopsBatchSize),
+			ReportBatchItemFailures: jsii.Bool(true),
+			MaxConcurrency:          jsii.Number(2),
+		}))
+	}
 
 	// Alarms to an encrypted topic.
 	alarmsKey := awskms.NewKey(stack, jsii.String("AlarmsKey"), &awskms.KeyProps{
@@ -249,17 +322,29 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		a.AddAlarmAction(action)
 	}
 	five := &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}
-	for _, fn := range Functions {
+	for _, fn := range cfg.DeployedFunctions() {
 		alarm(names[fn]+"ErrorsAlarm", "keyvend "+fn+" function: errors in the last 5 minutes", k.Functions[fn].MetricErrors(five))
 		alarm(names[fn]+"ThrottlesAlarm", "keyvend "+fn+" function: throttled invocations in the last 5 minutes", k.Functions[fn].MetricThrottles(five))
 	}
 	alarm("Api5xxAlarm", "keyvend HTTP API: 5xx responses in the last 5 minutes", k.API.MetricServerError(five))
+	if cfg.Slack() {
+		alarm("ChatopsDeadLetterAlarm", "keyvend Slack command: a job failed "+strconv.Itoa(chatopsMaxReceives)+" times and is in the dead-letter queue (the user was told)",
+			k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}))
+	}
 
 	awscdk.NewCfnOutput(stack, jsii.String("ApiUrl"), &awscdk.CfnOutputProps{Value: k.API.ApiEndpoint(), Description: jsii.String("Base URL; routes are under /v1/")})
 	awscdk.NewCfnOutput(stack, jsii.String("BoundaryArn"), &awscdk.CfnOutputProps{Value: k.Boundary.ManagedPolicyArn()})
 	awscdk.NewCfnOutput(stack, jsii.String("SecretsKeyArn"), &awscdk.CfnOutputProps{Value: secretsKey.KeyArn(), Description: jsii.String("Readers of the secrets need kms:Decrypt on it")})
 	awscdk.NewCfnOutput(stack, jsii.String("RotateFunctionArn"), &awscdk.CfnOutputProps{Value: k.Functions[FnRotate].FunctionArn(), Description: jsii.String("For aws secretsmanager rotate-secret --rotation-lambda-arn")})
 	awscdk.NewCfnOutput(stack, jsii.String("AlarmTopicArn"), &awscdk.CfnOutputProps{Value: topic.TopicArn()})
+	if cfg.Slack() {
+		awscdk.NewCfnOutput(stack, jsii.String("SlackCommandUrl"), &awscdk.CfnOutputProps{
+			Value:       awscdk.Fn_Join(jsii.String(""), &[]*string{k.API.ApiEndpoint(), jsii.String(chatops.Path)}),
+			Description: jsii.String("The Request URL of the Slack app's slash command"),
+		})
+		awscdk.NewCfnOutput(stack, jsii.String("ChatopsDeadLetterQueueUrl"), &awscdk.CfnOutputProps{Value: k.DeadLetterQueue.QueueUrl(),
+			Description: jsii.String("Slack jobs that failed every attempt, for inspection")})
+	}
 
 	suppressNagFindings(k, cfg)
 	return k, nil
@@ -267,8 +352,11 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 
 // newAPI is the HTTP API: every route of the handler, each behind the IAM
 // authorizer (or JWT, when configured), an explicit $default stage with
-// throttling and access logs.
-func newAPI(stack awscdk.Stack, cfg Config, fn awslambda.Function) awsapigatewayv2.HttpApi {
+// throttling and access logs. With slack (the Slack function), also the
+// Slack command's route, without an authorizer: Slack cannot sign SigV4 or
+// carry a JWT, and an authorizer never sees the body, so the function
+// verifies Slack's signature over the body itself.
+func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapigatewayv2.HttpApi {
 	props := &awsapigatewayv2.HttpApiProps{
 		ApiName:            jsii.String(cfg.StackName),
 		Description:        jsii.String("keyvend: vends bucket-scoped IAM users"),
@@ -302,6 +390,16 @@ func newAPI(stack awscdk.Stack, cfg Config, fn awslambda.Function) awsapigateway
 			Methods:     &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod(method)},
 			Integration: integration,
 			Authorizer:  auth,
+		})
+	}
+	if slack != nil {
+		api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
+			Path:    jsii.String(chatops.Path),
+			Methods: &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod_POST},
+			Integration: awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String("SlackIntegration"), slack, &awsapigatewayv2integrations.HttpLambdaIntegrationProps{
+				PayloadFormatVersion: awsapigatewayv2.PayloadFormatVersion_VERSION_2_0(),
+			}),
+			Authorizer: awsapigatewayv2.NewHttpNoneAuthorizer(),
 		})
 	}
 
@@ -347,18 +445,21 @@ type accessLogSettings struct {
 func (a *accessLogSettings) Destination() awsapigatewayv2.IAccessLogDestination { return a.destination }
 func (a *accessLogSettings) Format() awsapigateway.AccessLogFormat              { return a.format }
 
-// stageAPIBundle copies the api bootstrap and the rules file into
-// <dist>/.bundle/api, the api function's asset: the function reads the
-// rules at RulesPathInLambda.
-func stageAPIBundle(cfg Config) (string, error) {
-	dir := filepath.Join(cfg.DistDir, ".bundle", FnAPI)
+// usesRules are the functions that decide with the rules file.
+var usesRules = map[string]bool{FnAPI: true, FnSlack: true, FnWorker: true}
+
+// stageBundle copies fn's bootstrap and the rules file into
+// <dist>/.bundle/<fn>, the function's asset: the function reads the rules
+// at RulesPathInLambda.
+func stageBundle(cfg Config, fn string) (string, error) {
+	dir := filepath.Join(cfg.DistDir, ".bundle", fn)
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	if err := copyFile(filepath.Join(cfg.DistDir, FnAPI, "bootstrap"), filepath.Join(dir, "bootstrap"), 0o755); err != nil {
+	if err := copyFile(filepath.Join(cfg.DistDir, fn, "bootstrap"), filepath.Join(dir, "bootstrap"), 0o755); err != nil {
 		return "", err
 	}
 	if err := copyFile(cfg.RulesFile, filepath.Join(dir, filepath.Base(RulesPathInLambda)), 0o644); err != nil {

@@ -10,14 +10,19 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyvend/keyvend/pkg/app"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/chatops"
+	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/localenv"
 )
 
@@ -25,7 +30,12 @@ const defaultCaller = "arn:aws:iam::123456789012:user/local-dev"
 
 // serve runs the API on KEYVEND_LISTEN. Without AWS_ENDPOINT_URL it starts
 // the embedded moto and seeds it; --aws uses the default AWS credential
-// chain against real AWS instead. Every request is KEYVEND_LOCAL_CALLER.
+// chain against real AWS instead. Every API request is KEYVEND_LOCAL_CALLER.
+//
+// With a Slack signing secret (KEYVEND_SLACK_SIGNING_SECRET) it also
+// serves the Slack command on /v1/chatops/slack, verified by Slack's
+// signature rather than the local caller, and runs the worker in-process
+// on the job queue (the embedded moto's, or KEYVEND_CHATOPS_QUEUE_URL).
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	realAWS := fs.Bool("aws", false, "use real AWS (the default credential chain) instead of the embedded moto")
@@ -43,6 +53,10 @@ func serve(args []string) error {
 	}
 	var awsCfg aws.Config
 	endpoint := os.Getenv("AWS_ENDPOINT_URL")
+	if cfg.SlackResponseHosts == "" {
+		// Locally, results may also go to a listener on this machine.
+		cfg.SlackResponseHosts = "hooks.slack.com,127.0.0.1,localhost"
+	}
 	switch {
 	case endpoint == "" && !*realAWS:
 		env, err := localenv.Start(ctx, io.Discard)
@@ -56,6 +70,10 @@ func serve(args []string) error {
 		}
 		if cfg.RulesPath == "" {
 			cfg.RulesPath = "rules/demo.json"
+		}
+		if cfg.ChatopsQueueURL == "" {
+			cfg.ChatopsQueueURL = env.QueueURL
+			cfg.ChatopsMaxReceives = localenv.MaxReceives
 		}
 		if err := env.WriteEnvFile(*envFile); err != nil {
 			return fmt.Errorf("write %s: %w", *envFile, err)
@@ -73,16 +91,43 @@ func serve(args []string) error {
 		}
 	}
 	who := caller.Static{ARN: envOr("KEYVEND_LOCAL_CALLER", defaultCaller)}
-	h, err := app.NewHandler(cfg, awsCfg, who, log)
+	svc, err := app.NewService(cfg, awsCfg, log)
 	if err != nil {
 		return err
+	}
+	var h http.Handler = httpapi.New(svc, who, log, httpapi.WithCORSOrigins(cfg.CORSOrigins...))
+	chat := "off (set KEYVEND_SLACK_SIGNING_SECRET)"
+	workerDone := make(chan struct{})
+	workerCtx, stopWorker := context.WithCancel(context.Background())
+	defer stopWorker()
+	if cfg.Chatops() {
+		if cfg.ChatopsQueueURL == "" {
+			return errors.New("chatops: set KEYVEND_CHATOPS_QUEUE_URL (only the embedded moto has a queue of its own)")
+		}
+		queue := sqs.NewFromConfig(awsCfg)
+		slack, err := app.NewSlackEndpoint(cfg, svc, queue, secretsmanager.NewFromConfig(awsCfg), log)
+		if err != nil {
+			return err
+		}
+		// The Slack route is verified by Slack's signature, not by the
+		// local caller: it sits next to the API, not inside it.
+		mux := http.NewServeMux()
+		mux.Handle(chatops.Path, slack)
+		mux.Handle("/", h)
+		h = mux
+		worker := app.NewWorker(cfg, svc, log)
+		poller := &chatops.Poller{Client: queue, QueueURL: cfg.ChatopsQueueURL, Handle: worker.Handle, Log: log}
+		go func() { defer close(workerDone); poller.Run(workerCtx) }()
+		chat = fmt.Sprintf("POST %s, worker on %s, results to %s", chatops.Path, cfg.ChatopsQueueURL, strings.Join(slack.Hosts, ","))
+	} else {
+		close(workerDone)
 	}
 	ln, err := net.Listen("tcp", envOr("KEYVEND_LISTEN", "127.0.0.1:8080"))
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Printf("keyvend ready on http://%s (AWS: %s, caller: %s, rules: %s)\n", ln.Addr(), endpoint, who.ARN, orNone(cfg.RulesPath))
+	fmt.Printf("keyvend ready on http://%s (AWS: %s, caller: %s, rules: %s, chatops: %s)\n", ln.Addr(), endpoint, who.ARN, orNone(cfg.RulesPath), chat)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -93,7 +138,10 @@ func serve(args []string) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = srv.Shutdown(shutdown)
+	stopWorker()
+	<-workerDone
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -41,6 +41,13 @@ type Config struct {
 	CORSOrigins  []string      // KEYVEND_CORS_ORIGINS: comma-separated portal origins (none)
 	JWTPrincipal string        // KEYVEND_JWT_PRINCIPAL_CLAIM (sub)
 	JWTGroups    string        // KEYVEND_JWT_GROUPS_CLAIM (groups)
+
+	// The Slack command (pkg/chatops).
+	SlackSigningSecret    string // KEYVEND_SLACK_SIGNING_SECRET: the signing secret itself (local mode)
+	SlackSigningSecretARN string // KEYVEND_SLACK_SIGNING_SECRET_ARN: the Secrets Manager secret holding it (Lambda)
+	SlackResponseHosts    string // KEYVEND_SLACK_RESPONSE_HOSTS: hosts results are posted to (hooks.slack.com)
+	ChatopsQueueURL       string // KEYVEND_CHATOPS_QUEUE_URL: the job queue
+	ChatopsMaxReceives    int    // KEYVEND_CHATOPS_MAX_RECEIVES: the queue's maxReceiveCount (3)
 }
 
 // FromEnv reads the configuration from the environment.
@@ -54,6 +61,17 @@ func FromEnv() (Config, error) {
 	}
 	c.JWTPrincipal = os.Getenv("KEYVEND_JWT_PRINCIPAL_CLAIM")
 	c.JWTGroups = os.Getenv("KEYVEND_JWT_GROUPS_CLAIM")
+	c.SlackSigningSecret = os.Getenv("KEYVEND_SLACK_SIGNING_SECRET")
+	c.SlackSigningSecretARN = os.Getenv("KEYVEND_SLACK_SIGNING_SECRET_ARN")
+	c.SlackResponseHosts = os.Getenv("KEYVEND_SLACK_RESPONSE_HOSTS")
+	c.ChatopsQueueURL = os.Getenv("KEYVEND_CHATOPS_QUEUE_URL")
+	if v := os.Getenv("KEYVEND_CHATOPS_MAX_RECEIVES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return c, fmt.Errorf("KEYVEND_CHATOPS_MAX_RECEIVES=%q: want the queue's maxReceiveCount, 1 to 1000", v)
+		}
+		c.ChatopsMaxReceives = n
+	}
 	for _, o := range strings.Split(os.Getenv("KEYVEND_CORS_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.CORSOrigins = append(c.CORSOrigins, o)
@@ -114,6 +132,11 @@ func NewServiceWith(c Config, awsCfg aws.Config, log *slog.Logger, adjust ...fun
 	if err != nil {
 		return nil, err
 	}
+	return newService(c, awsCfg, rules, log, adjust...)
+}
+
+// newService builds the provisioning service with rules already loaded.
+func newService(c Config, awsCfg aws.Config, rules *authz.Rules, log *slog.Logger, adjust ...func(*provision.Settings)) (*provision.Service, error) {
 	settings := provision.Settings{
 		UserPath:           c.UserPath,
 		BoundaryARN:        c.BoundaryARN,

@@ -23,8 +23,13 @@ import (
 // grants; without it a rule allows only create (and every caller may
 // describe, rotate and delete the users it requested). MaxTTL caps the
 // lifetime of the users it allows; RequireExpiry makes one mandatory.
+//
+// Channels, when given, restricts the rule to chat callers acting from
+// those channels (Slack channel ids, globs): such a rule never matches a
+// caller without a channel, such as an HTTP caller.
 type Rule struct {
 	Principals    []string        `json:"principals"`
+	Channels      []string        `json:"channels,omitempty"`
 	Buckets       []string        `json:"buckets"`
 	Access        []policy.Access `json:"access"`
 	Actions       []Action        `json:"actions,omitempty"`
@@ -141,6 +146,14 @@ func (r Rule) problems(at string) []string {
 	for j, p := range r.Principals {
 		if strings.TrimSpace(p) == "" {
 			out = append(out, fmt.Sprintf("%s.principals[%d]: empty pattern", at, j))
+		}
+	}
+	if r.Channels != nil && len(r.Channels) == 0 {
+		out = append(out, at+".channels: give at least one channel pattern, or leave channels out to allow every channel")
+	}
+	for j, c := range r.Channels {
+		if strings.TrimSpace(c) == "" || strings.ContainsAny(c, " \t\r\n") {
+			out = append(out, fmt.Sprintf("%s.channels[%d] %q: want a channel id or a glob such as C0123ABCD or C*", at, j, c))
 		}
 	}
 	if len(r.Buckets) == 0 {

@@ -21,6 +21,9 @@ type Principal struct {
 	Raw string
 	// Groups are the JWT caller's groups; rules match them as jwt-group:NAME.
 	Groups []string
+	// Channel is the chat channel a Slack caller acts from ("" for every
+	// other caller); rules with channels match only callers in them.
+	Channel string
 }
 
 // Names returns every name rules may match for p: its ID, then

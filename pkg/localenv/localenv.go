@@ -1,6 +1,7 @@
 // Package localenv is keyvend's embedded default: a moto_server on a
-// loopback port, seeded with a permissions boundary and demo buckets, so
-// `make run` works on a machine with no AWS account.
+// loopback port, seeded with a permissions boundary, demo buckets and the
+// Slack command's job queues, so `make run` works on a machine with no AWS
+// account.
 package localenv
 
 import (
@@ -15,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/keyvend/keyvend/pkg/moto"
 )
@@ -30,11 +33,23 @@ const (
 // Buckets are the demo buckets the embedded environment creates.
 var Buckets = []string{"site.example.com", "assets.example.com"}
 
+// The Slack command's job queue and its dead-letter queue: SQS moves a job
+// there after MaxReceives deliveries, VisibilityTimeout apart.
+const (
+	QueueName         = "keyvend-chatops"
+	DeadLetterName    = "keyvend-chatops-dlq"
+	MaxReceives       = 3
+	VisibilityTimeout = 30 // seconds
+)
+
 // Env is a running embedded environment.
 type Env struct {
 	Moto        *moto.Server
 	AWS         aws.Config
 	BoundaryARN string
+	// QueueURL and DeadLetterURL are the Slack command's queues.
+	QueueURL      string
+	DeadLetterURL string
 }
 
 // boundaryDocument allows S3 only, and only on the demo buckets: what a
@@ -86,6 +101,31 @@ func (e *Env) seed(ctx context.Context) error {
 			return fmt.Errorf("seed bucket %s: %w", b, err)
 		}
 	}
+	return e.createQueues(ctx)
+}
+
+// createQueues makes the job queue, with its redrive to the dead-letter
+// queue, as the stack does (SQS-managed encryption).
+func (e *Env) createQueues(ctx context.Context) error {
+	c := sqs.NewFromConfig(e.AWS)
+	dlq, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(DeadLetterName),
+		Attributes: map[string]string{"SqsManagedSseEnabled": "true", "MessageRetentionPeriod": "1209600"}})
+	if err != nil {
+		return fmt.Errorf("create queue %s: %w", DeadLetterName, err)
+	}
+	attrs, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return fmt.Errorf("read queue %s: %w", DeadLetterName, err)
+	}
+	redrive := fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"%d"}`, attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)], MaxReceives)
+	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(QueueName), Attributes: map[string]string{
+		"SqsManagedSseEnabled": "true", "VisibilityTimeout": fmt.Sprint(VisibilityTimeout), "RedrivePolicy": redrive,
+	}})
+	if err != nil {
+		return fmt.Errorf("create queue %s: %w", QueueName, err)
+	}
+	e.QueueURL, e.DeadLetterURL = aws.ToString(q.QueueUrl), aws.ToString(dlq.QueueUrl)
 	return nil
 }
 
@@ -95,7 +135,7 @@ func (e *Env) WriteEnvFile(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	content := fmt.Sprintf("# written by keyvend serve: the embedded local AWS (moto)\nexport AWS_ENDPOINT_URL=%s\nexport AWS_REGION=%s\nexport AWS_DEFAULT_REGION=%s\nexport AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\nexport AWS_EC2_METADATA_DISABLED=true\nexport KEYVEND_BOUNDARY_ARN=%s\n",
-		e.Moto.URL, Region, Region, AccessKeyID, SecretKey, e.BoundaryARN)
+	content := fmt.Sprintf("# written by keyvend serve: the embedded local AWS (moto)\nexport AWS_ENDPOINT_URL=%s\nexport AWS_REGION=%s\nexport AWS_DEFAULT_REGION=%s\nexport AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\nexport AWS_EC2_METADATA_DISABLED=true\nexport KEYVEND_BOUNDARY_ARN=%s\nexport KEYVEND_CHATOPS_QUEUE_URL=%s\nexport KEYVEND_CHATOPS_DLQ_URL=%s\n",
+		e.Moto.URL, Region, Region, AccessKeyID, SecretKey, e.BoundaryARN, e.QueueURL, e.DeadLetterURL)
 	return os.WriteFile(path, []byte(content), 0o600)
 }

@@ -25,7 +25,7 @@ func (s *Service) authorizeOnUser(p caller.Principal, action authz.Action, u *ia
 	if p.ID != "" && ownerActions[action] && userTag(u, TagRequester) == tagValue(p.ID) {
 		return nil
 	}
-	if err := s.rules.Decide(p.Names(), action, grants); err != nil {
+	if err := s.rules.DecideIn(p.Names(), p.Channel, action, grants); err != nil {
 		return &Error{Kind: KindForbidden, Detail: fmt.Sprintf("%s may not %s user %s: %v", orAnonymous(p.ID), action, userName(u), err)}
 	}
 	return nil

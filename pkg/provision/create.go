@@ -91,7 +91,7 @@ func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error)
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.rules.Decide(in.Principal.Names(), authz.Create, req.Grants); err != nil {
+	if err := s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.Create, req.Grants); err != nil {
 		return nil, &Error{Kind: KindForbidden, Detail: err.Error()}
 	}
 	expiry, capped, err := s.expiry(in)

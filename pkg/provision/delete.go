@@ -73,7 +73,7 @@ func (s *Service) Delete(ctx context.Context, in DeleteInput) (err error) {
 		return err
 	}
 	if in.Force {
-		if err := s.rules.Decide(in.Principal.Names(), authz.ForceDelete, grants); err != nil {
+		if err := s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.ForceDelete, grants); err != nil {
 			return &Error{Kind: KindForbidden, Detail: fmt.Sprintf("force=true needs a rule with the force-delete action: %v", err)}
 		}
 	}

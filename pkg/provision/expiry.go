@@ -16,7 +16,7 @@ func (s *Service) expiry(in Input) (at *time.Time, capped bool, err error) {
 	if fe != nil {
 		return nil, false, &Error{Kind: KindInvalid, Detail: "the request is not valid", Fields: []policy.FieldError{*fe}}
 	}
-	lim := s.rules.Expiry(in.Principal.Names(), in.Request.Grants)
+	lim := s.rules.ExpiryIn(in.Principal.Names(), in.Principal.Channel, in.Request.Grants)
 	if ttl == 0 && lim.Required {
 		detail := "required by the rules for these grants"
 		if lim.MaxTTL > 0 {

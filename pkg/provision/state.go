@@ -62,15 +62,7 @@ func (s *Service) readUserState(ctx context.Context, user string, withSecret boo
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &user})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				gErr = err
-				return
-			}
-			groups = append(groups, page.Groups...)
-		}
+		groups, gErr = s.listGroups(ctx, user)
 	}()
 	go func() {
 		defer wg.Done()
@@ -96,12 +88,33 @@ func (s *Service) readUserState(ctx context.Context, user string, withSecret boo
 	case sErr != nil:
 		return nil, sErr
 	}
+	st.groups = s.keyvendGroups(groups)
+	return st, nil
+}
+
+// listGroups lists every group user is in (all pages).
+func (s *Service) listGroups(ctx context.Context, user string) ([]iamtypes.Group, error) {
+	var groups []iamtypes.Group
+	p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &user})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		groups = append(groups, page.Groups...)
+	}
+	return groups, nil
+}
+
+// keyvendGroups keeps the groups under the user path, by name.
+func (s *Service) keyvendGroups(groups []iamtypes.Group) map[string]iamtypes.Group {
+	out := make(map[string]iamtypes.Group, len(groups))
 	for _, g := range groups {
 		if aws.ToString(g.Path) == s.cfg.UserPath {
-			st.groups[aws.ToString(g.GroupName)] = g
+			out[aws.ToString(g.GroupName)] = g
 		}
 	}
-	return st, nil
+	return out
 }
 
 // managedUser reports whether u is a user keyvend created: under its path

@@ -36,7 +36,7 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateInput) (d *Descript
 	if fields := validateGrants(in.Grants); len(fields) > 0 {
 		return nil, &Error{Kind: KindInvalid, Detail: "the request is not valid", Fields: fields}
 	}
-	if err := s.rules.Decide(in.Principal.Names(), authz.Create, in.Grants); err != nil {
+	if err := s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.Create, in.Grants); err != nil {
 		return nil, &Error{Kind: KindForbidden, Detail: err.Error()}
 	}
 	want, err := desiredGroups(in.Grants)

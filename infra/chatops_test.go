@@ -1,0 +1,283 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/keyvend/keyvend/pkg/chatops"
+	"github.com/keyvend/keyvend/pkg/httpapi"
+)
+
+// The Slack command's parts: present only with slackSigningSecretArn.
+
+func TestChatopsNotDeployedWithoutTheSecret(t *testing.T) {
+	s := defaultStack(t)
+	for _, typ := range []string{"AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventSourceMapping"} {
+		if n := len(s.resources(typ)); n != 0 {
+			t.Errorf("%d %s without slackSigningSecretArn", n, typ)
+		}
+	}
+	if n := len(s.resources("AWS::Lambda::Function")); n != len(Functions) {
+		t.Errorf("%d functions, want %d", n, len(Functions))
+	}
+	for _, r := range s.resources("AWS::ApiGatewayV2::Route") {
+		if p := r["Properties"].(map[string]any); p["RouteKey"] == "POST "+chatops.Path || p["AuthorizationType"] == "NONE" {
+			t.Errorf("route %v %v without slackSigningSecretArn", p["RouteKey"], p["AuthorizationType"])
+		}
+	}
+	if _, ok := s.JSON["Outputs"].(map[string]any)["SlackCommandUrl"]; ok {
+		t.Error("SlackCommandUrl output without slackSigningSecretArn")
+	}
+}
+
+// TestChatopsRouteIsTheOnlyOneWithoutAuthorizer: the Slack route goes to
+// the slack function with authorization NONE; every other route keeps its
+// authorizer, IAM or JWT.
+func TestChatopsRouteIsTheOnlyOneWithoutAuthorizer(t *testing.T) {
+	jwt, err := synthWith(t, map[string]any{"slackSigningSecretArn": testSigningSecretARN,
+		"jwtIssuer": "https://login.example.com/", "jwtAudience": "keyvend"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for mode, s := range map[string]*synthesized{"AWS_IAM": slackStack(t), "JWT": jwt} {
+		got := map[string]string{}
+		var slackTarget string
+		for _, r := range s.resources("AWS::ApiGatewayV2::Route") {
+			p := r["Properties"].(map[string]any)
+			key := p["RouteKey"].(string)
+			got[key] = p["AuthorizationType"].(string)
+			_, hasAuthorizer := p["AuthorizerId"]
+			if (mode == "JWT" && key != "POST "+chatops.Path) != hasAuthorizer {
+				t.Errorf("%s: route %s authorizer id %v", mode, key, p["AuthorizerId"])
+			}
+			if key == "POST "+chatops.Path {
+				target := p["Target"].(map[string]any)["Fn::Join"].([]any)[1].([]any)[1].(map[string]any)["Ref"].(string)
+				slackTarget = mustJSON(s.props(target)["IntegrationUri"])
+			}
+		}
+		want := map[string]string{"POST " + chatops.Path: "NONE"}
+		for _, r := range httpapi.Routes() {
+			want[r] = mode
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s routes:\n got %v\nwant %v", mode, got, want)
+		}
+		if !strings.Contains(slackTarget, s.id(s.K.Functions[FnSlack])) {
+			t.Errorf("%s: the Slack route's integration is %s, not the slack function", mode, slackTarget)
+		}
+		if n := len(s.resources("AWS::ApiGatewayV2::Integration")); n != 2 {
+			t.Errorf("%s: %d integrations, want the api's and the slack function's", mode, n)
+		}
+		for _, h := range httpapi.Routes() {
+			if h == "POST "+chatops.Path || strings.HasSuffix(h, chatops.Path) {
+				t.Errorf("httpapi.Routes() lists the Slack route %s: it must stay out of the API handler", h)
+			}
+		}
+	}
+}
+
+// TestChatopsQueues: encrypted queues, a redrive after chatopsMaxReceives
+// deliveries that the worker knows, a visibility timeout the event source
+// accepts, TLS only, and only the slack function's role may send.
+func TestChatopsQueues(t *testing.T) {
+	s := slackStack(t)
+	queues := s.resources("AWS::SQS::Queue")
+	if len(queues) != 2 {
+		t.Fatalf("%d queues", len(queues))
+	}
+	qID, dlqID := s.id(s.K.Queue), s.id(s.K.DeadLetterQueue)
+	q, dlq := s.props(qID), s.props(dlqID)
+	if q["SqsManagedSseEnabled"] != true || dlq["SqsManagedSseEnabled"] != true {
+		t.Errorf("queues not encrypted: %v / %v", q, dlq)
+	}
+	redrive := q["RedrivePolicy"].(map[string]any)
+	if !reflect.DeepEqual(redrive["deadLetterTargetArn"], map[string]any{"Fn::GetAtt": []any{dlqID, "Arn"}}) || redrive["maxReceiveCount"] != float64(chatopsMaxReceives) {
+		t.Errorf("redrive %v", redrive)
+	}
+	if v := q["VisibilityTimeout"].(float64); v < timeouts[FnWorker] {
+		t.Errorf("visibility timeout %v below the worker's timeout %v", v, timeouts[FnWorker])
+	}
+	if dlq["MessageRetentionPeriod"] != float64(14*24*3600) {
+		t.Errorf("dead-letter retention %v", dlq["MessageRetentionPeriod"])
+	}
+	workerEnv := s.props(s.id(s.K.Functions[FnWorker]))["Environment"].(map[string]any)["Variables"].(map[string]any)
+	if workerEnv["KEYVEND_CHATOPS_MAX_RECEIVES"] != strconv.Itoa(chatopsMaxReceives) {
+		t.Errorf("worker KEYVEND_CHATOPS_MAX_RECEIVES %v, queue maxReceiveCount %d", workerEnv["KEYVEND_CHATOPS_MAX_RECEIVES"], chatopsMaxReceives)
+	}
+
+	slackRole := map[string]any{"Fn::GetAtt": []any{s.id(s.K.Roles[FnSlack]), "Arn"}}
+	policies := map[string][]any{}
+	for _, p := range s.resources("AWS::SQS::QueuePolicy") {
+		props := p["Properties"].(map[string]any)
+		queue := props["Queues"].([]any)[0].(map[string]any)["Ref"].(string)
+		policies[queue] = props["PolicyDocument"].(map[string]any)["Statement"].([]any)
+	}
+	for _, id := range []string{qID, dlqID} {
+		tls := false
+		for _, st := range policies[id] {
+			m := st.(map[string]any)
+			if m["Effect"] == "Deny" && m["Action"] == "sqs:*" && mustJSON(m["Condition"]) == `{"Bool":{"aws:SecureTransport":"false"}}` {
+				tls = true
+			}
+		}
+		if !tls {
+			t.Errorf("queue %s: no Deny of plain-HTTP access", id)
+		}
+	}
+	only := false
+	for _, st := range policies[qID] {
+		m := st.(map[string]any)
+		if m["Sid"] == "OnlyTheSlackFunctionQueuesJobs" {
+			only = m["Effect"] == "Deny" && m["Action"] == "sqs:SendMessage" && mustJSON(m["Principal"]) == `{"AWS":"*"}` &&
+				reflect.DeepEqual(m["Condition"], map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": slackRole}}) &&
+				reflect.DeepEqual(m["Resource"], map[string]any{"Fn::GetAtt": []any{qID, "Arn"}})
+		}
+	}
+	if !only {
+		t.Errorf("the job queue's policy does not deny SendMessage to every principal but the slack role: %s", mustJSON(policies[qID]))
+	}
+}
+
+func TestChatopsWorkerEventSource(t *testing.T) {
+	s := slackStack(t)
+	maps := s.resources("AWS::Lambda::EventSourceMapping")
+	if len(maps) != 1 {
+		t.Fatalf("%d event source mappings", len(maps))
+	}
+	for _, m := range maps {
+		p := m["Properties"].(map[string]any)
+		if !reflect.DeepEqual(p["FunctionName"], map[string]any{"Ref": s.id(s.K.Functions[FnWorker])}) ||
+			!reflect.DeepEqual(p["EventSourceArn"], map[string]any{"Fn::GetAtt": []any{s.id(s.K.Queue), "Arn"}}) ||
+			!reflect.DeepEqual(p["FunctionResponseTypes"], []any{"ReportBatchItemFailures"}) ||
+			p["BatchSize"] != float64(chatopsBatchSize) {
+			t.Errorf("event source mapping %v", p)
+		}
+	}
+}
+
+func TestChatopsFunctions(t *testing.T) {
+	s := slackStack(t)
+	if n := len(s.resources("AWS::Lambda::Function")); n != len(AllFunctions) {
+		t.Errorf("%d functions, want %d", n, len(AllFunctions))
+	}
+	queueURL := map[string]any{"Ref": s.id(s.K.Queue)}
+	for fn, want := range map[string]map[string]any{
+		FnSlack:  {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_SLACK_SIGNING_SECRET_ARN": testSigningSecretARN, "KEYVEND_CHATOPS_QUEUE_URL": queueURL},
+		FnWorker: {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_CHATOPS_MAX_RECEIVES": "3"},
+	} {
+		p := s.props(s.id(s.K.Functions[fn]))
+		if p["Timeout"] != timeouts[fn] || p["Runtime"] != "provided.al2023" || p["MemorySize"] != float64(256) {
+			t.Errorf("%s: timeout %v runtime %v memory %v", fn, p["Timeout"], p["Runtime"], p["MemorySize"])
+		}
+		env := p["Environment"].(map[string]any)["Variables"].(map[string]any)
+		for k, v := range want {
+			if !reflect.DeepEqual(env[k], v) {
+				t.Errorf("%s env %s = %v, want %v", fn, k, env[k], v)
+			}
+		}
+		if env["KEYVEND_BOUNDARY_ARN"] == nil || env["KEYVEND_SLACK_SIGNING_SECRET"] != nil || env["KEYVEND_SLACK_RESPONSE_HOSTS"] != nil {
+			t.Errorf("%s env %v: want the boundary, never a literal signing secret, the default response host", fn, env)
+		}
+		rules, err := os.ReadFile(filepath.Join(s.DistDir, ".bundle", fn, "rules.json"))
+		root, _ := RepoRoot()
+		demo, _ := os.ReadFile(filepath.Join(root, "rules", "demo.json"))
+		if err != nil || string(rules) != string(demo) {
+			t.Errorf("%s bundle: rules.json %v", fn, err)
+		}
+	}
+	if timeouts[FnSlack] > 29 {
+		t.Errorf("slack timeout %v exceeds what API Gateway waits", timeouts[FnSlack])
+	}
+	outputs := s.JSON["Outputs"].(map[string]any)
+	if u := mustJSON(outputs["SlackCommandUrl"]); !strings.Contains(u, chatops.Path) {
+		t.Errorf("SlackCommandUrl output %s", u)
+	}
+}
+
+func TestChatopsAlarms(t *testing.T) {
+	s := slackStack(t)
+	var got []string
+	for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+		p := a["Properties"].(map[string]any)
+		got = append(got, p["Namespace"].(string)+"/"+p["MetricName"].(string)+" "+mustJSON(p["Dimensions"]))
+		if p["MetricName"] == "ApproximateNumberOfMessagesVisible" &&
+			(p["Threshold"] != float64(1) || p["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || p["Statistic"] != "Maximum") {
+			t.Errorf("dead-letter alarm %v", p)
+		}
+	}
+	sort.Strings(got)
+	var want []string
+	for _, fn := range AllFunctions {
+		id := s.id(s.K.Functions[fn])
+		want = append(want,
+			`AWS/Lambda/Errors [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`,
+			`AWS/Lambda/Throttles [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`)
+	}
+	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`,
+		`AWS/SQS/ApproximateNumberOfMessagesVisible [{"Name":"QueueName","Value":{"Fn::GetAtt":["`+s.id(s.K.DeadLetterQueue)+`","QueueName"]}}]`)
+	sort.Strings(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("alarms:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestChatopsNag: nothing unsuppressed in the stack with the Slack parts;
+// APIG4 is suppressed on the Slack route alone.
+func TestChatopsNag(t *testing.T) {
+	s := slackStack(t)
+	ann := assertions.Annotations_FromStack(s.K.Stack)
+	match := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
+	for _, m := range *ann.FindError(jsii.String("*"), match) {
+		t.Errorf("cdk-nag error at %s: %v", *m.Id, m.Entry.Data)
+	}
+	for _, m := range *ann.FindWarning(jsii.String("*"), match) {
+		t.Errorf("cdk-nag warning at %s: %v", *m.Id, m.Entry.Data)
+	}
+	apig4 := 0
+	for _, sup := range NagSuppressions(s.K, mustConfig(t, s)) {
+		if sup.Rule == "AwsSolutions-APIG4" {
+			apig4++
+			if sup.Construct != *s.K.API.Node().Id()+"/"+slackRouteID {
+				t.Errorf("APIG4 suppressed on %s", sup.Construct)
+			}
+		}
+		if len(sup.Reason) < 80 || !strings.Contains(sup.Reason, "keyvend") && !strings.Contains(sup.Reason, "rules") {
+			t.Errorf("suppression %s on %s: reason too thin: %q", sup.Rule, sup.Construct, sup.Reason)
+		}
+	}
+	if apig4 != 1 {
+		t.Errorf("%d APIG4 suppressions, want 1", apig4)
+	}
+	// The route the suppression names is the one the stack has.
+	found := false
+	for id := range s.resources("AWS::ApiGatewayV2::Route") {
+		if strings.HasPrefix(id, "HttpApiPOSTv1chatopsslack") {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no HttpApi/" + slackRouteID + " route")
+	}
+}
+
+func TestChatopsConfigProblemsFailSynth(t *testing.T) {
+	for name, arn := range map[string]string{
+		"not an ARN":            "keyvend/slack-signing",
+		"no 6-character suffix": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:slack",
+		"another service":       "arn:aws:ssm:eu-west-1:111122223333:parameter/slack-signing-AbCdEf",
+		"a wildcard":            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:*",
+		"under the user prefix": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:keyvend/users/slack-AbCdEf",
+	} {
+		if _, err := synthWith(t, map[string]any{"slackSigningSecretArn": arn}); err == nil || !strings.Contains(err.Error(), "slackSigningSecretArn") {
+			t.Errorf("%s: synth error %v", name, err)
+		}
+	}
+}

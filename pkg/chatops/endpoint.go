@@ -1,0 +1,249 @@
+package chatops
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/awslabs/aws-lambda-go-api-proxy/core"
+	"github.com/slack-go/slack"
+
+	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// Path is where Slack sends the slash command (POST).
+const Path = "/v1/chatops/slack"
+
+// Prechecker decides, before anything is queued, what the service would
+// refuse (provision.Service).
+type Prechecker interface {
+	CheckCreate(in provision.Input) error
+	CheckOnUser(ctx context.Context, p caller.Principal, action authz.Action, name string) error
+}
+
+// Endpoint serves the slash command: verify Slack's signature over the raw
+// body, parse the command, precheck it against the rules, queue it, and
+// answer at once with an ephemeral message. It never runs the operation.
+type Endpoint struct {
+	Verifier *Verifier
+	Checks   Prechecker
+	Queue    Queue
+	Hosts    ResponseHosts
+	Log      *slog.Logger
+	// Budget bounds the work of a request (reading the signing secret on
+	// first use, the prechecks, the enqueue), so the answer reaches Slack
+	// within its 3 seconds (2.5 s).
+	Budget time.Duration
+	// MaxBody bounds the request body (64 KiB; Slack sends ~1 KiB).
+	MaxBody int64
+	// Now is the clock of queued jobs (time.Now).
+	Now func() time.Time
+}
+
+// outcome is what one request came to, for its audit line.
+type outcome struct {
+	status    int
+	result    string // unauthenticated, invalid, forbidden, not-found, queued, help, error, …
+	reason    string
+	principal caller.Principal
+	command   string
+	err       error
+}
+
+// ServeHTTP implements http.Handler.
+func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := requestID(r)
+	o := e.serve(w, r, id)
+	attrs := []slog.Attr{
+		slog.String("action", "chatops.slack"),
+		slog.String("request_id", id),
+		slog.Int("status", o.status),
+		slog.String("result", o.result),
+		slog.String("principal", o.principal.ID),
+		slog.String("channel", o.principal.Channel),
+		slog.String("command", o.command),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+	}
+	if o.reason != "" {
+		attrs = append(attrs, slog.String("reason", o.reason))
+	}
+	if o.err != nil {
+		attrs = append(attrs, slog.String("error", o.err.Error()))
+	}
+	e.log().LogAttrs(r.Context(), slog.LevelInfo, "audit", attrs...)
+}
+
+func (e *Endpoint) log() *slog.Logger {
+	if e.Log == nil {
+		return slog.Default()
+	}
+	return e.Log
+}
+
+func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outcome {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
+		return outcome{status: http.StatusMethodNotAllowed, result: "invalid", reason: "method " + r.Method}
+	}
+	limit := e.MaxBody
+	if limit <= 0 {
+		limit = 64 << 10
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil || int64(len(body)) > limit {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request too large"})
+		return outcome{status: http.StatusRequestEntityTooLarge, result: "invalid", reason: "body over the limit or unreadable", err: err}
+	}
+
+	// Everything below — the signing secret on a cold start, the
+	// prechecks, the queue — within the budget, so Slack hears back in time.
+	budget := e.Budget
+	if budget <= 0 {
+		budget = 2500 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), budget)
+	defer cancel()
+
+	// 1. Slack's signature, over the raw body (the Lambda adapter has
+	// already base64-decoded it when API Gateway marked it so).
+	if err := e.Verifier.Verify(ctx, r.Header, body); err != nil {
+		var rej *Rejection
+		if errors.As(err, &rej) {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+			return outcome{status: http.StatusUnauthorized, result: "unauthenticated", reason: rej.Reason, err: rej.Err}
+		}
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "keyvend cannot verify requests right now"})
+		return outcome{status: http.StatusInternalServerError, result: "error", reason: "signing secret", err: err}
+	}
+
+	// 2. The command.
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	sc, err := slack.SlashCommandParse(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "not a slash command"})
+		return outcome{status: http.StatusBadRequest, result: "invalid", reason: "form", err: err}
+	}
+	if r.PostForm.Get("ssl_check") == "1" {
+		// Slack checking the certificate of the command's URL: nothing to do.
+		writeJSON(w, http.StatusOK, map[string]string{})
+		return outcome{status: http.StatusOK, result: "ssl-check"}
+	}
+	if msg := checkIDs(sc.TeamID, sc.UserID, sc.ChannelID); msg != "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "not a slash command"})
+		return outcome{status: http.StatusBadRequest, result: "invalid", reason: msg}
+	}
+	p := SlackPrincipal(sc.TeamID, sc.UserID, sc.UserName, sc.ChannelID)
+	o := outcome{status: http.StatusOK, principal: p}
+	cmd, err := Parse(sc.Text)
+	if err != nil {
+		o.result, o.reason, o.command = "invalid", "usage", truncate(sc.Text, 200)
+		writeJSON(w, http.StatusOK, UsageMessage(sc.Command, err.Error()))
+		return o
+	}
+	o.command = cmd.Text()
+	if cmd.Op == OpHelp {
+		o.result = "help"
+		writeJSON(w, http.StatusOK, UsageMessage(sc.Command, ""))
+		return o
+	}
+	if err := e.Hosts.Check(sc.ResponseURL); err != nil {
+		o.result, o.reason, o.err = "invalid", "response_url", err
+		writeJSON(w, http.StatusOK, ephemeral(":x: keyvend cannot post results to this workspace's response_url; ask the operator to check KEYVEND_SLACK_RESPONSE_HOSTS."))
+		return o
+	}
+
+	// 3. The rules, before anything is queued; then the queue.
+	if err := e.precheck(ctx, p, id, cmd); err != nil {
+		if kind := provision.KindOf(err); kind != 0 {
+			o.result, o.err = resultOfKind(kind), err
+			writeJSON(w, http.StatusOK, RefusalMessage(cmd, err))
+			return o
+		}
+		o.result, o.reason, o.err = "error", "precheck", err
+		writeJSON(w, http.StatusOK, FailureMessage(cmd, err, id, 1))
+		return o
+	}
+	now := time.Now
+	if e.Now != nil {
+		now = e.Now
+	}
+	job := Job{ID: id, Command: cmd, Slash: sc.Command, TeamID: sc.TeamID, UserID: sc.UserID, UserName: sc.UserName,
+		ChannelID: sc.ChannelID, ResponseURL: sc.ResponseURL, QueuedAt: now().UTC()}
+	if err := e.Queue.Enqueue(ctx, job); err != nil {
+		o.result, o.reason, o.err = "error", "enqueue", err
+		writeJSON(w, http.StatusOK, FailureMessage(cmd, err, id, 1))
+		return o
+	}
+	o.result = "queued"
+	writeJSON(w, http.StatusOK, AckMessage(cmd))
+	return o
+}
+
+// precheck asks the service what it would refuse.
+func (e *Endpoint) precheck(ctx context.Context, p caller.Principal, id string, c Command) error {
+	switch c.Op {
+	case OpProvision:
+		return e.Checks.CheckCreate(provision.Input{Principal: p, RequestID: id, Request: c.CreateRequest()})
+	case OpRotate:
+		return e.Checks.CheckOnUser(ctx, p, authz.Rotate, c.User)
+	case OpStatus:
+		return e.Checks.CheckOnUser(ctx, p, authz.Describe, c.User)
+	case OpDelete:
+		return e.Checks.CheckOnUser(ctx, p, authz.Delete, c.User)
+	}
+	// list shows each caller what the rules let it see: nothing to refuse.
+	return nil
+}
+
+func resultOfKind(k provision.Kind) string {
+	switch k {
+	case provision.KindInvalid:
+		return "invalid"
+	case provision.KindForbidden:
+		return "forbidden"
+	case provision.KindNotFound:
+		return "not-found"
+	case provision.KindConflict:
+		return "conflict"
+	case provision.KindInProgress:
+		return "in-progress"
+	}
+	return "error"
+}
+
+// requestID is API Gateway's request id in Lambda, a random one locally.
+func requestID(r *http.Request) string {
+	if rc, ok := core.GetAPIGatewayV2ContextFromContext(r.Context()); ok && rc.RequestID != "" {
+		return rc.RequestID
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // Slack text is escaped for Slack already (&lt; …)
+	body := []byte(`{"error":"internal"}`)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+	} else {
+		body = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
