@@ -32,7 +32,7 @@ func TestServeDemo(t *testing.T) {
 
 	// Terminal 1: make run (on a free port instead of 8080).
 	kv := startServe(t, dir, cleanEnv(dir, "KEYVEND_LISTEN="+freeAddr(t)))
-	m := regexp.MustCompile(`\(AWS: (http://127\.0\.0\.1:\d+), caller: arn:aws:iam::123456789012:user/local-dev, rules: rules/demo.json\)$`).FindStringSubmatch(kv.Ready)
+	m := regexp.MustCompile(`\(AWS: (http://127\.0\.0\.1:\d+), caller: arn:aws:iam::123456789012:user/local-dev, rules: rules/demo.json, chatops: .*\)$`).FindStringSubmatch(kv.Ready)
 	if m == nil {
 		t.Fatalf("ready line %q: want the embedded moto's URL, the local-dev caller and rules/demo.json", kv.Ready)
 	}
