@@ -68,8 +68,11 @@ func Dedicated(tb testing.TB, env ...string) *moto.Server {
 }
 
 // Config returns an SDK configuration for endpoint with static credentials
-// (moto's default admin unless IAM is enforced) and one attempt per call,
-// so injected faults are not retried away.
+// (moto's default admin unless IAM is enforced) and the SDK's standard
+// retries, as in production. moto's server sometimes resets a connection
+// under concurrent load; the SDK retries that like any reset. Faults
+// injected by Faults are not retried: they fire in the Initialize step,
+// before the retry middleware.
 func Config(tb testing.TB, endpoint string) aws.Config {
 	tb.Helper()
 	return ConfigWithKeys(tb, endpoint, "AKIAKEYVENDTEST00000", "keyvend-test-secret")
@@ -82,7 +85,7 @@ func ConfigWithKeys(tb testing.TB, endpoint, id, secret string) aws.Config {
 		config.WithRegion(Region),
 		config.WithBaseEndpoint(endpoint),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(id, secret, "")),
-		config.WithRetryer(func() aws.Retryer { return retry.AddWithMaxAttempts(retry.NewStandard(), 1) }),
+		config.WithRetryer(func() aws.Retryer { return retry.NewStandard() }),
 	)
 	if err != nil {
 		tb.Fatalf("aws config: %v", err)
