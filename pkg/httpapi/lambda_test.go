@@ -27,7 +27,6 @@ import (
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
-
 // lambdaRules: alice may vend anything on *.example.com; the deployer role
 // (whoever assumed it) read-write on site.example.com.
 const lambdaRules = `{"rules":[
