@@ -2,7 +2,10 @@ package provision
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -254,6 +257,7 @@ func (s *Service) createUser(ctx context.Context, in Input) (*iamtypes.User, err
 		{Key: aws.String(TagReason), Value: aws.String(tagValue(in.Request.Reason))},
 		{Key: aws.String(TagRequestID), Value: aws.String(tagValue(in.RequestID))},
 		{Key: aws.String(TagCreatedAt), Value: aws.String(now)},
+		{Key: aws.String(TagGrants), Value: aws.String(grantsFingerprint(in.Request.Grants))},
 	}
 	if in.expiresAt != nil {
 		tags = append(tags, iamtypes.Tag{Key: aws.String(TagExpiresAt), Value: aws.String(in.expiresAt.UTC().Format(time.RFC3339))})
@@ -268,6 +272,18 @@ func (s *Service) createUser(ctx context.Context, in Input) (*iamtypes.User, err
 		return nil, err
 	}
 	return out.User, nil
+}
+
+// grantsFingerprint identifies a set of grants by their groups: 32 hex
+// digits of the SHA-256 of the sorted group names.
+func grantsFingerprint(grants []policy.Grant) string {
+	names := make([]string, len(grants))
+	for i, g := range grants {
+		names[i] = policy.GroupName(g)
+	}
+	sort.Strings(names)
+	sum := sha256.Sum256([]byte(strings.Join(names, "\n")))
+	return hex.EncodeToString(sum[:16])
 }
 
 // ensureGroups makes every wanted group exist under the keyvend path with
