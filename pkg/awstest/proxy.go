@@ -78,6 +78,12 @@ func StartProxy(target string) (*Proxy, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 512, 512
 	rp.Transport = tr
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if r.Context().Err() != nil {
+			return // the client went away: nobody to answer, nothing to log
+		}
+		http.Error(w, "awstest proxy: "+err.Error(), http.StatusBadGateway)
+	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.serve(w, r, rp)
 	}), ReadHeaderTimeout: 10 * time.Second}
