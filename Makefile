@@ -14,7 +14,7 @@ CDK := ./node_modules/.bin/cdk
 FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: deps tools run test fuzz vet fmt-check build clean infra-test infra-vet synth synth-slack deploy cfn-lint
+.PHONY: deps tools run test vet fmt-check build clean infra-test infra-vet synth synth-slack deploy cfn-lint fuzz fuzz-short bench
 
 ## deps: Go modules (the service and the CDK app in infra/)
 deps:
@@ -34,18 +34,29 @@ run: deps tools
 	$(GO) build -o dist/keyvend ./cmd/keyvend
 	./dist/keyvend serve
 
-## test: formatting, vet, every test against moto over HTTP, a few seconds
-## of fuzzing the Slack command parser, the CDK app's tests, the synths
-## (cdk-nag included) and cfn-lint on the templates
+## test: formatting, vet, every test against moto over HTTP (fuzz seeds
+## included), each fuzz target for a few seconds, the CDK app's tests, the
+## synths (cdk-nag included) and cfn-lint on the templates
 test: deps tools fmt-check vet infra-vet
 	$(GO) test -race -count=1 ./...
-	$(MAKE) fuzz infra-test cfn-lint
+	$(MAKE) fuzz-short infra-test cfn-lint
 
-## fuzz: FuzzParse for FUZZTIME (5s) on top of its seed corpus in
-## pkg/chatops/testdata/fuzz; a failing input is saved there
-FUZZTIME ?= 5s
+## Fuzz targets, as package:Target. Their seed corpora are in the packages'
+## testdata/fuzz/<Target>/; an input that fails is written there too.
+FUZZ_TARGETS := ./pkg/chatops:FuzzParse ./pkg/policy:FuzzDocument ./pkg/authz:FuzzMatch ./pkg/authz:FuzzDecide ./pkg/httpapi:FuzzDecodeCreate
+FUZZTIME ?= 60s
+
+## fuzz-short: every fuzz target for 4 s (make test runs it)
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=4s
+
+## fuzz: every fuzz target for FUZZTIME (60s), one after the other
 fuzz:
-	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./pkg/chatops
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
 
 vet:
 	$(GO) vet ./...

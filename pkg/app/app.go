@@ -102,14 +102,77 @@ func (c Config) Resolver() caller.APIGateway {
 	return caller.APIGateway{PrincipalClaim: c.JWTPrincipal, GroupsClaim: c.JWTGroups}
 }
 
-// LoadAWS loads the AWS SDK configuration from the environment (including
-// AWS_ENDPOINT_URL), with standard retries, plus any extra options.
-func LoadAWS(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Config, error) {
-	base := []func(*config.LoadOptions) error{
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 4 })
+// Retry settings of every AWS client keyvend makes (LoadAWS).
+//
+// The SDK's adaptive mode is its standard mode — exponential backoff with
+// full jitter, 1 s base for throttling errors, a retry quota of 500 tokens
+// (a throttled retry holds 5, refunded when it succeeds; a call that
+// succeeds at once adds 1) — plus a client-side rate limiter that lowers
+// the send rate after a throttling error and raises it again as calls
+// succeed. IAM's request quotas are per account, so a throttled keyvend
+// slows down instead of adding load.
+//
+//   - RetryMaxAttempts 8: a call fails only if 8 attempts in a row are
+//     throttled (at a 30% throttling rate: 0.3^8 ≈ 7 in 100,000 calls).
+//   - RetryMaxBackoff 2 s: no single backoff exceeds 2 s, so even 7
+//     retries of a call (≤ 14 s) fit the API function's 28 s timeout.
+//   - RateLimitMaxWait 0.5 s: how long one attempt waits for the adaptive
+//     rate limiter before it is sent anyway. Unbounded, the limiter
+//     starves: its first throttling error, before it has measured a send
+//     rate, drops it to 0.5 calls/s, and steady throttling keeps it there —
+//     24 provisions with 30% of calls throttled took 130 s, the slowest
+//     48 s, past the function timeout (TestThrottledProvisions).
+//
+// The limiter and the quota are per client (IAM and Secrets Manager each
+// have theirs) and per process.
+const (
+	RetryMaxAttempts = 8
+	RetryMaxBackoff  = 2 * time.Second
+	RateLimitMaxWait = 500 * time.Millisecond
+)
+
+// Retryer is keyvend's retry strategy (see RetryMaxAttempts).
+func Retryer() aws.Retryer {
+	return boundedAdaptive{
+		AdaptiveMode: retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
+			o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
+				so.MaxAttempts = RetryMaxAttempts
+				so.MaxBackoff = RetryMaxBackoff
+			})
 		}),
+		maxWait: RateLimitMaxWait,
 	}
+}
+
+// boundedAdaptive is the SDK's adaptive retry mode with a bound on how long
+// an attempt waits for the client-side rate limiter.
+type boundedAdaptive struct {
+	*retry.AdaptiveMode
+	maxWait time.Duration
+}
+
+// GetAttemptToken waits at most maxWait for the rate limiter, then lets
+// the attempt go without it (that attempt's outcome does not feed the
+// limiter).
+func (b boundedAdaptive) GetAttemptToken(ctx context.Context) (func(error) error, error) {
+	wait, cancel := context.WithTimeout(ctx, b.maxWait)
+	defer cancel()
+	release, err := b.AdaptiveMode.GetAttemptToken(wait)
+	switch {
+	case err == nil:
+		return release, nil
+	case ctx.Err() != nil: // the caller gave up, not the bound
+		return nil, err
+	default:
+		return func(error) error { return nil }, nil
+	}
+}
+
+// LoadAWS loads the AWS SDK configuration from the environment (including
+// AWS_ENDPOINT_URL), with keyvend's retries (Retryer), plus any extra
+// options.
+func LoadAWS(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Config, error) {
+	base := []func(*config.LoadOptions) error{config.WithRetryer(Retryer)}
 	cfg, err := config.LoadDefaultConfig(ctx, append(base, opts...)...)
 	if err != nil {
 		return cfg, fmt.Errorf("load AWS configuration: %w", err)

@@ -30,8 +30,6 @@ import (
 	"github.com/keyvend/keyvend/pkg/chatops"
 )
 
-func TestMain(m *testing.M) { awstest.Main(m) }
-
 // opCounter is a loopback proxy in front of moto that records the AWS
 // operation of every request that passes: what the function really sent.
 type opCounter struct {

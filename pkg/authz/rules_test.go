@@ -38,6 +38,11 @@ func TestMatch(t *testing.T) {
 		{"site-*", "site", false},
 		{"a*b*c", "abc", true},
 		{"a*b*c", "aXXbYYc", true},
+		// A '*' in the string where the pattern has one (a JWT subject may
+		// hold one) was matched literally, with no way back (found by FuzzMatch).
+		{"*", "*0", true},
+		{"jwt:*", "jwt:*evil", true},
+		{"*a", "*ba", true},
 		{"a*b*c", "acb", false},
 		{"a*", "a", true},
 		{"*a", "ba", true},

@@ -14,9 +14,12 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/keyvend/keyvend/pkg/moto"
 )
@@ -68,11 +71,12 @@ func Dedicated(tb testing.TB, env ...string) *moto.Server {
 }
 
 // Config returns an SDK configuration for endpoint with static credentials
-// (moto's default admin unless IAM is enforced) and the SDK's standard
-// retries, as in production. moto's server sometimes resets a connection
-// under concurrent load; the SDK retries that like any reset. Faults
-// injected by Faults are not retried: they fire in the Initialize step,
-// before the retry middleware.
+// (moto's default admin unless IAM is enforced). Only a read (Get, List,
+// Describe) is retried, and only when its connection broke: moto resets
+// one now and then ("connection reset", or "use of closed network
+// connection" while the answer is read). Injected faults and AWS errors
+// are never retried away, and neither is a write, which moto may have
+// applied before the reset.
 func Config(tb testing.TB, endpoint string) aws.Config {
 	tb.Helper()
 	return ConfigWithKeys(tb, endpoint, "AKIAKEYVENDTEST00000", "keyvend-test-secret")
@@ -85,13 +89,43 @@ func ConfigWithKeys(tb testing.TB, endpoint, id, secret string) aws.Config {
 		config.WithRegion(Region),
 		config.WithBaseEndpoint(endpoint),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(id, secret, "")),
-		config.WithRetryer(func() aws.Retryer { return retry.NewStandard() }),
+		config.WithRetryer(connectionRetryer),
 	)
 	if err != nil {
 		tb.Fatalf("aws config: %v", err)
 	}
+	cfg.APIOptions = append(cfg.APIOptions, noRetryForWrites)
 	return cfg
 }
+
+// connectionRetryer retries broken connections only, up to 3 attempts,
+// without a retry quota; noRetryForWrites exempts writes.
+func connectionRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 3
+		o.Retryables = []retry.IsErrorRetryable{retry.NoRetryCanceledError{}, retry.RetryableError{}, retry.RetryableConnectionError{}}
+		o.RateLimiter = ratelimit.None
+	})
+}
+
+// noRetryForWrites marks every failed attempt of a write as not retryable
+// (it runs inside the retry loop, once per attempt).
+func noRetryForWrites(stack *middleware.Stack) error {
+	return stack.Finalize.Insert(middleware.FinalizeMiddlewareFunc("awstest.NoRetryForWrites",
+		func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleFinalize(ctx, in)
+			if err != nil && (Call{Operation: awsmiddleware.GetOperationName(ctx)}).Write() {
+				err = notRetryable{err}
+			}
+			return out, md, err
+		}), "Retry", middleware.After)
+}
+
+// notRetryable tells the retryer (retry.RetryableError) not to retry err.
+type notRetryable struct{ error }
+
+func (notRetryable) RetryableError() bool { return false }
+func (e notRetryable) Unwrap() error      { return e.error }
 
 // Name returns prefix plus a random suffix: a resource name no other test
 // on the shared server uses.

@@ -238,3 +238,18 @@ func AfterSuccess(cfg *aws.Config, op string, fn func(ctx context.Context)) {
 			}), middleware.After)
 	})
 }
+
+// BeforeSend adds a middleware to cfg that calls fn before an operation op
+// is sent, on the caller's goroutine. Tests use it to hold a step of a
+// saga back (fn blocks) until the world is where they want it.
+func BeforeSend(cfg *aws.Config, op string, fn func(ctx context.Context)) {
+	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("awstest.BeforeSend."+op,
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if awsmiddleware.GetOperationName(ctx) == op {
+					fn(ctx)
+				}
+				return next.HandleInitialize(ctx, in)
+			}), middleware.After)
+	})
+}

@@ -189,3 +189,44 @@ func TestRequestDuringAnotherInstancesCompensation(t *testing.T) {
 	}
 	b.assertComplete(t, res, user, grant)
 }
+
+// TestRequestWhileAnotherInstanceJoinsGroups: instance A has stored its
+// key (the user is complete) but not yet joined its group — memberships
+// run alongside the store. Instance B, asked for the same user, must
+// answer "in progress, retry", not "exists with different grants"; once A
+// is done, B's retry gets A's key. The interleaving is forced with hooks.
+func TestRequestWhileAnotherInstanceJoinsGroups(t *testing.T) {
+	stored := make(chan struct{}) // A's key is in the secret
+	bAnswered := make(chan struct{})
+	a := newEnvWith(t, func(cfg *aws.Config) {
+		awstest.AfterSuccess(cfg, "CreateSecret", func(context.Context) { close(stored) })
+		awstest.BeforeSend(cfg, "AddUserToGroup", func(context.Context) { <-bAnswered })
+	})
+	b := newEnv(t)
+	user := awstest.Name("joining")
+	grant := rw(awstest.Name("joining") + ".example.com")
+
+	aOut := make(chan outcome, 1)
+	go func() {
+		r, err := a.svc.Create(ctx(), input(user, grant))
+		aOut <- outcome{r, err}
+	}()
+	<-stored
+	_, err := b.svc.Create(ctx(), input(user, grant))
+	close(bAnswered)
+	if pe := wantKind(t, err, provision.KindInProgress); pe.RetryAfter <= 0 {
+		t.Errorf("RetryAfter = %v", pe.RetryAfter)
+	}
+	o := <-aOut
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	res, err := b.svc.Create(ctx(), input(user, grant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created || res.AccessKeyID != o.res.AccessKeyID {
+		t.Errorf("retry: Created=%v key %s, want A's key %s", res.Created, res.AccessKeyID, o.res.AccessKeyID)
+	}
+	b.assertComplete(t, res, user, grant)
+}

@@ -2,7 +2,11 @@ package provision
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -74,11 +78,13 @@ func desiredGroups(grants []policy.Grant) ([]desiredGroup, error) {
 }
 
 // Create provisions the user the request describes, or returns the same
-// user if an identical request already did. The saga, in three round trips:
+// user if an identical request already had. The saga, in three round trips:
 //
-//  1. CreateUser (the cross-process claim on the name) ‖ ensure each group
-//  2. CreateAccessKey ‖ AddUserToGroup for each group
-//  3. store the key in the user's secret
+//  1. CreateUser (the cross-process claim on the name) ‖ resolve each group
+//     (GetGroup, CreateGroup when missing)
+//  2. CreateAccessKey ‖ PutGroupPolicy on each existing group
+//  3. store the key in the user's secret ‖ AddUserToGroup for each group ‖
+//     PutGroupPolicy on each group this request created
 //
 // A failure after step 1 is compensated (rollback.go): the key is deleted,
 // memberships removed and the user deleted, so a retry starts clean.
@@ -106,44 +112,34 @@ func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error)
 	unlock := s.locks.Lock(strings.ToLower(req.User))
 	defer unlock()
 
-	type groupsResult struct {
-		groups []GroupRef
-		err    error
-	}
-	groupsDone := make(chan groupsResult, 1)
-	go func() {
-		g, err := s.ensureGroups(ctx, want)
-		groupsDone <- groupsResult{g, err}
-	}()
-	groups := sync.OnceValues(func() ([]GroupRef, error) {
-		gr := <-groupsDone
-		return gr.groups, gr.err
-	})
+	groups := s.setupGroups(ctx, want)
 	user, err := s.createUser(ctx, in)
 	switch {
 	case isCode(err, codeEntityExists):
-		refs, gerr := groups()
+		refs, gerr := groups.wait()
 		if gerr != nil {
 			return nil, gerr
 		}
 		return s.existing(ctx, in, refs)
 	case err != nil:
-		_, _ = groups() // let group setup finish before answering
+		_, _ = groups.wait() // let group setup finish before answering
 		return nil, fmt.Errorf("create IAM user %s: %w", req.User, err)
 	}
 	return s.finish(ctx, in, &saga{user: req.User, createdUser: true}, user, groups, nil)
 }
 
 // finish completes a user that exists, on the critical path
-// CreateAccessKey → store the key, while the groups get ready and the user
-// joins the ones not in have (alongside the store):
+// CreateAccessKey → store the key, while the groups get ready (setupGroups)
+// and the user joins the ones not in have, alongside the store:
 //
-//	CreateAccessKey ──────────────┐
-//	group setup (already running) ┴→ store key ‖ AddUserToGroup…
+//	CreateAccessKey ───────────────┐
+//	group setup (already running) ─┴→ store key ‖ AddUserToGroup… ‖ (policies of new groups)
 //
-// The key is stored only once the groups are set up. On any failure it
-// compensates sg.
-func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes.User, groups func() ([]GroupRef, error), have map[string]bool) (*Result, error) {
+// The key is stored, and the user joins a group, only once every group is
+// ready: an existing group carries keyvend's policy again, a new one
+// exists (it has no policy yet, so it grants nothing more). The answer
+// waits for every policy. On any failure it compensates sg.
+func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes.User, groups *groupSetup, have map[string]bool) (*Result, error) {
 	name := aws.ToString(user.UserName)
 	var (
 		wg      sync.WaitGroup
@@ -170,7 +166,7 @@ func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes
 		mu.Unlock()
 		keyDone <- out.AccessKey
 	}()
-	refs, gerr := groups()
+	refs, gerr := groups.whenReady()
 	if gerr != nil {
 		fail(gerr)
 	} else {
@@ -206,6 +202,9 @@ func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes
 		}
 	}
 	wg.Wait()
+	if _, err := groups.wait(); err != nil && gerr == nil {
+		fail(err)
+	}
 	if stepErr != nil {
 		s.compensate(ctx, sg, stepErr)
 		return nil, stepErr
@@ -254,6 +253,7 @@ func (s *Service) createUser(ctx context.Context, in Input) (*iamtypes.User, err
 		{Key: aws.String(TagReason), Value: aws.String(tagValue(in.Request.Reason))},
 		{Key: aws.String(TagRequestID), Value: aws.String(tagValue(in.RequestID))},
 		{Key: aws.String(TagCreatedAt), Value: aws.String(now)},
+		{Key: aws.String(TagGrants), Value: aws.String(grantsFingerprint(in.Request.Grants))},
 	}
 	if in.expiresAt != nil {
 		tags = append(tags, iamtypes.Tag{Key: aws.String(TagExpiresAt), Value: aws.String(in.expiresAt.UTC().Format(time.RFC3339))})
@@ -270,31 +270,130 @@ func (s *Service) createUser(ctx context.Context, in Input) (*iamtypes.User, err
 	return out.User, nil
 }
 
+// grantsFingerprint identifies a set of grants by their groups: 32 hex
+// digits of the SHA-256 of the sorted group names.
+func grantsFingerprint(grants []policy.Grant) string {
+	names := make([]string, len(grants))
+	for i, g := range grants {
+		names[i] = policy.GroupName(g)
+	}
+	sort.Strings(names)
+	sum := sha256.Sum256([]byte(strings.Join(names, "\n")))
+	return hex.EncodeToString(sum[:16])
+}
+
 // ensureGroups makes every wanted group exist under the keyvend path with
 // exactly its desired inline policy, concurrently. A group of that name
 // outside the keyvend path is never touched.
 func (s *Service) ensureGroups(ctx context.Context, want []desiredGroup) ([]GroupRef, error) {
-	refs := make([]GroupRef, len(want))
-	errs := make([]error, len(want))
-	var wg sync.WaitGroup
-	for i, g := range want {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			refs[i], errs[i] = s.ensureGroup(ctx, g)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return refs, nil
+	return s.setupGroups(ctx, want).wait()
 }
 
-func (s *Service) ensureGroup(ctx context.Context, g desiredGroup) (GroupRef, error) {
-	ref := GroupRef{Name: g.name, Grant: g.grant}
+// groupSetup is the group side of a provision, running alongside the user
+// side. Each group is resolved — read, created when missing, its path
+// checked — and then gets its policy put. It is ready (members may join,
+// the key may be stored) once every existing group carries its policy
+// again and every group this request created exists: a new group has no
+// policy yet, so joining it grants nothing more than the grant. It is done
+// once every policy is put.
+type groupSetup struct {
+	ready, done       chan struct{}
+	refs              []GroupRef
+	readyErr, doneErr error
+}
+
+// setupGroups starts the setup of want's groups, each concurrently.
+func (s *Service) setupGroups(ctx context.Context, want []desiredGroup) *groupSetup {
+	gs := &groupSetup{ready: make(chan struct{}), done: make(chan struct{}), refs: make([]GroupRef, len(want))}
+	readyErrs := make([]error, len(want))
+	doneErrs := make([]error, len(want))
+	var readyWG, doneWG sync.WaitGroup
+	for i, g := range want {
+		readyWG.Add(1)
+		doneWG.Add(1)
+		go func() {
+			defer doneWG.Done()
+			markReady := sync.OnceFunc(readyWG.Done)
+			defer markReady()
+			ref, created, err := s.resolveGroup(ctx, g)
+			gs.refs[i] = ref
+			if err != nil {
+				readyErrs[i], doneErrs[i] = err, err
+				return
+			}
+			if created {
+				markReady()
+			}
+			_, err = s.iam.PutGroupPolicy(ctx, &iam.PutGroupPolicyInput{
+				GroupName:      &g.name,
+				PolicyName:     aws.String(policy.InlinePolicyName),
+				PolicyDocument: &g.doc,
+			})
+			if err != nil {
+				err = fmt.Errorf("put policy on group %s: %w", g.name, err)
+				doneErrs[i] = err
+				if !created {
+					readyErrs[i] = err
+				}
+			}
+		}()
+	}
+	go func() {
+		readyWG.Wait()
+		gs.readyErr = errors.Join(readyErrs...)
+		close(gs.ready)
+	}()
+	go func() {
+		doneWG.Wait()
+		<-gs.ready
+		gs.doneErr = errors.Join(doneErrs...)
+		close(gs.done)
+	}()
+	return gs
+}
+
+// setupDone is a groupSetup of groups that are already set up.
+func setupDone(refs []GroupRef) *groupSetup {
+	gs := &groupSetup{ready: make(chan struct{}), done: make(chan struct{}), refs: refs}
+	close(gs.ready)
+	close(gs.done)
+	return gs
+}
+
+// whenReady waits until members may join the groups and the key may be
+// stored.
+func (gs *groupSetup) whenReady() ([]GroupRef, error) {
+	<-gs.ready
+	if gs.readyErr != nil {
+		return nil, firstErr(gs.readyErr)
+	}
+	return gs.refs, nil
+}
+
+// wait waits until every group is set up, policies included.
+func (gs *groupSetup) wait() ([]GroupRef, error) {
+	<-gs.done
+	if gs.doneErr != nil {
+		return nil, firstErr(gs.doneErr)
+	}
+	return gs.refs, nil
+}
+
+// firstErr unwraps an errors.Join to its first error, so callers see the
+// failing step's own error (and its Kind).
+func firstErr(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		if errs := j.Unwrap(); len(errs) > 0 {
+			return errs[0]
+		}
+	}
+	return err
+}
+
+// resolveGroup finds g's group under the keyvend path, creating it when it
+// does not exist; created reports that this request created it.
+func (s *Service) resolveGroup(ctx context.Context, g desiredGroup) (ref GroupRef, created bool, err error) {
+	ref = GroupRef{Name: g.name, Grant: g.grant}
 	got, err := s.iam.GetGroup(ctx, &iam.GetGroupInput{GroupName: &g.name, MaxItems: aws.Int32(1)})
 	var group *iamtypes.Group
 	switch {
@@ -304,30 +403,22 @@ func (s *Service) ensureGroup(ctx context.Context, g desiredGroup) (GroupRef, er
 		out, cerr := s.iam.CreateGroup(ctx, &iam.CreateGroupInput{GroupName: &g.name, Path: &s.cfg.UserPath})
 		switch {
 		case cerr == nil:
-			group = out.Group
+			group, created = out.Group, true
 		case isCode(cerr, codeEntityExists): // another request created it just now
 			again, gerr := s.iam.GetGroup(ctx, &iam.GetGroupInput{GroupName: &g.name, MaxItems: aws.Int32(1)})
 			if gerr != nil {
-				return ref, fmt.Errorf("read group %s: %w", g.name, gerr)
+				return ref, false, fmt.Errorf("read group %s: %w", g.name, gerr)
 			}
 			group = again.Group
 		default:
-			return ref, fmt.Errorf("create group %s: %w", g.name, cerr)
+			return ref, false, fmt.Errorf("create group %s: %w", g.name, cerr)
 		}
 	default:
-		return ref, fmt.Errorf("read group %s: %w", g.name, err)
+		return ref, false, fmt.Errorf("read group %s: %w", g.name, err)
 	}
 	if p := aws.ToString(group.Path); p != s.cfg.UserPath {
-		return ref, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM group %s exists under path %s, not %s; keyvend will not use it", g.name, p, s.cfg.UserPath)}
+		return ref, false, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM group %s exists under path %s, not %s; keyvend will not use it", g.name, p, s.cfg.UserPath)}
 	}
 	ref.ARN = aws.ToString(group.Arn)
-	_, err = s.iam.PutGroupPolicy(ctx, &iam.PutGroupPolicyInput{
-		GroupName:      &g.name,
-		PolicyName:     aws.String(policy.InlinePolicyName),
-		PolicyDocument: &g.doc,
-	})
-	if err != nil {
-		return ref, fmt.Errorf("put policy on group %s: %w", g.name, err)
-	}
-	return ref, nil
+	return ref, created, nil
 }

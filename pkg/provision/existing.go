@@ -16,7 +16,9 @@ const inProgressRetry = 2 * time.Second
 // existing handles a create request whose CreateUser found the name taken:
 //   - not a keyvend user → 409;
 //   - complete with the same grants → the same key (200), nothing created;
-//   - complete with other grants → 409;
+//   - complete with other grants → 409, unless it is young, was created for
+//     these grants (its keyvend:grants tag) and is in a subset of their
+//     groups: another request is still joining them (409 with Retry-After);
 //   - half-made and younger than RepairAfter → another request is probably
 //     creating it: 409 with Retry-After;
 //   - half-made and older → repair it (repair.go).
@@ -68,6 +70,13 @@ func (s *Service) replay(in Input, user *iamtypes.User, st *userState, groups []
 		want[g.Name] = true
 	}
 	if !sameSet(st.groupSet(), want) {
+		// The saga stores the key alongside the memberships: a young user
+		// created for these very grants, in fewer groups than they need,
+		// is another request's provision still joining them.
+		young := s.cfg.Now().Sub(aws.ToTime(user.CreateDate)) < s.cfg.RepairAfter
+		if young && subset(st.groupSet(), groups) && userTag(user, TagGrants) == grantsFingerprint(in.Request.Grants) {
+			return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", aws.ToString(user.UserName))}, true
+		}
 		return nil, conflictGrants(aws.ToString(user.UserName)), true
 	}
 	return s.result(user, in.Request.Grants, groups, st.secret.AccessKeyID, st.secret.ARN, false), nil, true

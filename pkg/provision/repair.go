@@ -54,8 +54,7 @@ func (s *Service) repair(ctx context.Context, in Input, user *iamtypes.User, gro
 		}
 	}
 	s.log.InfoContext(ctx, "repairing half-made user", "user", name, "stray_keys_deleted", len(st.keys), "had_secret", st.secret != nil)
-	known := func() ([]GroupRef, error) { return groups, nil }
-	r, err := s.finish(ctx, in, &saga{user: name}, user, known, st.groupSet())
+	r, err := s.finish(ctx, in, &saga{user: name}, user, setupDone(groups), st.groupSet())
 	if r != nil {
 		r.Repaired = true
 	}

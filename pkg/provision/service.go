@@ -150,6 +150,11 @@ const (
 	TagRequestID = "keyvend:request-id"
 	TagCreatedAt = "keyvend:created-at"
 	TagUser      = "keyvend:user"
+	// TagGrants, on a user, fingerprints the grants its creating request
+	// asked for (grantsFingerprint): while the user is young, another
+	// request can tell a provision still joining its groups from a user
+	// made with other grants.
+	TagGrants = "keyvend:grants"
 
 	managedByValue = "keyvend"
 )

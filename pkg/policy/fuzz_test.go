@@ -1,0 +1,66 @@
+package policy_test
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/policy/policytest"
+)
+
+// FuzzDocument builds the policy of arbitrary grants. A grant Validate
+// accepts must give a policy that keeps keyvend's contract
+// (policytest.CheckDocument: nothing outside its bucket and prefix, no
+// wildcard resource but the objects' trailing '*', within the inline size
+// limit), a group name IAM accepts, and a group that ParseGroup turns back
+// into the same grant. A grant Validate rejects is never built into
+// anything larger than the limit without being rejected. Seeds:
+// testdata/fuzz/FuzzDocument.
+func FuzzDocument(f *testing.F) {
+	f.Add("site.example.com", "read-write", "")
+	f.Add("assets.example.com", "write-only", "img/")
+	f.Add("b.example.com", "full", "deploy/site/")
+	f.Add("b.example.com", "read-only", "a*b")
+	f.Add("b.example.com", "full", "${aws:username}/")
+	f.Add("b.example.com", "read-write", "../other")
+	f.Add("192.168.0.1", "read-only", "")
+	f.Add("b.example.com", "read-only", strings.Repeat("x", 512))
+	f.Fuzz(func(t *testing.T, bucket, access, prefix string) {
+		g := policy.Grant{Bucket: bucket, Access: policy.Access(access), Prefix: prefix}
+		errs := g.Validate()
+		doc, err := policy.Document(g)
+		if len(errs) > 0 {
+			if err == nil && len(doc) > policy.MaxGroupInlineBytes && !mentions(errs, "prefix") {
+				t.Errorf("%+v: a %d-character policy was rejected for %v, not its size", g, len(doc), errs)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("%+v is valid but has no policy: %v", g, err)
+		}
+		if err := policytest.CheckDocument(g, doc); err != nil {
+			t.Fatalf("%+v: %v\npolicy: %s", g, err, doc)
+		}
+		name := policy.GroupName(g)
+		if len(name) > 128 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+=,.@_-") != "" {
+			t.Errorf("%+v: group name %q is not an IAM group name", g, name)
+		}
+		back, err := policy.ParseGroup(name, doc)
+		if err != nil || back != g {
+			t.Errorf("%+v: ParseGroup(%s) = %+v, %v", g, name, back, err)
+		}
+		if !utf8.ValidString(doc) {
+			t.Errorf("%+v: policy is not UTF-8", g)
+		}
+	})
+}
+
+func mentions(errs []policy.FieldError, field string) bool {
+	for _, e := range errs {
+		if e.Field == field {
+			return true
+		}
+	}
+	return false
+}
