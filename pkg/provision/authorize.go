@@ -63,6 +63,33 @@ func (s *Service) lookupManaged(ctx context.Context, name string) (*iamtypes.Use
 	return got.User, nil
 }
 
+// lookupManagedWithGroups is lookupManaged and, in the same round trip,
+// the user's groups under the keyvend path. The groups of a user keyvend
+// does not manage are not looked at (the listing may have been denied).
+func (s *Service) lookupManagedWithGroups(ctx context.Context, name string) (*iamtypes.User, map[string]iamtypes.Group, error) {
+	if msg := CheckUserName(name); msg != "" {
+		return nil, nil, &Error{Kind: KindInvalid, Detail: "the user name is not valid", Fields: []policy.FieldError{{Field: "name", Detail: msg}}}
+	}
+	var (
+		groups  map[string]iamtypes.Group
+		listErr error
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		groups, listErr = s.listKeyvendGroups(ctx, name)
+	}()
+	user, err := s.lookupManaged(ctx, name)
+	<-done
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case listErr != nil:
+		return nil, nil, wrapf(listErr, "list groups of user %s", name)
+	}
+	return user, groups, nil
+}
+
 func userName(u *iamtypes.User) string {
 	if u == nil || u.UserName == nil {
 		return ""

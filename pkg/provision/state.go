@@ -44,32 +44,30 @@ func (st *userState) groupSet() map[string]bool {
 
 // readState reads a user's groups, keys and secret concurrently.
 func (s *Service) readState(ctx context.Context, user string) (*userState, error) {
-	return s.readUserState(ctx, user, true)
+	return s.readUserState(ctx, user, true, true)
 }
 
 // readIAMState reads a user's groups and keys, not its secret.
 func (s *Service) readIAMState(ctx context.Context, user string) (*userState, error) {
-	return s.readUserState(ctx, user, false)
+	return s.readUserState(ctx, user, true, false)
 }
 
-func (s *Service) readUserState(ctx context.Context, user string, withSecret bool) (*userState, error) {
+// readKeysAndSecret reads a user's keys and secret, not its groups.
+func (s *Service) readKeysAndSecret(ctx context.Context, user string) (*userState, error) {
+	return s.readUserState(ctx, user, false, true)
+}
+
+func (s *Service) readUserState(ctx context.Context, user string, withGroups, withSecret bool) (*userState, error) {
 	st := &userState{groups: map[string]iamtypes.Group{}}
 	var (
 		wg               sync.WaitGroup
 		gErr, kErr, sErr error
-		groups           []iamtypes.Group
 	)
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &user})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				gErr = err
-				return
-			}
-			groups = append(groups, page.Groups...)
+		if withGroups {
+			st.groups, gErr = s.listKeyvendGroups(ctx, user)
 		}
 	}()
 	go func() {
@@ -96,12 +94,25 @@ func (s *Service) readUserState(ctx context.Context, user string, withSecret boo
 	case sErr != nil:
 		return nil, sErr
 	}
-	for _, g := range groups {
-		if aws.ToString(g.Path) == s.cfg.UserPath {
-			st.groups[aws.ToString(g.GroupName)] = g
+	return st, nil
+}
+
+// listKeyvendGroups lists the user's groups under the keyvend path.
+func (s *Service) listKeyvendGroups(ctx context.Context, user string) (map[string]iamtypes.Group, error) {
+	groups := map[string]iamtypes.Group{}
+	p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &user})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range page.Groups {
+			if aws.ToString(g.Path) == s.cfg.UserPath {
+				groups[aws.ToString(g.GroupName)] = g
+			}
 		}
 	}
-	return st, nil
+	return groups, nil
 }
 
 // managedUser reports whether u is a user keyvend created: under its path
