@@ -58,14 +58,14 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 	start := time.Now()
 	var grants []policy.Grant
 	defer func() { s.audit(ctx, start, "rotate", in.Principal, in.RequestID, in.User, grants, &err) }()
-	user, keyvendGroups, err := s.lookupManagedWithGroups(ctx, in.User)
+	user, st, err := s.lookupManagedState(ctx, in.User, groupState)
 	if err != nil {
 		return nil, err
 	}
 	name := aws.ToString(user.UserName)
 	unlock := s.locks.Lock(strings.ToLower(name))
 	defer unlock()
-	groups, err := s.groupGrants(ctx, keyvendGroups)
+	groups, err := s.groupGrants(ctx, st.groups)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 		return nil, err
 	}
 	defer release()
-	st, err := s.readKeysAndSecret(ctx, name)
+	st, err = s.readUserState(ctx, name, keyAndSecret)
 	if err != nil {
 		return nil, err
 	}

@@ -42,22 +42,29 @@ func (st *userState) groupSet() map[string]bool {
 	return m
 }
 
+// stateParts says which parts of a user's state to read.
+type stateParts struct{ groups, keys, secret bool }
+
+var (
+	allState     = stateParts{groups: true, keys: true, secret: true}
+	iamState     = stateParts{groups: true, keys: true}
+	groupState   = stateParts{groups: true}
+	keyAndSecret = stateParts{keys: true, secret: true}
+)
+
 // readState reads a user's groups, keys and secret concurrently.
 func (s *Service) readState(ctx context.Context, user string) (*userState, error) {
-	return s.readUserState(ctx, user, true, true)
+	return s.readUserState(ctx, user, allState)
 }
 
 // readIAMState reads a user's groups and keys, not its secret.
 func (s *Service) readIAMState(ctx context.Context, user string) (*userState, error) {
-	return s.readUserState(ctx, user, true, false)
+	return s.readUserState(ctx, user, iamState)
 }
 
-// readKeysAndSecret reads a user's keys and secret, not its groups.
-func (s *Service) readKeysAndSecret(ctx context.Context, user string) (*userState, error) {
-	return s.readUserState(ctx, user, false, true)
-}
-
-func (s *Service) readUserState(ctx context.Context, user string, withGroups, withSecret bool) (*userState, error) {
+// readUserState reads the parts of a user's state that read names,
+// concurrently.
+func (s *Service) readUserState(ctx context.Context, user string, read stateParts) (*userState, error) {
 	st := &userState{groups: map[string]iamtypes.Group{}}
 	var (
 		wg               sync.WaitGroup
@@ -66,12 +73,15 @@ func (s *Service) readUserState(ctx context.Context, user string, withGroups, wi
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if withGroups {
+		if read.groups {
 			st.groups, gErr = s.listKeyvendGroups(ctx, user)
 		}
 	}()
 	go func() {
 		defer wg.Done()
+		if !read.keys {
+			return
+		}
 		out, err := s.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: &user})
 		if err != nil {
 			kErr = err
@@ -81,7 +91,7 @@ func (s *Service) readUserState(ctx context.Context, user string, withGroups, wi
 	}()
 	go func() {
 		defer wg.Done()
-		if withSecret {
+		if read.secret {
 			st.secret, sErr = s.readSecret(ctx, user)
 		}
 	}()
