@@ -100,5 +100,21 @@ deploy: build $(CDK)
 cfn-lint: synth
 	cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
 
+## The Lambda runtime interface emulator make bench runs functions/api
+## under, built from source into .tools/ (Go module proxy; ~100 s once).
+RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
+RIE := .tools/aws-lambda-rie@$(RIE_VERSION)
+
+$(RIE):
+	@mkdir -p .tools/bin
+	GOBIN=$(CURDIR)/.tools/bin $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
+	mv .tools/bin/aws-lambda-rie $@
+
+## bench: measure keyvend against its physical limits (latency, AWS calls,
+## cold start, size, memory); prints the table and writes docs/benchmarks.md.
+## Fails only if it could not measure. BENCH_ARGS passes flags (-h lists them).
+bench: deps tools $(RIE)
+	$(GO) run ./cmd/keyvend-bench -rie $(RIE) $(BENCH_ARGS)
+
 clean:
-	rm -rf dist .keyvend cdk.out
+	rm -rf dist .keyvend cdk.out .tools
