@@ -113,7 +113,7 @@ func (r *report) markdown() string {
 	if rows := r.latencyRows(); rows != nil {
 		p("## Provision and deprovision latency\n\n")
 		p("Through the real `http.Handler` (`app.NewServiceWith`, production SDK settings), against moto behind a loopback proxy (`awstest.Proxy`) that adds **%s to every AWS call**. One request at a time. The dependency limit of both operations is %d round trips, %s; the target is p50 / %s ≤ %.2f. ",
-			r.opts.delay, roundTrips, ms(r.floor()), ms(r.floor()), latencyTarget)
+			ms(r.opts.delay), roundTrips, ms(r.floor()), ms(r.floor()), latencyTarget)
 		p("The same run with **0 ms added** shows what moto (one request at a time, a few ms per call) and keyvend itself add to every figure; *net* is (p50 − p50 at 0 ms) / %s, the part of p50 that the added round trips explain.\n\n", ms(r.floor()))
 		p("| flow | samples | p50 | p95 | p50 / %s | target | p50 at 0 ms added | net | critical path |\n|---|---|---|---|---|---|---|---|---|\n", ms(r.floor()))
 		for _, row := range rows {
@@ -126,7 +126,7 @@ func (r *report) markdown() string {
 		}
 		seq := percentile(rows[2].withDelay, 50)
 		p("\nkeyvend's saga against the same flow one call at a time: %s vs %s p50 (%.2f×). ", ms(percentile(rows[0].withDelay, 50)), ms(seq), ratio(seq, percentile(rows[0].withDelay, 50)))
-		p("Users are deprovisioned as the run goes, so the shared group keeps a handful of members: moto ignores `GetGroup`'s `MaxItems` and returns every member (17 ms at 100 members, 37 ms at 300, on its single thread); IAM does not.\n\n")
+		p("Users are deprovisioned as the run goes, so the shared group keeps a handful of members: moto ignores `GetGroup`'s `MaxItems` and answers with every member, taking longer the more there are; IAM does not.\n\n")
 	}
 
 	if len(r.calls) > 0 {
@@ -221,7 +221,7 @@ func (r *report) explain(b *strings.Builder) {
 			parts = append(parts, fmt.Sprintf("%s %s = %s + %s (net %.2f)", row.name, ms(p50), ms(p50-z), ms(z), ratio(p50-z, r.floor())))
 		}
 		p("%s. ", strings.Join(parts, "; "))
-		p("moto serves one request at a time, about %s per call here (the 6-call reference takes %s with no delay), so calls that keyvend sends together queue at moto, and its time adds to each round trip instead of overlapping. Net of it, each operation costs its %d round trips (net ≤ %.2f is met when the net column is). Against AWS, calls in one round are served in parallel and the remaining cost per round trip is the network's. Not reducible from keyvend: the critical path already is the dependency limit, and the calls beside it are the ones the operation needs (see the calls table).\n",
+		p("moto serves one request at a time, about %s per call here (the 6-call reference takes %s with no delay), so calls that keyvend sends together queue at moto, and its time adds to each round trip instead of overlapping. Net of it, each operation costs its %d round trips (the net column, target ≤ %.2f). AWS serves the calls of one round in parallel, so there the cost per round trip is the network's and the service's own time per call. Not reducible from keyvend: the critical path already is the dependency limit, and the calls beside it are the ones the operation needs (see the calls table).\n",
 			ms(seq0/6), ms(seq0), roundTrips, latencyTarget)
 	}
 	for _, c := range r.calls {
