@@ -79,6 +79,8 @@ func measureMemory(ctx context.Context, dir string, n int, progress func(string)
 		}
 	case <-time.After(60 * time.Second):
 		return nil, fmt.Errorf("keyvend serve not ready after 60 s: %s", stderr.String())
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	start := time.Now()
@@ -87,7 +89,12 @@ func measureMemory(ctx context.Context, dir string, n int, progress func(string)
 		// *.example.com; 50 buckets keep every group small (moto answers
 		// GetGroup with every member).
 		body := fmt.Sprintf(`{"user":"mem-%04d","grants":[{"bucket":"mem-%02d.example.com","access":"read-write","prefix":""}],"reason":"memory benchmark"}`, i, i%50)
-		resp, err := client.Post("http://"+addr+"/v1/users", "application/json", strings.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/users", strings.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("provision %d: %w", i, err)
 		}
