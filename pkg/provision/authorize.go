@@ -63,6 +63,34 @@ func (s *Service) lookupManaged(ctx context.Context, name string) (*iamtypes.Use
 	return got.User, nil
 }
 
+// lookupManagedState is lookupManaged and, in the same round trip, the
+// parts of the user's state that read names (state.go). The state of a
+// user keyvend does not manage is never looked at (reading it may also
+// have been denied): its lookup error wins.
+func (s *Service) lookupManagedState(ctx context.Context, name string, read stateParts) (*iamtypes.User, *userState, error) {
+	if msg := CheckUserName(name); msg != "" {
+		return nil, nil, &Error{Kind: KindInvalid, Detail: "the user name is not valid", Fields: []policy.FieldError{{Field: "name", Detail: msg}}}
+	}
+	var (
+		st      *userState
+		readErr error
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		st, readErr = s.readUserState(ctx, name, read)
+	}()
+	user, err := s.lookupManaged(ctx, name)
+	<-done
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case readErr != nil:
+		return nil, nil, readErr
+	}
+	return user, st, nil
+}
+
 func userName(u *iamtypes.User) string {
 	if u == nil || u.UserName == nil {
 		return ""

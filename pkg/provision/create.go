@@ -112,7 +112,7 @@ func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error)
 	unlock := s.locks.Lock(strings.ToLower(req.User))
 	defer unlock()
 
-	groups := s.setupGroups(ctx, want)
+	groups := s.setupGroups(ctx, want, nil)
 	user, err := s.createUser(ctx, in)
 	switch {
 	case isCode(err, codeEntityExists):
@@ -284,9 +284,11 @@ func grantsFingerprint(grants []policy.Grant) string {
 
 // ensureGroups makes every wanted group exist under the keyvend path with
 // exactly its desired inline policy, concurrently. A group of that name
-// outside the keyvend path is never touched.
-func (s *Service) ensureGroups(ctx context.Context, want []desiredGroup) ([]GroupRef, error) {
-	return s.setupGroups(ctx, want).wait()
+// outside the keyvend path is never touched. known are groups already
+// read under the keyvend path (a user's, from ListGroupsForUser): they are
+// not read again.
+func (s *Service) ensureGroups(ctx context.Context, want []desiredGroup, known map[string]iamtypes.Group) ([]GroupRef, error) {
+	return s.setupGroups(ctx, want, known).wait()
 }
 
 // groupSetup is the group side of a provision, running alongside the user
@@ -302,8 +304,9 @@ type groupSetup struct {
 	readyErr, doneErr error
 }
 
-// setupGroups starts the setup of want's groups, each concurrently.
-func (s *Service) setupGroups(ctx context.Context, want []desiredGroup) *groupSetup {
+// setupGroups starts the setup of want's groups, each concurrently; known
+// are groups already read under the keyvend path (see ensureGroups).
+func (s *Service) setupGroups(ctx context.Context, want []desiredGroup, known map[string]iamtypes.Group) *groupSetup {
 	gs := &groupSetup{ready: make(chan struct{}), done: make(chan struct{}), refs: make([]GroupRef, len(want))}
 	readyErrs := make([]error, len(want))
 	doneErrs := make([]error, len(want))
@@ -315,7 +318,16 @@ func (s *Service) setupGroups(ctx context.Context, want []desiredGroup) *groupSe
 			defer doneWG.Done()
 			markReady := sync.OnceFunc(readyWG.Done)
 			defer markReady()
-			ref, created, err := s.resolveGroup(ctx, g)
+			var (
+				ref     GroupRef
+				created bool
+				err     error
+			)
+			if k, ok := known[g.name]; ok && aws.ToString(k.Path) == s.cfg.UserPath {
+				ref = GroupRef{Name: g.name, ARN: aws.ToString(k.Arn), Grant: g.grant}
+			} else {
+				ref, created, err = s.resolveGroup(ctx, g)
+			}
 			gs.refs[i] = ref
 			if err != nil {
 				readyErrs[i], doneErrs[i] = err, err

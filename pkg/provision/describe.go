@@ -47,11 +47,7 @@ type KeyInfo struct {
 // grants. A user that does not exist or that keyvend does not manage is
 // KindNotFound.
 func (s *Service) Describe(ctx context.Context, p caller.Principal, name string) (*Description, error) {
-	user, err := s.lookupManaged(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.readState(ctx, name)
+	user, st, err := s.lookupManagedState(ctx, name, allState)
 	if err != nil {
 		return nil, err
 	}

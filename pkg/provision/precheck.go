@@ -45,11 +45,11 @@ func (s *Service) CheckOnUser(ctx context.Context, p caller.Principal, action au
 	if err != nil {
 		return err
 	}
-	groups, err := s.listGroups(ctx, name)
+	groups, err := s.listKeyvendGroups(ctx, name)
 	if err != nil {
 		return wrapf(err, "list groups of user %s", name)
 	}
-	refs, err := s.groupGrants(ctx, s.keyvendGroups(groups))
+	refs, err := s.groupGrants(ctx, groups)
 	if err != nil {
 		return err
 	}

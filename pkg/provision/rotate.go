@@ -50,21 +50,21 @@ type Readiness struct {
 // in the secret is deleted first (IAM allows two per user), the new key is
 // stored as the secret's new current version, then the old key is deleted.
 // If storing fails, the new key is deleted and the old one keeps working.
+//
+// The user and its groups are read together (for authorization); its keys
+// and secret are read once, under the cross-process repair lock, so a
+// rotation another process finished meanwhile is seen.
 func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult, err error) {
 	start := time.Now()
 	var grants []policy.Grant
 	defer func() { s.audit(ctx, start, "rotate", in.Principal, in.RequestID, in.User, grants, &err) }()
-	user, err := s.lookupManaged(ctx, in.User)
+	user, st, err := s.lookupManagedState(ctx, in.User, groupState)
 	if err != nil {
 		return nil, err
 	}
 	name := aws.ToString(user.UserName)
 	unlock := s.locks.Lock(strings.ToLower(name))
 	defer unlock()
-	st, err := s.readState(ctx, name)
-	if err != nil {
-		return nil, err
-	}
 	groups, err := s.groupGrants(ctx, st.groups)
 	if err != nil {
 		return nil, err
@@ -73,19 +73,17 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 	if err := s.authorizeOnUser(in.Principal, authz.Rotate, user, grants); err != nil {
 		return nil, err
 	}
-	if st.secret == nil && s.cfg.Now().Sub(aws.ToTime(user.CreateDate)) < s.cfg.RepairAfter {
-		return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", name)}
-	}
 	release, err := s.lockRepair(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	// Re-read under the lock: another process may have rotated since the
-	// read above, and a key it made is not in st, so it would be neither
-	// deleted as a stray nor as the previous key.
-	if st, err = s.readState(ctx, name); err != nil {
+	st, err = s.readUserState(ctx, name, keyAndSecret)
+	if err != nil {
 		return nil, err
+	}
+	if st.secret == nil && s.cfg.Now().Sub(aws.ToTime(user.CreateDate)) < s.cfg.RepairAfter {
+		return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", name)}
 	}
 
 	current := st.secretKey()

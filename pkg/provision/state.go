@@ -42,30 +42,46 @@ func (st *userState) groupSet() map[string]bool {
 	return m
 }
 
+// stateParts says which parts of a user's state to read.
+type stateParts struct{ groups, keys, secret bool }
+
+var (
+	allState     = stateParts{groups: true, keys: true, secret: true}
+	iamState     = stateParts{groups: true, keys: true}
+	groupState   = stateParts{groups: true}
+	keyAndSecret = stateParts{keys: true, secret: true}
+)
+
 // readState reads a user's groups, keys and secret concurrently.
 func (s *Service) readState(ctx context.Context, user string) (*userState, error) {
-	return s.readUserState(ctx, user, true)
+	return s.readUserState(ctx, user, allState)
 }
 
 // readIAMState reads a user's groups and keys, not its secret.
 func (s *Service) readIAMState(ctx context.Context, user string) (*userState, error) {
-	return s.readUserState(ctx, user, false)
+	return s.readUserState(ctx, user, iamState)
 }
 
-func (s *Service) readUserState(ctx context.Context, user string, withSecret bool) (*userState, error) {
+// readUserState reads the parts of a user's state that read names,
+// concurrently.
+func (s *Service) readUserState(ctx context.Context, user string, read stateParts) (*userState, error) {
 	st := &userState{groups: map[string]iamtypes.Group{}}
 	var (
 		wg               sync.WaitGroup
 		gErr, kErr, sErr error
-		groups           []iamtypes.Group
 	)
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		groups, gErr = s.listGroups(ctx, user)
+		if read.groups {
+			st.groups, gErr = s.listKeyvendGroups(ctx, user)
+		}
 	}()
 	go func() {
 		defer wg.Done()
+		if !read.keys {
+			return
+		}
 		out, err := s.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: &user})
 		if err != nil {
 			kErr = err
@@ -75,7 +91,7 @@ func (s *Service) readUserState(ctx context.Context, user string, withSecret boo
 	}()
 	go func() {
 		defer wg.Done()
-		if withSecret {
+		if read.secret {
 			st.secret, sErr = s.readSecret(ctx, user)
 		}
 	}()
@@ -88,33 +104,25 @@ func (s *Service) readUserState(ctx context.Context, user string, withSecret boo
 	case sErr != nil:
 		return nil, sErr
 	}
-	st.groups = s.keyvendGroups(groups)
 	return st, nil
 }
 
-// listGroups lists every group user is in (all pages).
-func (s *Service) listGroups(ctx context.Context, user string) ([]iamtypes.Group, error) {
-	var groups []iamtypes.Group
+// listKeyvendGroups lists the user's groups under the keyvend path.
+func (s *Service) listKeyvendGroups(ctx context.Context, user string) (map[string]iamtypes.Group, error) {
+	groups := map[string]iamtypes.Group{}
 	p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &user})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return nil, err
 		}
-		groups = append(groups, page.Groups...)
-	}
-	return groups, nil
-}
-
-// keyvendGroups keeps the groups under the user path, by name.
-func (s *Service) keyvendGroups(groups []iamtypes.Group) map[string]iamtypes.Group {
-	out := make(map[string]iamtypes.Group, len(groups))
-	for _, g := range groups {
-		if aws.ToString(g.Path) == s.cfg.UserPath {
-			out[aws.ToString(g.GroupName)] = g
+		for _, g := range page.Groups {
+			if aws.ToString(g.Path) == s.cfg.UserPath {
+				groups[aws.ToString(g.GroupName)] = g
+			}
 		}
 	}
-	return out
+	return groups, nil
 }
 
 // managedUser reports whether u is a user keyvend created: under its path

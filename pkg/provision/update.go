@@ -43,14 +43,9 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateInput) (d *Descript
 	if err != nil {
 		return nil, err
 	}
-	user, err := s.lookupManaged(ctx, in.User)
-	if err != nil {
-		return nil, err
-	}
 	unlock := s.locks.Lock(strings.ToLower(in.User))
 	defer unlock()
-
-	st, err := s.readState(ctx, in.User)
+	user, st, err := s.lookupManagedState(ctx, in.User, allState)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +56,7 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateInput) (d *Descript
 	if err := s.authorizeOnUser(in.Principal, authz.Update, user, grantsOf(current)); err != nil {
 		return nil, err
 	}
-	groups, err := s.ensureGroups(ctx, want)
+	groups, err := s.ensureGroups(ctx, want, st.groups)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,179 @@
+// Command keyvend-bench measures keyvend against its physical limits and
+// writes docs/benchmarks.md (`make bench`):
+//
+//   - provision and deprovision latency through the real http.Handler, with
+//     a loopback proxy adding a fixed delay to every AWS call, next to the
+//     same flow done one call at a time and to the same run with no delay;
+//   - the AWS calls of each operation;
+//   - cold start of functions/api under the Lambda runtime interface
+//     emulator, next to an empty aws-lambda-go handler;
+//   - the linux/arm64 size of every function, next to the empty handler;
+//   - the peak RSS of `keyvend serve` after many provisions.
+//
+// Every figure is printed with its target. The command fails only when it
+// could not measure, never because a target was missed. It runs from the
+// repository root, starts moto, the emulator and keyvend serve itself and
+// stops every process it started.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	out        string
+	n          int
+	newGroups  int
+	delay      time.Duration
+	coldRuns   int
+	warm       int
+	memN       int
+	rie        string
+	sections   string
+	timeout    time.Duration
+	writeDocs  bool
+	commandDoc string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "where to write the report")
+	flag.IntVar(&o.n, "n", 100, "provisions into an existing group (and deprovisions) per delay")
+	flag.IntVar(&o.newGroups, "new-groups", 20, "provisions with a new group per delay")
+	flag.DurationVar(&o.delay, "delay", 25*time.Millisecond, "delay the proxy adds to every AWS call")
+	flag.IntVar(&o.coldRuns, "cold-runs", 10, "launches of each function under the emulator")
+	flag.IntVar(&o.warm, "warm", 50, "warm invocations of each function")
+	flag.IntVar(&o.memN, "memory-provisions", 1000, "sequential provisions before reading keyvend serve's peak RSS")
+	flag.StringVar(&o.rie, "rie", "", "the aws-lambda-rie binary (make bench installs it)")
+	flag.StringVar(&o.sections, "sections", "latency,calls,coldstart,size,memory", "what to measure")
+	flag.DurationVar(&o.timeout, "timeout", 25*time.Minute, "give up (and fail) after this long")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "keyvend-bench: could not measure:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	if _, err := os.Stat("functions"); err != nil {
+		return fmt.Errorf("run from the repository root (no functions/ here)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	dir, err := os.MkdirTemp("", "keyvend-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	begin := time.Now()
+	progress := func(msg string) {
+		fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(begin).Seconds(), msg)
+	}
+	want := map[string]bool{}
+	for _, s := range strings.Split(o.sections, ",") {
+		want[strings.TrimSpace(s)] = true
+	}
+	rep := &report{opts: o, machine: describeMachine(), started: time.Now()}
+
+	if want["latency"] || want["calls"] || want["coldstart"] {
+		progress("start moto and the delaying proxy")
+		st, err := newStack(ctx, dir)
+		if err != nil {
+			return err
+		}
+		defer st.close()
+		if want["latency"] {
+			for _, d := range []time.Duration{o.delay, 0} {
+				progress(fmt.Sprintf("latency with %s added to every AWS call", d))
+				r, err := measureLatency(ctx, st, d, o.n, o.newGroups, progress)
+				if err != nil {
+					return err
+				}
+				rep.latency = append(rep.latency, r)
+			}
+		}
+		if want["calls"] {
+			progress("AWS calls per operation")
+			if rep.calls, err = countCalls(ctx, st); err != nil {
+				return err
+			}
+		}
+		if want["coldstart"] {
+			if o.rie == "" {
+				return fmt.Errorf("cold start needs the runtime interface emulator: -rie PATH (make bench installs it)")
+			}
+			if o.rie, err = filepath.Abs(o.rie); err != nil {
+				return err
+			}
+			if err := st.moto.Reset(ctx); err != nil {
+				return err
+			}
+			if rep.cold, err = measureColdStart(ctx, o.rie, dir, st.moto.URL, o.coldRuns, o.warm, progress); err != nil {
+				return err
+			}
+		}
+	}
+	if want["size"] {
+		if rep.sizes, err = measureSizes(ctx, dir, progress); err != nil {
+			return err
+		}
+	}
+	if want["memory"] {
+		if rep.memory, err = measureMemory(ctx, dir, o.memN, progress); err != nil {
+			return err
+		}
+	}
+	rep.elapsed = time.Since(begin)
+	doc := rep.markdown()
+	fmt.Print(doc)
+	if o.out != "" {
+		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.out, []byte(doc), 0o644); err != nil {
+			return err
+		}
+		progress("wrote " + o.out)
+	}
+	if missed := rep.missed(); len(missed) > 0 {
+		progress(fmt.Sprintf("%d target(s) missed — see \"Gaps\" in the report (not a failure)", len(missed)))
+	}
+	return nil
+}
+
+// machine is where the figures were measured.
+type machine struct {
+	Cores int
+	CPU   string
+	Go    string
+	OS    string
+	Moto  string
+}
+
+func describeMachine() machine {
+	m := machine{Cores: numCPU(), Go: goVersion(), OS: hostOS()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if out, err := exec.Command("python3", "-c", "import moto; print(moto.__version__)").Output(); err == nil {
+		m.Moto = strings.TrimSpace(string(out))
+	}
+	return m
+}
