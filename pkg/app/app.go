@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -123,8 +124,14 @@ func (c Config) Resolver() caller.APIGateway {
 //     24 provisions with 30% of calls throttled took 130 s, the slowest
 //     48 s, past the function timeout (TestThrottledProvisions).
 //
-// The limiter and the quota are per client (IAM and Secrets Manager each
-// have theirs) and per process.
+//   - No retry quota (ratelimit.None): under steady throttling from many
+//     concurrent requests the 500-token quota ran dry and a throttled
+//     attempt was not retried at all (a 503 in TestThrottledProvisions on
+//     a loaded machine). The adaptive limiter already slows the client
+//     down; the attempts and the function timeout bound the rest.
+//
+// The limiter is per client (IAM and Secrets Manager each have theirs)
+// and per process.
 const (
 	RetryMaxAttempts = 8
 	RetryMaxBackoff  = 2 * time.Second
@@ -138,6 +145,7 @@ func Retryer() aws.Retryer {
 			o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
 				so.MaxAttempts = RetryMaxAttempts
 				so.MaxBackoff = RetryMaxBackoff
+				so.RateLimiter = ratelimit.None
 			})
 		}),
 		maxWait: RateLimitMaxWait,

@@ -82,8 +82,11 @@ func (s *liveServer) served(t *testing.T) {
 	t.Helper()
 	select {
 	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the handler did not return within 30 s")
+	case <-time.After(90 * time.Second):
+		// A generous bound, not a timing target: the compensation alone may
+		// take CompensationTimeout (20 s) when moto is slow on a loaded
+		// machine; the test only needs to know the handler ended.
+		t.Fatal("the handler did not return within 90 s")
 	}
 }
 
