@@ -78,11 +78,12 @@ func desiredGroups(grants []policy.Grant) ([]desiredGroup, error) {
 }
 
 // Create provisions the user the request describes, or returns the same
-// user if an identical request already had. The saga, in three round trips:
+// user if an identical request already did. The saga, in three round trips:
 //
-//  1. CreateUser (the cross-process claim on the name) ‖ resolve each group
-//     (GetGroup, CreateGroup when missing)
-//  2. CreateAccessKey ‖ PutGroupPolicy on each existing group
+//  1. CreateUser (the cross-process claim on the name) ‖ GetGroup for each
+//     grant
+//  2. CreateAccessKey ‖ per group: PutGroupPolicy if it exists, CreateGroup
+//     if it does not
 //  3. store the key in the user's secret ‖ AddUserToGroup for each group ‖
 //     PutGroupPolicy on each group this request created
 //
