@@ -34,12 +34,26 @@ run: deps tools
 	$(GO) build -o dist/keyvend ./cmd/keyvend
 	./dist/keyvend serve
 
+## gotestsum runs the tests and reruns a failed test (at most twice, at
+## most 5 failures in all): moto's single-threaded server now and then
+## resets a connection after it has answered ("use of closed network
+## connection" while the SDK reads the answer). A rerun is printed as
+## such; a test that fails three times fails the run.
+GOTESTSUM_VERSION := v1.13.0
+GOTESTSUM := .tools/gotestsum@$(GOTESTSUM_VERSION)
+
 ## test: formatting, vet, every test against moto over HTTP (fuzz seeds
 ## included), each fuzz target for a few seconds, the CDK app's tests, the
 ## synths (cdk-nag included) and cfn-lint on the templates
-test: deps tools fmt-check vet infra-vet
-	$(GO) test -race -count=1 ./...
+test: deps tools fmt-check vet infra-vet $(GOTESTSUM)
+	$(GOTESTSUM) --format pkgname-and-test-fails --rerun-fails=2 --rerun-fails-max-failures=5 --packages=./... -- -race -count=1
 	$(MAKE) fuzz-short infra-test cfn-lint
+
+$(GOTESTSUM):
+	@mkdir -p .tools/bin
+	GOBIN=$(CURDIR)/.tools/bin $(GO) install gotest.tools/gotestsum@$(GOTESTSUM_VERSION)
+	mv .tools/bin/gotestsum $@
+
 
 ## Fuzz targets, as package:Target:executions. Their seed corpora are in
 ## the packages' testdata/fuzz/<Target>/; an input that fails is written
