@@ -170,16 +170,20 @@ func (r *report) markdown() string {
 	if len(r.sizes) > 1 {
 		p("## Size\n\n")
 		p("`linux/arm64` bootstraps built as `make build` builds them (`-tags lambda.norpc -trimpath -ldflags='-s -w'`, CGO off). Target: ≤ %.0f× the empty handler.\n\n", sizeTarget)
-		p("| bootstrap | size | × empty | target |\n|---|---|---|---|\n")
+		p("| bootstrap | size | × empty | target | AWS SDK services linked | CDK packages linked |\n|---|---|---|---|---|---|\n")
 		base := r.sizes[0].Bytes
 		for i, s := range r.sizes {
 			target := "baseline"
 			if i > 0 {
 				target = fmt.Sprintf("≤ %.0f×: %s", sizeTarget, mark(float64(s.Bytes) <= sizeTarget*float64(base)))
 			}
-			p("| %s | %s (%d bytes) | %.2f | %s |\n", s.Name, mib(s.Bytes), s.Bytes, float64(s.Bytes)/float64(base), target)
+			services := "none"
+			if len(s.Services) > 0 {
+				services = strings.Join(s.Services, ", ")
+			}
+			p("| %s | %s (%d bytes) | %.2f | %s | %s | %d |\n", s.Name, mib(s.Bytes), s.Bytes, float64(s.Bytes)/float64(base), target, services, s.CDK)
 		}
-		p("\n")
+		p("\nkeyvend calls iam, secretsmanager and sts (the readiness check and the rotation function's testSecret). sso, ssooidc and signin come with the SDK's `config` package, which links every credential provider; `app.LoadAWS` keeps `config.LoadDefaultConfig` for the whole default chain (environment, the container credential endpoint, shared files for `keyvend serve --aws`). No CDK package is linked: `infra/` is its own Go module.\n\n")
 	}
 
 	if r.memory != nil {

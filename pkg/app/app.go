@@ -97,7 +97,8 @@ func (c Config) Resolver() caller.APIGateway {
 //   - RetryMaxAttempts 8: a call fails only if 8 attempts in a row are
 //     throttled (at a 30% throttling rate: 0.3^8 ≈ 7 in 100,000 calls).
 //   - RetryMaxBackoff 2 s: no single backoff exceeds 2 s, so even 7
-//     retries of a call (≤ 14 s) fit the API function's 28 s timeout.
+//     retries of a call (≤ 14 s of backoff, ≤ 4 s of rate-limiter waits)
+//     fit the API function's 28 s timeout.
 //   - RateLimitMaxWait 0.5 s: how long one attempt waits for the adaptive
 //     rate limiter before it is sent anyway. Unbounded, the limiter
 //     starves: its first throttling error, before it has measured a send
