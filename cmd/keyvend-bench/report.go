@@ -110,7 +110,7 @@ func (r *report) markdown() string {
 	p("# keyvend benchmarks\n\n")
 	p("Written by `make bench` (`cmd/keyvend-bench`); run it again to check any figure. Measured %s on %d cores (%s), %s, %s, moto %s; the bench took %s. ",
 		r.started.UTC().Format("2006-01-02 15:04 UTC"), m.Cores, orUnknown(m.CPU), m.Go, m.OS, orUnknown(m.Moto), r.elapsed.Round(time.Second))
-	p("Each target is shown beside its figure; a missed target is explained under [Gaps](#gaps). The machine is shared with other work, so figures move by a few per cent between runs: medians and p95 over many samples.\n\n")
+	p("Each target is shown beside its figure; a missed target is explained under [Gaps](#gaps). The machine is shared with other work, so absolute figures move between runs; the ratios that carry the targets compare flows measured in the same run, interleaved.\n\n")
 
 	if rows := r.latencyRows(); rows != nil {
 		p("## Provision and deprovision latency\n\n")
