@@ -149,6 +149,22 @@ func launch(ctx context.Context, rie string, fn fnUnderTest, warm int) (coldRun,
 		_ = cmd.Wait()
 	}()
 	deadline := start.Add(30 * time.Second)
+	// The emulator starts its runtime API server in a goroutine and the
+	// function on the first invocation; invoked at once on a busy machine,
+	// the function can dial the runtime API before it listens, and exits
+	// (seen once in ~60 launches). So wait for that port first: part of the
+	// emulator's start, which the figure includes either way.
+	for {
+		c, err := net.DialTimeout("tcp", apiAddr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return run, nil, fmt.Errorf("%s: the emulator's runtime API never listened: %v\n%s", fn.name, err, out.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	for {
 		err = invoke(ctx, client, url, fn)
 		if err == nil {

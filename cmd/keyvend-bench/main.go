@@ -50,7 +50,7 @@ func main() {
 	flag.IntVar(&o.n, "n", 100, "provisions into an existing group (and deprovisions) per delay")
 	flag.IntVar(&o.newGroups, "new-groups", 20, "provisions with a new group per delay")
 	flag.DurationVar(&o.delay, "delay", 25*time.Millisecond, "delay the proxy adds to every AWS call")
-	flag.IntVar(&o.coldRuns, "cold-runs", 10, "launches of each function under the emulator")
+	flag.IntVar(&o.coldRuns, "cold-runs", 30, "launches of each function under the emulator")
 	flag.IntVar(&o.warm, "warm", 50, "warm invocations of each function")
 	flag.IntVar(&o.memN, "memory-provisions", 1000, "sequential provisions before reading keyvend serve's peak RSS")
 	flag.StringVar(&o.rie, "rie", "", "the aws-lambda-rie binary (make bench installs it)")

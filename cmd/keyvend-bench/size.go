@@ -4,17 +4,43 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 )
 
 func hostArch() string { return runtime.GOARCH }
 
-// sizeResult is one linux/arm64 bootstrap's size.
+// sizeResult is one linux/arm64 bootstrap's size and what it links.
 type sizeResult struct {
 	Name  string
 	Bytes int64
+	// Services are the AWS SDK service packages linked in; CDK counts
+	// packages of the CDK (aws-cdk-go, constructs, jsii), which must be 0.
+	Services []string
+	CDK      int
+}
+
+// linked lists the SDK services and counts the CDK packages pkg links.
+func linked(ctx context.Context, pkg string) (services []string, cdk int, err error) {
+	cmd := exec.CommandContext(ctx, goTool(), "list", "-deps", "-tags", "lambda.norpc", "-f", "{{.ImportPath}}", pkg)
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, 0, fmt.Errorf("go list -deps %s: %w", pkg, err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		switch {
+		case strings.Contains(p, "aws-cdk-go") || strings.Contains(p, "constructs-go") || strings.Contains(p, "jsii-runtime-go"):
+			cdk++
+		case strings.HasPrefix(p, "github.com/aws/aws-sdk-go-v2/service/") && strings.Count(p, "/") == 4:
+			services = append(services, strings.TrimPrefix(p, "github.com/aws/aws-sdk-go-v2/service/"))
+		}
+	}
+	sort.Strings(services)
+	return services, cdk, nil
 }
 
 // measureSizes builds every function in functions/ and the empty handler
@@ -50,7 +76,11 @@ func measureSizes(ctx context.Context, dir string, progress func(string)) ([]siz
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, sizeResult{Name: t[0], Bytes: fi.Size()})
+		services, cdk, err := linked(ctx, t[1])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sizeResult{Name: t[0], Bytes: fi.Size(), Services: services, CDK: cdk})
 	}
 	return out, nil
 }

@@ -117,7 +117,8 @@ func (c Config) Resolver() caller.APIGateway {
 //     throttled (at a 30% throttling rate: 0.3^8 ≈ 7 in 100,000 calls).
 //
 //   - RetryMaxBackoff 2 s: no single backoff exceeds 2 s, so even 7
-//     retries of a call (≤ 14 s) fit the API function's 28 s timeout.
+//     retries of a call (≤ 14 s of backoff, ≤ 4 s of rate-limiter waits)
+//     fit the API function's 28 s timeout.
 //
 //   - RateLimitMaxWait 0.5 s: how long one attempt waits for the adaptive
 //     rate limiter before it is sent anyway. Unbounded, the limiter
