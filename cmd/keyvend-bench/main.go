@@ -8,6 +8,7 @@
 //   - cold start of functions/api under the Lambda runtime interface
 //     emulator, next to an empty aws-lambda-go handler;
 //   - the linux/arm64 size of every function, next to the empty handler;
+//   - the Slack endpoint's answer (ack) latency, in process;
 //   - the peak RSS of `keyvend serve` after many provisions.
 //
 // Every figure is printed with its target. The command fails only when it
@@ -37,6 +38,7 @@ type options struct {
 	coldRuns   int
 	warm       int
 	memN       int
+	slackN     int
 	rie        string
 	sections   string
 	timeout    time.Duration
@@ -54,7 +56,8 @@ func main() {
 	flag.IntVar(&o.warm, "warm", 50, "warm invocations of each function")
 	flag.IntVar(&o.memN, "memory-provisions", 1000, "sequential provisions before reading keyvend serve's peak RSS")
 	flag.StringVar(&o.rie, "rie", "", "the aws-lambda-rie binary (make bench installs it)")
-	flag.StringVar(&o.sections, "sections", "latency,calls,coldstart,size,memory", "what to measure")
+	flag.IntVar(&o.slackN, "slack-acks", 500, "signed Slack commands to time the endpoint's answer over")
+	flag.StringVar(&o.sections, "sections", "latency,calls,coldstart,size,slack,memory", "what to measure")
 	flag.DurationVar(&o.timeout, "timeout", 25*time.Minute, "give up (and fail) after this long")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -127,6 +130,11 @@ func run(o options) error {
 	}
 	if want["size"] {
 		if rep.sizes, err = measureSizes(ctx, dir, progress); err != nil {
+			return err
+		}
+	}
+	if want["slack"] {
+		if rep.slack, err = measureSlackAck(ctx, dir, o.slackN, progress); err != nil {
 			return err
 		}
 	}

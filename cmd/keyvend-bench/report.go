@@ -34,6 +34,7 @@ type report struct {
 	cold    []coldResult // [0]: the empty handler
 	sizes   []sizeResult // [0]: the empty handler
 	memory  *memResult
+	slack   *slackResult
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
@@ -99,6 +100,9 @@ func (r *report) missed() []string {
 	}
 	if r.memory != nil && r.memory.PeakRSS > memTarget {
 		out = append(out, "memory")
+	}
+	if r.slack != nil && percentile(r.slack.acks, 99) > slackAckTarget {
+		out = append(out, "Slack ack")
 	}
 	return out
 }
@@ -188,6 +192,14 @@ func (r *report) markdown() string {
 		p("\nkeyvend calls iam, secretsmanager and sts (the readiness check and the rotation function's testSecret). sso, ssooidc and signin come with the SDK's `config` package, which links every credential provider; `app.LoadAWS` keeps `config.LoadDefaultConfig` for the whole default chain (environment, the container credential endpoint, shared files for `keyvend serve --aws`). No CDK package is linked: `infra/` is its own Go module.\n\n")
 	}
 
+	if r.slack != nil {
+		p("## Slack ack\n\n")
+		p("The Slack endpoint (`chatops.Endpoint`, built by `app.NewSlackEndpoint`) answering %d signed `/keyvend provision` commands in process: signature and replay check, parsing, the rules' precheck and `SendMessage` to a real SQS queue in moto — everything Slack waits for (its limit: 3 s). A Lambda cold start adds the Slack function's init to the first request only (see Cold start for the API function's). Target: p99 ≤ %s.\n\n", len(r.slack.acks), ms(slackAckTarget))
+		p("| commands | p50 | p99 | target | a bare `SendMessage` to moto, timed alongside: p50 / p99 |\n|---|---|---|---|---|\n")
+		p99 := percentile(r.slack.acks, 99)
+		p("| %d | %s | %s | ≤ %s: %s | %s / %s |\n\n", len(r.slack.acks), ms(percentile(r.slack.acks, 50)), ms(p99), ms(slackAckTarget), mark(p99 <= slackAckTarget), ms(percentile(r.slack.sends, 50)), ms(percentile(r.slack.sends, 99)))
+	}
+
 	if r.memory != nil {
 		p("## Memory\n\n")
 		p("`keyvend serve` (embedded moto, `rules/demo.json`) after %d sequential provisions over HTTP on loopback (%s in all), its peak resident set (`VmHWM` in /proc) — moto is another process and not counted. Target: ≤ %s.\n\n", r.memory.Provisions, r.memory.Elapsed.Round(time.Second), mib(memTarget))
@@ -250,6 +262,10 @@ func (r *report) explain(b *strings.Builder) {
 		if float64(s.Bytes) > sizeTarget*float64(r.sizes[0].Bytes) {
 			p("- **Size of %s:** %s vs %s: the IAM, Secrets Manager and STS clients and the SDK's credential chain are most of it.\n", s.Name, mib(s.Bytes), mib(r.sizes[0].Bytes))
 		}
+	}
+	if r.slack != nil && percentile(r.slack.acks, 99) > slackAckTarget {
+		p("- **Slack ack:** p99 %s, of which a bare `SendMessage` to moto takes %s at p99 (p50 %s of %s): the queue call to moto's single-threaded server, not keyvend's own work, is what the tail is made of (SQS itself is not measured here).\n",
+			ms(percentile(r.slack.acks, 99)), ms(percentile(r.slack.sends, 99)), ms(percentile(r.slack.sends, 50)), ms(percentile(r.slack.acks, 50)))
 	}
 	if r.memory != nil && r.memory.PeakRSS > memTarget {
 		p("- **Memory:** peak %s after %d provisions.\n", mib(r.memory.PeakRSS), r.memory.Provisions)
