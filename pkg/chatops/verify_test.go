@@ -78,8 +78,9 @@ func TestSigningSecretFromSecretsManager(t *testing.T) {
 			}
 			for i := 0; i < 3; i++ {
 				req := help()
-				req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(time.Now().Unix()-int64(i), 10))
-				req.Header.Set("X-Slack-Signature", sign(testSecret, time.Now().Unix()-int64(i), e.cmd("help").body()))
+				ts := time.Now().Unix() - int64(i) // one clock reading for header and signature
+				req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
+				req.Header.Set("X-Slack-Signature", sign(testSecret, ts, e.cmd("help").body()))
 				if rep := e.send(t, req); rep.Status != http.StatusOK {
 					t.Errorf("request %d: %d %s", i, rep.Status, rep.raw)
 				}
@@ -87,7 +88,8 @@ func TestSigningSecretFromSecretsManager(t *testing.T) {
 			if n := calls.Count("GetSecretValue"); n != 2 {
 				t.Errorf("GetSecretValue called %d times, want 2 (the failed read, then once for good)", n)
 			}
-			forged := request(e.cmd("help").body(), strconv.FormatInt(time.Now().Unix(), 10), sign("guess", time.Now().Unix(), e.cmd("help").body()))
+			now := time.Now().Unix()
+			forged := request(e.cmd("help").body(), strconv.FormatInt(now, 10), sign("guess", now, e.cmd("help").body()))
 			if rep := e.send(t, forged); rep.Status != http.StatusUnauthorized {
 				t.Errorf("forged with the managed secret: %d", rep.Status)
 			}
