@@ -15,11 +15,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/keyvend/keyvend/pkg/awstest"
 )
 
 // lambdaFlags are the Makefile's LAMBDA_FLAGS: how the bootstraps are built.
@@ -278,23 +279,8 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// syncBuffer is a bytes.Buffer safe for the emulator's two output streams.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is awstest.SyncBuffer: goroutines share it.
+type syncBuffer = awstest.SyncBuffer
 
 // measureColdStart builds functions/api and the empty handler for this
 // machine and launches each under the emulator runs times, interleaved.
