@@ -116,7 +116,7 @@ func (r *report) markdown() string {
 		p("## Provision and deprovision latency\n\n")
 		p("Through the real `http.Handler` (`app.NewServiceWith`, production SDK settings), against moto behind a loopback proxy (`awstest.Proxy`) that adds **%s to every AWS call**. One request at a time. The dependency limit of both operations is %d round trips, %s; the target is p50 / %s ≤ %.2f. ",
 			ms(r.opts.delay), roundTrips, ms(r.floor()), ms(r.floor()), latencyTarget)
-		p("The same run with **0 ms added** shows what moto (one request at a time, a few ms per call) and keyvend itself add to every figure; *net* is (p50 − p50 at 0 ms) / %s, the part of p50 that the added round trips explain.\n\n", ms(r.floor()))
+		p("The same flows with **0 ms added**, interleaved with them request by request, show what moto (one request at a time, a few ms per call) and keyvend itself add to every figure; *net* is (p50 − p50 at 0 ms) / %s, the part of p50 that the added round trips explain.\n\n", ms(r.floor()))
 		p("| flow | samples | p50 | p95 | p50 / %s | target | p50 at 0 ms added | net | critical path |\n|---|---|---|---|---|---|---|---|---|\n", ms(r.floor()))
 		for _, row := range rows {
 			p50, p95, p50z := percentile(row.withDelay, 50), percentile(row.withDelay, 95), percentile(row.noDelay, 50)
