@@ -42,75 +42,85 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[k-1]
 }
 
-// measureLatency provisions n users into one existing group, each followed
-// by the same provision done by the sequential reference flow and by the
-// user's deprovision (interleaved, so all three see the same noise), then
-// newGroups users each with a new group: all through the handler and the
-// proxy that adds delay to every AWS call.
-func measureLatency(ctx context.Context, st *stack, delay time.Duration, n, newGroups int, progress func(string)) (*latencyRun, error) {
+// measureLatency runs, for each delay in turn within every iteration (so
+// all delays see the same machine, whatever else runs on it): a provision
+// into an existing group, the same provision by the sequential reference
+// flow, and the first user's deprovision, n times; then newGroups
+// provisions each with a new group. All through the handler and the proxy
+// that adds the delay to every AWS call. It returns one run per delay.
+func measureLatency(ctx context.Context, st *stack, delays []time.Duration, n, newGroups int, progress func(string)) ([]*latencyRun, error) {
 	if err := st.moto.Reset(ctx); err != nil {
 		return nil, err
 	}
-	st.proxy.SetDelay(delay)
-	run := &latencyRun{Delay: delay}
-	tag := fmt.Sprintf("d%d", delay.Milliseconds())
-	shared := "shared-" + tag + ".example.com"
+	runs := make([]*latencyRun, len(delays))
+	for i, d := range delays {
+		runs[i] = &latencyRun{Delay: d}
+	}
+	const shared = "shared.example.com"
 	// Warm up: creates the shared group and the service's connections.
+	st.proxy.SetDelay(0)
 	for i := range 3 {
-		code, body := st.do(ctx, http.MethodPost, "/v1/users", createBody(fmt.Sprintf("warm-%s-%d", tag, i), shared))
+		code, body := st.do(ctx, http.MethodPost, "/v1/users", createBody(fmt.Sprintf("warm-%d", i), shared))
 		if err := must("warm-up provision", code, body, http.StatusCreated); err != nil {
 			return nil, err
 		}
-		if err := sequentialProvision(ctx, st, fmt.Sprintf("warmseq-%s-%d", tag, i), shared); err != nil {
+		if err := sequentialProvision(ctx, st, fmt.Sprintf("warmseq-%d", i), shared); err != nil {
 			return nil, err
 		}
 	}
 	// Each user is deprovisioned right after it was provisioned (and the
 	// reference flow's user removed, without delay and unmeasured), so the
 	// shared group keeps a handful of members: moto ignores GetGroup's
-	// MaxItems and answers with every member (17 ms at 100 members, 37 ms
-	// at 300, on moto's one thread), which real IAM does not.
+	// MaxItems and answers with every member, slower the more there are,
+	// which real IAM does not.
 	for i := range n {
-		user := fmt.Sprintf("lat-%s-%03d", tag, i)
-		start := time.Now()
-		code, body := st.do(ctx, http.MethodPost, "/v1/users", createBody(user, shared))
-		run.Existing = append(run.Existing, time.Since(start))
-		if err := must("provision "+user, code, body, http.StatusCreated); err != nil {
-			return nil, err
-		}
-		seqUser := fmt.Sprintf("seq-%s-%03d", tag, i)
-		start = time.Now()
-		if err := sequentialProvision(ctx, st, seqUser, shared); err != nil {
-			return nil, err
-		}
-		run.Sequential = append(run.Sequential, time.Since(start))
-		start = time.Now()
-		code, body = st.do(ctx, http.MethodDelete, "/v1/users/"+user, "")
-		run.Deprovision = append(run.Deprovision, time.Since(start))
-		if err := must("deprovision "+user, code, body, http.StatusNoContent); err != nil {
-			return nil, err
-		}
-		st.proxy.SetDelay(0)
-		code, body = st.do(ctx, http.MethodDelete, "/v1/users/"+seqUser, "")
-		st.proxy.SetDelay(delay)
-		if err := must("remove "+seqUser, code, body, http.StatusNoContent); err != nil {
-			return nil, err
+		for j, d := range delays {
+			run := runs[j]
+			st.proxy.SetDelay(d)
+			user := fmt.Sprintf("lat-%d-%03d", j, i)
+			start := time.Now()
+			code, body := st.do(ctx, http.MethodPost, "/v1/users", createBody(user, shared))
+			run.Existing = append(run.Existing, time.Since(start))
+			if err := must("provision "+user, code, body, http.StatusCreated); err != nil {
+				return nil, err
+			}
+			seqUser := fmt.Sprintf("seq-%d-%03d", j, i)
+			start = time.Now()
+			if err := sequentialProvision(ctx, st, seqUser, shared); err != nil {
+				return nil, err
+			}
+			run.Sequential = append(run.Sequential, time.Since(start))
+			start = time.Now()
+			code, body = st.do(ctx, http.MethodDelete, "/v1/users/"+user, "")
+			run.Deprovision = append(run.Deprovision, time.Since(start))
+			if err := must("deprovision "+user, code, body, http.StatusNoContent); err != nil {
+				return nil, err
+			}
+			st.proxy.SetDelay(0)
+			code, body = st.do(ctx, http.MethodDelete, "/v1/users/"+seqUser, "")
+			if err := must("remove "+seqUser, code, body, http.StatusNoContent); err != nil {
+				return nil, err
+			}
 		}
 		if (i+1)%25 == 0 {
-			progress(fmt.Sprintf("delay %s: %d/%d provisions and deprovisions (existing group)", delay, i+1, n))
+			progress(fmt.Sprintf("latency: %d/%d rounds of provision, reference and deprovision at each delay", i+1, n))
 		}
 	}
 	for i := range newGroups {
-		user := fmt.Sprintf("ng-%s-%03d", tag, i)
-		start := time.Now()
-		code, body := st.do(ctx, http.MethodPost, "/v1/users", createBody(user, fmt.Sprintf("new-%s-%03d.example.com", tag, i)))
-		run.NewGroups = append(run.NewGroups, time.Since(start))
-		if err := must("provision "+user, code, body, http.StatusCreated); err != nil {
-			return nil, err
+		for j, d := range delays {
+			st.proxy.SetDelay(d)
+			user := fmt.Sprintf("ng-%d-%03d", j, i)
+			start := time.Now()
+			code, body := st.do(ctx, http.MethodPost, "/v1/users", createBody(user, fmt.Sprintf("new-%d-%03d.example.com", j, i)))
+			runs[j].NewGroups = append(runs[j].NewGroups, time.Since(start))
+			if err := must("provision "+user, code, body, http.StatusCreated); err != nil {
+				return nil, err
+			}
 		}
 	}
-	progress(fmt.Sprintf("delay %s: %d provisions (new groups)", delay, newGroups))
-	return run, nil
+	progress(fmt.Sprintf("latency: %d provisions with a new group at each delay", newGroups))
+	st.proxy.SetDelay(0)
+	return runs, nil
 }
 
 // sequentialProvision is the reference: the calls of a provision into an

@@ -98,13 +98,14 @@ func run(o options) error {
 		}
 		defer st.close()
 		if want["latency"] {
-			for _, d := range []time.Duration{o.delay, 0} {
-				progress(fmt.Sprintf("latency with %s added to every AWS call", d))
-				r, err := measureLatency(ctx, st, d, o.n, o.newGroups, progress)
-				if err != nil {
-					return err
-				}
-				rep.latency = append(rep.latency, r)
+			progress(fmt.Sprintf("latency with %s and with 0 ms added to every AWS call, interleaved", o.delay))
+			before := st.proxy.Stats()
+			if rep.latency, err = measureLatency(ctx, st, []time.Duration{o.delay, 0}, o.n, o.newGroups, progress); err != nil {
+				return err
+			}
+			after := st.proxy.Stats()
+			if n := after.Delayed - before.Delayed; n > 0 {
+				rep.delayLate = (after.Late - before.Late) / time.Duration(n)
 			}
 		}
 		if want["calls"] {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -55,14 +54,17 @@ func loadAWS(t *testing.T, endpoint string) aws.Config {
 }
 
 // newHandler is keyvend's real handler, as app.NewHandler assembles it,
-// over cfg, with every request made by testCaller.
+// over cfg, with every request made by testCaller. If the test fails, the
+// service's error log lines are shown.
 func newHandler(t *testing.T, cfg aws.Config) http.Handler {
 	t.Helper()
 	rules := filepath.Join(t.TempDir(), "rules.json")
 	if err := os.WriteFile(rules, []byte(testRules), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h, err := app.NewHandler(app.Config{RulesPath: rules, BoundaryARN: testBoundary}, cfg, caller.Static{ARN: testCaller}, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	logs := &errorLog{}
+	t.Cleanup(func() { logs.report(t) })
+	h, err := app.NewHandler(app.Config{RulesPath: rules, BoundaryARN: testBoundary}, cfg, caller.Static{ARN: testCaller}, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +184,34 @@ func TestThrottledProvisions(t *testing.T) {
 		ids, inSecret := check.keys(t, u)
 		if len(ids) != 1 || ids[0] != inSecret {
 			t.Errorf("user %s: keys %v, secret holds %q: want exactly the secret's key", u, ids, inSecret)
+		}
+	}
+}
+
+// errorLog keeps the service's log and, when the test fails, shows its
+// error lines (why a request answered 5xx).
+type errorLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *errorLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *errorLog) report(t *testing.T) {
+	if !t.Failed() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) && n < 10 {
+			t.Logf("service log: %s", line)
+			n++
 		}
 	}
 }

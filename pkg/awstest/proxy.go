@@ -32,8 +32,10 @@ type Proxy struct {
 	delay     time.Duration
 	throttle  float64 // fraction of IAM/STS/Secrets Manager calls answered Throttling
 	rng       *rand.Rand
-	requests  int // AWS API requests that reached the proxy
-	throttled int // of those, answered with a throttling error
+	requests  int           // AWS API requests that reached the proxy
+	throttled int           // of those, answered with a throttling error
+	delayed   int           // requests held for delay
+	late      time.Duration // how much longer than delay they were held, in all
 }
 
 var (
@@ -111,6 +113,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 	p.requests++
 	p.mu.Unlock()
 	if delay > 0 {
+		start := time.Now()
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -118,6 +121,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 			t.Stop()
 			return
 		}
+		late := time.Since(start) - delay
+		p.mu.Lock()
+		p.delayed++
+		p.late += late
+		p.mu.Unlock()
 	}
 	if id := accessKeyOf(r); id != "" && p.rejectNow(id) {
 		w.Header().Set("Content-Type", "text/xml")
@@ -156,13 +164,18 @@ func (p *Proxy) Throttle(fraction float64, seed uint64) {
 type ProxyStats struct {
 	Requests  int // every attempt, retries included
 	Throttled int // answered with a throttling error
+	// Delayed requests were held for the delay; Late is how much longer
+	// than the delay they were held in all (timer and scheduling lateness,
+	// which a loaded machine adds to every round trip).
+	Delayed int
+	Late    time.Duration
 }
 
 // Stats returns the counts so far.
 func (p *Proxy) Stats() ProxyStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return ProxyStats{Requests: p.requests, Throttled: p.throttled}
+	return ProxyStats{Requests: p.requests, Throttled: p.throttled, Delayed: p.delayed, Late: p.late}
 }
 
 func (p *Proxy) throttleNow(auth string) bool {

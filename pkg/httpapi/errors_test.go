@@ -93,3 +93,32 @@ func TestAWSErrorsMapToClearResponses(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreachableAWS: with AWS unreachable (connection refused), a create
+// is answered 503 with Retry-After — transient, not keyvend's fault — and
+// the log says what failed.
+func TestUnreachableAWS(t *testing.T) {
+	cfg := awstest.Config(t, "http://127.0.0.1:1")
+	rules, err := authz.Parse(strings.NewReader(testRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules,
+		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := httpapi.New(svc, caller.Static{ARN: testCaller}, log)
+	req := httptest.NewRequest(http.MethodPost, "/v1/users", strings.NewReader(createBody(awstest.Name("unreach"))))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "problems/aws-unavailable") {
+		t.Fatalf("%d Retry-After=%q: %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	if !strings.Contains(logs.String(), "AWS unreachable") || !strings.Contains(logs.String(), "connection refused") {
+		t.Errorf("the log does not say AWS was unreachable:\n%s", logs)
+	}
+}

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -83,6 +85,11 @@ func problemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
 	case errors.Is(err, context.DeadlineExceeded):
 		log.ErrorContext(ctx, "request timed out", "error", err.Error())
 		return newProblem(http.StatusGatewayTimeout, "timeout", "Timed out", "AWS did not answer in time; the request is safe to retry")
+	case unreachable(err):
+		log.ErrorContext(ctx, "AWS unreachable after retries", "error", err.Error())
+		p := newProblem(http.StatusServiceUnavailable, "aws-unavailable", "AWS unavailable", "keyvend could not reach AWS; try again shortly")
+		p.retryAfter = 5 * time.Second
+		return p
 	case errors.As(err, &ae):
 		log.ErrorContext(ctx, "AWS call failed", "aws_code", ae.ErrorCode(), "error", err.Error())
 		return newProblem(http.StatusBadGateway, "aws-error", "AWS error", "an AWS call failed ("+ae.ErrorCode()+"); the request is safe to retry")
@@ -90,6 +97,16 @@ func problemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
 		log.ErrorContext(ctx, "internal error", "error", err.Error())
 		return newProblem(http.StatusInternalServerError, "internal", "Internal error", "")
 	}
+}
+
+// unreachable reports whether err is a failure to reach AWS — a request
+// that could not be sent or whose answer was lost — or the SDK giving up
+// retrying because its retry quota is spent (many calls of this process
+// are failing): transient, and not keyvend's fault.
+func unreachable(err error) bool {
+	var send *smithyhttp.RequestSendError
+	var quota ratelimit.QuotaExceededError
+	return errors.As(err, &send) || errors.As(err, &quota)
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
