@@ -263,15 +263,22 @@ func LoggerTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
+// fromEnv is what every Lambda entry point starts with: the configuration
+// and the AWS SDK configuration, both from the environment.
+func fromEnv(ctx context.Context) (Config, aws.Config, error) {
+	c, err := FromEnv()
+	if err != nil {
+		return c, aws.Config{}, err
+	}
+	awsCfg, err := LoadAWS(ctx)
+	return c, awsCfg, err
+}
+
 // LambdaHandlerFromEnv builds the HTTP handler from the environment alone,
 // with callers from the API Gateway authorizer context, as the Lambda
 // function does.
 func LambdaHandlerFromEnv(ctx context.Context, log *slog.Logger) (http.Handler, error) {
-	c, err := FromEnv()
-	if err != nil {
-		return nil, err
-	}
-	awsCfg, err := LoadAWS(ctx)
+	c, awsCfg, err := fromEnv(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -281,11 +288,7 @@ func LambdaHandlerFromEnv(ctx context.Context, log *slog.Logger) (http.Handler, 
 // ServiceFromEnv builds the provisioning service from the environment, as
 // the reaper function does.
 func ServiceFromEnv(ctx context.Context, log *slog.Logger) (*provision.Service, error) {
-	c, err := FromEnv()
-	if err != nil {
-		return nil, err
-	}
-	awsCfg, err := LoadAWS(ctx)
+	c, awsCfg, err := fromEnv(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -304,11 +307,7 @@ func NewRotator(c Config, awsCfg aws.Config, log *slog.Logger) *rotation.Rotator
 
 // RotatorFromEnv builds the rotation handler from the environment.
 func RotatorFromEnv(ctx context.Context, log *slog.Logger) (*rotation.Rotator, error) {
-	c, err := FromEnv()
-	if err != nil {
-		return nil, err
-	}
-	awsCfg, err := LoadAWS(ctx)
+	c, awsCfg, err := fromEnv(ctx)
 	if err != nil {
 		return nil, err
 	}

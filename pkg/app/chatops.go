@@ -112,11 +112,7 @@ func SlackHandlerFromEnv(log *slog.Logger) (http.Handler, error) {
 
 // WorkerFromEnv builds the worker function's handler from the environment.
 func WorkerFromEnv(ctx context.Context, log *slog.Logger) (*chatops.Worker, error) {
-	c, err := FromEnv()
-	if err != nil {
-		return nil, err
-	}
-	awsCfg, err := LoadAWS(ctx)
+	c, awsCfg, err := fromEnv(ctx)
 	if err != nil {
 		return nil, err
 	}
