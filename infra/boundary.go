@@ -49,7 +49,7 @@ func BoundaryStatements(rules *authz.Rules) ([]Stmt, error) {
 		resources := map[string]bool{}
 		for _, a := range r.Access {
 			for _, b := range r.Buckets {
-				doc, err := policy.Document(policy.Grant{Bucket: b, Access: a})
+				doc, err := policy.Document("aws", policy.Grant{Bucket: b, Access: a})
 				if err != nil {
 					return nil, fmt.Errorf("rules[%d]: %w", i, err)
 				}

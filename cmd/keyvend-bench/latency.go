@@ -128,7 +128,7 @@ func measureLatency(ctx context.Context, st *stack, delays []time.Duration, n, n
 func sequentialProvision(ctx context.Context, st *stack, user, bucket string) error {
 	g := policy.Grant{Bucket: bucket, Access: policy.ReadWrite}
 	group := policy.GroupName(g)
-	doc, err := policy.Document(g)
+	doc, err := policy.Document("aws", g)
 	if err != nil {
 		return err
 	}

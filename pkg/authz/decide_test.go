@@ -13,7 +13,7 @@ import (
 const actionRules = `{"rules":[
  {"principals":["arn:aws:iam::1:user/*"],"buckets":["*.example.com"],"access":["read-only","read-write"]},
  {"principals":["arn:aws:iam::1:role/ops"],"buckets":["*.example.com"],"access":["read-only","read-write"],"actions":["list","rotate","delete"]},
- {"principals":["jwt-group:admins"],"buckets":["*"],"access":["full"],"actions":["create","force-delete"],"max_ttl":"720h","require_expiry":true},
+ {"principals":["jwt-group:admins"],"buckets":["*"],"all_buckets":true,"access":["full"],"actions":["create","force-delete"],"max_ttl":"720h","require_expiry":true},
  {"principals":["jwt:svc-*"],"buckets":["ci.example.com"],"access":["write-only"],"max_ttl":"24h"},
  {"principals":["jwt:svc-*"],"buckets":["ci.example.com"],"access":["write-only"],"max_ttl":"48h"}
 ]}`

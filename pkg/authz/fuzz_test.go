@@ -66,7 +66,7 @@ func FuzzMatch(f *testing.F) {
 func FuzzDecide(f *testing.F) {
 	f.Add(`{"rules":[{"principals":["arn:aws:iam::1:user/*"],"buckets":["*.example.com"],"access":["read-write"]}]}`,
 		"arn:aws:iam::1:user/alice", "", "create", "site.example.com", "read-write")
-	f.Add(`{"rules":[{"principals":["jwt-group:ops"],"buckets":["*"],"access":["full"],"actions":["list","delete"],"max_ttl":"720h","require_expiry":true}]}`,
+	f.Add(`{"rules":[{"principals":["jwt-group:ops"],"buckets":["*"],"all_buckets":true,"access":["full"],"actions":["list","delete"],"max_ttl":"720h","require_expiry":true}]}`,
 		"jwt:bob", "ops", "describe", "b.example.com", "full")
 	f.Add(`{"rules":[{"principals":["*"],"buckets":["a?c"],"access":["read-only"],"actions":["force-delete"]}]}`,
 		"x", "", "delete", "abc", "read-only")

@@ -27,10 +27,15 @@ import (
 // Channels, when given, restricts the rule to chat callers acting from
 // those channels (Slack channel ids, globs): such a rule never matches a
 // caller without a channel, such as an HTTP caller.
+//
+// A bucket pattern that matches every bucket ("*", "?*", …) is refused
+// unless AllBuckets says so: a rule that reaches every bucket of the
+// account (and the boundary derived from it) must be meant.
 type Rule struct {
 	Principals    []string        `json:"principals"`
 	Channels      []string        `json:"channels,omitempty"`
 	Buckets       []string        `json:"buckets"`
+	AllBuckets    bool            `json:"all_buckets,omitempty"`
 	Access        []policy.Access `json:"access"`
 	Actions       []Action        `json:"actions,omitempty"`
 	MaxTTL        Duration        `json:"max_ttl,omitempty"`
@@ -159,10 +164,20 @@ func (r Rule) problems(at string) []string {
 	if len(r.Buckets) == 0 {
 		out = append(out, at+".buckets: at least one bucket pattern is required")
 	}
+	everyBucket := false
 	for j, b := range r.Buckets {
 		if msg := checkBucketPattern(b); msg != "" {
 			out = append(out, fmt.Sprintf("%s.buckets[%d] %q: %s", at, j, b, msg))
 		}
+		if MatchesEveryBucket(b) {
+			everyBucket = true
+			if !r.AllBuckets {
+				out = append(out, fmt.Sprintf("%s.buckets[%d] %q matches every bucket of the account: if that is meant, say so with \"all_buckets\": true", at, j, b))
+			}
+		}
+	}
+	if r.AllBuckets && !everyBucket && len(r.Buckets) > 0 {
+		out = append(out, at+`.all_buckets is true but no bucket pattern matches every bucket: use "buckets": ["*"]`)
 	}
 	if len(r.Access) == 0 {
 		out = append(out, at+".access: at least one access level is required")
@@ -178,6 +193,13 @@ func (r Rule) problems(at string) []string {
 		}
 	}
 	return out
+}
+
+// MatchesEveryBucket reports whether the bucket pattern p matches every
+// valid bucket name: only wildcards, at least one '*', and no more '?' than
+// the shortest bucket name (3 characters) has characters.
+func MatchesEveryBucket(p string) bool {
+	return p != "" && strings.Trim(p, "*?") == "" && strings.Contains(p, "*") && strings.Count(p, "?") <= 3
 }
 
 func checkBucketPattern(p string) string {

@@ -135,6 +135,11 @@ func TestParseRejects(t *testing.T) {
 		{"trailing document", `{"rules":[]}{"rules":[]}`, []string{"trailing"}},
 		{"trailing garbage", `{"rules":[]} x`, []string{"invalid JSON"}},
 		{"trailing brace", `{"rules":[]}}`, []string{"invalid JSON"}},
+		// A pattern that reaches every bucket of the account must be meant.
+		{"bare * without all_buckets", `{"rules":[{"principals":["a"],"buckets":["*"],"access":["read-only"]}]}`, []string{"rules[0].buckets[0]", "all_buckets"}},
+		{"** without all_buckets", `{"rules":[{"principals":["a"],"buckets":["abc","**"],"access":["read-only"]}]}`, []string{"rules[0].buckets[1]", "all_buckets"}},
+		{"???* without all_buckets", `{"rules":[{"principals":["a"],"buckets":["???*"],"access":["read-only"]}]}`, []string{"rules[0].buckets[0]", "all_buckets"}},
+		{"all_buckets without a match-all pattern", `{"rules":[{"principals":["a"],"buckets":["team-*"],"all_buckets":true,"access":["read-only"]}]}`, []string{"rules[0].all_buckets"}},
 		{"trailing bracket", `{"rules":[]}]`, []string{"invalid JSON"}},
 	}
 	for _, c := range cases {
@@ -156,8 +161,11 @@ func TestParseAccepts(t *testing.T) {
 	for _, doc := range []string{
 		`{"rules":[]}`,
 		`{}`,
-		"  {\"rules\":[{\"principals\":[\"*\"],\"buckets\":[\"*\"],\"access\":[\"read-only\",\"write-only\",\"read-write\",\"full\"]}]}\n\n",
-		`{"rules":[{"principals":["arn:aws:iam::1:role/x"],"buckets":["site-??.example.com","*"],"access":["full"]}]}`,
+		"  {\"rules\":[{\"principals\":[\"*\"],\"buckets\":[\"*\"],\"all_buckets\":true,\"access\":[\"read-only\",\"write-only\",\"read-write\",\"full\"]}]}\n\n",
+		`{"rules":[{"principals":["arn:aws:iam::1:role/x"],"buckets":["site-??.example.com","*"],"all_buckets":true,"access":["full"]}]}`,
+		// Patterns of only wildcards that cannot match a 3-character name
+		// do not reach every bucket.
+		`{"rules":[{"principals":["a"],"buckets":["????*","?"],"access":["full"]}]}`,
 	} {
 		if _, err := authz.Parse(strings.NewReader(doc)); err != nil {
 			t.Errorf("Parse(%s): %v", doc, err)

@@ -72,7 +72,7 @@ func FuzzDecodeCreate(f *testing.F) {
 		}
 		groups := map[string]bool{}
 		for _, g := range req.Grants {
-			doc, err := policy.Document(g)
+			doc, err := policy.Document("aws", g)
 			if err != nil {
 				t.Fatalf("valid grant %+v has no policy: %v", g, err)
 			}

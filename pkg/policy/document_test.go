@@ -36,7 +36,7 @@ func TestDocumentGolden(t *testing.T) {
 	for _, level := range policy.Levels {
 		for _, p := range goldenPrefixes {
 			t.Run(string(level)+"/"+p.name, func(t *testing.T) {
-				doc, err := policy.Document(policy.Grant{Bucket: goldenBucket, Access: level, Prefix: p.prefix})
+				doc, err := policy.Document("aws", policy.Grant{Bucket: goldenBucket, Access: level, Prefix: p.prefix})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -67,22 +67,92 @@ func TestDocumentGolden(t *testing.T) {
 	}
 }
 
-// TestFullWholeBucketIsTheHandMadePolicy pins the one policy keyvend must
-// reproduce byte for byte: s3:* on the bucket and its objects.
-func TestFullWholeBucketIsTheHandMadePolicy(t *testing.T) {
-	doc, err := policy.Document(policy.Grant{Bucket: "B", Access: policy.Full})
-	if err != nil {
-		t.Fatal(err)
+// TestFullNeverAdministersTheBucket: full is every action on the objects
+// and reading the bucket's configuration, never an action that changes the
+// bucket itself: a bucket policy, ACL or public access block written by a
+// vended key would outlive the user. (Before, full was s3:* on the bucket.)
+func TestFullNeverAdministersTheBucket(t *testing.T) {
+	admin := []string{
+		"s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:PutBucketAcl", "s3:PutBucketPublicAccessBlock",
+		"s3:PutBucketOwnershipControls", "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration",
+		"s3:PutReplicationConfiguration", "s3:PutBucketNotification", "s3:PutInventoryConfiguration",
+		"s3:PutBucketLogging", "s3:PutBucketVersioning", "s3:PutEncryptionConfiguration", "s3:PutBucketCORS",
+		"s3:PutBucketWebsite", "s3:PutBucketTagging", "s3:DeleteBucket", "s3:CreateBucket",
 	}
-	const want = `{"Version":"2012-10-17","Statement":[{"Sid":"Full","Effect":"Allow","Action":"s3:*","Resource":["arn:aws:s3:::B","arn:aws:s3:::B/*"]}]}`
-	if doc != want {
-		t.Errorf("full, no prefix:\n got: %s\nwant: %s", doc, want)
+	reads := []string{"s3:GetBucketPolicy", "s3:GetBucketAcl", "s3:GetBucketVersioning", "s3:GetLifecycleConfiguration",
+		"s3:GetReplicationConfiguration", "s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketVersions"}
+	for _, prefix := range []string{"", "deploy/"} {
+		g := policy.Grant{Bucket: "b.example.com", Access: policy.Full, Prefix: prefix}
+		doc, err := policy.Document("aws", g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := parseDoc(t, doc)
+		bucketActions := map[string]bool{}
+		for _, s := range p.Statement {
+			for _, r := range s.Resource {
+				if r == "arn:aws:s3:::b.example.com" {
+					for _, a := range actionList(t, s.Action) {
+						bucketActions[a] = true
+					}
+				}
+			}
+		}
+		for _, a := range admin {
+			for pat := range bucketActions {
+				if globMatch(strings.ToLower(pat), strings.ToLower(a)) {
+					t.Errorf("full (prefix %q): %s on the bucket is allowed by %s", prefix, a, pat)
+				}
+			}
+			// and the boundary's deny list covers it
+			covered := false
+			for _, pat := range policy.BucketAdminActions {
+				covered = covered || globMatch(strings.ToLower(pat), strings.ToLower(a))
+			}
+			if !covered {
+				t.Errorf("BucketAdminActions does not cover %s", a)
+			}
+		}
+		for _, a := range reads {
+			ok := false
+			for pat := range bucketActions {
+				ok = ok || globMatch(strings.ToLower(pat), strings.ToLower(a))
+			}
+			if !ok {
+				t.Errorf("full (prefix %q): cannot %s", prefix, a)
+			}
+			for _, pat := range policy.BucketAdminActions {
+				if globMatch(strings.ToLower(pat), strings.ToLower(a)) {
+					t.Errorf("BucketAdminActions pattern %s denies the read %s that full grants", pat, a)
+				}
+			}
+		}
+	}
+}
+
+// globMatch is IAM's action glob: '*' any run, '?' one character.
+func globMatch(p, s string) bool {
+	if p == "" {
+		return s == ""
+	}
+	switch p[0] {
+	case '*':
+		for i := 0; i <= len(s); i++ {
+			if globMatch(p[1:], s[i:]) {
+				return true
+			}
+		}
+		return false
+	case '?':
+		return s != "" && globMatch(p[1:], s[1:])
+	default:
+		return s != "" && s[0] == p[0] && globMatch(p[1:], s[1:])
 	}
 }
 
 func TestDocumentUnknownAccess(t *testing.T) {
 	for _, a := range []policy.Access{"", "admin", "READ-ONLY", "readonly"} {
-		if doc, err := policy.Document(policy.Grant{Bucket: "b.example.com", Access: a}); err == nil {
+		if doc, err := policy.Document("aws", policy.Grant{Bucket: "b.example.com", Access: a}); err == nil {
 			t.Errorf("Document(access %q) = %s, want an error", a, doc)
 		}
 	}
@@ -152,7 +222,7 @@ func TestDocumentInvariants(t *testing.T) {
 				if errs := g.Validate(); errs != nil {
 					t.Fatalf("test grant %+v is invalid: %v", g, errs)
 				}
-				doc, err := policy.Document(g)
+				doc, err := policy.Document("aws", g)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -196,7 +266,7 @@ func TestDocumentInvariants(t *testing.T) {
 							t.Errorf("%+v: resource %q is neither %q nor %q", g, r, bucketARN, objectsARN)
 						}
 					}
-					if slices.Contains(acts, "s3:ListBucket") && prefix != "" {
+					if slices.Contains(acts, "s3:ListBucket") && prefix != "" { // and the other List actions of the statement
 						want := map[string]map[string][]string{"StringLike": {"s3:prefix": {prefix + "*"}}}
 						b1, _ := json.Marshal(s.Condition)
 						b2, _ := json.Marshal(want)
@@ -204,8 +274,8 @@ func TestDocumentInvariants(t *testing.T) {
 							t.Errorf("%+v: listing is not limited to the prefix: condition %s", g, b1)
 						}
 					}
-					if slices.Contains(acts, "s3:*") && prefix != "" && !slices.Equal(s.Resource, []string{objectsARN}) {
-						t.Errorf("%+v: s3:* with a prefix reaches %v, want only %s", g, s.Resource, objectsARN)
+					if slices.Contains(acts, "s3:*") && !slices.Equal(s.Resource, []string{objectsARN}) {
+						t.Errorf("%+v: s3:* reaches %v, want only the objects %s", g, s.Resource, objectsARN)
 					}
 				}
 				switch level {
@@ -259,7 +329,7 @@ func TestPrefixCannotBreakOutOfItsString(t *testing.T) {
 	if errs := g.Validate(); errs != nil {
 		t.Fatalf("the prefix is a valid S3 key prefix, Validate says %v", errs)
 	}
-	doc, err := policy.Document(g)
+	doc, err := policy.Document("aws", g)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -15,7 +16,9 @@ import (
 // wildcard resource but the objects' trailing '*', within the inline size
 // limit), a group name IAM accepts, and a group that ParseGroup turns back
 // into the same grant. Validate names every problem it finds. Seeds:
-// testdata/fuzz/FuzzDocument.
+// testdata/fuzz/FuzzDocument. The grant is also merged with others into a
+// user document, which must keep the contract for all of them and parse
+// back to exactly them.
 func FuzzDocument(f *testing.F) {
 	f.Add("site.example.com", "read-write", "")
 	f.Add("assets.example.com", "write-only", "img/")
@@ -36,7 +39,7 @@ func FuzzDocument(f *testing.F) {
 		if len(errs) > 0 {
 			return // rejected: nothing is built from it
 		}
-		doc, err := policy.Document(g)
+		doc, err := policy.Document("aws", g)
 		if err != nil {
 			t.Fatalf("%+v is valid but has no policy: %v", g, err)
 		}
@@ -47,12 +50,31 @@ func FuzzDocument(f *testing.F) {
 		if len(name) > 128 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+=,.@_-") != "" {
 			t.Errorf("%+v: group name %q is not an IAM group name", g, name)
 		}
-		back, err := policy.ParseGroup(name, doc)
+		back, err := policy.ParseGroup("aws", name, doc)
 		if err != nil || back != g {
 			t.Errorf("%+v: ParseGroup(%s) = %+v, %v", g, name, back, err)
 		}
 		if !utf8.ValidString(doc) {
 			t.Errorf("%+v: policy is not UTF-8", g)
+		}
+		// Merged with grants on the same and another bucket (grant mode
+		// "policy"): the user document keeps the contract for all of them
+		// and reads back as exactly them.
+		gs := []policy.Grant{g, {Bucket: g.Bucket, Access: policy.ReadOnly, Prefix: "other/"}, {Bucket: "fuzz.example.com", Access: policy.Full, Prefix: g.Prefix}}
+		if gs[1] == g {
+			gs = gs[1:]
+		}
+		udoc, err := policy.UserDocument("aws-us-gov", gs)
+		if err != nil {
+			t.Fatalf("%+v: %v", gs, err)
+		}
+		if err := policytest.CheckUserDocument("aws-us-gov", gs, udoc, 1<<20); err != nil {
+			t.Fatalf("%+v: %v\npolicy: %s", gs, err, udoc)
+		}
+		got, exact, err := policy.ParseUserDocument("aws-us-gov", udoc)
+		policy.SortGrants(gs)
+		if err != nil || !exact || !slices.Equal(got, gs) {
+			t.Errorf("ParseUserDocument(UserDocument(%+v)) = %+v, exact %v, %v", gs, got, exact, err)
 		}
 	})
 }

@@ -1,6 +1,8 @@
 // Package policy owns what a grant is: its access levels, its validation
-// against the S3 and IAM rules, the inline policy document of the group
-// that carries it, and that group's deterministic name.
+// against the S3 and IAM rules, the policy documents that carry grants (one
+// user policy holding all of a user's grants, or one group policy per
+// grant), their inverses, and a grant group's deterministic name. It is
+// pure: no AWS calls.
 package policy
 
 import (
@@ -42,8 +44,9 @@ type Grant struct {
 	Prefix string `json:"prefix"`
 }
 
-// GroupPath is the IAM path of every group and user keyvend creates.
-const GroupPath = "/keyvend/"
+// sizingPartition is the longest partition name: sizes checked with it
+// hold in every partition.
+const sizingPartition = "aws-us-gov"
 
 // MaxPrefixLen bounds a grant's prefix. S3 keys may be 1,024 bytes; the
 // bound keeps the prefix, which appears several times in the policy, well
@@ -75,11 +78,11 @@ func (g Grant) Validate() []FieldError {
 	if len(errs) > 0 {
 		return errs
 	}
-	doc, err := Document(g)
+	doc, err := Document(sizingPartition, g)
 	if err != nil {
 		return []FieldError{{"prefix", err.Error()}}
 	}
-	if n := len(doc); n > MaxGroupInlineBytes {
+	if n := Chars(doc); n > MaxGroupInlineBytes {
 		errs = append(errs, FieldError{"prefix", fmt.Sprintf("the group policy would be %d characters, over IAM's group inline limit of %d", n, MaxGroupInlineBytes)})
 	}
 	return errs
@@ -172,5 +175,10 @@ func GroupName(g Grant) string {
 	return name
 }
 
-// InlinePolicyName is the name of the inline policy on every keyvend group.
+// InlinePolicyName is the name of the inline policy on every keyvend group
+// (grant mode "group").
 const InlinePolicyName = "keyvend-grant"
+
+// UserPolicyName is the name of the inline policy that holds all of a
+// user's grants (grant mode "policy").
+const UserPolicyName = "keyvend-grants"

@@ -82,7 +82,7 @@ func TestParseGroupRoundTrip(t *testing.T) {
 				t.Fatalf("test grant %+v is invalid: %v", g, errs)
 			}
 			name := policy.GroupName(g)
-			doc, err := policy.Document(g)
+			doc, err := policy.Document("aws", g)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +93,7 @@ func TestParseGroupRoundTrip(t *testing.T) {
 				"path-escaped":  url.PathEscape(doc),
 			}
 			for enc, d := range encodings {
-				got, err := policy.ParseGroup(name, d)
+				got, err := policy.ParseGroup("aws", name, d)
 				if err != nil {
 					t.Errorf("ParseGroup(%s, %s policy of %+v): %v", name, enc, g, err)
 					continue
@@ -104,7 +104,7 @@ func TestParseGroupRoundTrip(t *testing.T) {
 			}
 			if prefix == "" {
 				// A group without a prefix is recognised from its name alone.
-				got, err := policy.ParseGroup(name, "")
+				got, err := policy.ParseGroup("aws", name, "")
 				if err != nil || got != g {
 					t.Errorf("ParseGroup(%s, \"\") = %+v, %v; want %+v", name, got, err, g)
 				}
@@ -115,9 +115,9 @@ func TestParseGroupRoundTrip(t *testing.T) {
 
 func TestParseGroupRejects(t *testing.T) {
 	g := policy.Grant{Bucket: "b.example.com", Access: policy.ReadWrite, Prefix: "deploy/site/"}
-	doc, _ := policy.Document(g)
-	other, _ := policy.Document(policy.Grant{Bucket: "b.example.com", Access: policy.ReadWrite, Prefix: "deploy/other/"})
-	otherBucket, _ := policy.Document(policy.Grant{Bucket: "c.example.com", Access: policy.ReadWrite, Prefix: "deploy/site/"})
+	doc, _ := policy.Document("aws", g)
+	other, _ := policy.Document("aws", policy.Grant{Bucket: "b.example.com", Access: policy.ReadWrite, Prefix: "deploy/other/"})
+	otherBucket, _ := policy.Document("aws", policy.Grant{Bucket: "c.example.com", Access: policy.ReadWrite, Prefix: "deploy/site/"})
 	name := policy.GroupName(g)
 	cases := []struct{ what, name, doc string }{
 		{"not a keyvend group", "admins", doc},
@@ -133,7 +133,7 @@ func TestParseGroupRejects(t *testing.T) {
 		{"hash of a different prefix", "keyvend_read-write_b.example.com_0000000000000000", doc},
 	}
 	for _, c := range cases {
-		if got, err := policy.ParseGroup(c.name, c.doc); err == nil {
+		if got, err := policy.ParseGroup("aws", c.name, c.doc); err == nil {
 			t.Errorf("%s: ParseGroup(%q) = %+v, want an error", c.what, c.name, got)
 		}
 	}
@@ -267,11 +267,11 @@ func TestPolicySizeLimit(t *testing.T) {
 			if errs := g.Validate(); errs != nil {
 				t.Fatalf("largest grant %s/%q: Validate = %v, want valid", level, c, errs)
 			}
-			doc, err := policy.Document(g)
+			doc, err := policy.Document("aws", g)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(doc) > policy.MaxGroupInlineBytes {
+			if policy.Chars(doc) > policy.MaxGroupInlineBytes {
 				t.Errorf("%s with a %d-character %q prefix: policy is %d characters, over %d but Validate accepted it",
 					level, policy.MaxPrefixLen, c, len(doc), policy.MaxGroupInlineBytes)
 			}

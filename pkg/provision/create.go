@@ -65,10 +65,10 @@ type desiredGroup struct {
 	grant policy.Grant
 }
 
-func desiredGroups(grants []policy.Grant) ([]desiredGroup, error) {
+func desiredGroups(partition string, grants []policy.Grant) ([]desiredGroup, error) {
 	out := make([]desiredGroup, 0, len(grants))
 	for _, g := range grants {
-		doc, err := policy.Document(g)
+		doc, err := policy.Document(partition, g)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +106,7 @@ func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error)
 		return nil, err
 	}
 	in.expiresAt, in.expiryCapped = expiry, capped
-	want, err := desiredGroups(req.Grants)
+	want, err := desiredGroups(s.partition, req.Grants)
 	if err != nil {
 		return nil, err
 	}

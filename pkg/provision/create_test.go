@@ -60,7 +60,7 @@ func TestCreateLeavesExactlyTheSpecifiedState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := policy.Document(grant)
+	want, _ := policy.Document("aws", grant)
 	got, _ := url.PathUnescape(aws.ToString(pol.PolicyDocument))
 	if !jsonEqual(t, got, want) {
 		t.Errorf("group policy = %s, want %s", got, want)

@@ -117,7 +117,7 @@ func (s *Service) groupGrants(ctx context.Context, groups map[string]iamtypes.Gr
 		go func() {
 			defer wg.Done()
 			doc := ""
-			if g, err := policy.ParseGroup(n, ""); err == nil {
+			if g, err := policy.ParseGroup(s.partition, n, ""); err == nil {
 				mu.Lock()
 				refs = append(refs, GroupRef{Name: n, ARN: aws.ToString(groups[n].Arn), Grant: g})
 				mu.Unlock()
@@ -132,7 +132,7 @@ func (s *Service) groupGrants(ctx context.Context, groups map[string]iamtypes.Gr
 				return
 			}
 			doc = aws.ToString(out.PolicyDocument)
-			g, err := policy.ParseGroup(n, doc)
+			g, err := policy.ParseGroup(s.partition, n, doc)
 			if err != nil {
 				s.log.WarnContext(ctx, "group does not carry a keyvend grant", "group", n, "error", err)
 				return

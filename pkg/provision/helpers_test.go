@@ -193,7 +193,7 @@ func (e *env) assertComplete(t *testing.T, res *provision.Result, user string, g
 		if p := aws.ToString(gg.Group.Path); p != "/keyvend/" {
 			t.Errorf("group %s path = %s", name, p)
 		}
-		wantDoc, _ := policy.Document(g)
+		wantDoc, _ := policy.Document("aws", g)
 		if got := e.groupPolicy(t, name); !jsonEqual(t, got, wantDoc) {
 			t.Errorf("policy of group %s = %s, want %s", name, got, wantDoc)
 		}
@@ -237,7 +237,7 @@ func (e *env) makeGroup(t *testing.T, g policy.Grant, path string) string {
 	if _, err := e.iam.CreateGroup(ctx(), &iam.CreateGroupInput{GroupName: &name, Path: &path}); err != nil {
 		t.Fatal(err)
 	}
-	doc, _ := policy.Document(g)
+	doc, _ := policy.Document("aws", g)
 	if _, err := e.iam.PutGroupPolicy(ctx(), &iam.PutGroupPolicyInput{GroupName: &name, PolicyName: aws.String(policy.InlinePolicyName), PolicyDocument: &doc}); err != nil {
 		t.Fatal(err)
 	}

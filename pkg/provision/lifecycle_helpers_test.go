@@ -193,8 +193,8 @@ func mustGroup(t *testing.T, c *iam.Client, name, path string) {
 	if err != nil && apiCode(err) != "EntityAlreadyExists" {
 		t.Fatalf("create group %s: %v", name, err)
 	}
-	if g, perr := policy.ParseGroup(name, ""); perr == nil {
-		doc, _ := policy.Document(g)
+	if g, perr := policy.ParseGroup("aws", name, ""); perr == nil {
+		doc, _ := policy.Document("aws", g)
 		if _, err := c.PutGroupPolicy(ctx(), &iam.PutGroupPolicyInput{GroupName: &name, PolicyName: aws.String(policy.InlinePolicyName), PolicyDocument: &doc}); err != nil {
 			t.Fatal(err)
 		}

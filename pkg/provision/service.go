@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/policy"
 )
 
 // IAM is the part of the IAM API keyvend uses.
@@ -90,6 +91,8 @@ type Service struct {
 	cfg   Settings
 	log   *slog.Logger
 	locks keyedMutex
+	// partition is the boundary ARN's: every ARN keyvend writes names it.
+	partition string
 }
 
 // New returns a Service. rules nil means deny all; log nil means slog.Default.
@@ -121,7 +124,7 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	var problems []string
 	if cfg.BoundaryARN == "" {
 		problems = append(problems, "a permissions boundary ARN is required (KEYVEND_BOUNDARY_ARN)")
-	} else if !strings.HasPrefix(cfg.BoundaryARN, "arn:") || !strings.Contains(cfg.BoundaryARN, ":policy/") {
+	} else if policy.PartitionOf(cfg.BoundaryARN) == "" || !strings.Contains(cfg.BoundaryARN, ":policy/") {
 		problems = append(problems, fmt.Sprintf("boundary %q is not an IAM policy ARN", cfg.BoundaryARN))
 	}
 	if !strings.HasPrefix(cfg.UserPath, "/") || !strings.HasSuffix(cfg.UserPath, "/") || len(cfg.UserPath) < 3 {
@@ -136,7 +139,7 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	if len(problems) > 0 {
 		return nil, errors.New("provision settings: " + strings.Join(problems, "; "))
 	}
-	return &Service{iam: iamClient, sm: sm, rules: rules, cfg: cfg, log: log}, nil
+	return &Service{iam: iamClient, sm: sm, rules: rules, cfg: cfg, log: log, partition: policy.PartitionOf(cfg.BoundaryARN)}, nil
 }
 
 // SecretName is the name of the secret that holds user's access key.

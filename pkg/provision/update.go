@@ -39,7 +39,7 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateInput) (d *Descript
 	if err := s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.Create, in.Grants); err != nil {
 		return nil, &Error{Kind: KindForbidden, Detail: err.Error()}
 	}
-	want, err := desiredGroups(in.Grants)
+	want, err := desiredGroups(s.partition, in.Grants)
 	if err != nil {
 		return nil, err
 	}

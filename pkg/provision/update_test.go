@@ -78,7 +78,7 @@ func wantGrants(t *testing.T, e *lcEnv, user string, grants []policy.Grant) {
 			t.Fatalf("policy of %s: %v", name, err)
 		}
 		doc, _ := url.PathUnescape(aws.ToString(pol.PolicyDocument))
-		want, _ := policy.Document(g)
+		want, _ := policy.Document("aws", g)
 		if !jsonEqual(t, doc, want) {
 			t.Errorf("policy of %s = %s, want %s", name, doc, want)
 		}

@@ -1,5 +1,5 @@
 // Package policytest states, independently of pkg/policy's builders, what
-// every inline policy keyvend generates must satisfy. The fuzz targets of
+// every policy keyvend generates must satisfy. The fuzz targets of
 // pkg/policy and pkg/httpapi check each generated policy against it.
 package policytest
 
@@ -15,7 +15,8 @@ import (
 )
 
 // Actions each access level may be granted on its objects
-// (arn:aws:s3:::bucket/prefix*). full may have s3:* instead.
+// (arn:<partition>:s3:::bucket/prefix*). full has s3:* instead: every
+// action on those objects, and only on them.
 var objectActions = map[policy.Access][]string{
 	policy.ReadOnly:  {"s3:GetObject"},
 	policy.WriteOnly: {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
@@ -23,10 +24,15 @@ var objectActions = map[policy.Access][]string{
 	policy.Full:      {"s3:*"},
 }
 
-// bucketActions are what any level may do on the bucket itself; full
-// without a prefix has s3:* on the bucket too (the hand-made policy it
-// replaces).
-var bucketActions = []string{"s3:GetBucketLocation", "s3:ListBucket"}
+// bucketActions are the actions each level may have on the bucket itself:
+// none of them changes the bucket. Listing (s3:List…) is limited to the
+// grant's prefix when it has one.
+var bucketActions = map[policy.Access][]string{
+	policy.ReadOnly:  {"s3:GetBucketLocation", "s3:ListBucket"},
+	policy.WriteOnly: {"s3:GetBucketLocation"},
+	policy.ReadWrite: {"s3:GetBucketLocation", "s3:ListBucket"},
+	policy.Full:      {"s3:GetBucket*", "s3:Get*Configuration", "s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"},
+}
 
 type statement struct {
 	Sid          string                         `json:"Sid"`
@@ -61,20 +67,28 @@ func stringOrList(raw json.RawMessage) ([]string, error) {
 	return many, nil
 }
 
-// CheckDocument returns every way doc, the inline policy generated for
-// g, breaks keyvend's contract, or nil:
+// CheckDocument is CheckUserDocument for the group policy of one grant,
+// in partition aws, against a group's inline limit.
+func CheckDocument(g policy.Grant, doc string) error {
+	return CheckUserDocument("aws", []policy.Grant{g}, doc, policy.MaxGroupInlineBytes)
+}
+
+// CheckUserDocument returns every way doc, the policy generated for
+// grants, breaks keyvend's contract, or nil:
 //
 //   - it is a JSON policy of IAM's characters (tab, LF, CR, U+0020–U+00FF)
-//     that fits a group's inline limit (policy.MaxGroupInlineBytes, white
-//     space not counted);
-//   - every statement is an Allow with Action and Resource only;
-//   - it grants nothing outside g's bucket: every resource is exactly the
-//     bucket's ARN or the ARN of its objects under g's prefix;
+//     of at most limit characters (white space not counted);
+//   - every statement is an Allow with Action and Resource only (and a
+//     listing prefix condition), with a unique Sid;
+//   - it grants nothing outside the grants' buckets: every resource is
+//     exactly a granted bucket's ARN, or the ARN of its objects under a
+//     grant's prefix, in partition;
 //   - no resource holds a wildcard or a policy variable but the object
 //     ARN's one trailing '*';
-//   - the actions are those of g's access level (s3:* only for full), and
-//     listing a prefixed grant is limited to its prefix.
-func CheckDocument(g policy.Grant, doc string) error {
+//   - the actions on each resource are those of a grant's access level
+//     there (s3:* only on a full grant's objects), no action changes a
+//     bucket, and listing a prefixed grant is limited to its prefix.
+func CheckUserDocument(partition string, grants []policy.Grant, doc string, limit int) error {
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	for i, r := range doc {
@@ -89,8 +103,8 @@ func CheckDocument(g policy.Grant, doc string) error {
 			size++
 		}
 	}
-	if size > policy.MaxGroupInlineBytes {
-		bad("%d characters: over the group inline limit of %d", size, policy.MaxGroupInlineBytes)
+	if size > limit {
+		bad("%d characters: over the inline limit of %d", size, limit)
 	}
 	dec := json.NewDecoder(bytes.NewReader([]byte(doc)))
 	dec.DisallowUnknownFields()
@@ -104,10 +118,21 @@ func CheckDocument(g policy.Grant, doc string) error {
 	if len(d.Statement) == 0 {
 		bad("no statement")
 	}
-	bucketARN := "arn:aws:s3:::" + g.Bucket
-	objectsARN := bucketARN + "/" + g.Prefix + "*"
+	arnPrefix := "arn:" + partition + ":s3:::"
+	// Who may do what where: per resource, the grants that reach it.
+	onBucket := map[string][]policy.Grant{}
+	onObjects := map[string][]policy.Grant{}
+	for _, g := range grants {
+		onBucket[arnPrefix+g.Bucket] = append(onBucket[arnPrefix+g.Bucket], g)
+		onObjects[arnPrefix+g.Bucket+"/"+g.Prefix+"*"] = append(onObjects[arnPrefix+g.Bucket+"/"+g.Prefix+"*"], g)
+	}
+	sids := map[string]bool{}
 	for i, s := range d.Statement {
 		at := fmt.Sprintf("Statement[%d] (%s)", i, s.Sid)
+		if s.Sid == "" || sids[s.Sid] {
+			bad("%s: missing or duplicate Sid", at)
+		}
+		sids[s.Sid] = true
 		if s.Effect != "Allow" {
 			bad("%s: Effect %q", at, s.Effect)
 		}
@@ -122,52 +147,44 @@ func CheckDocument(g policy.Grant, doc string) error {
 		if err != nil || len(resources) == 0 {
 			bad("%s: Resource: %v", at, err)
 		}
-		onBucket, onObjects := false, false
+		var prefixCond []string
+		if s.Condition != nil {
+			prefixCond = s.Condition["StringLike"]["s3:prefix"]
+			if len(s.Condition) != 1 || len(s.Condition["StringLike"]) != 1 || len(prefixCond) != 1 || !strings.HasSuffix(prefixCond[0], "*") {
+				bad("%s: unexpected condition %v", at, s.Condition)
+				prefixCond = nil
+			}
+		}
 		for _, r := range resources {
-			switch r {
-			case bucketARN:
-				onBucket = true
-				if strings.ContainsAny(r, "*?") || strings.Contains(r, "${") {
-					bad("%s: bucket resource %q has a wildcard or variable", at, r)
+			if strings.Contains(r, "${") {
+				bad("%s: resource %q has a policy variable", at, r)
+			}
+			switch {
+			case onBucket[r] != nil:
+				for _, a := range actions {
+					if !bucketActionAllowed(onBucket[r], a, s.Condition != nil, prefixCond) {
+						bad("%s: %s on bucket %s: no grant allows it there (listing of a prefixed grant must be limited to its prefix)", at, a, r)
+					}
 				}
-			case objectsARN:
-				onObjects = true
-				body := strings.TrimSuffix(r, "*")
-				if strings.ContainsAny(body, "*?") || strings.Contains(r, "${") {
-					bad("%s: object resource %q has a wildcard or variable besides its trailing '*'", at, r)
+			case onObjects[r] != nil:
+				if strings.ContainsAny(strings.TrimSuffix(r, "*"), "*?") {
+					bad("%s: object resource %q has a wildcard besides its trailing '*'", at, r)
+				}
+				if s.Condition != nil {
+					bad("%s: condition on object actions", at)
+				}
+				for _, a := range actions {
+					ok := false
+					for _, g := range onObjects[r] {
+						ok = ok || slices.Contains(objectActions[g.Access], a)
+					}
+					if !ok {
+						bad("%s: object action %q on %s: no grant's level allows it", at, a, r)
+					}
 				}
 			default:
-				bad("%s: resource %q is neither %s nor %s: outside the grant", at, r, bucketARN, objectsARN)
+				bad("%s: resource %q is neither a granted bucket nor a grant's objects: outside the grants", at, r)
 			}
-		}
-		for _, a := range actions {
-			switch {
-			case !strings.HasPrefix(a, "s3:"):
-				bad("%s: action %q is not S3", at, a)
-			case a == "s3:*" && g.Access != policy.Full:
-				bad("%s: s3:* for %s", at, g.Access)
-			case a == "s3:*":
-				if onBucket && g.Prefix != "" {
-					bad("%s: s3:* on the whole bucket for a prefixed grant", at)
-				}
-			case strings.ContainsAny(a, "*?"):
-				bad("%s: wildcard action %q", at, a)
-			case onObjects && !slices.Contains(objectActions[g.Access], a):
-				bad("%s: object action %q not in %s", at, a, g.Access)
-			case onBucket && !slices.Contains(bucketActions, a):
-				bad("%s: bucket action %q", at, a)
-			case onBucket && a == "s3:ListBucket" && g.Access == policy.WriteOnly:
-				bad("%s: write-only may not list", at)
-			}
-			if a == "s3:ListBucket" && g.Prefix != "" {
-				want := map[string]map[string][]string{"StringLike": {"s3:prefix": {g.Prefix + "*"}}}
-				if !equalCondition(s.Condition, want) {
-					bad("%s: listing a prefixed grant is not limited to %q: %v", at, g.Prefix+"*", s.Condition)
-				}
-			}
-		}
-		if s.Condition != nil && !slices.Contains(actions, "s3:ListBucket") {
-			bad("%s: unexpected condition %v", at, s.Condition)
 		}
 	}
 	if len(problems) > 0 {
@@ -176,19 +193,23 @@ func CheckDocument(g policy.Grant, doc string) error {
 	return nil
 }
 
-func equalCondition(a, b map[string]map[string][]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for op, kv := range b {
-		if len(a[op]) != len(kv) {
-			return false
+// bucketActionAllowed reports whether one of gs (the grants on a bucket)
+// allows action a on the bucket: listing under the condition given
+// (prefixCond: the s3:prefix the statement limits listing to, if any).
+func bucketActionAllowed(gs []policy.Grant, a string, hasCond bool, prefixCond []string) bool {
+	listing := strings.HasPrefix(a, "s3:List")
+	for _, g := range gs {
+		if !slices.Contains(bucketActions[g.Access], a) {
+			continue
 		}
-		for k, v := range kv {
-			if !slices.Equal(a[op][k], v) {
-				return false
-			}
+		switch {
+		case !listing && !hasCond:
+			return true
+		case listing && g.Prefix == "" && !hasCond:
+			return true
+		case listing && g.Prefix != "" && len(prefixCond) == 1 && prefixCond[0] == g.Prefix+"*":
+			return true
 		}
 	}
-	return true
+	return false
 }
