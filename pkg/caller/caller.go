@@ -14,16 +14,29 @@ import (
 
 // Principal is an authenticated caller.
 type Principal struct {
-	// ID is what rules match and what keyvend records as requester: an IAM
-	// ARN, with assumed-role sessions normalised to their role's ARN.
+	// ID is what rules match: an IAM ARN, with assumed-role sessions
+	// normalised to their role's ARN, "jwt:<subject>", "slack:<team>/<user>".
 	ID string
-	// Raw is the identity as the authorizer reported it (for the logs).
+	// Raw is the identity exactly as the authorizer reported it: for an
+	// assumed role, the session (arn:aws:sts::1:assumed-role/deployer/alice).
 	Raw string
 	// Groups are the JWT caller's groups; rules match them as jwt-group:NAME.
 	Groups []string
 	// Channel is the chat channel a Slack caller acts from ("" for every
 	// other caller); rules with channels match only callers in them.
 	Channel string
+}
+
+// Requester is who keyvend records as the requester of what p creates,
+// and compares with a user's requester to decide ownership: the identity
+// exactly as authenticated, an assumed-role session included, so people
+// who share a role (an SSO permission set) do not own each other's users.
+// Rules still match the role (ID).
+func (p Principal) Requester() string {
+	if p.Raw != "" {
+		return p.Raw
+	}
+	return p.ID
 }
 
 // Names returns every name rules may match for p: its ID, then
