@@ -151,10 +151,11 @@ func TestServeChatops(t *testing.T) {
 	if len(posts) != 1 || !strings.Contains(posts[0], "keyvend/users/"+user) || !strings.Contains(posts[0], "credential_process") {
 		t.Fatalf("posted to the response_url: %v", posts)
 	}
-	// The user is the API's too: the local caller may not describe it (it
-	// is slack:T0KEYVEND/U0ALICE's), which shows it exists.
+	// The user is the API's too, and it is slack:T0KEYVEND/U0ALICE's: the
+	// local caller, whom no rule lets describe it, is told it does not
+	// exist, as for any user it may not see.
 	resp, err = http.Get(base + "/v1/users/" + user)
-	if err != nil || resp.StatusCode != http.StatusForbidden {
+	if err != nil || resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET the Slack-made user as the local caller: %v %v", err, resp)
 	}
 }

@@ -8,12 +8,15 @@ import (
 )
 
 // allowsAction reports whether the rule lets its principals perform a.
+// Every action on existing users (list, rotate, update, delete,
+// force-delete) also allows describing them: who may act on a user may see
+// it.
 func (r Rule) allowsAction(a Action) bool {
 	if len(r.Actions) == 0 {
 		return a == Create
 	}
 	for _, x := range r.Actions {
-		if x == a || (x == List && a == Describe) {
+		if x == a || (a == Describe && x != Create) {
 			return true
 		}
 	}

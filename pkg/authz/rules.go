@@ -45,7 +45,8 @@ type Rule struct {
 // Action is something a rule can allow.
 type Action string
 
-// The actions. List also allows describe.
+// The actions. Every action on existing users (all but create) also
+// allows describe.
 const (
 	Create      Action = "create"
 	Describe    Action = "describe"

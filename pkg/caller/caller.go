@@ -17,9 +17,12 @@ type Principal struct {
 	// ID is what rules match: an IAM ARN, with assumed-role sessions
 	// normalised to their role's ARN, "jwt:<subject>", "slack:<team>/<user>".
 	ID string
-	// Raw is the identity exactly as the authorizer reported it: for an
-	// assumed role, the session (arn:aws:sts::1:assumed-role/deployer/alice).
+	// Raw is the identity as the authorizer reported it, for the logs.
 	Raw string
+	// Session is the exact identity when ID names something broader: for
+	// an assumed role, the session (arn:aws:sts::1:assumed-role/deployer/alice)
+	// whose role ID names. "" when ID is exact.
+	Session string
 	// Groups are the JWT caller's groups; rules match them as jwt-group:NAME.
 	Groups []string
 	// Channel is the chat channel a Slack caller acts from ("" for every
@@ -33,8 +36,8 @@ type Principal struct {
 // who share a role (an SSO permission set) do not own each other's users.
 // Rules still match the role (ID).
 func (p Principal) Requester() string {
-	if p.Raw != "" {
-		return p.Raw
+	if p.Session != "" {
+		return p.Session
 	}
 	return p.ID
 }
@@ -87,7 +90,11 @@ func (a APIGateway) Principal(r *http.Request) (Principal, error) {
 		if err != nil {
 			return Principal{}, err
 		}
-		return Principal{ID: id, Raw: raw}, nil
+		p := Principal{ID: id, Raw: raw}
+		if id != raw {
+			p.Session = raw
+		}
+		return p, nil
 	case az.JWT != nil && az.IAM == nil && len(az.Lambda) == 0:
 		claim := a.PrincipalClaim
 		if claim == "" {

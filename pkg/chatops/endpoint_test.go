@@ -161,9 +161,12 @@ func TestRefusesWhatTheRulesDoNotAllow(t *testing.T) {
 		{"full access nobody may vend", e.cmd(`provision ` + fresh + ` site.example.com:full`), "Not allowed", "forbidden"},
 		{"a bucket outside the rules", e.cmd(`provision ` + fresh + ` prod.example.org:ro`), "Not allowed", "forbidden"},
 		{"invalid values", e.cmd(`provision ` + fresh + ` Not_A_Bucket:ro --expires soon`), "not valid", "invalid"},
-		{"rotate in a channel without a rotate rule", mallory(random(e.cmd(`rotate ` + existing))), "Not allowed", "forbidden"},
+		// Who may not see a user (no rule on its grants here) is told it
+		// does not exist; who may see it but not act is not allowed.
+		// Neither answer names the user's bucket or access.
+		{"rotate in a channel without a rotate rule", mallory(random(e.cmd(`rotate ` + existing))), "Not found", "not-found"},
 		{"delete of another user's user", mallory(e.cmd(`delete ` + existing)), "Not allowed", "forbidden"},
-		{"status of another user's user outside the list channel", mallory(random(e.cmd(`status ` + existing))), "Not allowed", "forbidden"},
+		{"status of another user's user outside the list channel", mallory(random(e.cmd(`status ` + existing))), "Not found", "not-found"},
 		{"status of no such user", e.cmd(`status ` + awstest.Name("nobody")), "Not found", "not-found"},
 	}
 	for _, c := range cases {
@@ -173,6 +176,9 @@ func TestRefusesWhatTheRulesDoNotAllow(t *testing.T) {
 			rep := e.send(t, signedRequest(c.cmd.body()))
 			if rep.Status != http.StatusOK || rep.ResponseType != "ephemeral" || !strings.Contains(rep.Text, c.want) {
 				t.Errorf("answer %d %s, want an ephemeral %q", rep.Status, rep.raw, c.want)
+			}
+			if strings.Contains(c.cmd.text, existing) && !strings.HasPrefix(c.cmd.text, "provision") && (strings.Contains(rep.Text, "site.example.com") || strings.Contains(rep.Text, "read-write")) {
+				t.Errorf("the refusal names %s's grant: %s", existing, rep.Text)
 			}
 			if w := e.calls.Writes(); len(w) != 0 {
 				t.Errorf("AWS writes (SQS included): %v", w)

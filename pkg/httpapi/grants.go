@@ -10,7 +10,9 @@ import (
 
 // grantsRequest is the body of PUT /v1/users/{name}/grants.
 type grantsRequest struct {
-	Grants []policy.Grant `json:"grants"`
+	Grants    []policy.Grant `json:"grants"`
+	ExpiresIn string         `json:"expires_in,omitempty"`
+	ExpiresAt string         `json:"expires_at,omitempty"`
 }
 
 // updateGrants serves PUT /v1/users/{name}/grants: the user's new grants,
@@ -22,7 +24,10 @@ func (a *api) updateGrants(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, _ := caller.FromContext(r.Context())
-	d, err := a.svc.UpdateGrants(r.Context(), provision.UpdateInput{Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Grants: req.Grants})
+	d, err := a.svc.UpdateGrants(r.Context(), provision.UpdateInput{
+		Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Grants: req.Grants,
+		Lifetime: provision.Lifetime{ExpiresIn: req.ExpiresIn, ExpiresAt: req.ExpiresAt},
+	})
 	if err != nil {
 		writeProblem(w, r, problemFor(r.Context(), a.log, err))
 		return

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/httpapi"
+	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -107,14 +109,16 @@ func (e *lambdaEnv) forget(t *testing.T, user string) {
 				_, _ = e.iam.RemoveUserFromGroup(ctx, &iam.RemoveUserFromGroupInput{UserName: &user, GroupName: g.GroupName})
 			}
 		}
+		_, _ = e.iam.DeleteUserPolicy(ctx, &iam.DeleteUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName)})
 		_, _ = e.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &user})
 		_, _ = e.sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String("keyvend/users/" + user), ForceDeleteWithoutRecovery: aws.Bool(true)})
 	})
 }
 
 // created checks a 201 answer to a POST fixture and that the user it names
-// exists in moto, under /keyvend/, in the grant's group, with its key in
-// its secret, tagged with requester and the API Gateway request id.
+// exists in moto, under /keyvend/, holding the grant of group (grant mode
+// policy: in its user policy), with its key in its secret, tagged with
+// requester and the API Gateway request id.
 func (e *lambdaEnv) created(t *testing.T, fixture string, ev events.APIGatewayV2HTTPRequest, resp events.APIGatewayV2HTTPResponse, user, group, requester string) {
 	t.Helper()
 	if resp.StatusCode != http.StatusCreated {
@@ -130,8 +134,12 @@ func (e *lambdaEnv) created(t *testing.T, fixture string, ev events.APIGatewayV2
 	if err := json.Unmarshal([]byte(resp.Body), &res); err != nil {
 		t.Fatalf("%s: body %q: %v", fixture, resp.Body, err)
 	}
-	if res.User != user || len(res.Groups) != 1 || res.Groups[0].Name != group || !strings.Contains(res.CredentialProcess, res.SecretARN) {
-		t.Fatalf("%s: answer %s: want user %s in group %s with a credential_process for its secret", fixture, resp.Body, user, group)
+	grant, err := policy.ParseGroup("aws", group, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.User != user || res.GrantMode != "policy" || len(res.Groups) != 0 || len(res.Grants) != 1 || res.Grants[0] != grant || !strings.Contains(res.CredentialProcess, res.SecretARN) {
+		t.Fatalf("%s: answer %s: want user %s with %v in its user policy, a credential_process for its secret", fixture, resp.Body, user, grant)
 	}
 
 	ctx := context.Background()
@@ -152,12 +160,13 @@ func (e *lambdaEnv) created(t *testing.T, fixture string, ev events.APIGatewayV2
 			t.Errorf("%s: tag %s = %q, want %q (all tags: %v)", fixture, k, tags[k], want, tags)
 		}
 	}
-	groups, err := e.iam.ListGroupsForUser(ctx, &iam.ListGroupsForUserInput{UserName: &user})
+	pol, err := e.iam.GetUserPolicy(ctx, &iam.GetUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName)})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: user policy of %s: %v", fixture, user, err)
 	}
-	if len(groups.Groups) != 1 || aws.ToString(groups.Groups[0].GroupName) != group {
-		t.Errorf("%s: user %s is in groups %v, want [%s]", fixture, user, groups.Groups, group)
+	userDoc, _ := url.PathUnescape(aws.ToString(pol.PolicyDocument))
+	if want, _ := policy.UserDocument("aws", []policy.Grant{grant}); userDoc != want {
+		t.Errorf("%s: user policy %s, want %s", fixture, userDoc, want)
 	}
 	secret, err := e.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(res.SecretARN)})
 	if err != nil {
@@ -239,12 +248,15 @@ func TestLambdaAPIGatewayEvents(t *testing.T) {
 		e.created(t, "create_user_base64.json", ev, resp, "lambda-alice-ro", "keyvend_read-only_assets.example.com", alice)
 	})
 
-	t.Run("assumed-role session is recorded as its role", func(t *testing.T) {
+	// Rules match the role (the fixture's rules name it); the requester
+	// recorded is the session, so people sharing the role do not own each
+	// other's users (encoded losslessly: '=' escapes in the tag value).
+	t.Run("assumed-role session is recorded as the session", func(t *testing.T) {
 		ev, resp := e.invoke(t, "create_user_assumed_role.json")
 		if arn := ev.RequestContext.Authorizer.IAM.UserARN; arn != "arn:aws:sts::123456789012:assumed-role/deployer/alice" {
 			t.Fatalf("fixture userArn %q", arn)
 		}
-		e.created(t, "create_user_assumed_role.json", ev, resp, "lambda-deployer-rw", "keyvend_read-write_site.example.com", "arn:aws:iam::123456789012:role/deployer")
+		e.created(t, "create_user_assumed_role.json", ev, resp, "lambda-deployer-rw", "keyvend_read-write_site.example.com", "arn:aws:sts::123456789012:assumed-role/deployer/alice")
 	})
 
 	t.Run("no authorizer is 401", func(t *testing.T) {

@@ -34,6 +34,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
+	grantmode "github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -221,6 +222,7 @@ type exchange struct {
 	body         string // or this raw body
 	contentType  string // of body ("" for none)
 	anonymous    bool   // send without a caller identity
+	groupMode    bool   // send to the API in grant mode group
 	setup        func(t *testing.T, e *exampleEnv)
 	status       int
 	response     string // the documented example the answer must match; "" for none
@@ -300,7 +302,7 @@ func TestOpenAPIExamples(t *testing.T) {
 			if _, err := e.iam.CreateGroup(context.Background(), &iam.CreateGroupInput{GroupName: &name, Path: aws.String("/")}); err != nil {
 				t.Fatal(err)
 			}
-		}, body: `{"grants":[{"bucket":"conflict.example.com","access":"read-only"}]}`, contentType: jsonCT, status: 409, response: "conflict"},
+		}, body: `{"grants":[{"bucket":"conflict.example.com","access":"read-only"}]}`, contentType: jsonCT, status: 409, response: "conflict", groupMode: true},
 		{name: "describe, role lacks a permission", method: "GET", path: user, setup: fail("GetUser", &smithy.GenericAPIError{Code: "AccessDenied", Message: "not authorized to perform iam:GetUser"}), status: 500, response: "internal"},
 		{name: "describe, AWS fails", method: "GET", path: user, setup: fail("GetUser", &smithy.GenericAPIError{Code: "ServiceFailure", Message: "injected"}), status: 502, response: "aws-error"},
 		{name: "describe, AWS throttles", method: "GET", path: user, setup: fail("GetUser", &smithy.GenericAPIError{Code: "Throttling", Message: "Rate exceeded"}), status: 503, response: "throttled"},
@@ -379,8 +381,11 @@ func TestOpenAPIExamples(t *testing.T) {
 				body = strings.NewReader(x.body)
 			}
 			h := e.h
-			if x.anonymous {
+			switch {
+			case x.anonymous:
 				h = e.anon
+			case x.groupMode:
+				h = e.groups
 			}
 			w := send(h, x.method, target, contentType, body)
 
@@ -482,9 +487,11 @@ func TestOpenAPIExamples(t *testing.T) {
 // exampleEnv is the real handler over a real service on a moto of its own,
 // with the demo rules and local-dev as the caller, as `keyvend serve` runs.
 type exampleEnv struct {
-	h, anon http.Handler
-	iam     *iam.Client
-	faults  *awsFaults
+	// h is the API in the default grant mode (policy); groups is the same
+	// API in grant mode group, for the errors only that mode has.
+	h, anon, groups http.Handler
+	iam             *iam.Client
+	faults          *awsFaults
 }
 
 func newExampleEnv(t *testing.T) *exampleEnv {
@@ -507,6 +514,12 @@ func newExampleEnv(t *testing.T) *exampleEnv {
 	}
 	e.h = httpapi.New(svc, caller.Static{ARN: localDev}, discard)
 	e.anon = httpapi.New(svc, caller.Static{}, discard)
+	groupSvc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
+		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region, GrantMode: grantmode.Group}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.groups = httpapi.New(groupSvc, caller.Static{ARN: localDev}, discard)
 	return e
 }
 

@@ -219,8 +219,13 @@ func badCases() []badCase {
 		validation("zero grants", validReq().with("grants", []any{}).String(), "grants"),
 		validation("grants null", validReq().with("grants", nil).String(), "grants"),
 		validation("grants missing", validReq().without("grants").String(), "grants"),
-		validation("11 grants", validReq().with("grants", grants(11, func(i int) map[string]any {
+		validation("51 grants", validReq().with("grants", grants(51, func(i int) map[string]any {
 			return map[string]any{"bucket": fmt.Sprintf("site-%d.example.com", i), "access": "read-only"}
+		})).String(), "grants"),
+		// grant mode policy: all grants in one user policy of at most
+		// IAM's 2,048 characters
+		validation("grants over the user policy limit", validReq().with("grants", grants(6, func(i int) map[string]any {
+			return map[string]any{"bucket": fmt.Sprintf("site-%d.example.com", i), "access": "read-only", "prefix": strings.Repeat("p", 200) + "/"}
 		})).String(), "grants"),
 		validation("duplicate grants", validReq().with("grants", grants(2, func(int) map[string]any {
 			return map[string]any{"bucket": "site.example.com", "access": "read-only", "prefix": "a/"}
@@ -443,7 +448,7 @@ func TestCreateValidRequest(t *testing.T) {
 	if res.User != user || res.AccessKeyID == "" || !slices.Equal(res.Grants, []policy.Grant{g}) {
 		t.Errorf("result = %+v", res)
 	}
-	for _, op := range []string{"CreateUser", "CreateAccessKey", "AddUserToGroup"} {
+	for _, op := range []string{"CreateUser", "CreateAccessKey", "PutUserPolicy"} {
 		if e.calls.Count(op) == 0 {
 			t.Errorf("the recorder saw no %s: calls %v", op, e.calls.Calls())
 		}

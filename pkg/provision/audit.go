@@ -10,8 +10,9 @@ import (
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
-// audit logs one JSON line for a change: who, what, to whom, the outcome
-// and how long it took. It never logs a secret: grants and ids only.
+// audit logs one JSON line for a change: who (principal, as rules match
+// it; requester, exactly as authenticated: an assumed-role session), what,
+// to whom, the outcome and how long it took. It never logs a secret: grants and ids only.
 // Call it deferred, with a pointer to the method's named error result.
 func (s *Service) audit(ctx context.Context, start time.Time, action string, p caller.Principal, requestID, user string, grants []policy.Grant, errp *error) {
 	result := "ok"
@@ -28,6 +29,7 @@ func (s *Service) audit(ctx context.Context, start time.Time, action string, p c
 		slog.String("action", action),
 		slog.String("request_id", requestID),
 		slog.String("principal", p.ID),
+		slog.String("requester", p.Requester()),
 		slog.String("user", user),
 		slog.Any("grants", gs),
 		slog.String("result", result),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
@@ -18,17 +19,47 @@ var ownerActions = map[authz.Action]bool{
 }
 
 // authorizeOnUser decides whether p may perform action on the managed user
-// u, which carries grants: its requester may (except force-delete, which
-// only a rule grants); anyone else needs a rule that allows the action on
-// every one of the user's grants.
-func (s *Service) authorizeOnUser(p caller.Principal, action authz.Action, u *iamtypes.User, grants []policy.Grant) error {
-	if p.ID != "" && ownerActions[action] && userTag(u, TagRequester) == tagValue(p.ID) {
+// u, which holds held:
+//
+//   - its requester may, exactly (owns), except force-delete, which only
+//     a rule grants;
+//   - anyone else needs a rule that allows the action on every one of the
+//     user's grants — and the grants must be intact: a user whose grants
+//     cannot all be read is its requester's alone (fail closed), never
+//     "a user with no grants", which any rule with the action would allow.
+//
+// A caller who may not even see the user — neither describe it nor
+// perform the action — is told it does not exist (KindNotFound), exactly
+// as for a user that does not; other refusals name the user and the
+// action, never its buckets or access levels.
+func (s *Service) authorizeOnUser(p caller.Principal, action authz.Action, u *iamtypes.User, held *grants.Held) error {
+	name := userName(u)
+	owner := owns(p, u)
+	if owner && ownerActions[action] {
 		return nil
 	}
-	if err := s.rules.DecideIn(p.Names(), p.Channel, action, grants); err != nil {
-		return &Error{Kind: KindForbidden, Detail: fmt.Sprintf("%s may not %s user %s: %v", orAnonymous(p.ID), action, userName(u), err)}
+	allowed := func(a authz.Action) bool {
+		return held != nil && held.Intact && s.rules.DecideIn(p.Names(), p.Channel, a, held.Grants) == nil
 	}
-	return nil
+	if allowed(action) {
+		return nil
+	}
+	if !owner && !allowed(authz.Describe) {
+		return notFound(name)
+	}
+	if action == authz.ForceDelete {
+		return forbidden("force=true needs a rule with the force-delete action on every grant of user %s", name)
+	}
+	return forbidden("%s may not %s user %s", orAnonymous(p.ID), action, name)
+}
+
+// mayList reports whether p sees u in a listing: its requester, or a rule
+// with the list action on every one of its (intact) grants.
+func (s *Service) mayList(p caller.Principal, u *iamtypes.User, held *grants.Held) bool {
+	if owns(p, u) {
+		return true
+	}
+	return held != nil && held.Intact && s.rules.DecideIn(p.Names(), p.Channel, authz.List, held.Grants) == nil
 }
 
 func orAnonymous(id string) string {
@@ -38,12 +69,28 @@ func orAnonymous(id string) string {
 	return id
 }
 
+// load is how every operation on one existing user starts: it checks the
+// name, reads the managed user and the parts of its state read names in
+// one round trip, and decides whether p may perform action on it. A user
+// that does not exist, that keyvend does not manage, or that p may not
+// describe is KindNotFound; nothing outside the user path is acted on past
+// this point. read must include the grants.
+func (s *Service) load(ctx context.Context, p caller.Principal, action authz.Action, name string, read stateParts) (*iamtypes.User, *userState, error) {
+	user, st, err := s.lookupManagedState(ctx, name, read)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.authorizeOnUser(p, action, user, st.held); err != nil {
+		return nil, nil, err
+	}
+	return user, st, nil
+}
+
 // lookupManaged returns the managed user name, or a KindNotFound error for
-// a user that does not exist or that keyvend does not manage. Nothing
-// outside the user path is ever acted on past this point.
+// a user that does not exist or that keyvend does not manage.
 func (s *Service) lookupManaged(ctx context.Context, name string) (*iamtypes.User, error) {
-	if msg := CheckUserName(name); msg != "" {
-		return nil, &Error{Kind: KindInvalid, Detail: "the user name is not valid", Fields: []policy.FieldError{{Field: "name", Detail: msg}}}
+	if err := checkName(name); err != nil {
+		return nil, err
 	}
 	got, err := s.iam.GetUser(ctx, &iam.GetUserInput{UserName: &name})
 	switch {
@@ -52,13 +99,10 @@ func (s *Service) lookupManaged(ctx context.Context, name string) (*iamtypes.Use
 	case err != nil:
 		return nil, wrapf(err, "read user %s", name)
 	}
-	if !s.managedUser(got.User) {
+	if !s.managedUser(got.User) || userName(got.User) != name {
+		// IAM matches names case-insensitively; keyvend's secret is named
+		// by the exact spelling, so insist on it.
 		return nil, notFound(name)
-	}
-	if actual := userName(got.User); actual != name {
-		// IAM matched case-insensitively; keyvend's secret is named by the
-		// exact spelling, so insist on it.
-		return nil, &Error{Kind: KindNotFound, Detail: fmt.Sprintf("no user %s is managed by keyvend (did you mean %s?)", name, actual)}
 	}
 	return got.User, nil
 }
@@ -68,8 +112,8 @@ func (s *Service) lookupManaged(ctx context.Context, name string) (*iamtypes.Use
 // user keyvend does not manage is never looked at (reading it may also
 // have been denied): its lookup error wins.
 func (s *Service) lookupManagedState(ctx context.Context, name string, read stateParts) (*iamtypes.User, *userState, error) {
-	if msg := CheckUserName(name); msg != "" {
-		return nil, nil, &Error{Kind: KindInvalid, Detail: "the user name is not valid", Fields: []policy.FieldError{{Field: "name", Detail: msg}}}
+	if err := checkName(name); err != nil {
+		return nil, nil, err
 	}
 	var (
 		st      *userState
@@ -85,10 +129,20 @@ func (s *Service) lookupManagedState(ctx context.Context, name string, read stat
 	switch {
 	case err != nil:
 		return nil, nil, err
+	case isCode(readErr, codeNoSuchEntity): // deleted between the reads
+		return nil, nil, notFound(name)
 	case readErr != nil:
 		return nil, nil, readErr
 	}
 	return user, st, nil
+}
+
+// checkName is the validation of a user name in a path.
+func checkName(name string) error {
+	if msg := CheckUserName(name); msg != "" {
+		return invalid("the user name is not valid", policy.FieldError{Field: "name", Detail: msg})
+	}
+	return nil
 }
 
 func userName(u *iamtypes.User) string {
@@ -96,4 +150,16 @@ func userName(u *iamtypes.User) string {
 		return ""
 	}
 	return *u.UserName
+}
+
+func notFound(name string) error {
+	return &Error{Kind: KindNotFound, Detail: fmt.Sprintf("no user %s is managed by keyvend", name)}
+}
+
+func forbidden(format string, args ...any) error {
+	return &Error{Kind: KindForbidden, Detail: fmt.Sprintf(format, args...)}
+}
+
+func invalid(detail string, fields ...policy.FieldError) error {
+	return &Error{Kind: KindInvalid, Detail: detail, Fields: fields}
 }

@@ -5,48 +5,71 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
-// TestAWSCallsPerProvision pins the AWS calls of one provision: with a new
-// group, with a group that already exists, and the replay of a complete
-// user. Every call is expected to succeed except the replay's CreateUser,
-// which is the cross-process claim and fails with EntityAlreadyExists.
+// TestAWSCallsPerProvision pins the AWS calls of one provision in each
+// grant mode: with a new group, with a group that already exists (group
+// mode), and the replay of a complete user. Every call is expected to
+// succeed except the replay's CreateUser, which is the cross-process claim
+// and fails with EntityAlreadyExists. Grant mode policy makes fewer calls
+// than grant mode group: no group to read, create or join.
 func TestAWSCallsPerProvision(t *testing.T) {
-	e := newEnv(t)
-	grant := rw(awstest.Name("calls") + ".example.com")
-	first, second := awstest.Name("calls-a"), awstest.Name("calls-b")
-
-	cases := []struct {
+	type want struct {
 		name string
-		user string
-		want []string
+		ops  []string
 		fail map[string]string // operation → expected error code
-	}{
-		{"new group", first, []string{"GetGroup", "CreateGroup", "PutGroupPolicy", "CreateUser", "AddUserToGroup", "CreateAccessKey", "CreateSecret"},
-			map[string]string{"GetGroup": "NoSuchEntity"}},
-		{"existing group", second, []string{"GetGroup", "PutGroupPolicy", "CreateUser", "AddUserToGroup", "CreateAccessKey", "CreateSecret"}, nil},
-		{"replay", second, []string{"GetGroup", "PutGroupPolicy", "CreateUser", "GetUser", "ListGroupsForUser", "ListAccessKeys", "GetSecretValue"},
-			map[string]string{"CreateUser": "EntityAlreadyExists"}},
 	}
-	for _, c := range cases {
-		e.calls.Reset()
-		res, err := e.svc.Create(ctx(), input(c.user, grant))
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		calls := e.calls.Calls()
-		t.Logf("%s: %d calls: %s", c.name, len(calls), opsLine(calls))
-		if got, want := sortedOps(calls), sorted(c.want...); !sameStrings(got, want) {
-			t.Errorf("%s: calls = %v, want %v", c.name, got, want)
-		}
-		for _, call := range calls {
-			if call.Code() != c.fail[call.Operation] {
-				t.Errorf("%s: %s ended with %q, want %q", c.name, call.Operation, call.Code(), c.fail[call.Operation])
+	replayReads := []string{"CreateUser", "GetUser", "ListGroupsForUser", "GetUserPolicy", "ListAccessKeys", "GetSecretValue"}
+	cases := map[grants.Mode][]want{
+		grants.Policy: {
+			{"new user", []string{"CreateUser", "CreateAccessKey", "PutUserPolicy", "CreateSecret"}, nil},
+			{"second user, same grant", []string{"CreateUser", "CreateAccessKey", "PutUserPolicy", "CreateSecret"}, nil},
+			{"replay", replayReads, map[string]string{"CreateUser": "EntityAlreadyExists", "GetUserPolicy": ""}},
+		},
+		grants.Group: {
+			{"new group", []string{"GetGroup", "CreateGroup", "PutGroupPolicy", "CreateUser", "AddUserToGroup", "CreateAccessKey", "CreateSecret"},
+				map[string]string{"GetGroup": "NoSuchEntity"}},
+			{"existing group", []string{"GetGroup", "PutGroupPolicy", "CreateUser", "AddUserToGroup", "CreateAccessKey", "CreateSecret"}, nil},
+			{"replay", append([]string{"GetGroup", "PutGroupPolicy"}, replayReads...),
+				map[string]string{"CreateUser": "EntityAlreadyExists", "GetUserPolicy": "NoSuchEntity"}},
+		},
+	}
+	firstCalls := map[grants.Mode]int{}
+	bothModes(t, func(t *testing.T, mode grants.Mode) {
+		e := newEnv(t, grantMode(mode))
+		grant := rw(awstest.Name("calls") + ".example.com")
+		users := []string{awstest.Name("calls-a"), awstest.Name("calls-b")}
+		for i, c := range cases[mode] {
+			user := users[min(i, 1)]
+			e.calls.Reset()
+			res, err := e.svc.Create(ctx(), input(user, grant))
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
 			}
+			calls := e.calls.Calls()
+			t.Logf("%s: %d calls: %s", c.name, len(calls), opsLine(calls))
+			if i == 0 {
+				firstCalls[mode] = len(calls)
+			}
+			if got, want := sortedOps(calls), sorted(c.ops...); !sameStrings(got, want) {
+				t.Errorf("%s: calls = %v, want %v", c.name, got, want)
+			}
+			for _, call := range calls {
+				if call.Code() != c.fail[call.Operation] {
+					t.Errorf("%s: %s ended with %q, want %q", c.name, call.Operation, call.Code(), c.fail[call.Operation])
+				}
+			}
+			if c.name == "replay" && res.Created {
+				t.Errorf("replay created a key")
+			}
+			e.assertComplete(t, res, user, grant)
 		}
-		e.assertComplete(t, res, c.user, grant)
+	})
+	if firstCalls[grants.Policy] >= firstCalls[grants.Group] {
+		t.Errorf("a provision in grant mode policy makes %d calls, in grant mode group %d: want fewer", firstCalls[grants.Policy], firstCalls[grants.Group])
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -43,10 +44,14 @@ func race(n int, in provision.Input, services ...*provision.Service) []outcome {
 // wins and creates the key; the others either see the complete user (the
 // same key) or are told the user is in progress. Never a second key.
 func TestConcurrentIdenticalRequestsAcrossInstances(t *testing.T) {
+	bothModes(t, testConcurrentIdenticalRequestsAcrossInstances)
+}
+
+func testConcurrentIdenticalRequestsAcrossInstances(t *testing.T, mode grants.Mode) {
 	envs := make([]*env, 4)
 	services := make([]*provision.Service, 4)
 	for i := range envs {
-		envs[i] = newEnv(t)
+		envs[i] = newEnv(t, grantMode(mode))
 		services[i] = envs[i].svc
 	}
 	e := envs[0]
@@ -105,7 +110,12 @@ func TestConcurrentIdenticalRequestsAcrossInstances(t *testing.T) {
 // lock serialises requests for one user, so all 20 succeed with the same
 // key and exactly one of them created it.
 func TestConcurrentIdenticalRequestsOneInstance(t *testing.T) {
-	e := newEnv(t)
+	bothModes(t, func(t *testing.T, mode grants.Mode) {
+		testConcurrentIdenticalRequestsOneInstance(t, newEnv(t, grantMode(mode)))
+	})
+}
+
+func testConcurrentIdenticalRequestsOneInstance(t *testing.T, e *env) {
 	user := awstest.Name("race1")
 	grant := rw(awstest.Name("race1") + ".example.com")
 	outs := race(20, input(user, grant), e.svc)
@@ -141,6 +151,10 @@ func TestConcurrentIdenticalRequestsOneInstance(t *testing.T) {
 // vanishes before its GetUser — not fail with an internal error. The
 // interleaving is forced with hooks and channels, not timing.
 func TestRequestDuringAnotherInstancesCompensation(t *testing.T) {
+	bothModes(t, testRequestDuringAnotherInstancesCompensation)
+}
+
+func testRequestDuringAnotherInstancesCompensation(t *testing.T, mode grants.Mode) {
 	aAtKey := make(chan struct{})    // A has created its key and waits
 	bReadUser := make(chan struct{}) // B has read the user and waits
 	aDone := make(chan struct{})     // A has compensated
@@ -149,13 +163,13 @@ func TestRequestDuringAnotherInstancesCompensation(t *testing.T) {
 			close(aAtKey)
 			<-bReadUser
 		})
-	})
+	}, grantMode(mode))
 	b := newEnvWith(t, func(cfg *aws.Config) {
 		awstest.AfterSuccess(cfg, "GetUser", func(context.Context) {
 			close(bReadUser)
 			<-aDone
 		})
-	})
+	}, grantMode(mode))
 	user := awstest.Name("vanish")
 	grant := rw(awstest.Name("vanish") + ".example.com")
 	a.faults.FailNth("CreateSecret", 1)
@@ -190,19 +204,21 @@ func TestRequestDuringAnotherInstancesCompensation(t *testing.T) {
 	b.assertComplete(t, res, user, grant)
 }
 
-// TestRequestWhileAnotherInstanceJoinsGroups: instance A has stored its
-// key (the user is complete) but not yet joined its group — memberships
-// run alongside the store. Instance B, asked for the same user, must
-// answer "in progress, retry", not "exists with different grants"; once A
-// is done, B's retry gets A's key. The interleaving is forced with hooks.
+// TestRequestWhileAnotherInstanceJoinsGroups (grant mode group): instance
+// A has stored its key (the user is complete) but not yet joined its group
+// — memberships run alongside the store. Instance B, asked for the same
+// user, must answer "in progress, retry", not "exists with different
+// grants"; once A is done, B's retry gets A's key. The interleaving is
+// forced with hooks. (In grant mode policy there is no such window: the
+// key is stored only once the user policy is in place.)
 func TestRequestWhileAnotherInstanceJoinsGroups(t *testing.T) {
 	stored := make(chan struct{}) // A's key is in the secret
 	bAnswered := make(chan struct{})
 	a := newEnvWith(t, func(cfg *aws.Config) {
 		awstest.AfterSuccess(cfg, "CreateSecret", func(context.Context) { close(stored) })
 		awstest.BeforeSend(cfg, "AddUserToGroup", func(context.Context) { <-bAnswered })
-	})
-	b := newEnv(t)
+	}, grantMode(grants.Group))
+	b := newEnv(t, grantMode(grants.Group))
 	user := awstest.Name("joining")
 	grant := rw(awstest.Name("joining") + ".example.com")
 

@@ -2,7 +2,6 @@ package provision_test
 
 import (
 	"encoding/json"
-	"net/url"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -10,12 +9,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
-	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
 func TestCreateLeavesExactlyTheSpecifiedState(t *testing.T) {
-	e := newEnv(t)
+	bothModes(t, func(t *testing.T, mode grants.Mode) { testCreateLeavesExactlyTheSpecifiedState(t, mode) })
+}
+
+func testCreateLeavesExactlyTheSpecifiedState(t *testing.T, mode grants.Mode) {
+	e := newEnv(t, grantMode(mode))
 	user := awstest.Name("deployer")
 	grant := rw(awstest.Name("site") + ".example.com")
 	res, err := e.svc.Create(ctx(), input(user, grant))
@@ -49,21 +52,9 @@ func TestCreateLeavesExactlyTheSpecifiedState(t *testing.T) {
 		t.Error("no created-at tag")
 	}
 
-	groups, err := e.iam.ListGroupsForUser(ctx(), &iam.ListGroupsForUserInput{UserName: &user})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(groups.Groups) != 1 || aws.ToString(groups.Groups[0].GroupName) != policy.GroupName(grant) || aws.ToString(groups.Groups[0].Path) != "/keyvend/" {
-		t.Fatalf("groups = %+v", groups.Groups)
-	}
-	pol, err := e.iam.GetGroupPolicy(ctx(), &iam.GetGroupPolicyInput{GroupName: groups.Groups[0].GroupName, PolicyName: aws.String(policy.InlinePolicyName)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := policy.Document("aws", grant)
-	got, _ := url.PathUnescape(aws.ToString(pol.PolicyDocument))
-	if !jsonEqual(t, got, want) {
-		t.Errorf("group policy = %s, want %s", got, want)
+	e.assertGrants(t, user, grant)
+	if res.GrantMode != mode {
+		t.Errorf("result grant_mode = %q, want %q", res.GrantMode, mode)
 	}
 
 	keys, err := e.iam.ListAccessKeys(ctx(), &iam.ListAccessKeysInput{UserName: &user})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
@@ -33,24 +34,27 @@ type userInventory struct {
 	groups   map[string]iamtypes.Group // every group, keyvend's or not
 	inline   []string
 	attached []string
+	// policyDoc is keyvend's user policy (nil: none), for the grants.
+	policyDoc *string
 	// secretOurs is false when a secret of the user's name exists without
-	// keyvend's tag: Delete leaves such a secret alone.
+	// keyvend's tags for this user: Delete leaves such a secret alone.
 	secretOurs bool
 }
 
 // Delete deprovisions the user in three round trips:
 //
-//  1. GetUser ‖ ListAccessKeys ‖ ListGroupsForUser ‖ ListUserPolicies ‖ ListAttachedUserPolicies ‖ DescribeSecret
+//  1. GetUser ‖ ListAccessKeys ‖ ListGroupsForUser ‖ ListUserPolicies ‖ ListAttachedUserPolicies ‖ GetUserPolicy ‖ DescribeSecret
+//     (‖ GetGroupPolicy of prefixed grant groups, for a user in grant mode group)
 //  2. DeleteAccessKey… ‖ RemoveUserFromGroup… ‖ DeleteUserPolicy… ‖ DetachUserPolicy… ‖ DeleteSecret
-//  3. DeleteUser
+//  3. DeleteUser ‖ grant groups left empty deleted (grant mode group)
 //
 // It works on half-made users too, and is safe to repeat until it
 // succeeds. A user outside the keyvend path, or without keyvend's tag, is
 // KindNotFound and nothing is touched.
 func (s *Service) Delete(ctx context.Context, in DeleteInput) (err error) {
 	start := time.Now()
-	var grants []policy.Grant
-	defer func() { s.audit(ctx, start, "delete", in.Principal, in.RequestID, in.User, grants, &err) }()
+	var audited []policy.Grant
+	defer func() { s.audit(ctx, start, "delete", in.Principal, in.RequestID, in.User, audited, &err) }()
 	if msg := CheckUserName(in.User); msg != "" {
 		return &Error{Kind: KindInvalid, Detail: "the user name is not valid", Fields: []policy.FieldError{{Field: "name", Detail: msg}}}
 	}
@@ -58,26 +62,33 @@ func (s *Service) Delete(ctx context.Context, in DeleteInput) (err error) {
 	if err != nil {
 		return err
 	}
-	keyvendGroups := map[string]iamtypes.Group{}
-	for n, g := range inv.groups {
-		if aws.ToString(g.Path) == s.cfg.UserPath {
-			keyvendGroups[n] = g
-		}
-	}
-	refs, err := s.groupGrants(ctx, keyvendGroups)
+	held, err := s.heldBy(ctx, in.User, inv)
 	if err != nil {
 		return err
 	}
-	grants = grantsOf(refs)
-	if err := s.authorizeOnUser(in.Principal, authz.Delete, inv.user, grants); err != nil {
+	audited = held.Grants
+	if err := s.authorizeOnUser(in.Principal, authz.Delete, inv.user, held); err != nil {
 		return err
 	}
 	if in.Force {
-		if err := s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.ForceDelete, grants); err != nil {
-			return &Error{Kind: KindForbidden, Detail: fmt.Sprintf("force=true needs a rule with the force-delete action: %v", err)}
+		if err := s.authorizeOnUser(in.Principal, authz.ForceDelete, inv.user, held); err != nil {
+			return err
 		}
 	}
 	return s.finishDelete(ctx, in.User, inv, in.Force)
+}
+
+// heldBy is what the inventoried user holds, from what round 1 read.
+func (s *Service) heldBy(ctx context.Context, name string, inv *userInventory) (*grants.Held, error) {
+	groups := make([]iamtypes.Group, 0, len(inv.groups))
+	for _, g := range inv.groups {
+		groups = append(groups, g)
+	}
+	held, err := s.grants.HeldFrom(ctx, name, inv.policyDoc, groups)
+	if err != nil {
+		return nil, wrapf(err, "read grants of user %s", name)
+	}
+	return held, nil
 }
 
 // deprovision deletes a managed user without an authorization check: for
@@ -98,6 +109,18 @@ func (s *Service) finishDelete(ctx context.Context, name string, inv *userInvent
 	if err := s.detach(ctx, name, inv, force); err != nil {
 		return err
 	}
+	var left []string
+	for n, g := range inv.groups {
+		if aws.ToString(g.Path) == s.cfg.UserPath {
+			left = append(left, n)
+		}
+	}
+	dropped := make(chan struct{})
+	go func() {
+		defer close(dropped)
+		s.grants.DropEmpty(context.WithoutCancel(ctx), left)
+	}()
+	defer func() { <-dropped }()
 	if _, err := s.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &name}); err != nil && !isCode(err, codeNoSuchEntity) {
 		if isCode(err, "DeleteConflict") {
 			return &Error{Kind: KindConflict, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s still has something attached: a key or group added by a concurrent request (retry), or something keyvend does not manage such as a login profile, MFA device, SSH key or certificate", name)}
@@ -112,9 +135,19 @@ func (s *Service) inventory(ctx context.Context, name string) (*userInventory, e
 	inv := &userInventory{groups: map[string]iamtypes.Group{}}
 	var (
 		wg   sync.WaitGroup
-		errs [6]error
+		errs [7]error
 	)
-	wg.Add(6)
+	wg.Add(7)
+	go func() {
+		defer wg.Done()
+		out, err := s.iam.GetUserPolicy(ctx, &iam.GetUserPolicyInput{UserName: &name, PolicyName: aws.String(policy.UserPolicyName)})
+		switch {
+		case err == nil:
+			inv.policyDoc = out.PolicyDocument
+		case !isCode(err, codeNoSuchEntity):
+			errs[6] = err
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		secret := s.SecretName(name)
@@ -123,7 +156,7 @@ func (s *Service) inventory(ctx context.Context, name string) (*userInventory, e
 		case isCode(err, codeResourceNotFound):
 			inv.secretOurs = true // nothing to delete; DeleteSecret will say so
 		case err == nil:
-			inv.secretOurs = secretManaged(out.Tags)
+			inv.secretOurs = secretManaged(out.Tags) && secretTag(out.Tags, TagUser) == name
 		default:
 			errs[5] = err
 		}
@@ -192,7 +225,7 @@ func (s *Service) inventory(ctx context.Context, name string) (*userInventory, e
 		// nothing outside keyvend's path is touched.
 		return nil, notFound(name)
 	}
-	for i, what := range []string{"", "list access keys", "list groups", "list inline policies", "list attached policies", "describe the secret"} {
+	for i, what := range []string{"", "list access keys", "list groups", "list inline policies", "list attached policies", "describe the secret", "read the grant policy"} {
 		if i > 0 && errs[i] != nil {
 			return nil, wrapf(errs[i], "%s of user %s", what, name)
 		}

@@ -1,6 +1,7 @@
 package provision_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -15,7 +17,10 @@ import (
 func alice() caller.Principal { return caller.Principal{ID: testCaller, Raw: testCaller} }
 
 func TestDescribe(t *testing.T) {
-	e := newEnv(t)
+	bothModes(t, func(t *testing.T, mode grants.Mode) { testDescribe(t, newEnv(t, grantMode(mode))) })
+}
+
+func testDescribe(t *testing.T, e *env) {
 	user := awstest.Name("describe")
 	plain := rw(awstest.Name("desc") + ".example.com")
 	prefixed := policy.Grant{Bucket: awstest.Name("desc") + ".example.com", Access: policy.ReadOnly, Prefix: "logs/app/"}
@@ -32,16 +37,26 @@ func TestDescribe(t *testing.T) {
 	if w := e.calls.Writes(); len(w) != 0 {
 		t.Errorf("Describe wrote: %s", opsLine(w))
 	}
-	// Only the prefixed group's grant needs its policy: the name of a
-	// prefixed group carries a hash of the prefix, not the prefix.
-	if n := e.calls.Count("GetGroupPolicy"); n != 1 {
-		t.Errorf("GetGroupPolicy called %d times, want 1", n)
+	// Grant mode policy reads the user policy; grant mode group reads only
+	// the prefixed group's policy: the name of a prefixed group carries a
+	// hash of the prefix, not the prefix.
+	wantReads := map[string]int{"GetUserPolicy": 1, "GetGroupPolicy": 0}
+	if e.mode == grants.Group {
+		wantReads["GetGroupPolicy"] = 1
+	}
+	for op, n := range wantReads {
+		if got := e.calls.Count(op); got != n {
+			t.Errorf("%s called %d times, want %d", op, got, n)
+		}
+	}
+	if d.GrantMode != e.mode || !d.GrantsIntact || d.Requester != testCaller {
+		t.Errorf("grant_mode %q intact %v requester %q, want %q, true, %s", d.GrantMode, d.GrantsIntact, d.Requester, e.mode, testCaller)
 	}
 	if d.User != user || d.UserARN != res.UserARN || d.Path != "/keyvend/" || !d.Complete || d.UserID == "" || d.CreatedAt.IsZero() {
 		t.Errorf("description = %+v", d)
 	}
 	wantGrants := map[string]policy.Grant{policy.GroupName(plain): plain, policy.GroupName(prefixed): prefixed}
-	if len(d.Grants) != 2 || len(d.Groups) != 2 {
+	if len(d.Grants) != 2 || len(d.Groups) != len(e.groupNames(plain, prefixed)) {
 		t.Fatalf("grants %v groups %v", d.Grants, d.Groups)
 	}
 	for _, g := range d.Grants {
@@ -85,10 +100,16 @@ func TestDescribe(t *testing.T) {
 		_, err := e.svc.Describe(ctx(), alice(), other)
 		wantKind(t, err, provision.KindNotFound)
 	})
-	t.Run("principal no rule allows", func(t *testing.T) {
+	t.Run("principal no rule allows: told it does not exist", func(t *testing.T) {
 		bob := caller.Principal{ID: "arn:aws:iam::123456789012:user/bob", Raw: "arn:aws:iam::123456789012:user/bob"}
 		_, err := e.svc.Describe(ctx(), bob, user)
-		wantKind(t, err, provision.KindForbidden)
+		pe := wantKind(t, err, provision.KindNotFound)
+		if _, unknown := e.svc.Describe(ctx(), bob, awstest.Name("nobody")); unknown == nil || pe.Detail != strings.Replace(unknown.Error(), "nobody", "", 1) && !strings.Contains(pe.Detail, user) {
+			t.Errorf("answer for a user bob may not see (%q) differs in kind from one for a user that does not exist (%v)", pe.Detail, unknown)
+		}
+		if strings.Contains(err.Error(), plain.Bucket) || strings.Contains(err.Error(), prefixed.Bucket) {
+			t.Errorf("refusal names the user's buckets: %v", err)
+		}
 	})
 	t.Run("invalid name", func(t *testing.T) {
 		e.calls.Reset()
@@ -103,14 +124,14 @@ func TestDescribe(t *testing.T) {
 // TestDescribeHalfMadeUser: a managed user without a secret is described
 // as incomplete, its stray key not in any secret.
 func TestDescribeHalfMadeUser(t *testing.T) {
-	e := newEnv(t)
+	bothModes(t, func(t *testing.T, mode grants.Mode) { testDescribeHalfMadeUser(t, newEnv(t, grantMode(mode))) })
+}
+
+func testDescribeHalfMadeUser(t *testing.T, e *env) {
 	user := awstest.Name("half")
 	grant := rw(awstest.Name("half") + ".example.com")
 	e.makeManagedUser(t, user)
-	group := e.makeGroup(t, grant, "/keyvend/")
-	if _, err := e.iam.AddUserToGroup(ctx(), &iam.AddUserToGroupInput{UserName: &user, GroupName: &group}); err != nil {
-		t.Fatal(err)
-	}
+	e.grant(t, user, grant)
 	key := e.handKey(t, user)
 	d, err := e.svc.Describe(ctx(), alice(), user)
 	if err != nil {

@@ -8,78 +8,153 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+
+	"github.com/keyvend/keyvend/pkg/grants"
+	"github.com/keyvend/keyvend/pkg/policy"
 )
 
 // inProgressRetry is the Retry-After for a user another request is creating.
 const inProgressRetry = 2 * time.Second
 
+// verdict is what a create request does with a user that already exists.
+type verdict int
+
+const (
+	// replay: the same user, complete: answer it (200), nothing created.
+	replay verdict = iota + 1
+	// putAgain: the same user, complete, but its user policy was changed
+	// outside keyvend: put the canonical policy again, then answer it.
+	putAgain
+	// inProgress: another request is making it (409 with Retry-After).
+	inProgress
+	// conflict: another user of that name (409).
+	conflict
+	// repairIt: a user a crashed request left half-made: complete it.
+	repairIt
+)
+
+// existingUser is what decide looks at.
+type existingUser struct {
+	complete bool           // its secret holds one of its keys
+	held     *grants.Held   // what it holds
+	want     []policy.Grant // what the request asks for
+	young    bool           // younger than RepairAfter: a request may still be making it
+	madeFor  bool           // its keyvend:grants tag fingerprints want: a request made it for these grants
+}
+
+// decide is the create request's verdict on an existing keyvend user. It
+// is pure (the table in docs/architecture.md):
+//
+//	complete, holds exactly want                         → replay
+//	complete, its policy names want but says more        → putAgain
+//	complete, young, made for want, holds part of want   → inProgress (still getting its grants)
+//	complete, anything else                              → conflict
+//	half-made, holds a grant outside want                → conflict
+//	half-made, young                                     → inProgress
+//	half-made, old                                       → repairIt
+func decide(e existingUser) verdict {
+	h := e.held
+	if e.complete {
+		switch {
+		case h.Same(e.want):
+			return replay
+		case h.Policy && !h.PolicyExact && h.GroupsIntact && len(h.Grants) > 0 && sameSet(h.Grants, e.want):
+			return putAgain
+		case e.young && e.madeFor && h.Within(e.want):
+			return inProgress
+		}
+		return conflict
+	}
+	switch {
+	case !h.Within(e.want):
+		return conflict
+	case e.young:
+		return inProgress
+	}
+	return repairIt
+}
+
+func sameSet(a, b []policy.Grant) bool {
+	h := grants.Held{Grants: a, Intact: true}
+	return h.Same(b)
+}
+
 // existing handles a create request whose CreateUser found the name taken:
-//   - not a keyvend user → 409;
-//   - complete with the same grants → the same key (200), nothing created;
-//   - complete with other grants → 409, unless it is young, was created for
-//     these grants (its keyvend:grants tag) and is in a subset of their
-//     groups: another request is still joining them (409 with Retry-After);
-//   - half-made and younger than RepairAfter → another request is probably
-//     creating it: 409 with Retry-After;
-//   - half-made and older → repair it (repair.go).
-func (s *Service) existing(ctx context.Context, in Input, groups []GroupRef) (*Result, error) {
+// a user keyvend does not manage (or spelled differently: IAM names are
+// case-insensitive) is a conflict; a keyvend user gets decide's verdict.
+func (s *Service) existing(ctx context.Context, in Input) (*Result, error) {
 	name := in.Request.User
+	user, st, err := s.readExisting(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	switch decide(s.view(in, user, st)) {
+	case replay:
+		return s.replayResult(in, user, st), nil
+	case putAgain:
+		if _, err := s.grants.Apply(ctx, name, in.Request.Grants, st.held); err != nil {
+			return nil, grantError(err)
+		}
+		s.log.WarnContext(ctx, "user policy had drifted from its grants; put it again", "user", name)
+		return s.replayResult(in, user, st), nil
+	case inProgress:
+		return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", name)}
+	case repairIt:
+		return s.repair(ctx, in, user)
+	}
+	return nil, conflictGrants(name)
+}
+
+// readExisting reads a user another request made, and all of its state, in
+// one round trip.
+func (s *Service) readExisting(ctx context.Context, name string) (*iamtypes.User, *userState, error) {
+	var (
+		st      *userState
+		readErr error
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		st, readErr = s.readState(ctx, name)
+	}()
 	got, err := s.iam.GetUser(ctx, &iam.GetUserInput{UserName: &name})
+	<-done
 	switch {
 	case isCode(err, codeNoSuchEntity): // deleted between our CreateUser and now
-		return nil, userChanging(name)
+		return nil, nil, userChanging(name)
 	case err != nil:
-		return nil, wrapf(err, "read existing user %s", name)
+		return nil, nil, wrapf(err, "read existing user %s", name)
 	}
 	user := got.User
 	if got := aws.ToString(user.UserName); got != name {
-		// IAM names are unique case-insensitively; the secret is named by the
-		// exact spelling, so a differently spelled request is not the same user.
-		return nil, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM user %s already exists (user names are case-insensitive)", got)}
+		// The secret is named by the exact spelling, so a differently
+		// spelled request is not the same user.
+		return nil, nil, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM user %s already exists (user names are case-insensitive)", got)}
 	}
 	if !s.managedUser(user) {
-		return nil, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM user %s already exists and is not managed by keyvend", name)}
+		return nil, nil, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM user %s already exists and is not managed by keyvend", name)}
 	}
-	st, err := s.readState(ctx, name)
 	switch {
-	case isCode(err, codeNoSuchEntity): // deleted since GetUser: another request's compensation
-		return nil, userChanging(name)
-	case err != nil:
-		return nil, err
+	case isCode(readErr, codeNoSuchEntity): // deleted since: another request's compensation
+		return nil, nil, userChanging(name)
+	case readErr != nil:
+		return nil, nil, readErr
 	}
-	if r, err, done := s.replay(in, user, st, groups); done {
-		return r, err
-	}
-	if !subset(st.groupSet(), groups) {
-		return nil, conflictGrants(name)
-	}
-	if age := s.cfg.Now().Sub(aws.ToTime(user.CreateDate)); age < s.cfg.RepairAfter {
-		return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", name)}
-	}
-	return s.repair(ctx, in, user, groups)
+	return user, st, nil
 }
 
-// replay answers for a complete user: the same key when the grants match,
-// 409 when they do not. done is false when the user is not complete.
-func (s *Service) replay(in Input, user *iamtypes.User, st *userState, groups []GroupRef) (r *Result, err error, done bool) {
-	if !st.complete() {
-		return nil, nil, false
+func (s *Service) view(in Input, user *iamtypes.User, st *userState) existingUser {
+	return existingUser{
+		complete: st.complete(),
+		held:     st.held,
+		want:     in.Request.Grants,
+		young:    s.cfg.Now().Sub(aws.ToTime(user.CreateDate)) < s.cfg.RepairAfter,
+		madeFor:  userTag(user, TagGrants) == grantsFingerprint(in.Request.Grants),
 	}
-	want := make(map[string]bool, len(groups))
-	for _, g := range groups {
-		want[g.Name] = true
-	}
-	if !sameSet(st.groupSet(), want) {
-		// The saga stores the key alongside the memberships: a young user
-		// created for these very grants, in fewer groups than they need,
-		// is another request's provision still joining them.
-		young := s.cfg.Now().Sub(aws.ToTime(user.CreateDate)) < s.cfg.RepairAfter
-		if young && subset(st.groupSet(), groups) && userTag(user, TagGrants) == grantsFingerprint(in.Request.Grants) {
-			return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", aws.ToString(user.UserName))}, true
-		}
-		return nil, conflictGrants(aws.ToString(user.UserName)), true
-	}
-	return s.result(user, in.Request.Grants, groups, st.secret.AccessKeyID, st.secret.ARN, false), nil, true
+}
+
+func (s *Service) replayResult(in Input, user *iamtypes.User, st *userState) *Result {
+	return s.result(user, in.Request.Grants, st.held.Groups, st.secret.AccessKeyID, st.secret.ARN, false)
 }
 
 // userChanging answers for a user that vanished while this request read
@@ -90,29 +165,4 @@ func userChanging(name string) error {
 
 func conflictGrants(name string) error {
 	return &Error{Kind: KindConflict, Detail: fmt.Sprintf("user %s already exists with different grants", name)}
-}
-
-func subset(have map[string]bool, groups []GroupRef) bool {
-	want := make(map[string]bool, len(groups))
-	for _, g := range groups {
-		want[g.Name] = true
-	}
-	for n := range have {
-		if !want[n] {
-			return false
-		}
-	}
-	return true
-}
-
-func sameSet(a, b map[string]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if !b[k] {
-			return false
-		}
-	}
-	return true
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -176,28 +177,7 @@ func (e *env) assertComplete(t *testing.T, res *provision.Result, user string, g
 			t.Errorf("result secret ARN %s, secret is %s", res.SecretARN, arn)
 		}
 	}
-	var want []string
-	for _, g := range grants {
-		want = append(want, policy.GroupName(g))
-	}
-	sort.Strings(want)
-	if got := e.groupsOf(t, user); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("groups of %s = %v, want %v", user, got, want)
-	}
-	for _, g := range grants {
-		name := policy.GroupName(g)
-		gg, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p := aws.ToString(gg.Group.Path); p != "/keyvend/" {
-			t.Errorf("group %s path = %s", name, p)
-		}
-		wantDoc, _ := policy.Document("aws", g)
-		if got := e.groupPolicy(t, name); !jsonEqual(t, got, wantDoc) {
-			t.Errorf("policy of group %s = %s, want %s", name, got, wantDoc)
-		}
-	}
+	e.assertGrants(t, user, grants...)
 }
 
 func tagOf(tags []iamtypes.Tag, key string) string {
@@ -334,6 +314,8 @@ func assertUndoneBeforeDeleteUser(t *testing.T, calls []awstest.Call) {
 	deleted, lastDelete := ok("DeleteAccessKey")
 	joined, _ := ok("AddUserToGroup")
 	removed, lastRemove := ok("RemoveUserFromGroup")
+	put, _ := ok("PutUserPolicy")
+	unput, lastUnput := ok("DeleteUserPolicy")
 	users, deleteUser := ok("DeleteUser")
 	if deleted < created {
 		t.Errorf("%d keys created, %d deleted: %s", created, deleted, opsLine(calls))
@@ -341,7 +323,109 @@ func assertUndoneBeforeDeleteUser(t *testing.T, calls []awstest.Call) {
 	if removed < joined {
 		t.Errorf("%d memberships added, %d removed: %s", joined, removed, opsLine(calls))
 	}
-	if users == 1 && (lastDelete > deleteUser || lastRemove > deleteUser) {
-		t.Errorf("user deleted before its keys or memberships: %s", opsLine(calls))
+	if put > 0 && unput == 0 {
+		t.Errorf("user policy put and not deleted: %s", opsLine(calls))
+	}
+	if users == 1 && (lastDelete > deleteUser || lastRemove > deleteUser || lastUnput > deleteUser) {
+		t.Errorf("user deleted before its keys, memberships or policy: %s", opsLine(calls))
 	}
 }
+
+// assertGrants checks that user holds exactly grants, the way the env's
+// grant mode carries them: in grant mode policy, exactly the canonical user
+// policy of grants and no keyvend group; in grant mode group, exactly
+// their groups, each under /keyvend/ with exactly its grant's policy, and
+// no user policy.
+func (e *env) assertGrants(t *testing.T, user string, grants ...policy.Grant) {
+	t.Helper()
+	doc, hasPolicy := e.userPolicy(t, user)
+	var keyvendGroups []string
+	for _, g := range e.groupsOf(t, user) {
+		if strings.HasPrefix(g, "keyvend_") {
+			keyvendGroups = append(keyvendGroups, g)
+		}
+	}
+	if e.mode != grantsGroup {
+		want, err := policy.UserDocument("aws", grants)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hasPolicy || doc != want {
+			t.Errorf("user policy of %s = %q (present %v), want %s", user, doc, hasPolicy, want)
+		}
+		if len(keyvendGroups) > 0 {
+			t.Errorf("user %s is in keyvend groups %v in grant mode policy", user, keyvendGroups)
+		}
+		return
+	}
+	if hasPolicy {
+		t.Errorf("user %s has a user policy in grant mode group: %s", user, doc)
+	}
+	var want []string
+	for _, g := range grants {
+		want = append(want, policy.GroupName(g))
+	}
+	sort.Strings(want)
+	if got := keyvendGroups; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("keyvend groups of %s = %v, want %v", user, got, want)
+	}
+	for _, g := range grants {
+		name := policy.GroupName(g)
+		gg, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := aws.ToString(gg.Group.Path); p != "/keyvend/" {
+			t.Errorf("group %s path = %s", name, p)
+		}
+		wantDoc, _ := policy.Document("aws", g)
+		if got := e.groupPolicy(t, name); !jsonEqual(t, got, wantDoc) {
+			t.Errorf("policy of group %s = %s, want %s", name, got, wantDoc)
+		}
+	}
+}
+
+// userPolicy returns user's keyvend user policy, URL-decoded; ok is false
+// when it has none.
+func (e *env) userPolicy(t *testing.T, user string) (doc string, ok bool) {
+	t.Helper()
+	out, err := e.iam.GetUserPolicy(ctx(), &iam.GetUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName)})
+	switch {
+	case awsCode(err) == "NoSuchEntity":
+		return "", false
+	case err != nil:
+		t.Fatal(err)
+	}
+	doc, err = url.PathUnescape(aws.ToString(out.PolicyDocument))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc, true
+}
+
+// grant gives the hand-made user grants the way the env's grant mode
+// carries them (the group of each grant is made when missing).
+func (e *env) grant(t *testing.T, user string, gs ...policy.Grant) {
+	t.Helper()
+	if e.mode != grantsGroup {
+		doc, err := policy.UserDocument("aws", gs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.iam.PutUserPolicy(ctx(), &iam.PutUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName), PolicyDocument: &doc}); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	for _, g := range gs {
+		name := policy.GroupName(g)
+		if _, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &name}); awsCode(err) == "NoSuchEntity" {
+			e.makeGroup(t, g, "/keyvend/")
+		}
+		if _, err := e.iam.AddUserToGroup(ctx(), &iam.AddUserToGroupInput{UserName: &user, GroupName: &name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+const grantsGroup = grants.Group

@@ -29,6 +29,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -69,7 +70,28 @@ func newLCEnv(t *testing.T, url, rulesJSON string, mutate ...func(*provision.Set
 	e.faults.Attach(&svcCfg)
 	e.cfg = svcCfg
 	e.svc = e.service(t, rulesJSON)
+	var settings provision.Settings
+	for _, m := range mutate {
+		m(&settings)
+	}
+	e.mode = settings.GrantMode
+	if e.mode == "" {
+		e.mode = grants.Policy
+	}
 	return e
+}
+
+// groupNames are the names of the grant groups of gs in grant mode group,
+// none in grant mode policy: the groups a user holding gs is in.
+func (e *env) groupNames(gs ...policy.Grant) []string {
+	if e.mode != grants.Group {
+		return nil
+	}
+	var out []string
+	for _, g := range gs {
+		out = append(out, policy.GroupName(g))
+	}
+	return out
 }
 
 // service returns another Service on e's instrumented clients, with other

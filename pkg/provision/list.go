@@ -1,8 +1,11 @@
 package provision
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -12,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
@@ -67,10 +69,18 @@ type KeyAge struct {
 // pageToken is where the next page starts: IAM's marker, and how many
 // users of the page IAM answers from there were already returned (IAM
 // itself never answers more than asked, but an endpoint that ignores
-// MaxItems, like moto, does; keyvend pages such answers itself).
+// MaxItems, like moto, does; keyvend pages such answers itself). F binds
+// it to the query it was issued for: another query's token is refused.
 type pageToken struct {
 	Marker string `json:"m,omitempty"`
 	Skip   int    `json:"s,omitempty"`
+	F      string `json:"f"`
+}
+
+// queryBinding identifies a query's filters and page size.
+func (in ListInput) queryBinding() string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%q %q %d", in.Bucket, in.Requester, in.Limit)))
+	return hex.EncodeToString(sum[:8])
 }
 
 func (t pageToken) encode() string {
@@ -78,14 +88,19 @@ func (t pageToken) encode() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeToken(tok string) (pageToken, error) {
+func decodeToken(tok string, in ListInput) (pageToken, error) {
 	var t pageToken
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err == nil {
-		err = json.Unmarshal(b, &t)
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&t)
 	}
-	if err != nil || t.Skip < 0 || (t.Marker == "" && t.Skip == 0) {
+	switch {
+	case err != nil || t.Skip < 0 || (t.Marker == "" && t.Skip == 0) || t.F == "":
 		return pageToken{}, fmt.Errorf("not a token from a previous page")
+	case t.F != in.queryBinding():
+		return pageToken{}, fmt.Errorf("a token from a page of another query: give the same bucket, requester and limit as the page it came from")
 	}
 	return t, nil
 }
@@ -107,7 +122,7 @@ func (s *Service) List(ctx context.Context, in ListInput) (*ListResult, error) {
 	}
 	var tok pageToken
 	if in.Next != "" {
-		t, err := decodeToken(in.Next)
+		t, err := decodeToken(in.Next, in)
 		if err != nil {
 			fields = append(fields, policy.FieldError{Field: "next", Detail: err.Error()})
 		}
@@ -121,7 +136,10 @@ func (s *Service) List(ctx context.Context, in ListInput) (*ListResult, error) {
 		in2.Marker = &tok.Marker
 	}
 	page, err := s.iam.ListUsers(ctx, in2)
-	if err != nil {
+	switch {
+	case tok.Marker != "" && isCode(err, "InvalidInput", "ValidationError"):
+		return nil, invalid("the query is not valid", policy.FieldError{Field: "next", Detail: "not a token from a previous page"})
+	case err != nil:
 		return nil, wrapf(err, "list users under %s", s.cfg.UserPath)
 	}
 	res := &ListResult{Users: []UserSummary{}}
@@ -129,9 +147,9 @@ func (s *Service) List(ctx context.Context, in ListInput) (*ListResult, error) {
 	switch {
 	case len(users) > in.Limit:
 		users = users[:in.Limit]
-		res.Next = pageToken{Marker: tok.Marker, Skip: tok.Skip + in.Limit}.encode()
+		res.Next = pageToken{Marker: tok.Marker, Skip: tok.Skip + in.Limit, F: in.queryBinding()}.encode()
 	case page.IsTruncated:
-		res.Next = pageToken{Marker: aws.ToString(page.Marker)}.encode()
+		res.Next = pageToken{Marker: aws.ToString(page.Marker), F: in.queryBinding()}.encode()
 	}
 	summaries := make([]*UserSummary, len(users))
 	errs := make([]error, len(users))
@@ -186,7 +204,7 @@ func (s *Service) summarize(ctx context.Context, in ListInput, u iamtypes.User) 
 	}()
 	go func() {
 		defer wg.Done()
-		st, sErr = s.readIAMState(ctx, name)
+		st, sErr = s.readUserState(ctx, name, iamState)
 	}()
 	wg.Wait()
 	if isCode(tErr, codeNoSuchEntity) || isCode(sErr, codeNoSuchEntity) {
@@ -202,25 +220,23 @@ func (s *Service) summarize(ctx context.Context, in ListInput, u iamtypes.User) 
 	if !s.managedUser(&u) {
 		return nil, nil
 	}
-	requester := userTag(&u, TagRequester)
-	if in.Requester != "" && requester != tagValue(in.Requester) {
+	requester := requesterOf(&u)
+	if in.Requester != "" && requester != in.Requester {
 		return nil, nil
 	}
-	groups, err := s.groupGrants(ctx, st.groups)
-	if err != nil {
-		return nil, err
-	}
-	grants := grantsOf(groups)
-	if in.Bucket != "" && !hasBucket(grants, in.Bucket) {
+	if in.Bucket != "" && !hasBucket(st.held.Grants, in.Bucket) {
 		return nil, nil
 	}
-	if s.authorizeOnUser(in.Principal, authz.List, &u, grants) != nil {
+	if !s.mayList(in.Principal, &u, st.held) {
 		return nil, nil
 	}
 	now := s.cfg.Now()
 	sum := &UserSummary{
 		User: name, UserARN: aws.ToString(u.Arn), Requester: requester, Reason: userTag(&u, TagReason),
-		CreatedAt: aws.ToTime(u.CreateDate), ExpiresAt: expiryOf(tags), Grants: grants, AccessKeys: []KeyAge{},
+		CreatedAt: aws.ToTime(u.CreateDate), ExpiresAt: expiryOf(tags), Grants: st.held.Grants, AccessKeys: []KeyAge{},
+	}
+	if sum.Grants == nil {
+		sum.Grants = []policy.Grant{}
 	}
 	for _, k := range st.keys {
 		created := aws.ToTime(k.CreateDate)

@@ -14,6 +14,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -36,6 +37,21 @@ type env struct {
 	calls  *awstest.Recorder
 	faults *awstest.Faults
 	cfg    aws.Config
+	// mode is the service's grant mode (policy unless a test says group).
+	mode grants.Mode
+}
+
+// grantMode sets Settings.GrantMode.
+func grantMode(m grants.Mode) func(*provision.Settings) {
+	return func(s *provision.Settings) { s.GrantMode = m }
+}
+
+// bothModes runs f once per grant mode, as subtests: policy (the default)
+// and group.
+func bothModes(t *testing.T, f func(t *testing.T, mode grants.Mode)) {
+	for _, m := range []grants.Mode{grants.Policy, grants.Group} {
+		t.Run(string(m), func(t *testing.T) { f(t, m) })
+	}
 }
 
 func newEnv(t *testing.T, mutate ...func(*provision.Settings)) *env {
@@ -68,6 +84,10 @@ func newEnvWith(t *testing.T, instrument func(*aws.Config), mutate ...func(*prov
 	settings := provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}
 	for _, m := range mutate {
 		m(&settings)
+	}
+	e.mode = settings.GrantMode
+	if e.mode == "" {
+		e.mode = grants.Policy
 	}
 	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {

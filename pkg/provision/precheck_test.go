@@ -1,11 +1,13 @@
 package provision_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -81,8 +83,11 @@ func TestCheckCreateDecidesAsCreate(t *testing.T) {
 // and delete reads the user and its groups, changes nothing, and answers
 // what the operations answer.
 func TestCheckOnUserDecidesAsTheOperations(t *testing.T) {
-	e := newEnv(t)
-	svc := rotServiceWithRules(t, e, precheckRules)
+	bothModes(t, func(t *testing.T, mode grants.Mode) { testCheckOnUser(t, newEnv(t, grantMode(mode)), mode) })
+}
+
+func testCheckOnUser(t *testing.T, e *env, mode grants.Mode) {
+	svc := rotServiceWithRules(t, e, precheckRules, grantMode(mode))
 	bucket := awstest.Name("preu") + ".example.com"
 	user := awstest.Name("preu")
 	prefixed := policy.Grant{Bucket: bucket, Access: policy.ReadWrite, Prefix: "site/"}
@@ -102,10 +107,13 @@ func TestCheckOnUserDecidesAsTheOperations(t *testing.T) {
 		{"requester describes", slackIn("U1", "C7"), authz.Describe, user, 0},
 		{"requester deletes, from any channel", slackIn("U1", "C7"), authz.Delete, user, 0},
 		{"teammate rotates in C1 (rule)", slackIn("U2", "C1"), authz.Rotate, user, 0},
-		{"teammate rotates elsewhere", slackIn("U2", "C2"), authz.Rotate, user, provision.KindForbidden},
-		{"teammate deletes in C1 (no rule)", slackIn("U2", "C1"), authz.Delete, user, provision.KindForbidden},
-		{"teammate describes (no rule)", slackIn("U2", "C1"), authz.Describe, user, provision.KindForbidden},
-		{"IAM caller without a rule for it", caller.Principal{ID: "arn:aws:iam::123456789012:user/mallory"}, authz.Rotate, user, provision.KindForbidden},
+		// Who may not see the user is told it does not exist (404); who may
+		// see it but not act is refused (403).
+		{"teammate rotates elsewhere", slackIn("U2", "C2"), authz.Rotate, user, provision.KindNotFound},
+		{"teammate deletes in C1 (rotate rule, no delete rule)", slackIn("U2", "C1"), authz.Delete, user, provision.KindForbidden},
+		{"teammate describes in C1 (rotate rule)", slackIn("U2", "C1"), authz.Describe, user, 0},
+		{"teammate describes elsewhere (no rule)", slackIn("U2", "C2"), authz.Describe, user, provision.KindNotFound},
+		{"IAM caller without a rule for it", caller.Principal{ID: "arn:aws:iam::123456789012:user/mallory"}, authz.Rotate, user, provision.KindNotFound},
 		{"no such user", slackIn("U1", "C1"), authz.Rotate, awstest.Name("preu-none"), provision.KindNotFound},
 		{"invalid name", slackIn("U1", "C1"), authz.Rotate, "bad name!", provision.KindInvalid},
 	}
@@ -119,8 +127,15 @@ func TestCheckOnUserDecidesAsTheOperations(t *testing.T) {
 			if w := e.calls.Writes(); len(w) != 0 {
 				t.Errorf("CheckOnUser wrote: %v", w)
 			}
-			if c.user == user && c.want != provision.KindInvalid && e.calls.Count("GetGroupPolicy") == 0 && c.want != provision.KindNotFound {
-				t.Errorf("the prefixed grant was not read from its group policy: %v", e.calls.Operations())
+			readsGrant := "GetUserPolicy" // grant mode policy: the user policy
+			if mode == grants.Group {
+				readsGrant = "GetGroupPolicy" // the prefixed grant is in its group's policy
+			}
+			if c.user == user && c.want != provision.KindInvalid && e.calls.Count(readsGrant) == 0 {
+				t.Errorf("the grant was not read (%s): %v", readsGrant, e.calls.Operations())
+			}
+			if err != nil && strings.Contains(err.Error(), bucket) {
+				t.Errorf("refusal names the user's bucket: %v", err)
 			}
 			// The operation itself agrees on refusals (it stops before changing anything).
 			if c.want == 0 {

@@ -116,7 +116,7 @@ func (s *Service) reapOne(ctx context.Context, u iamtypes.User, rep *ReapReport,
 	if now.Sub(aws.ToTime(u.CreateDate)) < HalfMadeAfter {
 		return
 	}
-	st, err := s.readState(ctx, name)
+	st, err := s.readUserState(ctx, name, keyAndSecret)
 	if err != nil {
 		fail(err)
 		return
@@ -148,7 +148,7 @@ func (s *Service) reapOne(ctx context.Context, u iamtypes.User, rep *ReapReport,
 		return
 	}
 	defer release()
-	if st, err = s.readState(ctx, name); err != nil {
+	if st, err = s.readUserState(ctx, name, keyAndSecret); err != nil {
 		fail(err)
 		return
 	}
@@ -183,8 +183,12 @@ func (s *Service) reapOne(ctx context.Context, u iamtypes.User, rep *ReapReport,
 }
 
 // restock puts a new key in the secret of a user whose secret holds no
-// live key. The caller holds the user's repair lock.
+// live key, if the secret is keyvend's for that user (ownSecret). The
+// caller holds the user's repair lock.
 func (s *Service) restock(ctx context.Context, name string) error {
+	if _, err := s.ownSecret(ctx, name); err != nil && !isCode(err, codeResourceNotFound) {
+		return err
+	}
 	out, err := s.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: &name})
 	if err != nil {
 		return wrapf(err, "create access key for %s", name)

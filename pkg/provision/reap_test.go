@@ -14,7 +14,6 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
-	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -114,7 +113,7 @@ func TestReap(t *testing.T) {
 	// Half-made: no secret (a key and a membership only).
 	noSecret := awstest.Name("reap")
 	mustCreateUser(t, e.iam, noSecret, "/keyvend/", managedTags(testCaller))
-	mustJoin(t, e.iam, noSecret, policy.GroupName(grant))
+	e.grant(t, noSecret, grant)
 	noSecretKey := mustCreateKey(t, e.iam, noSecret)
 	// A valid secret and a stray key beside its key.
 	stray, strayKeep := create("")
@@ -213,9 +212,7 @@ func TestReap(t *testing.T) {
 			if got := secretKeyID(t, e.sm, u); got != keys[0] {
 				t.Errorf("secret of %s holds %s, the user has %s", u, got, keys[0])
 			}
-			if g := groupsOf(t, e.iam, u, true); !slices.Equal(g, []string{policy.GroupName(grant)}) {
-				t.Errorf("groups of repaired %s = %v", u, g)
-			}
+			e.assertGrants(t, u, grant)
 		}
 		untouched()
 		groups, err := e.iam.ListGroups(ctx(), &iam.ListGroupsInput{})

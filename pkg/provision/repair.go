@@ -13,9 +13,10 @@ import (
 
 // repair completes a user left half-made by a crash: no secret, or a secret
 // whose key the user no longer has. Under the repair lock it re-reads the
-// state, deletes every key that is not in the secret (none is), joins the
-// missing groups, then creates and stores a new key.
-func (s *Service) repair(ctx context.Context, in Input, user *iamtypes.User, groups []GroupRef) (*Result, error) {
+// state and decides again (another request may have finished it), deletes
+// every key that is not in the secret (none is), gives the user its grants
+// in the deployment's mode, then creates and stores a new key.
+func (s *Service) repair(ctx context.Context, in Input, user *iamtypes.User) (*Result, error) {
 	name := aws.ToString(user.UserName)
 	release, err := s.lockRepair(ctx, name)
 	if err != nil {
@@ -29,11 +30,20 @@ func (s *Service) repair(ctx context.Context, in Input, user *iamtypes.User, gro
 	case err != nil:
 		return nil, err
 	}
-	if r, err, done := s.replay(in, user, st, groups); done { // another request finished it
-		return r, err
-	}
-	if !subset(st.groupSet(), groups) {
+	v := s.view(in, user, st)
+	v.young = false // it was old enough to repair; the lock says nobody else is
+	switch decide(v) {
+	case replay: // another request finished it
+		return s.replayResult(in, user, st), nil
+	case conflict:
 		return nil, conflictGrants(name)
+	case putAgain, inProgress:
+		// complete now, with its policy drifted or its grants short:
+		// Apply brings it back to exactly the request's grants.
+		if _, err := s.grants.Apply(ctx, name, in.Request.Grants, st.held); err != nil {
+			return nil, grantError(err)
+		}
+		return s.replayResult(in, user, st), nil
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(st.keys))
@@ -54,7 +64,7 @@ func (s *Service) repair(ctx context.Context, in Input, user *iamtypes.User, gro
 		}
 	}
 	s.log.InfoContext(ctx, "repairing half-made user", "user", name, "stray_keys_deleted", len(st.keys), "had_secret", st.secret != nil)
-	r, err := s.finish(ctx, in, &saga{user: name}, user, setupDone(groups), st.groupSet())
+	r, err := s.finish(ctx, in, &saga{user: name}, user, s.grants.Prepare(ctx, in.Request.Grants), st.held)
 	if r != nil {
 		r.Repaired = true
 	}

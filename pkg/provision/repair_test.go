@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -43,23 +44,24 @@ func (e *env) handKey(t *testing.T, user string) string {
 }
 
 func TestRepairHalfMadeUsers(t *testing.T) {
+	bothModes(t, testRepairHalfMadeUsers)
+}
+
+func testRepairHalfMadeUsers(t *testing.T, mode grants.Mode) {
 	cases := []struct {
 		name string
 		// build makes the half-made state of user with grant and returns
 		// the access keys it left (all must be gone after the repair).
 		build func(t *testing.T, e *env, user string, grant policy.Grant) (stray []string)
-		// member: the user is already in the grant's group, so the repair
-		// must not call AddUserToGroup.
+		// member: the user already holds the grant (grant mode group: is in
+		// its group, so the repair must not call AddUserToGroup).
 		member bool
 		// staleLock: the repair must find the lock taken and break it.
 		staleLock bool
 	}{
-		{"membership, no key, no secret", func(t *testing.T, e *env, user string, g policy.Grant) []string {
+		{"its grants, no key, no secret", func(t *testing.T, e *env, user string, g policy.Grant) []string {
 			e.makeManagedUser(t, user)
-			group := e.makeGroup(t, g, "/keyvend/")
-			if _, err := e.iam.AddUserToGroup(ctx(), &iam.AddUserToGroupInput{UserName: &user, GroupName: &group}); err != nil {
-				t.Fatal(err)
-			}
+			e.grant(t, user, g)
 			return nil
 		}, true, false},
 		{"stray key, no secret", func(t *testing.T, e *env, user string, g policy.Grant) []string {
@@ -84,8 +86,8 @@ func TestRepairHalfMadeUsers(t *testing.T) {
 			return []string{e.handKey(t, user)}
 		}, false, true},
 	}
-	young := newEnv(t)
-	old := newEnv(t, repairAfter(time.Nanosecond))
+	young := newEnv(t, grantMode(mode))
+	old := newEnv(t, repairAfter(time.Nanosecond), grantMode(mode))
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			user := awstest.Name("Repair")
@@ -200,25 +202,25 @@ func TestRepairRespectsLiveLock(t *testing.T) {
 	}
 }
 
-// TestRepairRefusesExtraGroups: a half-made user in a keyvend group the
+// TestRepairRefusesExtraGroups: a half-made user holding a grant the
 // request does not ask for was made for other grants: 409, untouched.
 func TestRepairRefusesExtraGroups(t *testing.T) {
-	e := newEnv(t, repairAfter(time.Nanosecond))
+	bothModes(t, func(t *testing.T, mode grants.Mode) {
+		testRepairRefusesExtraGrants(t, newEnv(t, repairAfter(time.Nanosecond), grantMode(mode)))
+	})
+}
+
+func testRepairRefusesExtraGrants(t *testing.T, e *env) {
 	user := awstest.Name("Extra")
 	grant := rw(awstest.Name("extra") + ".example.com")
 	other := rw(awstest.Name("extra") + ".example.com")
 	e.makeManagedUser(t, user)
-	group := e.makeGroup(t, other, "/keyvend/")
-	if _, err := e.iam.AddUserToGroup(ctx(), &iam.AddUserToGroupInput{UserName: &user, GroupName: &group}); err != nil {
-		t.Fatal(err)
-	}
+	e.grant(t, user, other)
 	stray := e.handKey(t, user)
 	_, err := e.svc.Create(ctx(), input(user, grant))
 	wantKind(t, err, provision.KindConflict)
 	if ids, _ := e.keyIDs(t, user); len(ids) != 1 || ids[0] != stray {
 		t.Errorf("keys = %v", ids)
 	}
-	if g := e.groupsOf(t, user); len(g) != 1 || g[0] != group {
-		t.Errorf("groups = %v", g)
-	}
+	e.assertGrants(t, user, other)
 }

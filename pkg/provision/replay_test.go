@@ -1,22 +1,28 @@
 package provision_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
 // TestReplayReturnsTheSameUser: the same request twice. The second answers
-// with the same key, creates nothing, and changes nothing but the group
-// policy it re-puts (drift repair). Its CreateUser, the cross-process claim
-// on the name, is a write call that IAM refuses (EntityAlreadyExists).
+// with the same key, creates nothing, and changes nothing (in grant mode
+// group, but the group policy it re-puts: drift repair of a shared group).
+// Its CreateUser, the cross-process claim on the name, is a write call
+// that IAM refuses (EntityAlreadyExists).
 func TestReplayReturnsTheSameUser(t *testing.T) {
-	e := newEnv(t)
+	bothModes(t, func(t *testing.T, mode grants.Mode) { testReplayReturnsTheSameUser(t, newEnv(t, grantMode(mode))) })
+}
+
+func testReplayReturnsTheSameUser(t *testing.T, e *env) {
 	user := awstest.Name("replay")
 	grant := rw(awstest.Name("replay") + ".example.com")
 	first, err := e.svc.Create(ctx(), input(user, grant))
@@ -38,15 +44,19 @@ func TestReplayReturnsTheSameUser(t *testing.T) {
 
 	writes := e.calls.Writes()
 	t.Logf("replay writes: %s", opsLine(writes))
-	if got := sortedOps(e.calls.SucceededWrites()); !sameStrings(got, []string{"PutGroupPolicy"}) {
-		t.Errorf("replay changed state with %v, want only PutGroupPolicy", got)
+	var want []string
+	if e.mode == grants.Group {
+		want = []string{"PutGroupPolicy"}
+	}
+	if got := sortedOps(e.calls.SucceededWrites()); !sameStrings(got, want) {
+		t.Errorf("replay changed state with %v, want %v", got, want)
 	}
 	for _, w := range writes {
 		if w.Err != nil && !(w.Operation == "CreateUser" && w.Code() == "EntityAlreadyExists") {
 			t.Errorf("unexpected failed write %s", w)
 		}
 	}
-	for _, op := range []string{"CreateAccessKey", "AddUserToGroup", "CreateSecret", "PutSecretValue", "DeleteAccessKey", "CreateGroup"} {
+	for _, op := range []string{"CreateAccessKey", "AddUserToGroup", "CreateSecret", "PutSecretValue", "DeleteAccessKey", "CreateGroup", "PutUserPolicy"} {
 		if n := e.calls.Count(op); n != 0 {
 			t.Errorf("replay called %s %d times", op, n)
 		}
@@ -57,7 +67,7 @@ func TestReplayReturnsTheSameUser(t *testing.T) {
 // inline policy by hand; the next request for a user of that group puts the
 // grant's policy back.
 func TestReplayRepairsGroupPolicyDrift(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, grantMode(grants.Group))
 	user := awstest.Name("drift")
 	grant := rw(awstest.Name("drift") + ".example.com")
 	if _, err := e.svc.Create(ctx(), input(user, grant)); err != nil {
@@ -81,10 +91,47 @@ func TestReplayRepairsGroupPolicyDrift(t *testing.T) {
 	e.assertComplete(t, res, user, grant) // includes: the group's policy is the grant's again
 }
 
+// TestReplayRepairsUserPolicyDrift: someone widens a keyvend user's
+// policy by hand; the next identical request puts the grants' policy back
+// (and, until then, the user's grants are not intact: only its requester
+// may act on it).
+func TestReplayRepairsUserPolicyDrift(t *testing.T) {
+	e := newEnv(t)
+	user := awstest.Name("pdrift")
+	grant := rw(awstest.Name("pdrift") + ".example.com")
+	if _, err := e.svc.Create(ctx(), input(user, grant)); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := e.userPolicy(t, user)
+	drifted := strings.Replace(doc, `"Statement":[`, `"Statement":[{"Sid":"Extra","Effect":"Allow","Action":"s3:*","Resource":["*"]},`, 1)
+	if _, err := e.iam.PutUserPolicy(ctx(), &iam.PutUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName), PolicyDocument: &drifted}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.svc.Describe(ctx(), alice(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.GrantsIntact || len(d.Grants) != 1 || d.Grants[0] != grant {
+		t.Errorf("drifted user described with grants %v intact %v, want %v not intact", d.Grants, d.GrantsIntact, grant)
+	}
+	e.calls.Reset()
+	res, err := e.svc.Create(ctx(), input(user, grant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created || e.calls.Count("PutUserPolicy") != 1 {
+		t.Errorf("replay Created=%v, PutUserPolicy %d times; want a replay that puts the policy again", res.Created, e.calls.Count("PutUserPolicy"))
+	}
+	e.assertComplete(t, res, user, grant)
+}
+
 // TestConflicts: existing state that contradicts the request is a 409 and
 // is left as it was.
 func TestConflicts(t *testing.T) {
-	e := newEnv(t)
+	bothModes(t, func(t *testing.T, mode grants.Mode) { testConflicts(t, newEnv(t, grantMode(mode))) })
+}
+
+func testConflicts(t *testing.T, e *env) {
 
 	t.Run("same user, other grants", func(t *testing.T) {
 		user := awstest.Name("conflict")
@@ -143,6 +190,9 @@ func TestConflicts(t *testing.T) {
 	})
 
 	t.Run("group of that name under another path", func(t *testing.T) {
+		if e.mode != grants.Group {
+			t.Skip("grant mode group only: grant mode policy uses no group")
+		}
 		user := awstest.Name("grp")
 		grant := rw(awstest.Name("grp") + ".example.com")
 		group := policy.GroupName(grant)

@@ -11,10 +11,13 @@ import (
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
-// Limits from IAM (see docs/architecture.md and the IAM quotas page).
+// Limits of a request (see docs/architecture.md and the IAM quotas page).
+// The grant mode adds its own (grants.Carrier.Check): at most 10 grants in
+// grant mode group (IAM's groups per user), a user policy of at most 2,048
+// characters in grant mode policy.
 const (
 	MaxUserNameLen  = 64
-	MaxGrants       = 10 // IAM: 10 groups per user
+	MaxGrants       = 50
 	MaxTagValueLen  = 256
 	MaxSecretName   = 512
 	maxReasonLength = MaxTagValueLen
@@ -35,43 +38,13 @@ type CreateRequest struct {
 	Wait bool `json:"wait,omitempty"`
 }
 
-// MaxLifetime bounds expires_in and expires_at.
-const MaxLifetime = 10 * 365 * 24 * time.Hour
-
-// lifetime returns the requested lifetime relative to now, or 0 for none.
-func (r CreateRequest) lifetime(now time.Time) (time.Duration, *policy.FieldError) {
-	switch {
-	case r.ExpiresIn != "" && r.ExpiresAt != "":
-		return 0, &policy.FieldError{Field: "expires_in", Detail: "give expires_in or expires_at, not both"}
-	case r.ExpiresIn != "":
-		d, err := time.ParseDuration(r.ExpiresIn)
-		if err != nil || d <= 0 {
-			return 0, &policy.FieldError{Field: "expires_in", Detail: "must be a positive Go duration such as 720h"}
-		}
-		if d > MaxLifetime {
-			return 0, &policy.FieldError{Field: "expires_in", Detail: "must be at most 87600h (10 years)"}
-		}
-		return d, nil
-	case r.ExpiresAt != "":
-		at, err := time.Parse(time.RFC3339, r.ExpiresAt)
-		if err != nil {
-			return 0, &policy.FieldError{Field: "expires_at", Detail: "must be an RFC 3339 time such as 2030-01-02T15:04:05Z"}
-		}
-		d := at.Sub(now)
-		if d <= 0 {
-			return 0, &policy.FieldError{Field: "expires_at", Detail: "must be in the future"}
-		}
-		if d > MaxLifetime {
-			return 0, &policy.FieldError{Field: "expires_at", Detail: "must be at most 10 years away"}
-		}
-		return d, nil
-	}
-	return 0, nil
+func (r CreateRequest) lifetime() Lifetime {
+	return Lifetime{ExpiresIn: r.ExpiresIn, ExpiresAt: r.ExpiresAt}
 }
 
 // Validate checks the request against IAM's and S3's rules before any AWS
 // call is made. It returns a *Error of kind KindInvalid listing every
-// problem, or nil.
+// problem, or nil. The grant mode's limits are checked by the Service.
 func (r CreateRequest) Validate() error {
 	var fields []policy.FieldError
 	if msg := CheckUserName(r.User); msg != "" {
@@ -81,35 +54,34 @@ func (r CreateRequest) Validate() error {
 	if msg := CheckReason(r.Reason); msg != "" {
 		fields = append(fields, policy.FieldError{Field: "reason", Detail: msg})
 	}
-	if _, fe := r.lifetime(time.Now()); fe != nil {
+	if _, fe := r.lifetime().duration(time.Now()); fe != nil {
 		fields = append(fields, *fe)
 	}
 	if len(fields) > 0 {
-		return &Error{Kind: KindInvalid, Detail: "the request is not valid", Fields: fields}
+		return invalid("the request is not valid", fields...)
 	}
 	return nil
 }
 
 // validateGrants checks a grant list: 1 to MaxGrants grants, each valid,
-// no two carried by the same group.
+// no two the same.
 func validateGrants(grants []policy.Grant) []policy.FieldError {
 	var fields []policy.FieldError
 	switch n := len(grants); {
 	case n == 0:
 		fields = append(fields, policy.FieldError{Field: "grants", Detail: "at least one grant is required"})
 	case n > MaxGrants:
-		fields = append(fields, policy.FieldError{Field: "grants", Detail: fmt.Sprintf("at most %d grants (IAM allows %d groups per user), got %d", MaxGrants, MaxGrants, n)})
+		fields = append(fields, policy.FieldError{Field: "grants", Detail: fmt.Sprintf("at most %d grants, got %d", MaxGrants, n)})
 	}
-	seen := make(map[string]int)
+	seen := make(map[policy.Grant]int)
 	for i, g := range grants {
 		for _, fe := range g.Validate() {
 			fields = append(fields, policy.FieldError{Field: fmt.Sprintf("grants[%d].%s", i, fe.Field), Detail: fe.Detail})
 		}
-		name := policy.GroupName(g)
-		if j, dup := seen[name]; dup {
+		if j, dup := seen[g]; dup {
 			fields = append(fields, policy.FieldError{Field: fmt.Sprintf("grants[%d]", i), Detail: fmt.Sprintf("duplicates grants[%d]", j)})
 		}
-		seen[name] = i
+		seen[g] = i
 	}
 	return fields
 }
@@ -154,8 +126,22 @@ func tagValueRune(c rune) bool {
 	return unicode.IsLetter(c) || unicode.IsDigit(c) || unicode.In(c, unicode.Z) || strings.ContainsRune("_.:/=+-@", c)
 }
 
-// tagValue makes s safe for an IAM or Secrets Manager tag value: characters
-// outside the allowed set become '_', and it is cut to 256 characters.
+func checkSecretPrefix(p string) string {
+	for _, c := range p {
+		if !(c < unicode.MaxASCII && (unicode.IsLetter(c) || unicode.IsDigit(c)) || strings.ContainsRune("/_+=.@-", c)) {
+			return fmt.Sprintf("secret prefix %q: invalid character %q", p, c)
+		}
+	}
+	if len(p)+MaxUserNameLen > MaxSecretName {
+		return fmt.Sprintf("secret prefix %q is too long", p)
+	}
+	return ""
+}
+
+// tagValue makes s safe for a tag value where nothing depends on reading it
+// back exactly (a request id, a validated reason): characters outside the
+// allowed set become '_', and it is cut to 256 characters. The requester,
+// which decides ownership, is encoded losslessly instead (requester.go).
 func tagValue(s string) string {
 	var b strings.Builder
 	n := 0
@@ -170,16 +156,4 @@ func tagValue(s string) string {
 		n++
 	}
 	return b.String()
-}
-
-func checkSecretPrefix(p string) string {
-	for _, c := range p {
-		if !(c < unicode.MaxASCII && (unicode.IsLetter(c) || unicode.IsDigit(c)) || strings.ContainsRune("/_+=.@-", c)) {
-			return fmt.Sprintf("secret prefix %q: invalid character %q", p, c)
-		}
-	}
-	if len(p)+MaxUserNameLen > MaxSecretName {
-		return fmt.Sprintf("secret prefix %q is too long", p)
-	}
-	return ""
 }

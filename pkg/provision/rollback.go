@@ -8,14 +8,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyvend/keyvend/pkg/policy"
 )
 
 // saga records what one request changed, so a failure can undo it.
 type saga struct {
 	user        string
-	createdUser bool     // this request's CreateUser succeeded
-	keyID       string   // the key this request created
-	joined      []string // groups this request added the user to
+	createdUser bool   // this request's CreateUser succeeded
+	keyID       string // the key this request created
 	// storedSecret: this request put its key in the user's secret. If the
 	// saga then fails for a user it created, the secret (holding a key that
 	// compensation deletes) is scheduled for deletion; a retry restores it.
@@ -25,12 +26,13 @@ type saga struct {
 // compensate undoes sg after cause, on a context detached from the
 // request's (a cancelled request must still clean up) and bounded by
 // CompensationTimeout. Order: the key first (nothing may leak), then the
-// memberships, then the user if this request created it. Groups stay: they
-// are shared and carry no credentials.
+// grants (user policy, group memberships), then the user if this request
+// created it. Groups stay: they are shared and carry no credentials.
 //
 // For a user this request created, every key and membership is listed and
 // removed, not just the recorded ones: a call that timed out on our side
-// may still have succeeded at AWS.
+// may still have succeeded at AWS. For a user it repaired, only its own
+// key is deleted: the grants it gave are the ones the user was made for.
 func (s *Service) compensate(ctx context.Context, sg *saga, cause error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CompensationTimeout)
 	defer cancel()
@@ -40,7 +42,7 @@ func (s *Service) compensate(ctx context.Context, sg *saga, cause error) {
 	if sg.keyID != "" {
 		keys = append(keys, sg.keyID)
 	}
-	groups := sg.joined
+	var groups []string
 	if sg.createdUser {
 		if listed, err := s.listKeyIDs(ctx, sg.user); err == nil {
 			keys = listed
@@ -79,6 +81,19 @@ func (s *Service) compensate(ctx context.Context, sg *saga, cause error) {
 				ok = false
 				mu.Unlock()
 				log.ErrorContext(ctx, "compensation: group membership not removed", "group", g, "error", err)
+			}
+		}()
+	}
+	if sg.createdUser {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.iam.DeleteUserPolicy(ctx, &iam.DeleteUserPolicyInput{UserName: &sg.user, PolicyName: aws.String(policy.UserPolicyName)})
+			if err != nil && !isCode(err, codeNoSuchEntity) {
+				mu.Lock()
+				ok = false
+				mu.Unlock()
+				log.ErrorContext(ctx, "compensation: user policy not deleted", "error", err)
 			}
 		}()
 	}

@@ -50,37 +50,45 @@ type Readiness struct {
 // in the secret is deleted first (IAM allows two per user), the new key is
 // stored as the secret's new current version, then the old key is deleted.
 // If storing fails, the new key is deleted and the old one keeps working.
+// The secret is written only if keyvend made it for this user (ownSecret).
 //
-// The user and its groups are read together (for authorization); its keys
+// The user and its grants are read together (for authorization); its keys
 // and secret are read once, under the cross-process repair lock, so a
 // rotation another process finished meanwhile is seen.
 func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult, err error) {
 	start := time.Now()
-	var grants []policy.Grant
-	defer func() { s.audit(ctx, start, "rotate", in.Principal, in.RequestID, in.User, grants, &err) }()
-	user, st, err := s.lookupManagedState(ctx, in.User, groupState)
+	var audited []policy.Grant
+	defer func() { s.audit(ctx, start, "rotate", in.Principal, in.RequestID, in.User, audited, &err) }()
+	user, st, err := s.load(ctx, in.Principal, authz.Rotate, in.User, grantState)
 	if err != nil {
 		return nil, err
 	}
+	audited = st.held.Grants
 	name := aws.ToString(user.UserName)
 	unlock := s.locks.Lock(strings.ToLower(name))
 	defer unlock()
-	groups, err := s.groupGrants(ctx, st.groups)
-	if err != nil {
-		return nil, err
-	}
-	grants = grantsOf(groups)
-	if err := s.authorizeOnUser(in.Principal, authz.Rotate, user, grants); err != nil {
-		return nil, err
-	}
 	release, err := s.lockRepair(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	st, err = s.readUserState(ctx, name, keyAndSecret)
-	if err != nil {
+	var (
+		owned   = make(chan error, 1)
+		readErr error
+	)
+	go func() {
+		_, err := s.ownSecret(ctx, name)
+		if isCode(err, codeResourceNotFound) {
+			err = nil // no secret: storing creates it
+		}
+		owned <- err
+	}()
+	st, readErr = s.readUserState(ctx, name, keyAndSecret)
+	if err := <-owned; err != nil {
 		return nil, err
+	}
+	if readErr != nil {
+		return nil, readErr
 	}
 	if st.secret == nil && s.cfg.Now().Sub(aws.ToTime(user.CreateDate)) < s.cfg.RepairAfter {
 		return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", name)}
@@ -131,7 +139,8 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 }
 
 // putKey stores key as the new current version of the user's secret, or
-// creates the secret when there is none.
+// creates the secret when there is none. The caller has checked that the
+// secret is keyvend's for this user (ownSecret).
 func (s *Service) putKey(ctx context.Context, in Input, user string, key *iamtypes.AccessKey) (string, error) {
 	name := s.SecretName(user)
 	value, err := credentialJSON(key)
@@ -173,12 +182,4 @@ func (s *Service) deleteKeysExcept(ctx context.Context, user string, keys []iamt
 		}
 	}
 	return nil
-}
-
-func grantsOf(groups []GroupRef) []policy.Grant {
-	out := make([]policy.Grant, len(groups))
-	for i, g := range groups {
-		out[i] = g.Grant
-	}
-	return out
 }

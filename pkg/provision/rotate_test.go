@@ -380,15 +380,19 @@ func TestRotateAuthorization(t *testing.T) {
 	rule := func(buckets, actions string) string {
 		return `{"rules":[{"principals":["` + rotBob + `"],"buckets":[` + buckets + `],"access":["read-write"],"actions":[` + actions + `]}]}`
 	}
+	// Who may not see the user (no rule on its grants) is told it does
+	// not exist; who may see it but not rotate it is refused. Neither
+	// answer names the user's buckets or access levels.
 	for _, c := range []struct {
 		name  string
 		rules string
 		who   provision.RotateInput
+		want  provision.Kind
 	}{
-		{"another principal without a rule", testRules, bobIn},
-		{"a rule without the rotate action", rule(`"*.example.com"`, `"describe","update"`), bobIn},
-		{"a rotate rule on other buckets", rule(`"*.other.com"`, `"rotate"`), bobIn},
-		{"anonymous", testRules, provision.RotateInput{User: user}},
+		{"another principal without a rule", testRules, bobIn, provision.KindNotFound},
+		{"a rule without the rotate action", rule(`"*.example.com"`, `"describe","update"`), bobIn, provision.KindForbidden},
+		{"a rotate rule on other buckets", rule(`"*.other.com"`, `"rotate"`), bobIn, provision.KindNotFound},
+		{"anonymous", testRules, provision.RotateInput{User: user}, provision.KindNotFound},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			svc := rotServiceWithRules(t, e, c.rules)
@@ -396,8 +400,11 @@ func TestRotateAuthorization(t *testing.T) {
 			secret := rotMustSecret(t, e, user)
 			e.calls.Reset()
 			_, err := svc.Rotate(ctx(), c.who)
-			if provision.KindOf(err) != provision.KindForbidden {
-				t.Fatalf("err = %v, want KindForbidden", err)
+			if provision.KindOf(err) != c.want {
+				t.Fatalf("err = %v, want kind %d", err, c.want)
+			}
+			if strings.Contains(err.Error(), "example.com") || strings.Contains(err.Error(), "read-write") {
+				t.Errorf("refusal names the user's grant: %v", err)
 			}
 			if w := e.calls.Writes(); len(w) != 0 {
 				t.Errorf("a refused rotate made writes: %v", w)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
@@ -56,16 +57,16 @@ func (s *Service) storeKey(ctx context.Context, in Input, user string, key *iamt
 	}
 }
 
-// overwriteSecret reuses an existing keyvend secret (restoring it if it was
-// scheduled for deletion) by putting a new current version.
+// overwriteSecret reuses an existing secret of the user's name — left by
+// an earlier user of that name, or by a crash — by putting a new current
+// version, but only a secret keyvend made for this user (ownSecret):
+// anything else is a conflict and nothing is written. A secret scheduled
+// for deletion is restored under the same conditions.
 func (s *Service) overwriteSecret(ctx context.Context, in Input, user, value string) (string, error) {
 	name := s.SecretName(user)
-	desc, err := s.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: &name})
+	desc, err := s.ownSecret(ctx, user)
 	if err != nil {
-		return "", fmt.Errorf("describe existing secret %s: %w", name, err)
-	}
-	if !secretManaged(desc.Tags) {
-		return "", &Error{Kind: KindConflict, Detail: fmt.Sprintf("secret %s exists and is not managed by keyvend", name)}
+		return "", err
 	}
 	if desc.DeletedDate != nil {
 		if _, err := s.sm.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: &name}); err != nil {
@@ -81,22 +82,94 @@ func (s *Service) overwriteSecret(ctx context.Context, in Input, user, value str
 	return aws.ToString(desc.ARN), nil
 }
 
+// ownSecret reads the user's secret and returns it only if keyvend made it
+// for this user: tagged as keyvend's and for this user, encrypted with
+// keyvend's key, and without a resource policy (which could let someone
+// else read the keys keyvend would put in it). Anything else is a
+// KindConflict naming what is wrong; a secret that does not exist is
+// Secrets Manager's ResourceNotFoundException.
+func (s *Service) ownSecret(ctx context.Context, user string) (*secretsmanager.DescribeSecretOutput, error) {
+	name := s.SecretName(user)
+	var (
+		desc       *secretsmanager.DescribeSecretOutput
+		pol        *secretsmanager.GetResourcePolicyOutput
+		dErr, pErr error
+		done       = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		pol, pErr = s.sm.GetResourcePolicy(ctx, &secretsmanager.GetResourcePolicyInput{SecretId: &name})
+	}()
+	desc, dErr = s.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: &name})
+	<-done
+	switch {
+	case pErr != nil && !isCode(pErr, codeResourceNotFound):
+		return nil, fmt.Errorf("read resource policy of secret %s: %w", name, pErr)
+	case isCode(dErr, codeResourceNotFound):
+		return nil, dErr
+	case dErr != nil:
+		return nil, fmt.Errorf("describe existing secret %s: %w", name, dErr)
+	}
+	refuse := func(why string) error {
+		return &Error{Kind: KindConflict, Detail: fmt.Sprintf("secret %s exists and keyvend did not make it for user %s (%s); keyvend will not write to it", name, user, why)}
+	}
+	switch {
+	case !secretManaged(desc.Tags):
+		return nil, refuse("it is not tagged as keyvend's")
+	case secretTag(desc.Tags, TagUser) != user:
+		return nil, refuse("it is tagged for another user")
+	case !sameKMSKey(aws.ToString(desc.KmsKeyId), s.cfg.KMSKeyID):
+		return nil, refuse("it is encrypted with another KMS key")
+	case pErr == nil && strings.TrimSpace(aws.ToString(pol.ResourcePolicy)) != "":
+		return nil, refuse("it has a resource policy")
+	}
+	return desc, nil
+}
+
+// sameKMSKey reports whether a secret's KmsKeyId (as DescribeSecret gives
+// it) is keyvend's key: the same key ARN, alias or id, or a key ARN and
+// the bare id of the same key. keyvend without a key of its own uses the
+// account's aws/secretsmanager key, which DescribeSecret leaves out.
+func sameKMSKey(got, want string) bool {
+	if want == "" {
+		return got == "" || got == "alias/aws/secretsmanager" || strings.HasSuffix(got, ":alias/aws/secretsmanager")
+	}
+	if got == want {
+		return true
+	}
+	id := func(k string) string {
+		if i := strings.LastIndex(k, ":key/"); i >= 0 {
+			return k[i+len(":key/"):]
+		}
+		return k
+	}
+	return !strings.Contains(got, "alias/") && !strings.Contains(want, "alias/") && id(got) == id(want)
+}
+
 func (s *Service) secretTags(in Input, user string) []smtypes.Tag {
+	requester := in.requester
+	if requester == "" { // the reaper, a rotation: the principal is keyvend's own
+		requester, _ = encodeRequester(in.Principal.Requester())
+	}
 	return []smtypes.Tag{
 		{Key: aws.String(TagManagedBy), Value: aws.String(managedByValue)},
 		{Key: aws.String(TagUser), Value: aws.String(user)},
-		{Key: aws.String(TagRequester), Value: aws.String(tagValue(in.Principal.ID))},
+		{Key: aws.String(TagRequester), Value: aws.String(requester)},
 		{Key: aws.String(TagRequestID), Value: aws.String(tagValue(in.RequestID))},
 	}
 }
 
 func secretManaged(tags []smtypes.Tag) bool {
+	return secretTag(tags, TagManagedBy) == managedByValue
+}
+
+func secretTag(tags []smtypes.Tag, key string) string {
 	for _, t := range tags {
-		if aws.ToString(t.Key) == TagManagedBy && aws.ToString(t.Value) == managedByValue {
-			return true
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value)
 		}
 	}
-	return false
+	return ""
 }
 
 // storedSecret is what keyvend needs to know of a user's secret.

@@ -27,6 +27,11 @@ func (e *env) removeUserByHand(t *testing.T, user string) {
 			t.Fatal(err)
 		}
 	}
+	if _, ok := e.userPolicy(t, user); ok {
+		if _, err := e.iam.DeleteUserPolicy(ctx(), &iam.DeleteUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := e.iam.DeleteUser(ctx(), &iam.DeleteUserInput{UserName: &user}); err != nil {
 		t.Fatal(err)
 	}

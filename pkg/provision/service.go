@@ -1,7 +1,8 @@
 // Package provision vends bucket-scoped IAM users: the provisioning saga,
 // its compensation, repair of half-made users, and describing what exists.
 // It talks to IAM and Secrets Manager through the small interfaces below,
-// which the AWS SDK v2 clients satisfy.
+// which the AWS SDK v2 clients satisfy; how grants reach IAM (a user policy
+// or groups) is pkg/grants'.
 package provision
 
 import (
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
@@ -27,20 +29,22 @@ type IAM interface {
 	CreateAccessKey(context.Context, *iam.CreateAccessKeyInput, ...func(*iam.Options)) (*iam.CreateAccessKeyOutput, error)
 	DeleteAccessKey(context.Context, *iam.DeleteAccessKeyInput, ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error)
 	ListAccessKeys(context.Context, *iam.ListAccessKeysInput, ...func(*iam.Options)) (*iam.ListAccessKeysOutput, error)
-	GetGroup(context.Context, *iam.GetGroupInput, ...func(*iam.Options)) (*iam.GetGroupOutput, error)
+	TagUser(context.Context, *iam.TagUserInput, ...func(*iam.Options)) (*iam.TagUserOutput, error)
+	// the repair lock (repair.go)
 	CreateGroup(context.Context, *iam.CreateGroupInput, ...func(*iam.Options)) (*iam.CreateGroupOutput, error)
 	DeleteGroup(context.Context, *iam.DeleteGroupInput, ...func(*iam.Options)) (*iam.DeleteGroupOutput, error)
-	PutGroupPolicy(context.Context, *iam.PutGroupPolicyInput, ...func(*iam.Options)) (*iam.PutGroupPolicyOutput, error)
-	GetGroupPolicy(context.Context, *iam.GetGroupPolicyInput, ...func(*iam.Options)) (*iam.GetGroupPolicyOutput, error)
-	AddUserToGroup(context.Context, *iam.AddUserToGroupInput, ...func(*iam.Options)) (*iam.AddUserToGroupOutput, error)
+	GetGroup(context.Context, *iam.GetGroupInput, ...func(*iam.Options)) (*iam.GetGroupOutput, error)
 	RemoveUserFromGroup(context.Context, *iam.RemoveUserFromGroupInput, ...func(*iam.Options)) (*iam.RemoveUserFromGroupOutput, error)
 	ListGroupsForUser(context.Context, *iam.ListGroupsForUserInput, ...func(*iam.Options)) (*iam.ListGroupsForUserOutput, error)
 	ListUsers(context.Context, *iam.ListUsersInput, ...func(*iam.Options)) (*iam.ListUsersOutput, error)
 	ListUserTags(context.Context, *iam.ListUserTagsInput, ...func(*iam.Options)) (*iam.ListUserTagsOutput, error)
 	ListUserPolicies(context.Context, *iam.ListUserPoliciesInput, ...func(*iam.Options)) (*iam.ListUserPoliciesOutput, error)
 	ListAttachedUserPolicies(context.Context, *iam.ListAttachedUserPoliciesInput, ...func(*iam.Options)) (*iam.ListAttachedUserPoliciesOutput, error)
+	GetUserPolicy(context.Context, *iam.GetUserPolicyInput, ...func(*iam.Options)) (*iam.GetUserPolicyOutput, error)
 	DeleteUserPolicy(context.Context, *iam.DeleteUserPolicyInput, ...func(*iam.Options)) (*iam.DeleteUserPolicyOutput, error)
 	DetachUserPolicy(context.Context, *iam.DetachUserPolicyInput, ...func(*iam.Options)) (*iam.DetachUserPolicyOutput, error)
+	// and what the grant carriers call
+	grants.IAM
 }
 
 // Secrets is the part of the Secrets Manager API keyvend uses.
@@ -52,12 +56,16 @@ type Secrets interface {
 	RestoreSecret(context.Context, *secretsmanager.RestoreSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.RestoreSecretOutput, error)
 	TagResource(context.Context, *secretsmanager.TagResourceInput, ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
 	DeleteSecret(context.Context, *secretsmanager.DeleteSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.DeleteSecretOutput, error)
+	GetResourcePolicy(context.Context, *secretsmanager.GetResourcePolicyInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetResourcePolicyOutput, error)
 }
 
 // Settings configure a Service. Zero values take the defaults noted.
 type Settings struct {
 	// UserPath is the IAM path of vended users and their groups ("/keyvend/").
 	UserPath string
+	// GrantMode is how grants reach IAM (grants.Policy, the default: one
+	// user policy fenced by the boundary; or grants.Group).
+	GrantMode grants.Mode
 	// BoundaryARN is the permissions boundary every vended user gets. Required.
 	BoundaryARN string
 	// SecretPrefix is prepended to the user name to name its secret ("keyvend/users/").
@@ -91,6 +99,8 @@ type Service struct {
 	cfg   Settings
 	log   *slog.Logger
 	locks keyedMutex
+	// grants carries grants to IAM in the deployment's mode.
+	grants *grants.Carrier
 	// partition is the boundary ARN's: every ARN keyvend writes names it.
 	partition string
 }
@@ -111,6 +121,9 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.GrantMode == "" {
+		cfg.GrantMode = grants.Policy
 	}
 	if cfg.SecretRecoveryDays == 0 {
 		cfg.SecretRecoveryDays = 7
@@ -133,21 +146,30 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	if cfg.SecretRecoveryDays < 7 || cfg.SecretRecoveryDays > 30 {
 		problems = append(problems, fmt.Sprintf("secret recovery window %d days: Secrets Manager allows 7 to 30", cfg.SecretRecoveryDays))
 	}
+	if _, err := grants.ParseMode(string(cfg.GrantMode)); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if msg := checkSecretPrefix(cfg.SecretPrefix); msg != "" {
 		problems = append(problems, msg)
 	}
 	if len(problems) > 0 {
 		return nil, errors.New("provision settings: " + strings.Join(problems, "; "))
 	}
-	return &Service{iam: iamClient, sm: sm, rules: rules, cfg: cfg, log: log, partition: policy.PartitionOf(cfg.BoundaryARN)}, nil
+	partition := policy.PartitionOf(cfg.BoundaryARN)
+	carrier := grants.New(iamClient, grants.Config{Mode: cfg.GrantMode, Partition: partition, Path: cfg.UserPath}, log)
+	return &Service{iam: iamClient, sm: sm, rules: rules, cfg: cfg, log: log, grants: carrier, partition: partition}, nil
 }
 
 // SecretName is the name of the secret that holds user's access key.
 func (s *Service) SecretName(user string) string { return s.cfg.SecretPrefix + user }
 
+// GrantMode is the deployment's grant mode.
+func (s *Service) GrantMode() grants.Mode { return s.cfg.GrantMode }
+
 // Tag keys keyvend writes on users and secrets.
 const (
 	TagManagedBy = "keyvend:managed-by"
+	// TagRequester holds the requester exactly, as encodeRequester writes it.
 	TagRequester = "keyvend:requester"
 	TagReason    = "keyvend:reason"
 	TagRequestID = "keyvend:request-id"

@@ -8,11 +8,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+
+	"github.com/keyvend/keyvend/pkg/grants"
 )
 
 // userState is what IAM and Secrets Manager hold for one existing user.
 type userState struct {
-	groups map[string]iamtypes.Group // keyvend groups (under the user path) by name
+	held   *grants.Held // nil when not read
 	keys   []iamtypes.AccessKeyMetadata
 	secret *storedSecret // nil: no secret
 }
@@ -34,38 +36,25 @@ func (st *userState) secretKey() *iamtypes.AccessKeyMetadata {
 	return nil
 }
 
-func (st *userState) groupSet() map[string]bool {
-	m := make(map[string]bool, len(st.groups))
-	for n := range st.groups {
-		m[n] = true
-	}
-	return m
-}
-
 // stateParts says which parts of a user's state to read.
-type stateParts struct{ groups, keys, secret bool }
+type stateParts struct{ grants, keys, secret bool }
 
 var (
-	allState     = stateParts{groups: true, keys: true, secret: true}
-	iamState     = stateParts{groups: true, keys: true}
-	groupState   = stateParts{groups: true}
+	allState     = stateParts{grants: true, keys: true, secret: true}
+	iamState     = stateParts{grants: true, keys: true}
+	grantState   = stateParts{grants: true}
 	keyAndSecret = stateParts{keys: true, secret: true}
 )
 
-// readState reads a user's groups, keys and secret concurrently.
+// readState reads a user's grants, keys and secret concurrently.
 func (s *Service) readState(ctx context.Context, user string) (*userState, error) {
 	return s.readUserState(ctx, user, allState)
-}
-
-// readIAMState reads a user's groups and keys, not its secret.
-func (s *Service) readIAMState(ctx context.Context, user string) (*userState, error) {
-	return s.readUserState(ctx, user, iamState)
 }
 
 // readUserState reads the parts of a user's state that read names,
 // concurrently.
 func (s *Service) readUserState(ctx context.Context, user string, read stateParts) (*userState, error) {
-	st := &userState{groups: map[string]iamtypes.Group{}}
+	st := &userState{}
 	var (
 		wg               sync.WaitGroup
 		gErr, kErr, sErr error
@@ -73,8 +62,8 @@ func (s *Service) readUserState(ctx context.Context, user string, read statePart
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if read.groups {
-			st.groups, gErr = s.listKeyvendGroups(ctx, user)
+		if read.grants {
+			st.held, gErr = s.grants.Read(ctx, user)
 		}
 	}()
 	go func() {
@@ -98,31 +87,13 @@ func (s *Service) readUserState(ctx context.Context, user string, read statePart
 	wg.Wait()
 	switch {
 	case gErr != nil:
-		return nil, wrapf(gErr, "list groups of user %s", user)
+		return nil, wrapf(gErr, "read grants of user %s", user)
 	case kErr != nil:
 		return nil, wrapf(kErr, "list access keys of user %s", user)
 	case sErr != nil:
 		return nil, sErr
 	}
 	return st, nil
-}
-
-// listKeyvendGroups lists the user's groups under the keyvend path.
-func (s *Service) listKeyvendGroups(ctx context.Context, user string) (map[string]iamtypes.Group, error) {
-	groups := map[string]iamtypes.Group{}
-	p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &user})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, g := range page.Groups {
-			if aws.ToString(g.Path) == s.cfg.UserPath {
-				groups[aws.ToString(g.GroupName)] = g
-			}
-		}
-	}
-	return groups, nil
 }
 
 // managedUser reports whether u is a user keyvend created: under its path

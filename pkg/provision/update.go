@@ -3,14 +3,15 @@ package provision
 import (
 	"context"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
@@ -20,90 +21,86 @@ type UpdateInput struct {
 	RequestID string
 	User      string
 	Grants    []policy.Grant
+	// Lifetime optionally sets a new expiry, as a create's does.
+	Lifetime Lifetime
 }
 
-// UpdateGrants replaces the user's grants: it joins the groups of the new
-// grants (creating them as needed) and leaves the keyvend groups of grants
-// it no longer has. The new grants pass the same validation and rules as
-// a create; changing a user also needs its requester or a rule with the
-// update action on its current grants. The key is unchanged.
+// UpdateGrants replaces the user's grants, in the deployment's grant mode
+// (a user in the other mode is moved): what it no longer has is revoked
+// first, then the new grants are given. The new grants pass the same
+// validation, rules and expiry decision as a create (require_expiry and
+// max_ttl of the rules covering them: the requested lifetime, or else
+// what is left of the current expiry, is refused or capped); changing a
+// user also needs its requester or a rule with the update action on its
+// current grants. The key is unchanged.
 func (s *Service) UpdateGrants(ctx context.Context, in UpdateInput) (d *Description, err error) {
 	start := time.Now()
 	defer func() { s.audit(ctx, start, "update", in.Principal, in.RequestID, in.User, in.Grants, &err) }()
-	if msg := CheckUserName(in.User); msg != "" {
-		return nil, &Error{Kind: KindInvalid, Detail: "the user name is not valid", Fields: []policy.FieldError{{Field: "name", Detail: msg}}}
+	if err := checkName(in.User); err != nil {
+		return nil, err
 	}
-	if fields := validateGrants(in.Grants); len(fields) > 0 {
-		return nil, &Error{Kind: KindInvalid, Detail: "the request is not valid", Fields: fields}
+	fields := validateGrants(in.Grants)
+	if len(fields) == 0 {
+		fields = s.grants.Check(in.Grants)
+	}
+	if _, fe := in.Lifetime.duration(s.cfg.Now()); fe != nil {
+		fields = append(fields, *fe)
+	}
+	if len(fields) > 0 {
+		return nil, invalid("the request is not valid", fields...)
 	}
 	if err := s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.Create, in.Grants); err != nil {
-		return nil, &Error{Kind: KindForbidden, Detail: err.Error()}
-	}
-	want, err := desiredGroups(s.partition, in.Grants)
-	if err != nil {
-		return nil, err
+		return nil, forbidden("%s", err.Error())
 	}
 	unlock := s.locks.Lock(strings.ToLower(in.User))
 	defer unlock()
-	user, st, err := s.lookupManagedState(ctx, in.User, allState)
+	user, st, err := s.load(ctx, in.Principal, authz.Update, in.User, allState)
 	if err != nil {
 		return nil, err
 	}
-	current, err := s.groupGrants(ctx, st.groups)
+	ttl, err := s.requestedTTL(in.Lifetime)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorizeOnUser(in.Principal, authz.Update, user, grantsOf(current)); err != nil {
-		return nil, err
+	current := expiryOf(user.Tags)
+	if !in.Lifetime.given() && current != nil {
+		ttl = max(current.Sub(s.cfg.Now()), time.Second)
 	}
-	groups, err := s.ensureGroups(ctx, want, st.groups)
+	expires, capped, err := s.expiry(in.Principal, in.Grants, ttl)
 	if err != nil {
 		return nil, err
 	}
-	wanted := map[string]bool{}
-	for _, g := range groups {
-		wanted[g.Name] = true
+	groups, err := s.grants.Apply(ctx, in.User, in.Grants, st.held)
+	if err != nil {
+		return nil, grantError(err)
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	record := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
+	tags := []iamtypes.Tag{{Key: aws.String(TagGrants), Value: aws.String(grantsFingerprint(in.Grants))}}
+	if expires != nil && (in.Lifetime.given() || capped) {
+		tags = append(tags, iamtypes.Tag{Key: aws.String(TagExpiresAt), Value: aws.String(expires.Format(time.RFC3339))})
+	} else {
+		expires = current
+	}
+	if _, err := s.iam.TagUser(ctx, &iam.TagUserInput{UserName: &in.User, Tags: tags}); err != nil {
+		return nil, wrapf(err, "tag user %s with its new grants", in.User)
+	}
+	user.Tags = mergeTags(user.Tags, tags)
+	held := &grants.Held{Grants: in.Grants, Intact: true, Policy: len(groups) == 0, PolicyExact: true, GroupsIntact: true, Groups: groups}
+	d = s.describe(user, &userState{held: held, keys: st.keys, secret: st.secret})
+	d.ExpiresAt, d.ExpiryCapped = expires, capped
+	return d, nil
+}
+
+// mergeTags is tags with set written over it.
+func mergeTags(tags, set []iamtypes.Tag) []iamtypes.Tag {
+	out := append([]iamtypes.Tag{}, set...)
+	for _, t := range tags {
+		overwritten := false
+		for _, n := range set {
+			overwritten = overwritten || aws.ToString(n.Key) == aws.ToString(t.Key)
 		}
-		mu.Unlock()
-	}
-	for _, g := range groups {
-		if st.groups[g.Name].GroupName != nil {
-			continue
+		if !overwritten {
+			out = append(out, t)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := s.iam.AddUserToGroup(ctx, &iam.AddUserToGroupInput{UserName: &in.User, GroupName: aws.String(g.Name)}); err != nil {
-				record(wrapf(err, "add user %s to group %s", in.User, g.Name))
-			}
-		}()
 	}
-	for name := range st.groups {
-		if wanted[name] {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := s.iam.RemoveUserFromGroup(ctx, &iam.RemoveUserFromGroupInput{UserName: &in.User, GroupName: aws.String(name)})
-			if err != nil && !isCode(err, codeNoSuchEntity) {
-				record(wrapf(err, "remove user %s from group %s", in.User, name))
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return nil, first // safe to retry: every step converges
-	}
-	return s.describe(user, st, groups), nil
+	return out
 }

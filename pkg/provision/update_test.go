@@ -2,14 +2,14 @@ package provision_test
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -57,36 +57,20 @@ func updInput(p, user string, grants []policy.Grant) provision.UpdateInput {
 	return provision.UpdateInput{Principal: who(p), RequestID: "upd-" + user, User: user, Grants: grants}
 }
 
-// wantGrants checks the user's keyvend groups are exactly those of grants,
-// each under /keyvend/ with exactly its grant's policy.
+// wantGrants checks the user holds exactly grants, as its env's grant
+// mode carries them (env.assertGrants).
 func wantGrants(t *testing.T, e *lcEnv, user string, grants []policy.Grant) {
 	t.Helper()
-	if got, want := groupsOf(t, e.iam, user, true), groupNames(grants); !slices.Equal(got, want) {
-		t.Fatalf("keyvend groups of %s = %v, want %v", user, got, want)
-	}
-	for _, g := range grants {
-		name := policy.GroupName(g)
-		grp, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p := aws.ToString(grp.Group.Path); p != "/keyvend/" {
-			t.Errorf("group %s path %s", name, p)
-		}
-		pol, err := e.iam.GetGroupPolicy(ctx(), &iam.GetGroupPolicyInput{GroupName: &name, PolicyName: aws.String(policy.InlinePolicyName)})
-		if err != nil {
-			t.Fatalf("policy of %s: %v", name, err)
-		}
-		doc, _ := url.PathUnescape(aws.ToString(pol.PolicyDocument))
-		want, _ := policy.Document("aws", g)
-		if !jsonEqual(t, doc, want) {
-			t.Errorf("policy of %s = %s, want %s", name, doc, want)
-		}
-	}
+	e.assertGrants(t, user, grants...)
 }
 
 func TestUpdateReplacesGrants(t *testing.T) {
-	e := newLCEnv(t, "", updateRules)
+	bothModes(t, func(t *testing.T, mode grants.Mode) {
+		testUpdateReplacesGrants(t, newLCEnv(t, "", updateRules, grantMode(mode)))
+	})
+}
+
+func testUpdateReplacesGrants(t *testing.T, e *lcEnv) {
 	ch := newGrantChange()
 	user, key := vended(t, e, ch.before...)
 	foreign := awstest.Name("ops")
@@ -117,8 +101,8 @@ func TestUpdateReplacesGrants(t *testing.T) {
 	for _, g := range d.Groups {
 		gotGroups = append(gotGroups, g.Name)
 	}
-	if !slices.Equal(sortedCopy(gotGroups), groupNames(ch.after)) || len(d.Grants) != 3 {
-		t.Errorf("description groups %v grants %v, want %v", gotGroups, d.Grants, groupNames(ch.after))
+	if !slices.Equal(sortedCopy(gotGroups), sortedCopy(e.groupNames(ch.after...))) || len(d.Grants) != 3 || d.GrantMode != e.mode {
+		t.Errorf("description groups %v grants %v mode %q, want %v in %q", gotGroups, d.Grants, d.GrantMode, e.groupNames(ch.after...), e.mode)
 	}
 	if len(d.AccessKeys) != 1 || d.AccessKeys[0].AccessKeyID != key || !d.AccessKeys[0].InSecret || !d.Complete {
 		t.Errorf("description keys %+v complete %v", d.AccessKeys, d.Complete)
@@ -131,14 +115,24 @@ func TestUpdateReplacesGrants(t *testing.T) {
 		t.Errorf("describe grants %v, want %v", desc.Grants, sortedGrants(ch.after))
 	}
 
-	// The calls: read the user and its state, make sure of the three
-	// wanted groups (two new; the one the user is in is not read again),
-	// join two, leave two.
-	want := []string{"AddUserToGroup", "AddUserToGroup", "CreateGroup", "CreateGroup",
-		"GetGroup", "GetGroup", "GetSecretValue", "GetUser", "ListAccessKeys", "ListGroupsForUser",
-		"PutGroupPolicy", "PutGroupPolicy", "PutGroupPolicy", "RemoveUserFromGroup", "RemoveUserFromGroup"}
-	if got := opsOf(updCalls); !slices.Equal(got, want) {
-		t.Errorf("update calls = %v\nwant %v", got, want)
+	// The calls: read the user and its state in one round; grant mode
+	// policy puts the new user policy; grant mode group makes sure of the
+	// three wanted groups (two new), leaves two, joins two, and deletes
+	// the two it left, now empty. Then the new fingerprint tag.
+	reads := []string{"GetSecretValue", "GetUser", "GetUserPolicy", "ListAccessKeys", "ListGroupsForUser"}
+	want := append(slices.Clone(reads), "PutUserPolicy", "TagUser")
+	if e.mode == grants.Group {
+		want = append(slices.Clone(reads), "TagUser", "GetGroup", "GetGroup", "GetGroup", "CreateGroup", "CreateGroup",
+			"PutGroupPolicy", "PutGroupPolicy", "PutGroupPolicy", "RemoveUserFromGroup", "RemoveUserFromGroup",
+			"AddUserToGroup", "AddUserToGroup", "GetGroup", "GetGroup", "DeleteGroupPolicy", "DeleteGroupPolicy", "DeleteGroup", "DeleteGroup")
+	}
+	if got := opsOf(updCalls); !slices.Equal(got, sortedCopy(want)) {
+		t.Errorf("update calls = %v\nwant %v", got, sortedCopy(want))
+	}
+	for _, g := range e.groupNames(ch.before[0], ch.before[1]) { // left, and nobody else was in them
+		if _, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &g}); awsCode(err) != "NoSuchEntity" {
+			t.Errorf("group %s left empty: %v, want it deleted", g, err)
+		}
 	}
 
 	// The same grants again change no membership.
@@ -146,34 +140,41 @@ func TestUpdateReplacesGrants(t *testing.T) {
 	if _, err := e.svc.UpdateGrants(ctx(), updInput(testCaller, user, ch.after)); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.calls.Count("AddUserToGroup") + e.calls.Count("RemoveUserFromGroup") + e.calls.Count("CreateGroup"); n != 0 {
-		t.Errorf("repeated update made %d membership or group changes: %v", n, e.calls.Writes())
+	if n := e.calls.Count("AddUserToGroup") + e.calls.Count("RemoveUserFromGroup") + e.calls.Count("CreateGroup") + e.calls.Count("PutUserPolicy"); n != 0 {
+		t.Errorf("repeated update made %d membership, group or policy changes: %v", n, e.calls.Writes())
 	}
 	wantGrants(t, e, user, ch.after)
 }
 
-func sortedGrants(grants []policy.Grant) []policy.Grant {
-	out := slices.Clone(grants)
-	slices.SortFunc(out, func(a, b policy.Grant) int {
-		switch x, y := policy.GroupName(a), policy.GroupName(b); {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
-		}
-		return 0
-	})
+func sortedGrants(gs []policy.Grant) []policy.Grant {
+	out := slices.Clone(gs)
+	policy.SortGrants(out)
 	return out
 }
 
 func TestUpdateValidationMakesNoCalls(t *testing.T) {
-	e := newLCEnv(t, "", updateRules)
+	bothModes(t, func(t *testing.T, mode grants.Mode) {
+		testUpdateValidationMakesNoCalls(t, newLCEnv(t, "", updateRules, grantMode(mode)))
+	})
+}
+
+func testUpdateValidationMakesNoCalls(t *testing.T, e *lcEnv) {
 	ch := newGrantChange()
 	user, _ := vended(t, e, ch.before...)
 
-	eleven := make([]policy.Grant, 11)
-	for i := range eleven {
-		eleven[i] = policy.Grant{Bucket: fmt.Sprintf("b%d-%s", i, ch.after[0].Bucket), Access: policy.ReadOnly}
+	// Over the grant mode's limit: 11 grants in grant mode group (10
+	// groups per user); in grant mode policy, grants whose user policy is
+	// over IAM's 2,048 characters.
+	over := make([]policy.Grant, 11)
+	for i := range over {
+		over[i] = policy.Grant{Bucket: fmt.Sprintf("b%d-%s", i, ch.after[0].Bucket), Access: policy.ReadOnly}
+		if e.mode == grants.Policy {
+			over[i].Prefix = strings.Repeat("p", 100) + "/"
+		}
+	}
+	many := make([]policy.Grant, provision.MaxGrants+1)
+	for i := range many {
+		many[i] = policy.Grant{Bucket: fmt.Sprintf("b%d-%s", i, ch.after[0].Bucket), Access: policy.ReadOnly}
 	}
 	dup := ch.after[1]
 	for _, tc := range []struct {
@@ -184,7 +185,8 @@ func TestUpdateValidationMakesNoCalls(t *testing.T) {
 		{"bad bucket", user, []policy.Grant{{Bucket: "Bad_Bucket", Access: policy.ReadOnly}}},
 		{"IP-address bucket", user, []policy.Grant{{Bucket: "192.168.1.1", Access: policy.ReadOnly}}},
 		{"unknown access", user, []policy.Grant{{Bucket: ch.after[0].Bucket, Access: "admin"}}},
-		{"11 grants", user, eleven},
+		{"over the grant mode's limit", user, over},
+		{"more grants than any mode takes", user, many},
 		{"duplicates", user, []policy.Grant{ch.after[0], dup, dup}},
 		{"no grants", user, nil},
 		{"bad user name", "a/b", ch.after},
@@ -192,7 +194,11 @@ func TestUpdateValidationMakesNoCalls(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e.resetCounters()
 			_, err := e.svc.UpdateGrants(ctx(), updInput(testCaller, tc.user, tc.grants))
-			wantKind(t, err, provision.KindInvalid)
+			pe := wantKind(t, err, provision.KindInvalid)
+			if tc.name == "over the grant mode's limit" && (len(pe.Fields) != 1 || pe.Fields[0].Field != "grants" ||
+				!strings.Contains(pe.Fields[0].Detail, map[grants.Mode]string{grants.Policy: "2048", grants.Group: "10 groups"}[e.mode])) {
+				t.Errorf("errors %+v: want one naming the limit", pe.Fields)
+			}
 			if c := e.calls.Calls(); len(c) != 0 {
 				t.Errorf("invalid update made calls: %v", c)
 			}
@@ -202,16 +208,24 @@ func TestUpdateValidationMakesNoCalls(t *testing.T) {
 }
 
 func TestUpdateAuthorization(t *testing.T) {
-	e := newLCEnv(t, "", updateRules)
+	bothModes(t, func(t *testing.T, mode grants.Mode) {
+		testUpdateAuthorization(t, newLCEnv(t, "", updateRules, grantMode(mode)))
+	})
+}
 
+// The new grants need create (refused naming the caller's own grant); the
+// user needs its requester or an update rule on its current grants — who
+// may not see the user at all is told it does not exist, never its grants.
+func testUpdateAuthorization(t *testing.T, e *lcEnv) {
 	for _, tc := range []struct {
 		name, principal string
 		other           bool // the new grants include one no rule allows
+		want            provision.Kind
 	}{
-		{"new grants the rules deny", testCaller, true},
-		{"other principal with create but no update rule", bobARN, false},
-		{"update rule without create on the new grants", erinARN, false},
-		{"anonymous", "", false},
+		{"new grants the rules deny", testCaller, true, provision.KindForbidden},
+		{"other principal with create but no update rule", bobARN, false, provision.KindNotFound},
+		{"update rule without create on the new grants", erinARN, false, provision.KindForbidden},
+		{"anonymous", "", false, provision.KindForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ch := newGrantChange()
@@ -222,7 +236,16 @@ func TestUpdateAuthorization(t *testing.T) {
 			}
 			e.resetCounters()
 			_, err := e.svc.UpdateGrants(ctx(), updInput(tc.principal, user, after))
-			wantKind(t, err, provision.KindForbidden)
+			wantKind(t, err, tc.want)
+			requested := map[string]bool{}
+			for _, g := range after {
+				requested[g.Bucket] = true
+			}
+			for _, g := range ch.before {
+				if !requested[g.Bucket] && strings.Contains(err.Error(), g.Bucket) {
+					t.Errorf("refusal names the user's grant on %s: %v", g.Bucket, err)
+				}
+			}
 			if w := e.calls.Writes(); len(w) != 0 {
 				t.Errorf("forbidden update wrote %v", w)
 			}
@@ -258,7 +281,11 @@ func TestUpdateAuthorization(t *testing.T) {
 // Every call UpdateGrants makes fails once, in turn; the update reports an
 // error and a retry converges to exactly the new grants, key unchanged.
 func TestUpdateFaultAtEveryCallThenRetryConverges(t *testing.T) {
-	e := newLCEnv(t, "", updateRules)
+	bothModes(t, testUpdateFaultAtEveryCallThenRetryConverges)
+}
+
+func testUpdateFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode) {
+	e := newLCEnv(t, "", updateRules, grantMode(mode))
 
 	ch := newGrantChange()
 	user, _ := vended(t, e, ch.before...)
@@ -272,19 +299,25 @@ func TestUpdateFaultAtEveryCallThenRetryConverges(t *testing.T) {
 	}
 	var every []nthCall
 	seen := map[string]int{}
+	joined := false
 	for _, c := range e.calls.Calls() {
+		joined = joined || c.Operation == "AddUserToGroup"
+		if joined && (c.Operation == "GetGroup" || c.Operation == "DeleteGroupPolicy" || c.Operation == "DeleteGroup") {
+			continue // deleting the groups left empty is best effort
+		}
 		seen[c.Operation]++
 		every = append(every, nthCall{c.Operation, seen[c.Operation]})
 	}
-	if len(every) != 15 {
-		t.Fatalf("baseline update made %d calls, want 15: %v", len(every), e.calls.Calls())
+	want := map[grants.Mode]int{grants.Policy: 7, grants.Group: 18}[mode]
+	if len(every) != want {
+		t.Fatalf("baseline update made %d calls, want %d: %v", len(every), want, e.calls.Calls())
 	}
 
 	// Each case has its own instrumented service, so they run in parallel.
 	for _, fc := range every {
 		t.Run(fmt.Sprintf("%s#%d", fc.op, fc.nth), func(t *testing.T) {
 			t.Parallel()
-			e := newLCEnv(t, "", updateRules)
+			e := newLCEnv(t, "", updateRules, grantMode(mode))
 			ch := newGrantChange()
 			user, key := vended(t, e, ch.before...)
 			e.resetCounters()
