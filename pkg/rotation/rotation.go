@@ -162,15 +162,9 @@ func (r *Rotator) Handle(ctx context.Context, ev Event) error {
 	default:
 		return fmt.Errorf("rotation of %s: unknown step %q", ev.SecretID, ev.Step)
 	}
-	if err := r.CheckSettings(); err != nil {
-		return fmt.Errorf("rotation of %s refused: %w", ev.SecretID, err)
-	}
-	info, err := r.describe(ctx, ev)
-	if err == nil {
-		err = r.verifyUser(ctx, info)
-	}
+	info, err := r.verify(ctx, ev)
 	if err != nil {
-		r.log().WarnContext(ctx, "rotation refused", "secret", ev.SecretID, "step", ev.Step, "token", ev.ClientRequestToken, "error", err.Error())
+		r.log().WarnContext(ctx, "rotation step not run: secret or user not verified as keyvend's", "secret", ev.SecretID, "step", ev.Step, "token", ev.ClientRequestToken, "error", err.Error())
 		return err
 	}
 	log := r.log().With("secret", info.arn, "user", info.user, "step", ev.Step, "token", ev.ClientRequestToken)
@@ -200,6 +194,21 @@ func (r *Rotator) log() *slog.Logger {
 		return slog.Default()
 	}
 	return r.Log
+}
+
+// verify checks the settings, the secret and its user before a step acts.
+func (r *Rotator) verify(ctx context.Context, ev Event) (*secretInfo, error) {
+	if err := r.CheckSettings(); err != nil {
+		return nil, fmt.Errorf("rotation of %s refused: %w", ev.SecretID, err)
+	}
+	info, err := r.describe(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.verifyUser(ctx, info); err != nil {
+		return nil, err
+	}
+	return info, nil
 }
 
 func (r *Rotator) describe(ctx context.Context, ev Event) (*secretInfo, error) {
@@ -343,7 +352,7 @@ func validKeyID(s string) bool {
 	return true
 }
 
-// kmsName is how an error names the key keyid.
+// kmsName is how an error names the key keyID.
 func kmsName(keyID string) string {
 	if keyID == "" {
 		return "aws/secretsmanager (the account's default)"
