@@ -22,6 +22,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -768,5 +769,45 @@ func TestKMSKeyForms(t *testing.T) {
 			r.KMSKeyID = c.configured
 			f.rotates(r)
 		})
+	}
+}
+
+// TestLogsNameRefusalsAndNoSecret: the JSON log of a rotation and of a
+// refused step holds the refusal, with the secret, and never a secret
+// access key.
+func TestLogsNameRefusalsAndNoSecret(t *testing.T) {
+	var logs awstest.SyncBuffer
+	f := handMade(t, nil)
+	r := f.rotator()
+	r.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+	f.rotates(r)
+	rotated := f.current()
+
+	other := handMade(t, func(m *made) { m.boundary = "" })
+	token := other.enableRotation()
+	if err := step(r, other.secret, token, rotation.StepCreate); err == nil {
+		t.Fatal("createSecret accepted a user without keyvend's boundary")
+	}
+
+	var refusals int
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if rec["level"] == "WARN" && strings.Contains(fmt.Sprint(rec["msg"]), "not verified") {
+			refusals++
+			if rec["secret"] != other.secret || !strings.Contains(fmt.Sprint(rec["error"]), "permissions boundary") {
+				t.Errorf("refusal logged as %v, want the secret %s and the boundary named", rec, other.secret)
+			}
+		}
+	}
+	if refusals != 1 {
+		t.Errorf("%d refusals logged, want 1:\n%s", refusals, logs.String())
+	}
+	for _, c := range []provision.Credential{f.old, rotated, other.old} {
+		if strings.Contains(logs.String(), c.SecretAccessKey) {
+			t.Errorf("the log holds the secret access key of %s", c.AccessKeyID)
+		}
 	}
 }
