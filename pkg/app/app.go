@@ -295,21 +295,34 @@ func ServiceFromEnv(ctx context.Context, log *slog.Logger) (*provision.Service, 
 	return NewService(c, awsCfg, log)
 }
 
-// NewRotator builds the rotation function's handler.
-func NewRotator(c Config, awsCfg aws.Config, log *slog.Logger) *rotation.Rotator {
-	return &rotation.Rotator{
-		IAM:     iam.NewFromConfig(awsCfg),
-		Secrets: secretsmanager.NewFromConfig(awsCfg),
-		Check:   &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout},
-		Log:     log,
+// NewRotator builds the rotation function's handler. It acts only on
+// secrets and users made with c's secret prefix, KMS key, user path and
+// permissions boundary; without a boundary (KEYVEND_BOUNDARY_ARN) or with
+// a malformed setting it is an error: the function refuses to start.
+func NewRotator(c Config, awsCfg aws.Config, log *slog.Logger) (*rotation.Rotator, error) {
+	r := &rotation.Rotator{
+		IAM:          iam.NewFromConfig(awsCfg),
+		Secrets:      secretsmanager.NewFromConfig(awsCfg),
+		Check:        &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout},
+		Log:          log,
+		SecretPrefix: c.SecretPrefix,
+		UserPath:     c.UserPath,
+		KMSKeyID:     c.KMSKeyID,
+		BoundaryARN:  c.BoundaryARN,
 	}
+	if err := r.CheckSettings(); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
-// RotatorFromEnv builds the rotation handler from the environment.
+// RotatorFromEnv builds the rotation handler from the environment:
+// KEYVEND_SECRET_PREFIX, KEYVEND_KMS_KEY_ID, KEYVEND_USER_PATH and
+// KEYVEND_BOUNDARY_ARN (required) describe what keyvend makes.
 func RotatorFromEnv(ctx context.Context, log *slog.Logger) (*rotation.Rotator, error) {
 	c, awsCfg, err := fromEnv(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return NewRotator(c, awsCfg, log), nil
+	return NewRotator(c, awsCfg, log)
 }

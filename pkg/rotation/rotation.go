@@ -2,6 +2,15 @@
 // user secrets: a rotation schedule on a secret rotates the IAM access key
 // inside it. It implements the four steps with the AWSPENDING, AWSCURRENT
 // and AWSPREVIOUS stages; every step can be re-run safely.
+//
+// It acts only on what keyvend made. Before any step does anything, the
+// secret must be named SecretPrefix+user for the user in its keyvend:user
+// tag, be tagged keyvend:managed-by=keyvend and be encrypted with
+// keyvend's KMS key; the user must be under keyvend's IAM path, tagged
+// keyvend:managed-by=keyvend and bounded by keyvend's permissions
+// boundary. Anything else is refused: tags alone can be set by anyone who
+// may tag a secret, and would otherwise make this function mint keys for
+// any user.
 package rotation
 
 import (
@@ -10,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -17,6 +27,8 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/keyvend/keyvend/pkg/keycheck"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/provision"
 )
 
 // Event is what Secrets Manager sends the rotation function.
@@ -67,6 +79,63 @@ type Rotator struct {
 	Secrets Secrets
 	Check   KeyChecker
 	Log     *slog.Logger
+
+	// SecretPrefix names keyvend's secrets: user's is SecretPrefix+user
+	// (DefaultSecretPrefix when empty).
+	SecretPrefix string
+	// UserPath is the IAM path of keyvend's users (DefaultUserPath when empty).
+	UserPath string
+	// KMSKeyID is the KMS key keyvend encrypts its secrets with; empty
+	// means the account's aws/secretsmanager key.
+	KMSKeyID string
+	// BoundaryARN is the permissions boundary of every keyvend user.
+	// Required: without it every event is refused.
+	BoundaryARN string
+}
+
+// Defaults of the Rotator's settings (keyvend's own).
+const (
+	DefaultSecretPrefix = "keyvend/users/"
+	DefaultUserPath     = "/keyvend/"
+)
+
+// defaultKMSAlias is the account's Secrets Manager key. DescribeSecret
+// omits KmsKeyId for a secret encrypted with it.
+const defaultKMSAlias = "alias/aws/secretsmanager"
+
+// managedByValue is the keyvend:managed-by tag of what keyvend makes.
+const managedByValue = "keyvend"
+
+func (r *Rotator) secretPrefix() string {
+	if r.SecretPrefix == "" {
+		return DefaultSecretPrefix
+	}
+	return r.SecretPrefix
+}
+
+func (r *Rotator) userPath() string {
+	if r.UserPath == "" {
+		return DefaultUserPath
+	}
+	return r.UserPath
+}
+
+// CheckSettings reports what is wrong with the Rotator's settings. Handle
+// refuses every event while it reports an error.
+func (r *Rotator) CheckSettings() error {
+	var problems []string
+	if r.BoundaryARN == "" {
+		problems = append(problems, "keyvend's permissions boundary ARN is required (KEYVEND_BOUNDARY_ARN)")
+	} else if policy.PartitionOf(r.BoundaryARN) == "" || !strings.Contains(r.BoundaryARN, ":policy/") {
+		problems = append(problems, fmt.Sprintf("boundary %q is not an IAM policy ARN (KEYVEND_BOUNDARY_ARN)", r.BoundaryARN))
+	}
+	if p := r.userPath(); !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") || len(p) < 3 {
+		problems = append(problems, fmt.Sprintf("user path %q must look like /name/ (KEYVEND_USER_PATH)", p))
+	}
+	if len(problems) > 0 {
+		return errors.New("rotation settings: " + strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // credential mirrors provision.Credential (the credential_process JSON).
@@ -76,23 +145,26 @@ type credential struct {
 	SecretAccessKey string `json:"SecretAccessKey"`
 }
 
-// secretInfo is what every step learns from DescribeSecret.
+// secretInfo is what every step learns from DescribeSecret and GetUser.
 type secretInfo struct {
 	arn      string
 	user     string
+	userARN  string // from GetUser, once the user is verified
 	versions map[string][]string
 }
 
-// Handle runs one step. It refuses secrets that keyvend does not manage,
-// secrets without rotation enabled and tokens that are not staged.
+// Handle runs one step. It refuses secrets and users that keyvend did not
+// make (see the package comment), secrets without rotation enabled and
+// tokens that are not staged, before it acts.
 func (r *Rotator) Handle(ctx context.Context, ev Event) error {
 	switch ev.Step {
 	case StepCreate, StepSet, StepTest, StepFinish:
 	default:
 		return fmt.Errorf("rotation of %s: unknown step %q", ev.SecretID, ev.Step)
 	}
-	info, err := r.describe(ctx, ev)
+	info, err := r.verify(ctx, ev)
 	if err != nil {
+		r.log().WarnContext(ctx, "rotation step not run: secret or user not verified as keyvend's", "secret", ev.SecretID, "step", ev.Step, "token", ev.ClientRequestToken, "error", err.Error())
 		return err
 	}
 	log := r.log().With("secret", info.arn, "user", info.user, "step", ev.Step, "token", ev.ClientRequestToken)
@@ -124,6 +196,21 @@ func (r *Rotator) log() *slog.Logger {
 	return r.Log
 }
 
+// verify checks the settings, the secret and its user before a step acts.
+func (r *Rotator) verify(ctx context.Context, ev Event) (*secretInfo, error) {
+	if err := r.CheckSettings(); err != nil {
+		return nil, fmt.Errorf("rotation of %s refused: %w", ev.SecretID, err)
+	}
+	info, err := r.describe(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.verifyUser(ctx, info); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
 func (r *Rotator) describe(ctx context.Context, ev Event) (*secretInfo, error) {
 	if ev.SecretID == "" || ev.ClientRequestToken == "" {
 		return nil, errors.New("rotation event without SecretId or ClientRequestToken")
@@ -136,15 +223,22 @@ func (r *Rotator) describe(ctx context.Context, ev Event) (*secretInfo, error) {
 	managed := false
 	for _, t := range d.Tags {
 		switch aws.ToString(t.Key) {
-		case "keyvend:managed-by":
-			managed = aws.ToString(t.Value) == "keyvend"
-		case "keyvend:user":
+		case provision.TagManagedBy:
+			managed = aws.ToString(t.Value) == managedByValue
+		case provision.TagUser:
 			info.user = aws.ToString(t.Value)
 		}
 	}
+	name, kmsKey := aws.ToString(d.Name), aws.ToString(d.KmsKeyId)
 	switch {
 	case !managed || info.user == "":
-		return nil, fmt.Errorf("secret %s is not a keyvend user secret (tags keyvend:managed-by, keyvend:user)", info.arn)
+		return nil, fmt.Errorf("secret %s is not a keyvend user secret (tags %s, %s)", info.arn, provision.TagManagedBy, provision.TagUser)
+	case provision.CheckUserName(info.user) != "":
+		return nil, fmt.Errorf("secret %s is not a keyvend user secret: its %s tag %q is not a valid IAM user name: %s", info.arn, provision.TagUser, info.user, provision.CheckUserName(info.user))
+	case name != r.secretPrefix()+info.user:
+		return nil, fmt.Errorf("secret %s is not a keyvend user secret: it is named %q, but keyvend's secret of user %s is named %q", info.arn, name, info.user, r.secretPrefix()+info.user)
+	case !sameKMSKey(r.KMSKeyID, kmsKey):
+		return nil, fmt.Errorf("secret %s is not a keyvend user secret: it is encrypted with KMS key %s, not with keyvend's %s", info.arn, kmsName(kmsKey), kmsName(r.KMSKeyID))
 	case !aws.ToBool(d.RotationEnabled):
 		return nil, fmt.Errorf("secret %s does not have rotation enabled", info.arn)
 	}
@@ -152,6 +246,118 @@ func (r *Rotator) describe(ctx context.Context, ev Event) (*secretInfo, error) {
 		return nil, fmt.Errorf("secret %s has no version %s to rotate", info.arn, ev.ClientRequestToken)
 	}
 	return info, nil
+}
+
+// verifyUser checks that info's user is one keyvend made: named exactly as
+// the secret's tag says, under keyvend's path, tagged as managed by
+// keyvend and bounded by keyvend's permissions boundary.
+func (r *Rotator) verifyUser(ctx context.Context, info *secretInfo) error {
+	out, err := r.IAM.GetUser(ctx, &iam.GetUserInput{UserName: &info.user})
+	if err != nil {
+		return fmt.Errorf("read user %s of secret %s: %w", info.user, info.arn, err)
+	}
+	u := out.User
+	if u == nil {
+		return fmt.Errorf("read user %s of secret %s: GetUser answered without a user", info.user, info.arn)
+	}
+	var problems []string
+	if name := aws.ToString(u.UserName); name != info.user {
+		// IAM names are case-insensitive: a secret tagged "Alice" is not
+		// keyvend's secret of "alice".
+		problems = append(problems, fmt.Sprintf("IAM names it %q, not %q", name, info.user))
+	}
+	if path := aws.ToString(u.Path); path != r.userPath() {
+		problems = append(problems, fmt.Sprintf("its path is %q, not %q", path, r.userPath()))
+	}
+	managed := false
+	for _, t := range u.Tags {
+		if aws.ToString(t.Key) == provision.TagManagedBy && aws.ToString(t.Value) == managedByValue {
+			managed = true
+		}
+	}
+	if !managed {
+		problems = append(problems, fmt.Sprintf("it is not tagged %s=%s", provision.TagManagedBy, managedByValue))
+	}
+	boundary := ""
+	if u.PermissionsBoundary != nil {
+		boundary = aws.ToString(u.PermissionsBoundary.PermissionsBoundaryArn)
+	}
+	if boundary != r.BoundaryARN {
+		if boundary == "" {
+			boundary = "(none)"
+		}
+		problems = append(problems, fmt.Sprintf("its permissions boundary is %s, not %s", boundary, r.BoundaryARN))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("user %s of secret %s is not a keyvend user: %s", info.user, info.arn, strings.Join(problems, "; "))
+	}
+	info.userARN = aws.ToString(u.Arn)
+	return nil
+}
+
+// sameKMSKey reports whether a secret whose DescribeSecret KmsKeyId is
+// actual is encrypted with the key keyvend is configured with.
+//
+//   - configured empty (or alias/aws/secretsmanager): the account's
+//     Secrets Manager key, for which DescribeSecret gives no KmsKeyId (or
+//     that alias).
+//   - a key ARN and a bare key id name the same key when the id is the
+//     ARN's; two ARNs must be equal (a multi-Region key's replica has the
+//     same id in another Region's ARN, and is another key).
+//   - an alias, by name or ARN, only when it equals the configured value:
+//     which key it names only KMS could say.
+func sameKMSKey(configured, actual string) bool {
+	if configured == "" || configured == defaultKMSAlias {
+		return actual == "" || actual == defaultKMSAlias
+	}
+	if actual == configured {
+		return true
+	}
+	c, cARN := kmsKeyID(configured)
+	a, aARN := kmsKeyID(actual)
+	return c != "" && c == a && cARN != aARN
+}
+
+// kmsKeyID returns the key id of a KMS key ARN
+// (arn:PARTITION:kms:REGION:ACCOUNT:key/ID) or bare key id, "" for an
+// alias or anything else, and whether s is an ARN.
+func kmsKeyID(s string) (id string, isARN bool) {
+	if strings.HasPrefix(s, "arn:") {
+		parts := strings.SplitN(s, ":", 6)
+		if len(parts) == 6 && parts[2] == "kms" && parts[3] != "" && parts[4] != "" && strings.HasPrefix(parts[5], "key/") {
+			id = strings.TrimPrefix(parts[5], "key/")
+			if validKeyID(id) {
+				return id, true
+			}
+		}
+		return "", true
+	}
+	if validKeyID(s) {
+		return s, false
+	}
+	return "", false
+}
+
+// validKeyID reports whether s can be a bare KMS key id (a UUID, or mrk-
+// and hex for a multi-Region key): letters, digits and hyphens.
+func validKeyID(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// kmsName is how an error names the key keyID.
+func kmsName(keyID string) string {
+	if keyID == "" {
+		return "aws/secretsmanager (the account's default)"
+	}
+	return fmt.Sprintf("%q", keyID)
 }
 
 // create makes a new key and stores it as the AWSPENDING version. If a
@@ -209,11 +415,7 @@ func (r *Rotator) test(ctx context.Context, log *slog.Logger, info *secretInfo, 
 	if err != nil {
 		return err
 	}
-	u, err := r.IAM.GetUser(ctx, &iam.GetUserInput{UserName: &info.user})
-	if err != nil {
-		return fmt.Errorf("read user %s: %w", info.user, err)
-	}
-	out, err := r.Check.Wait(ctx, pending.AccessKeyID, pending.SecretAccessKey, aws.ToString(u.User.Arn))
+	out, err := r.Check.Wait(ctx, pending.AccessKeyID, pending.SecretAccessKey, info.userARN)
 	if err != nil {
 		return fmt.Errorf("testSecret: %w", err)
 	}

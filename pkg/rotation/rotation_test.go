@@ -13,11 +13,16 @@ package rotation_test
 //     the copy names the current key, which is not a pending one.
 //   - PutSecretValue with an existing token overwrites that version's
 //     value; AWS refuses a different value for an existing version.
+//   - CreateUser drops the PermissionsBoundary, so moto's GetUser never
+//     reports one; AWS's does, and the rotator refuses a user without
+//     keyvend's boundary. Every client here carries awstest.KeepBoundaries
+//     (config), which models AWS's answer.
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -28,6 +33,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -47,9 +53,24 @@ func TestMain(m *testing.M) { awstest.Main(m) }
 const (
 	requester = "arn:aws:iam::123456789012:user/alice"
 	lambdaARN = "arn:aws:lambda:us-east-1:123456789012:function:keyvend-rotate"
+	boundary  = "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"
 )
 
 var bg = context.Background()
+
+// boundaries models AWS's GetUser, which reports the permissions boundary
+// a user was created with (moto drops it). Every configuration of these
+// tests carries it (config), so the CreateUser calls of the setup and the
+// rotator's GetUser calls meet in it.
+var boundaries = &awstest.KeepBoundaries{}
+
+// config is awstest.Config with boundaries attached.
+func config(t *testing.T, endpoint string) aws.Config {
+	t.Helper()
+	cfg := awstest.Config(t, endpoint)
+	boundaries.Attach(&cfg)
+	return cfg
+}
 
 // fixture is one keyvend user on the shared moto, with uninstrumented
 // clients to look at it.
@@ -68,7 +89,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	srv := awstest.Shared(t)
-	cfg := awstest.Config(t, srv.URL)
+	cfg := config(t, srv.URL)
 	return &fixture{t: t, url: srv.URL, iam: iam.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
 }
 
@@ -80,7 +101,7 @@ func vend(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := provision.New(f.iam, f.sm, rules, provision.Settings{BoundaryARN: "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"}, quiet())
+	svc, err := provision.New(f.iam, f.sm, rules, provision.Settings{BoundaryARN: boundary}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,21 +251,23 @@ func (f *fixture) unchanged(before snapshot) {
 	}
 }
 
-// rotator is a Rotator on cfg whose testSecret step checks keys through
-// endpoint (moto, or a proxy in front of it).
+// rotator is a Rotator on cfg, with keyvend's default settings and the
+// tests' boundary, whose testSecret step checks keys through endpoint
+// (moto, or a proxy in front of it).
 func rotator(t *testing.T, cfg aws.Config, endpoint string, timeout time.Duration) *rotation.Rotator {
 	t.Helper()
 	return &rotation.Rotator{
-		IAM:     iam.NewFromConfig(cfg),
-		Secrets: secretsmanager.NewFromConfig(cfg),
-		Check:   &keycheck.Checker{Base: awstest.Config(t, endpoint), First: time.Millisecond, Max: 5 * time.Millisecond, Timeout: timeout},
-		Log:     quiet(),
+		IAM:         iam.NewFromConfig(cfg),
+		Secrets:     secretsmanager.NewFromConfig(cfg),
+		Check:       &keycheck.Checker{Base: awstest.Config(t, endpoint), First: time.Millisecond, Max: 5 * time.Millisecond, Timeout: timeout},
+		Log:         quiet(),
+		BoundaryARN: boundary,
 	}
 }
 
 func (f *fixture) rotator() *rotation.Rotator {
 	f.t.Helper()
-	return rotator(f.t, awstest.Config(f.t, f.url), f.url, 5*time.Second)
+	return rotator(f.t, config(f.t, f.url), f.url, 5*time.Second)
 }
 
 func step(r *rotation.Rotator, secret, token, name string) error {
@@ -340,7 +363,7 @@ func TestFailingTestSecretLeavesTheOldKeyCurrent(t *testing.T) {
 
 	proxy := awstest.NewProxy(t, f.url)
 	proxy.RejectNewKeys(1 << 30)
-	r := rotator(t, awstest.Config(t, f.url), proxy.URL, 100*time.Millisecond)
+	r := rotator(t, config(t, f.url), proxy.URL, 100*time.Millisecond)
 	if err := step(r, f.secret, token, rotation.StepTest); err == nil {
 		t.Fatal("testSecret passed although AWS rejects the pending key")
 	}
@@ -379,7 +402,7 @@ func TestCreateSecretMakesRoomByDeletingAStrayKey(t *testing.T) {
 func TestCreateSecretDeletesTheKeyItCouldNotStore(t *testing.T) {
 	f := vend(t)
 	token := f.enableRotation()
-	cfg := awstest.Config(t, f.url)
+	cfg := config(t, f.url)
 	calls, faults := &awstest.Recorder{}, &awstest.Faults{}
 	calls.Attach(&cfg)
 	faults.Attach(&cfg)
@@ -452,7 +475,7 @@ func TestRefusals(t *testing.T) {
 			"managed, no user": {{Key: aws.String(provision.TagManagedBy), Value: aws.String("keyvend")}},
 		} {
 			t.Run(name, func(t *testing.T) {
-				f := handMade(t, tags)
+				f := handMade(t, func(m *made) { m.secretTags = tags })
 				token := f.enableRotation()
 				before := f.snapshot()
 				for _, s := range steps {
@@ -507,18 +530,42 @@ func TestRefusals(t *testing.T) {
 	})
 }
 
-// handMade is a user with one key and a secret holding it, made with the
-// SDK, the secret tagged with tags.
-func handMade(t *testing.T, tags []smtypes.Tag) *fixture {
+// made is a user with one key and a secret holding it, made with the SDK.
+// handMade starts from what keyvend makes — the user under /keyvend/,
+// tagged keyvend:managed-by=keyvend, with keyvend's boundary; the secret
+// keyvend/users/<user>, tagged for the user, with the account's default
+// key — and a test changes one thing.
+type made struct {
+	user       string
+	userPath   string
+	userTags   []iamtypes.Tag
+	boundary   string // "": none
+	secretName string
+	secretTags []smtypes.Tag // a keyvend:user tag without a value names the user
+	kmsKeyID   string        // "": the account's aws/secretsmanager key
+}
+
+func handMade(t *testing.T, change func(*made)) *fixture {
 	t.Helper()
 	f := newFixture(t)
-	f.user = awstest.Name("rotfn-hand")
-	for i := range tags { // the user tag names this user
-		if aws.ToString(tags[i].Key) == provision.TagUser && tags[i].Value == nil {
-			tags[i].Value = aws.String(f.user)
+	m := made{user: awstest.Name("rotfn-hand"), userPath: "/keyvend/", boundary: boundary}
+	m.userTags = []iamtypes.Tag{{Key: aws.String(provision.TagManagedBy), Value: aws.String("keyvend")}}
+	m.secretName = "keyvend/users/" + m.user
+	m.secretTags = []smtypes.Tag{{Key: aws.String(provision.TagManagedBy), Value: aws.String("keyvend")}, {Key: aws.String(provision.TagUser)}}
+	if change != nil {
+		change(&m)
+	}
+	f.user = m.user
+	for i := range m.secretTags {
+		if aws.ToString(m.secretTags[i].Key) == provision.TagUser && m.secretTags[i].Value == nil {
+			m.secretTags[i].Value = aws.String(f.user)
 		}
 	}
-	u, err := f.iam.CreateUser(bg, &iam.CreateUserInput{UserName: &f.user, Path: aws.String("/keyvend/")})
+	in := &iam.CreateUserInput{UserName: &f.user, Path: &m.userPath, Tags: m.userTags}
+	if m.boundary != "" {
+		in.PermissionsBoundary = &m.boundary
+	}
+	u, err := f.iam.CreateUser(bg, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -529,10 +576,238 @@ func handMade(t *testing.T, tags []smtypes.Tag) *fixture {
 	f.userARN = aws.ToString(u.User.Arn)
 	f.old = provision.Credential{Version: 1, AccessKeyID: aws.ToString(k.AccessKey.AccessKeyId), SecretAccessKey: aws.ToString(k.AccessKey.SecretAccessKey)}
 	value, _ := json.Marshal(f.old)
-	s, err := f.sm.CreateSecret(bg, &secretsmanager.CreateSecretInput{Name: aws.String("keyvend/users/" + f.user), SecretString: aws.String(string(value)), Tags: tags})
+	sin := &secretsmanager.CreateSecretInput{Name: &m.secretName, SecretString: aws.String(string(value)), Tags: m.secretTags}
+	if m.kmsKeyID != "" {
+		sin.KmsKeyId = &m.kmsKeyID
+	}
+	s, err := f.sm.CreateSecret(bg, sin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.secret = aws.ToString(s.ARN)
+	if got := aws.ToString(f.describe().KmsKeyId); got != m.kmsKeyID {
+		t.Fatalf("setup: DescribeSecret reports KmsKeyId %q, want %q", got, m.kmsKeyID)
+	}
 	return f
+}
+
+// rotates runs the four steps on f's secret with r and checks the key was
+// rotated: a new key in AWSCURRENT, the only key of the user.
+func (f *fixture) rotates(r *rotation.Rotator) {
+	f.t.Helper()
+	token := f.enableRotation()
+	for _, s := range []string{rotation.StepCreate, rotation.StepSet, rotation.StepTest, rotation.StepFinish} {
+		if err := step(r, f.secret, token, s); err != nil {
+			f.t.Fatalf("%s: %v", s, err)
+		}
+	}
+	cur := f.current()
+	if cur.AccessKeyID == "" || cur == f.old {
+		f.t.Fatalf("AWSCURRENT holds %q, want a new key (the old one was %s)", cur.AccessKeyID, f.old.AccessKeyID)
+	}
+	if keys := f.keys(); !slices.Equal(keys, []string{cur.AccessKeyID}) {
+		f.t.Fatalf("keys = %v, want only the new %s", keys, cur.AccessKeyID)
+	}
+}
+
+// refuses runs every step on f's secret, with rotation enabled, through a
+// rotator (adjusted by adjust, if not nil) that records its calls. Each
+// step must fail with an error containing want, without creating or
+// deleting a key or putting or staging a secret version, and the user's
+// keys and the secret's versions (and those of others) stay as they were.
+// It returns the recorded calls.
+func (f *fixture) refuses(want string, adjust func(*rotation.Rotator), others ...*fixture) *awstest.Recorder {
+	f.t.Helper()
+	token := f.enableRotation()
+	before := f.snapshot()
+	var otherBefore []snapshot
+	for _, o := range others {
+		otherBefore = append(otherBefore, o.snapshot())
+	}
+	cfg := config(f.t, f.url)
+	calls := &awstest.Recorder{}
+	calls.Attach(&cfg)
+	r := rotator(f.t, cfg, f.url, time.Second)
+	if adjust != nil {
+		adjust(r)
+	}
+	for _, s := range []string{rotation.StepCreate, rotation.StepSet, rotation.StepTest, rotation.StepFinish} {
+		err := step(r, f.secret, token, s)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			f.t.Errorf("%s: err = %v, want a refusal mentioning %q", s, err, want)
+		} else if s == rotation.StepCreate {
+			f.t.Logf("%s: %v", s, err)
+		}
+	}
+	for _, op := range []string{"CreateAccessKey", "DeleteAccessKey", "PutSecretValue", "UpdateSecretVersionStage"} {
+		if n := calls.Count(op); n != 0 {
+			f.t.Errorf("%s called %d times: %v", op, n, calls.Calls())
+		}
+	}
+	if w := calls.Writes(); len(w) != 0 {
+		f.t.Errorf("writes: %v", w)
+	}
+	f.unchanged(before)
+	for i, o := range others {
+		o.unchanged(otherBefore[i])
+	}
+	return calls
+}
+
+// noIAM fails the test if calls hold an IAM call: a secret that is not
+// keyvend's is refused before its user is even looked at.
+func noIAM(t *testing.T, calls *awstest.Recorder) {
+	t.Helper()
+	var iamCalls []awstest.Call
+	for _, c := range calls.Calls() {
+		if c.Service == "IAM" {
+			iamCalls = append(iamCalls, c)
+		}
+	}
+	if len(iamCalls) != 0 {
+		t.Errorf("IAM calls for a secret that is not keyvend's: %v", iamCalls)
+	}
+}
+
+// Keys of the KMS tests. moto does not check that a key exists; it
+// reports the KmsKeyId a secret was created with as given, and none for
+// the account's aws/secretsmanager key, as AWS does.
+const (
+	keyvendKeyID  = "1234abcd-12ab-34cd-56ef-1234567890ab"
+	keyvendKeyARN = "arn:aws:kms:us-east-1:123456789012:key/" + keyvendKeyID
+	otherKeyARN   = "arn:aws:kms:us-east-1:123456789012:key/0b1e5f9c-7d2a-4e1b-9c3d-5a6b7c8d9e0f"
+)
+
+// TestHandMadeKeyvendSecretRotates: a user and secret made by hand exactly
+// as keyvend makes them rotate; the refusals below each change one thing
+// of this.
+func TestHandMadeKeyvendSecretRotates(t *testing.T) {
+	f := handMade(t, nil)
+	f.rotates(f.rotator())
+}
+
+// TestRefusesWhatKeyvendDidNotMake: a secret or user that differs from
+// what keyvend makes in one respect is refused by every step, which
+// creates, deletes, puts and stages nothing.
+func TestRefusesWhatKeyvendDidNotMake(t *testing.T) {
+	t.Run("secret under another name", func(t *testing.T) {
+		f := handMade(t, func(m *made) { m.secretName = "other/" + m.user })
+		noIAM(t, f.refuses("is named", nil))
+	})
+	t.Run("keyvend's secret of one user tagged for another", func(t *testing.T) {
+		bob := handMade(t, nil)
+		alice := handMade(t, func(m *made) {
+			m.secretTags = []smtypes.Tag{{Key: aws.String(provision.TagManagedBy), Value: aws.String("keyvend")}, {Key: aws.String(provision.TagUser), Value: &bob.user}}
+		})
+		noIAM(t, alice.refuses("is named", nil, bob))
+	})
+	t.Run("user tag not an IAM user name", func(t *testing.T) {
+		f := handMade(t, func(m *made) {
+			m.secretName = "keyvend/users/" + m.user + "/x"
+			m.secretTags = []smtypes.Tag{{Key: aws.String(provision.TagManagedBy), Value: aws.String("keyvend")}, {Key: aws.String(provision.TagUser), Value: aws.String(m.user + "/x")}}
+		})
+		noIAM(t, f.refuses("not a valid IAM user name", nil))
+	})
+	t.Run("secret with another KMS key", func(t *testing.T) {
+		f := handMade(t, func(m *made) { m.kmsKeyID = otherKeyARN })
+		noIAM(t, f.refuses("KMS key", nil))
+	})
+	t.Run("secret with another KMS key than keyvend's", func(t *testing.T) {
+		f := handMade(t, func(m *made) { m.kmsKeyID = otherKeyARN })
+		noIAM(t, f.refuses("KMS key", func(r *rotation.Rotator) { r.KMSKeyID = keyvendKeyARN }))
+	})
+	t.Run("secret with the default key when keyvend has its own", func(t *testing.T) {
+		f := handMade(t, nil)
+		noIAM(t, f.refuses("KMS key", func(r *rotation.Rotator) { r.KMSKeyID = keyvendKeyID }))
+	})
+	t.Run("secret with a key ARN when keyvend is configured with an alias", func(t *testing.T) {
+		// The alias may name that key, but only KMS could say: refused.
+		f := handMade(t, func(m *made) { m.kmsKeyID = keyvendKeyARN })
+		noIAM(t, f.refuses("KMS key", func(r *rotation.Rotator) { r.KMSKeyID = "alias/keyvend" }))
+	})
+	t.Run("user outside keyvend's path", func(t *testing.T) {
+		f := handMade(t, func(m *made) { m.userPath = "/other/" })
+		f.refuses("path", nil)
+	})
+	t.Run("user without the managed-by tag", func(t *testing.T) {
+		f := handMade(t, func(m *made) { m.userTags = nil })
+		f.refuses(provision.TagManagedBy, nil)
+	})
+	t.Run("user managed by someone else", func(t *testing.T) {
+		f := handMade(t, func(m *made) {
+			m.userTags = []iamtypes.Tag{{Key: aws.String(provision.TagManagedBy), Value: aws.String("someone-else")}}
+		})
+		f.refuses(provision.TagManagedBy, nil)
+	})
+	t.Run("user with another boundary", func(t *testing.T) {
+		f := handMade(t, func(m *made) { m.boundary = "arn:aws:iam::123456789012:policy/other-boundary" })
+		f.refuses("boundary", nil)
+	})
+	t.Run("user without a boundary", func(t *testing.T) {
+		f := handMade(t, func(m *made) { m.boundary = "" })
+		f.refuses("boundary", nil)
+	})
+	t.Run("rotator configured without a boundary", func(t *testing.T) {
+		f := handMade(t, nil)
+		noIAM(t, f.refuses("boundary", func(r *rotation.Rotator) { r.BoundaryARN = "" }))
+	})
+}
+
+// TestKMSKeyForms: keyvend's key is recognised across its forms — the key
+// ARN for the bare key id and back — and an alias when it is exactly the
+// configured one.
+func TestKMSKeyForms(t *testing.T) {
+	for _, c := range []struct{ name, secret, configured string }{
+		{"key ARN, configured as the key id", keyvendKeyARN, keyvendKeyID},
+		{"key id, configured as the key ARN", keyvendKeyID, keyvendKeyARN},
+		{"key ARN, configured as the key ARN", keyvendKeyARN, keyvendKeyARN},
+		{"alias, configured as the alias", "alias/keyvend", "alias/keyvend"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := handMade(t, func(m *made) { m.kmsKeyID = c.secret })
+			r := f.rotator()
+			r.KMSKeyID = c.configured
+			f.rotates(r)
+		})
+	}
+}
+
+// TestLogsNameRefusalsAndNoSecret: the JSON log of a rotation and of a
+// refused step holds the refusal, with the secret, and never a secret
+// access key.
+func TestLogsNameRefusalsAndNoSecret(t *testing.T) {
+	var logs awstest.SyncBuffer
+	f := handMade(t, nil)
+	r := f.rotator()
+	r.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+	f.rotates(r)
+	rotated := f.current()
+
+	other := handMade(t, func(m *made) { m.boundary = "" })
+	token := other.enableRotation()
+	if err := step(r, other.secret, token, rotation.StepCreate); err == nil {
+		t.Fatal("createSecret accepted a user without keyvend's boundary")
+	}
+
+	var refusals int
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if rec["level"] == "WARN" && strings.Contains(fmt.Sprint(rec["msg"]), "not verified") {
+			refusals++
+			if rec["secret"] != other.secret || !strings.Contains(fmt.Sprint(rec["error"]), "permissions boundary") {
+				t.Errorf("refusal logged as %v, want the secret %s and the boundary named", rec, other.secret)
+			}
+		}
+	}
+	if refusals != 1 {
+		t.Errorf("%d refusals logged, want 1:\n%s", refusals, logs.String())
+	}
+	for _, c := range []provision.Credential{f.old, rotated, other.old} {
+		if strings.Contains(logs.String(), c.SecretAccessKey) {
+			t.Errorf("the log holds the secret access key of %s", c.AccessKeyID)
+		}
+	}
 }
