@@ -73,7 +73,7 @@ func New(svc Service, who caller.Resolver, log *slog.Logger, opts ...Option) htt
 	}
 	allowed := map[string][]string{}
 	for _, route := range Routes() {
-		mux.HandleFunc(route, handlers[route])
+		mux.HandleFunc(route, strictQuery(queryParams[route], handlers[route]))
 		method, path, _ := strings.Cut(route, " ")
 		allowed[path] = append(allowed[path], method)
 	}
@@ -98,6 +98,13 @@ func Routes() []string {
 		"PUT /v1/users/{name}/grants",
 		"GET /v1/openapi.json",
 	}
+}
+
+// queryParams are the query parameters each route takes; a route not
+// listed takes none.
+var queryParams = map[string][]string{
+	"GET /v1/users":           {"bucket", "requester", "limit", "next"},
+	"DELETE /v1/users/{name}": {"force"},
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -39,4 +40,77 @@ func TestBodyKeysAreExact(t *testing.T) {
 		})
 	}
 	assertNoAWSCalls(t, e)
+}
+
+// TestQueryStrict: a query string that does not parse, a parameter the
+// route does not take, or one given twice is a 400 naming the parameter
+// before anything runs. url.Values would drop the bad pair, or keep the
+// first of two, and act on a request a proxy or a log reads otherwise.
+func TestQueryStrict(t *testing.T) {
+	e := newAPI(t, caller.Static{ARN: testCaller})
+	user := "/v1/users/" + awstest.Name("strict")
+	cases := []struct {
+		name, method, target, field string
+	}{
+		{"bad escape in a name", http.MethodGet, "/v1/users?%zz=1", "%zz"},
+		{"bad escape in a value", http.MethodGet, "/v1/users?bucket=%zz", "bucket"},
+		{"truncated escape", http.MethodGet, "/v1/users?next=abc%2", "next"},
+		{"semicolon separator", http.MethodGet, "/v1/users?bucket=site.example.com;requester=x", "bucket"},
+		{"semicolon in a name", http.MethodGet, "/v1/users?limit;x=1", "limit;x"},
+		{"bucket twice", http.MethodGet, "/v1/users?bucket=a.example.com&bucket=b.example.com", "bucket"},
+		{"limit twice, same value", http.MethodGet, "/v1/users?limit=5&limit=5", "limit"},
+		{"requester twice, once escaped", http.MethodGet, "/v1/users?requester=a&%72equester=b", "requester"},
+		{"unknown parameter", http.MethodGet, "/v1/users?admin=true", "admin"},
+		{"parameter in capitals", http.MethodGet, "/v1/users?Bucket=site.example.com", "Bucket"},
+		{"force on describe", http.MethodGet, user + "?force=true", "force"},
+		{"force twice", http.MethodDelete, user + "?force=true&force=false", "force"},
+		{"Force", http.MethodDelete, user + "?Force=true", "Force"},
+		{"force without a value", http.MethodDelete, user + "?force", "force"},
+		{"delete with a bucket", http.MethodDelete, user + "?bucket=site.example.com", "bucket"},
+		{"create with a query", http.MethodPost, "/v1/users?dry_run=1", "dry_run"},
+		{"rotate with a query", http.MethodPost, user + "/rotate?wait=true", "wait"},
+		{"grants with a query", http.MethodPut, user + "/grants?grants=x", "grants"},
+		{"openapi.json with a query", http.MethodGet, "/v1/openapi.json?v=2", "v"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var body io.Reader
+			switch c.method {
+			case http.MethodPost, http.MethodPut:
+				body = strings.NewReader(validReq().String())
+			}
+			w := send(e.h, c.method, c.target, jsonCT, body)
+			p := checkProblem(t, w, http.StatusBadRequest, "validation")
+			if !slices.Contains(p.fields(), c.field) {
+				t.Errorf("errors %+v do not name %q", p.Errors, c.field)
+			}
+			for _, fe := range p.Errors {
+				if fe.Detail == "" {
+					t.Errorf("errors entry %+v has no detail", fe)
+				}
+			}
+		})
+	}
+	assertNoAWSCalls(t, e)
+
+	// Every problem is named, each parameter once.
+	w := send(e.h, http.MethodGet, "/v1/users?x=1&bucket=a.example.com&bucket=b.example.com&bucket=c.example.com&y=%zz", "", nil)
+	p := checkProblem(t, w, http.StatusBadRequest, "validation")
+	if got, want := p.fields(), []string{"x", "bucket", "y"}; !slices.Equal(got, want) {
+		t.Errorf("fields = %v, want %v", got, want)
+	}
+	assertNoAWSCalls(t, e)
+
+	// The allowed parameters, once each, and empty pairs, still work.
+	for _, target := range []string{
+		"/v1/users?bucket=site.example.com&requester=" + testCaller + "&limit=5",
+		"/v1/users?&limit=5&",
+		"/v1/users?",
+		"/v1/openapi.json",
+	} {
+		w := send(e.h, http.MethodGet, target, "", nil)
+		if w.Code != http.StatusOK {
+			t.Errorf("GET %s: status %d, want 200: %s", target, w.Code, w.Body)
+		}
+	}
 }
