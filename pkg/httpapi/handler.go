@@ -83,7 +83,7 @@ func New(svc Service, who caller.Resolver, log *slog.Logger, opts ...Option) htt
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, newProblem(http.StatusNotFound, "not-found", "Not found", "no such endpoint"))
 	})
-	return a.withRequestID(a.withAccessLog(a.withRecover(a.withCORS(a.withCaller(mux)))))
+	return a.withRequestID(a.withAccessLog(a.withRecover(a.withCORS(a.withCaller(canonicalPath(mux))))))
 }
 
 // Routes lists the method and path patterns the handler serves, in the

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -112,5 +113,56 @@ func TestQueryStrict(t *testing.T) {
 		if w.Code != http.StatusOK {
 			t.Errorf("GET %s: status %d, want 200: %s", target, w.Code, w.Body)
 		}
+	}
+}
+
+// TestNonCanonicalPath: ServeMux answers a path that is not clean with a
+// redirect (text/html, Location) to the cleaned one; keyvend answers 404
+// problem+json, follows no redirect and runs nothing. A path is canonical
+// when both its escaped form (what the mux routes on) and its decoded form
+// (what r.URL.Path, the access log before, and a decoding proxy read) are
+// clean, and it has no encoded '/': /v1/users/a%2Fb routes as one user
+// "a/b" but reads as /v1/users/a/b, and %2E%2E as "..".
+func TestNonCanonicalPath(t *testing.T) {
+	e := newAPI(t, caller.Static{ARN: testCaller})
+	user := awstest.Name("strict")
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/v1//users"},
+		{http.MethodGet, "//v1/users"},
+		{http.MethodGet, "/v1/./users"},
+		{http.MethodGet, "/v1/users/../users"},
+		{http.MethodGet, "/v1/users/."},
+		{http.MethodGet, "/v1/users/" + user + "/.."},
+		{http.MethodGet, "/v1/users/" + user + "/./"},
+		{http.MethodPost, "/v1/users/" + user + "/../../users"},
+		{http.MethodPut, "/v1/users/" + user + "//grants"},
+		{http.MethodPost, "/v1/users/" + user + "/rotate/."},
+		{http.MethodDelete, "/v1/users/%2E%2E"},
+		{http.MethodDelete, "/v1/users/%2e"},
+		{http.MethodGet, "/v1/users/%2E%2E%2Fadmin"},
+		{http.MethodGet, "/v1/users/a%2Fb"},
+		{http.MethodGet, "/v1/users/a%2fb"},
+		{http.MethodGet, "/v1%2Fusers"},
+		{http.MethodGet, "/v1/openapi.json/."},
+	} {
+		t.Run(c.method+" "+c.path, func(t *testing.T) {
+			w := send(e.h, c.method, c.path, jsonCT, strings.NewReader(validReq().String()))
+			p := checkProblem(t, w, http.StatusNotFound, "not-found")
+			if !strings.Contains(p.Detail, "canonical") {
+				t.Errorf("detail %q does not say the path is not canonical", p.Detail)
+			}
+			if loc := w.Header().Get("Location"); loc != "" {
+				t.Errorf("Location = %q, want none", loc)
+			}
+		})
+	}
+	assertNoAWSCalls(t, e)
+
+	// Percent-encoding that changes no segment is not refused: %73 is s.
+	target := fmt.Sprintf("/v1/users/%%%02X%s", user[0], user[1:])
+	w := send(e.h, http.MethodGet, target, "", nil)
+	p := checkProblem(t, w, http.StatusNotFound, "not-found")
+	if !strings.Contains(p.Detail, "no user "+user+" ") {
+		t.Errorf("GET %s: detail %q, want the service's answer for user %s", target, p.Detail, user)
 	}
 }

@@ -492,9 +492,12 @@ func TestCreateValidRequest(t *testing.T) {
 	}
 }
 
+// TestDescribeRejectsBadName: a name segment that is no IAM user name. (A
+// segment with an encoded '/' or that decodes to "." or ".." is not a name:
+// TestNonCanonicalPath.)
 func TestDescribeRejectsBadName(t *testing.T) {
 	e := newAPI(t, caller.Static{ARN: testCaller})
-	for _, name := range []string{"de%20ployer", strings.Repeat("u", 65), "d%C3%A9ployer", "a;b", "%2E%2E%2Fadmin"} {
+	for _, name := range []string{"de%20ployer", strings.Repeat("u", 65), "d%C3%A9ployer", "a;b"} {
 		t.Run(name, func(t *testing.T) {
 			w := send(e.h, http.MethodGet, "/v1/users/"+name, "", nil)
 			p := checkProblem(t, w, http.StatusBadRequest, "validation")
