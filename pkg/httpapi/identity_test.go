@@ -58,12 +58,11 @@ func forgedHeaders(arn, authorization string) map[string]string {
 	}
 }
 
-// TestLambdaIdentityNeverFromHeaders drives the Lambda handler, as
-// functions/api wires it, with API Gateway HTTP API events whose headers
-// claim another identity than the authorizer's: no authorizer is 401
-// whatever the headers say, and with an IAM authorizer the caller is the
-// authorizer's principal, never the headers'.
-func TestLambdaIdentityNeverFromHeaders(t *testing.T) {
+// newIdentityEnv is the Lambda handler as functions/api wires it, with
+// lambdaRules, on the shared moto: the service's AWS calls are recorded and
+// its log kept; env reads moto directly.
+func newIdentityEnv(t *testing.T) (func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error), *awstest.Recorder, *syncBuffer, *lambdaEnv) {
+	t.Helper()
 	srv := awstest.Shared(t)
 	cfg := awstest.Config(t, srv.URL)
 	calls := &awstest.Recorder{}
@@ -81,7 +80,16 @@ func TestLambdaIdentityNeverFromHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	handle := httpapi.LambdaHandler(httpapi.New(svc, caller.APIGateway{}, log))
-	env := &lambdaEnv{iam: iam.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
+	return handle, calls, logs, &lambdaEnv{iam: iam.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
+}
+
+// TestLambdaIdentityNeverFromHeaders drives the Lambda handler, as
+// functions/api wires it, with API Gateway HTTP API events whose headers
+// claim another identity than the authorizer's: no authorizer is 401
+// whatever the headers say, and with an IAM authorizer the caller is the
+// authorizer's principal, never the headers'.
+func TestLambdaIdentityNeverFromHeaders(t *testing.T) {
+	handle, calls, logs, env := newIdentityEnv(t)
 
 	authorizations := map[string]string{
 		"bogus SigV4": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261127/us-east-1/execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=" + strings.Repeat("0", 64),
@@ -201,4 +209,90 @@ func accessLog(t *testing.T, logs *syncBuffer, id string) map[string]any {
 	}
 	t.Fatalf("no access log line for request %s:\n%s", id, logs)
 	return nil
+}
+
+// TestLambdaJWTGroupsExact: with a JWT authorizer, a rule for
+// jwt-group:deployers (lambdaRules) matches only a caller in the group
+// "deployers": not one in "not deployers" or "readers,deployers", which
+// API Gateway renders as [not deployers] and [readers,deployers]. Without
+// the token to read them from, or with a token that is not the one the
+// authorizer reported, the caller is not identified: a 401 whose body says
+// nothing more, and whose access log line says why.
+func TestLambdaJWTGroupsExact(t *testing.T) {
+	handle, calls, logs, env := newIdentityEnv(t)
+	const iss = "https://login.example.com/oauth2/default"
+	claims := func(groups string) map[string]string {
+		return map[string]string{"sub": "00u1dave", "iss": iss, "aud": "keyvend", "groups": groups}
+	}
+	bearer := func(groups []string) string {
+		return "Bearer " + unsignedJWT(map[string]any{"sub": "00u1dave", "iss": iss, "aud": "keyvend", "groups": groups})
+	}
+	cases := []struct {
+		name          string
+		claims        map[string]string
+		authorization string
+		status        int
+		authError     string // in the access log line of a 401
+	}{
+		{"in deployers", claims("[deployers]"), bearer([]string{"deployers"}), http.StatusCreated, ""},
+		{"in not deployers", claims("[not deployers]"), bearer([]string{"not deployers"}), http.StatusForbidden, ""},
+		{"in readers,deployers", claims("[readers,deployers]"), bearer([]string{"readers,deployers"}), http.StatusForbidden, ""},
+		{"no token to read [not deployers] from", claims("[not deployers]"), "", http.StatusUnauthorized, "cannot be told apart"},
+		{"a token with other groups than the authorizer's", claims("[not deployers]"), bearer([]string{"deployers"}), http.StatusUnauthorized, "does not match the authorizer's claims"},
+		{"non-string groups", claims("[deployers 1]"), "Bearer " + unsignedJWT(map[string]any{"sub": "00u1dave", "iss": iss, "groups": []any{"deployers", 1}}), http.StatusUnauthorized, "neither a string nor an array of strings"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			calls.Reset()
+			user := awstest.Name("jwt")
+			env.forget(t, user)
+			headers := map[string]string{"content-type": "application/json"}
+			if c.authorization != "" {
+				headers["authorization"] = c.authorization
+			}
+			ev := events.APIGatewayV2HTTPRequest{
+				Version: "2.0", RouteKey: "$default", RawPath: "/v1/users", Headers: headers,
+				Body: `{"user":"` + user + `","grants":[{"bucket":"site.example.com","access":"read-only"}],"reason":"portal deploys"}`,
+				RequestContext: events.APIGatewayV2HTTPRequestContext{
+					AccountID: "123456789012", RequestID: awstest.Name("req"), DomainName: "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
+					HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: http.MethodPost, Path: "/v1/users", SourceIP: "203.0.113.7"},
+					Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+						JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: c.claims},
+					},
+				},
+			}
+			resp, err := handle(context.Background(), ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d %s, want %d", resp.StatusCode, resp.Body, c.status)
+			}
+			line := accessLog(t, logs, ev.RequestContext.RequestID)
+			if c.status == http.StatusCreated {
+				if got := env.userTags(t, user)[provision.TagRequester]; got != "jwt:00u1dave" {
+					t.Errorf("requester tag %q, want jwt:00u1dave", got)
+				}
+				return
+			}
+			if c := calls.Calls(); len(c) != 0 {
+				t.Errorf("AWS calls: %v", c)
+			}
+			var p httpapi.Problem
+			if err := json.Unmarshal([]byte(resp.Body), &p); err != nil {
+				t.Fatal(err)
+			}
+			if c.status == http.StatusUnauthorized {
+				if p.Type != "https://keyvend.dev/problems/unauthenticated" || p.Detail != "the request carries no caller identity keyvend accepts" || len(p.Errors) != 0 {
+					t.Errorf("401 body %s, want the generic unauthenticated problem", resp.Body)
+				}
+				if got, _ := line["auth_error"].(string); !strings.Contains(got, c.authError) || !strings.Contains(got, "no caller identity") {
+					t.Errorf("access log auth_error %q, want it to say %q", got, c.authError)
+				}
+			}
+			if strings.Contains(logs.String(), strings.TrimPrefix(c.authorization, "Bearer ")) && c.authorization != "" {
+				t.Error("the log holds the Authorization header's token")
+			}
+		})
+	}
 }
