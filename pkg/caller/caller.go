@@ -165,9 +165,9 @@ func jwtGroups(r *http.Request, claims map[string]string, principalClaim, groups
 		var one string
 		var list []*string // a null element is not a string
 		switch {
-		case raw[0] == '"' && json.Unmarshal(raw, &one) == nil:
+		case bytes.HasPrefix(raw, []byte(`"`)) && json.Unmarshal(raw, &one) == nil:
 			groups, rendering = []string{one}, one
-		case raw[0] == '[' && json.Unmarshal(raw, &list) == nil && !slices.Contains(list, nil):
+		case bytes.HasPrefix(raw, []byte("[")) && json.Unmarshal(raw, &list) == nil && !slices.Contains(list, nil):
 			for _, g := range list {
 				groups = append(groups, *g)
 			}
