@@ -4,9 +4,15 @@
 package caller
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
@@ -64,12 +70,13 @@ type Resolver interface {
 }
 
 // APIGateway reads the caller from the API Gateway HTTP API request context
-// that the Lambda adapter put in the request's context. Headers are ignored.
+// that the Lambda adapter put in the request's context. Headers are never a
+// source of identity.
 //
 //   - IAM (SigV4) authorizer: the caller's ARN, with assumed-role sessions
 //     normalised to the role.
 //   - JWT authorizer: "jwt:" + the PrincipalClaim (default "sub"), and the
-//     groups in GroupsClaim (default "groups").
+//     groups in GroupsClaim (default "groups"), read as jwtGroups says.
 //
 // Any other authorizer shape, or none, is ErrNoIdentity.
 type APIGateway struct {
@@ -100,30 +107,146 @@ func (a APIGateway) Principal(r *http.Request) (Principal, error) {
 		if claim == "" {
 			claim = "sub"
 		}
-		sub := strings.TrimSpace(az.JWT.Claims[claim])
-		if sub == "" {
-			return Principal{}, ErrNoIdentity
+		sub := az.JWT.Claims[claim]
+		if strings.TrimSpace(sub) == "" {
+			return Principal{}, fmt.Errorf("%w: the JWT has no %s claim", ErrNoIdentity, claim)
 		}
 		groupsClaim := a.GroupsClaim
 		if groupsClaim == "" {
 			groupsClaim = "groups"
 		}
-		return Principal{ID: "jwt:" + sub, Raw: "jwt:" + sub, Groups: ParseClaimList(az.JWT.Claims[groupsClaim])}, nil
+		groups, err := jwtGroups(r, az.JWT.Claims, claim, groupsClaim)
+		if err != nil {
+			return Principal{}, err
+		}
+		return Principal{ID: "jwt:" + sub, Raw: "jwt:" + sub, Groups: groups}, nil
 	default:
 		return Principal{}, ErrNoIdentity
 	}
 }
 
-// ParseClaimList reads a list claim as API Gateway passes it to the
-// function: "[a b]", "[a, b]", "a,b" or a single value.
-func ParseClaimList(v string) []string {
-	v = strings.TrimSpace(v)
-	v = strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")
-	fields := strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
-	out := make([]string, 0, len(fields))
-	for _, f := range fields {
-		if f = strings.Trim(f, `"`); f != "" {
-			out = append(out, f)
+// jwtGroups returns the caller's groups, exactly as its token names them.
+//
+// API Gateway hands the function each claim as a string: a string claim as
+// itself, a list claim as "[" + its elements joined by spaces + "]". That
+// cannot tell the groups ["not platform"] from ["not", "platform"], or
+// ["readers,platform"] from ["readers", "platform"], so the rendering is
+// never split. The authorizer validated the JWT in the request's
+// Authorization header ("Bearer <jwt>" or the bare token); its payload is
+// read (the signature cannot be checked here, and API Gateway did) and used
+// only if it is provably that token: its principal claim and iss equal the
+// authorizer's, and its groups claim — a string, or an array of strings —
+// renders to exactly the authorizer's value (both absent counts). Then the
+// groups are the array's elements, or the one string. Without a token, a
+// rendering with no space, comma, bracket or quote is one group name; any
+// other is refused. Refusals are ErrNoIdentity with the reason. An empty
+// name is no group.
+func jwtGroups(r *http.Request, claims map[string]string, principalClaim, groupsClaim string) ([]string, error) {
+	rendered, has := claims[groupsClaim]
+	auth := r.Header.Values("Authorization")
+	if len(auth) == 0 {
+		switch {
+		case !has:
+			return nil, nil
+		case strings.ContainsAny(rendered, " \t\n\r,[]\""):
+			return nil, fmt.Errorf("%w: the JWT's %s claim %q cannot be told apart (a list, or a name with a space, comma, bracket or quote) and the request has no Authorization header to read it from", ErrNoIdentity, groupsClaim, rendered)
+		}
+		return nonEmpty([]string{rendered}), nil
+	}
+	payload, err := jwtPayload(auth)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the Authorization header is not a JWT keyvend can read: %v", ErrNoIdentity, err)
+	}
+	for _, name := range []string{principalClaim, "iss"} {
+		var v string
+		raw, ok := payload[name]
+		if !ok || json.Unmarshal(raw, &v) != nil || v != claims[name] || v == "" {
+			return nil, fmt.Errorf("%w: the Authorization header's token does not match the authorizer's claims: its %s claim differs", ErrNoIdentity, name)
+		}
+	}
+	raw, tokenHas := payload[groupsClaim]
+	raw = bytes.TrimSpace(raw)
+	var groups []string
+	var rendering string
+	if tokenHas {
+		var one string
+		var list []*string // a null element is not a string
+		switch {
+		case bytes.HasPrefix(raw, []byte(`"`)) && json.Unmarshal(raw, &one) == nil:
+			groups, rendering = []string{one}, one
+		case bytes.HasPrefix(raw, []byte("[")) && json.Unmarshal(raw, &list) == nil && !slices.Contains(list, nil):
+			for _, g := range list {
+				groups = append(groups, *g)
+			}
+			rendering = "[" + strings.Join(groups, " ") + "]"
+		default:
+			return nil, fmt.Errorf("%w: the token's %s claim is neither a string nor an array of strings: %s", ErrNoIdentity, groupsClaim, raw)
+		}
+	}
+	if tokenHas != has || rendering != rendered {
+		return nil, fmt.Errorf("%w: the Authorization header's token does not match the authorizer's claims: its %s claim renders as %q, the authorizer reported %q (present: %v)", ErrNoIdentity, groupsClaim, rendering, rendered, has)
+	}
+	return nonEmpty(groups), nil
+}
+
+// jwtPayload decodes the payload of the one JWT in an Authorization
+// header ("Bearer <jwt>", the scheme in any case, or the bare token): a
+// JSON object with no member given twice.
+func jwtPayload(auth []string) (map[string]json.RawMessage, error) {
+	if len(auth) != 1 {
+		return nil, errors.New("more than one Authorization header")
+	}
+	tok := auth[0]
+	if scheme, rest, ok := strings.Cut(tok, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		tok = rest
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+		return nil, errors.New("not a JWT (three base64url parts)")
+	}
+	for _, p := range parts {
+		if strings.Trim(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			return nil, errors.New("not a JWT (three base64url parts)")
+		}
+	}
+	data, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, errors.New("not a JWT (its payload is not base64url)")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New("not a JWT (its payload is not a JSON object)")
+	}
+	payload := map[string]json.RawMessage{}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil, errors.New("not a JWT (its payload is not a JSON object)")
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, errors.New("not a JWT (its payload is not a JSON object)")
+		}
+		name := key.(string)
+		if _, dup := payload[name]; dup {
+			return nil, fmt.Errorf("its payload has the claim %q more than once", name)
+		}
+		payload[name] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, errors.New("not a JWT (its payload is not a JSON object)")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("not a JWT (its payload is not one JSON object)")
+	}
+	return payload, nil
+}
+
+func nonEmpty(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if n != "" {
+			out = append(out, n)
 		}
 	}
 	return out

@@ -2,11 +2,14 @@ package caller_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -211,48 +214,160 @@ func TestPrincipalContext(t *testing.T) {
 	}
 }
 
-func TestAPIGatewayJWT(t *testing.T) {
-	claims := map[string]string{"sub": "00u1abcd", "email": "alice@example.com", "groups": "[deployers admins]", "roles": "ops,web"}
-	auth := &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-		JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: claims},
+const issuer = "https://login.example.com/oauth2/default"
+
+// token is an unsigned JWT with claims: keyvend cannot check a signature
+// (API Gateway did), so the tests need none.
+func token(claims map[string]any) string {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		panic(err)
 	}
+	return tokenPayload(string(payload))
+}
+
+func tokenPayload(payload string) string {
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString([]byte(`{"alg":"RS256","kid":"k1"}`)) + "." + enc.EncodeToString([]byte(payload)) + "." + enc.EncodeToString([]byte("sig"))
+}
+
+// jwtRequest is the request the adapter hands keyvend for a JWT-authorized
+// event: the authorizer's claims as API Gateway renders them, and the
+// Authorization header ("" for none).
+func jwtRequest(t *testing.T, claims map[string]string, authorization string) *http.Request {
+	t.Helper()
+	ev := event(&events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+		JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: claims},
+	})
+	if authorization != "" {
+		ev.Headers["authorization"] = authorization
+	}
+	return viaAdapter(t, ev)
+}
+
+// TestAPIGatewayJWT: API Gateway renders a list claim as "[a b]", which
+// cannot tell the groups ["not platform"] from ["not", "platform"], nor
+// ["readers,platform"] from ["readers", "platform"]. The groups come from
+// the Authorization header's token, used only when its principal claim,
+// iss and groups rendering are what the authorizer reported; otherwise,
+// unless the rendering is unambiguous, the caller is not identified.
+func TestAPIGatewayJWT(t *testing.T) {
+	base := func(groups any) map[string]any {
+		c := map[string]any{"sub": "00u1carol", "iss": issuer, "aud": "keyvend", "exp": 1795758601, "email": "carol@example.com"}
+		if groups != nil {
+			c["groups"] = groups
+		}
+		return c
+	}
+	ctx := func(groups string) map[string]string {
+		c := map[string]string{"sub": "00u1carol", "iss": issuer, "aud": "keyvend", "exp": "1795758601", "email": "carol@example.com"}
+		if groups != "-" {
+			c["groups"] = groups
+		}
+		return c
+	}
+	bearer := func(claims map[string]any) string { return "Bearer " + token(claims) }
 	cases := []struct {
-		name       string
-		resolver   caller.APIGateway
-		wantID     string
-		wantGroups []string
+		name          string
+		resolver      caller.APIGateway
+		claims        map[string]string // the authorizer context
+		authorization string
+		wantID        string
+		wantGroups    []string
+		refused       string // the reason a refusal names; "" for a caller
 	}{
-		{"defaults: sub and groups", caller.APIGateway{}, "jwt:00u1abcd", []string{"deployers", "admins"}},
-		{"configured claims", caller.APIGateway{PrincipalClaim: "email", GroupsClaim: "roles"}, "jwt:alice@example.com", []string{"ops", "web"}},
+		{name: "array", claims: ctx("[deployers admins]"), authorization: bearer(base([]string{"deployers", "admins"})), wantGroups: []string{"deployers", "admins"}},
+		{name: "group name with a space", claims: ctx("[not platform]"), authorization: bearer(base([]string{"not platform"})), wantGroups: []string{"not platform"}},
+		{name: "group name with a comma", claims: ctx("[readers,platform]"), authorization: bearer(base([]string{"readers,platform"})), wantGroups: []string{"readers,platform"}},
+		{name: "names with brackets and quotes", claims: ctx(`[[a] "b" c,d]`), authorization: bearer(base([]string{"[a]", `"b"`, "c,d"})), wantGroups: []string{"[a]", `"b"`, "c,d"}},
+		{name: "empty array", claims: ctx("[]"), authorization: bearer(base([]string{})), wantGroups: nil},
+		{name: "string claim", claims: ctx("platform"), authorization: bearer(base("platform")), wantGroups: []string{"platform"}},
+		{name: "string claim with a space", claims: ctx("not platform"), authorization: bearer(base("not platform")), wantGroups: []string{"not platform"}},
+		{name: "string claim that looks like a list", claims: ctx("[a b]"), authorization: bearer(base("[a b]")), wantGroups: []string{"[a b]"}},
+		{name: "no groups claim", claims: ctx("-"), authorization: bearer(base(nil)), wantGroups: nil},
+		{name: "token without the Bearer prefix", claims: ctx("[not platform]"), authorization: token(base([]string{"not platform"})), wantGroups: []string{"not platform"}},
+		{name: "bearer in lower case", claims: ctx("[not platform]"), authorization: "bearer " + token(base([]string{"not platform"})), wantGroups: []string{"not platform"}},
+		{name: "payload with white space", claims: ctx("[not platform]"), authorization: "Bearer " + tokenPayload("{ \"sub\" : \"00u1carol\",\n \"iss\":\t\""+issuer+"\", \"groups\": [ \"not platform\" ] }"), wantGroups: []string{"not platform"}},
+		{name: "configured claims", resolver: caller.APIGateway{PrincipalClaim: "email", GroupsClaim: "roles"},
+			claims:        map[string]string{"sub": "00u1carol", "email": "carol@example.com", "iss": issuer, "roles": "[ops web]", "groups": "[x y]"},
+			authorization: bearer(map[string]any{"sub": "00u1carol", "email": "carol@example.com", "iss": issuer, "roles": []string{"ops", "web"}, "groups": []int{1}}),
+			wantID:        "jwt:carol@example.com", wantGroups: []string{"ops", "web"}},
+
+		// No token: only a rendering without a space, comma, bracket or
+		// quote is unambiguous (it is one string).
+		{name: "no token, one plain group", claims: ctx("platform"), wantGroups: []string{"platform"}},
+		{name: "no token, no groups claim", claims: ctx("-"), wantGroups: nil},
+		{name: "no token, a list", claims: ctx("[deployers platform]"), refused: "cannot be told apart"},
+		{name: "no token, one-element list", claims: ctx("[platform]"), refused: "cannot be told apart"},
+		{name: "no token, a space", claims: ctx("not platform"), refused: "cannot be told apart"},
+		{name: "no token, a comma", claims: ctx("readers,platform"), refused: "cannot be told apart"},
+		{name: "no token, a quote", claims: ctx(`"platform"`), refused: "cannot be told apart"},
+
+		// A token that is not provably the one the authorizer validated.
+		{name: "forged token with other groups", claims: ctx("[not platform]"), authorization: bearer(base([]string{"platform"})), refused: "does not match"},
+		{name: "forged token, the same names split otherwise", claims: ctx("[readers,platform]"), authorization: bearer(base([]string{"readers", "platform"})), refused: "does not match"},
+		{name: "token of another subject", claims: ctx("[a b]"), authorization: bearer(map[string]any{"sub": "00u1mallory", "iss": issuer, "groups": []string{"a", "b"}}), refused: "sub"},
+		{name: "token of another issuer", claims: ctx("[a b]"), authorization: bearer(map[string]any{"sub": "00u1carol", "iss": "https://evil.example.net", "groups": []string{"a", "b"}}), refused: "iss"},
+		{name: "token without iss", claims: ctx("[a b]"), authorization: bearer(map[string]any{"sub": "00u1carol", "groups": []string{"a", "b"}}), refused: "iss"},
+		{name: "token with groups, context without", claims: ctx("-"), authorization: bearer(base([]string{"platform"})), refused: "does not match"},
+		{name: "context with groups, token without", claims: ctx("platform"), authorization: bearer(base(nil)), refused: "does not match"},
+		{name: "non-string array elements", claims: ctx("[a 1]"), authorization: bearer(base([]any{"a", 1})), refused: "neither a string nor an array of strings"},
+		{name: "null array element", claims: ctx("[a <nil>]"), authorization: bearer(base([]any{"a", nil})), refused: "neither a string nor an array of strings"},
+		{name: "groups an object", claims: ctx("map[a:b]"), authorization: bearer(base(map[string]string{"a": "b"})), refused: "neither a string nor an array of strings"},
+		{name: "groups a number", claims: ctx("7"), authorization: bearer(base(7)), refused: "neither a string nor an array of strings"},
+		{name: "groups claim twice in the token", claims: ctx("[readers]"), authorization: "Bearer " + tokenPayload(`{"sub":"00u1carol","iss":"`+issuer+`","groups":["readers"],"groups":["platform"]}`), refused: "more than once"},
+		{name: "not a JWT", claims: ctx("[a b]"), authorization: "Bearer not-a-token", refused: "not a JWT"},
+		{name: "payload not base64url", claims: ctx("[a b]"), authorization: "Bearer eyJhbGciOiJSUzI1NiJ9.e30+.c2ln", refused: "not a JWT"},
+		{name: "payload not JSON", claims: ctx("[a b]"), authorization: "Bearer " + tokenPayload(`{"sub":`), refused: "not a JWT"},
+		{name: "two tokens", claims: ctx("[a b]"), authorization: bearer(base([]string{"a", "b"})) + ", " + bearer(base([]string{"a", "b"})), refused: "not a JWT"},
+		{name: "SigV4 Authorization", claims: ctx("[a b]"), authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261127/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=00", refused: "not a JWT"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := c.resolver.Principal(viaAdapter(t, event(auth)))
+			p, err := c.resolver.Principal(jwtRequest(t, c.claims, c.authorization))
+			if c.refused != "" {
+				if !errors.Is(err, caller.ErrNoIdentity) || !strings.Contains(err.Error(), c.refused) {
+					t.Fatalf("Principal = %+v, %v; want ErrNoIdentity saying %q", p, err, c.refused)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.ID != c.wantID || !reflect.DeepEqual(p.Groups, c.wantGroups) {
-				t.Fatalf("Principal = %+v, want %s %v", p, c.wantID, c.wantGroups)
+			wantID := c.wantID
+			if wantID == "" {
+				wantID = "jwt:00u1carol"
 			}
-			names := p.Names()
-			if names[0] != c.wantID || names[1] != "jwt-group:"+c.wantGroups[0] {
-				t.Errorf("Names = %v", names)
+			if p.ID != wantID || p.Raw != wantID || !reflect.DeepEqual(p.Groups, c.wantGroups) {
+				t.Fatalf("Principal = %+v (groups %q), want %s with groups %q", p, p.Groups, wantID, c.wantGroups)
+			}
+			wantNames := []string{wantID}
+			for _, g := range c.wantGroups {
+				wantNames = append(wantNames, "jwt-group:"+g)
+			}
+			if names := p.Names(); !reflect.DeepEqual(names, wantNames) {
+				t.Errorf("Names = %q, want %q", names, wantNames)
 			}
 		})
 	}
 }
 
-func TestParseClaimList(t *testing.T) {
-	for in, want := range map[string][]string{
-		"":          {},
-		"admins":    {"admins"},
-		"[a b]":     {"a", "b"},
-		"[a, b]":    {"a", "b"},
-		`["a","b"]`: {"a", "b"},
-		"a,b,,c":    {"a", "b", "c"},
-	} {
-		if got := caller.ParseClaimList(in); !reflect.DeepEqual(got, want) {
-			t.Errorf("ParseClaimList(%q) = %v, want %v", in, got, want)
+// TestAPIGatewayJWTNoSplitting: a rule for jwt-group:platform must not
+// match a caller whose only group is "not platform" or "readers,platform".
+func TestAPIGatewayJWTNoSplitting(t *testing.T) {
+	for _, g := range []string{"not platform", "readers,platform", "platform readers"} {
+		claims := map[string]string{"sub": "00u1carol", "iss": issuer, "groups": "[" + g + "]"}
+		for _, auth := range []string{"", "Bearer " + token(map[string]any{"sub": "00u1carol", "iss": issuer, "groups": []string{g}})} {
+			p, err := caller.APIGateway{}.Principal(jwtRequest(t, claims, auth))
+			if err != nil {
+				if auth != "" {
+					t.Errorf("group %q with its token: %v", g, err)
+				}
+				continue
+			}
+			if slices.Contains(p.Names(), "jwt-group:platform") {
+				t.Errorf("group %q (token %v): Names = %q include jwt-group:platform", g, auth != "", p.Names())
+			}
 		}
 	}
 }

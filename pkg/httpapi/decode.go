@@ -18,7 +18,10 @@ import (
 const MaxBodyBytes = 64 << 10
 
 // decodeJSON reads r's body into v: application/json only, at most
-// MaxBodyBytes, one JSON document, no unknown fields.
+// MaxBodyBytes, one JSON document, no unknown fields, and every key exact:
+// no key twice in an object and no key that names a field only
+// case-insensitively (checkKeys), so that what a proxy or a log reads in
+// the body is what keyvend acts on.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) *Problem {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
@@ -31,6 +34,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) *Problem {
 			return newProblem(http.StatusRequestEntityTooLarge, "too-large", "Request body too large", fmt.Sprintf("the body must be at most %d bytes", MaxBodyBytes))
 		}
 		return newProblem(http.StatusBadRequest, "bad-body", "Unreadable body", "the request body could not be read")
+	}
+	if p := checkKeys(data, reflect.TypeOf(v)); p != nil {
+		return p
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -9,12 +9,14 @@ import (
 )
 
 // deleteUser serves DELETE /v1/users/{name}[?force=true]: 204 when the
-// user is gone.
+// user is gone. force, when given, is true or false: a bare ?force, or
+// ?force=, would read as forcing to some and not to others.
 func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
 	force := false
-	switch v := r.URL.Query().Get("force"); v {
-	case "", "false":
-	case "true":
+	q := r.URL.Query()
+	switch v := q.Get("force"); {
+	case !q.Has("force"), v == "false":
+	case v == "true":
 		force = true
 	default:
 		pr := newProblem(http.StatusBadRequest, "validation", "Invalid request", "force must be true or false")

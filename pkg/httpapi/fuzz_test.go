@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,9 @@ import (
 	"github.com/keyvend/keyvend/pkg/policy/policytest"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
+
+// createKeys are the JSON names of provision.CreateRequest.
+var createKeys = map[string]bool{"user": true, "grants": true, "reason": true, "expires_in": true, "expires_at": true, "wait": true}
 
 // FuzzDecodeCreate feeds arbitrary bodies (and Content-Types) to the
 // create endpoint's decoding and the request validation, the two steps
@@ -29,6 +33,11 @@ func FuzzDecodeCreate(f *testing.F) {
 	f.Add([]byte(`{"user":"a"} {"user":"b"}`), "application/json")
 	f.Add([]byte(`[1,2]`), "application/json")
 	f.Add([]byte(`{"user":"a"}`), "text/plain")
+	// Keys that encoding/json alone would accept: duplicates, case and
+	// Unicode folds (ſ U+017F, the Kelvin sign U+212A).
+	f.Add([]byte(`{"user":"a","user":"b","grants":[{"bucket":"b.example.com","access":"read-only"}],"reason":"x"}`), "application/json")
+	f.Add([]byte(`{"User":"a","grants":[{"bucket":"b.example.com","access":"read-only","access":"full"}],"rea`+"\u017f"+`on":"x"}`), "application/json")
+	f.Add([]byte(`{"user":"a","grants":[{"buc`+"\u212a"+`et":"b.example.com","access":"read-only"}],"reason":"x"}`), "application/json")
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
 		r := httptest.NewRequest(http.MethodPost, "/v1/users", bytes.NewReader(body))
 		r.Header.Set("Content-Type", contentType)
@@ -47,6 +56,26 @@ func FuzzDecodeCreate(f *testing.F) {
 		}
 		if len(body) > MaxBodyBytes {
 			t.Fatalf("a %d-byte body was decoded", len(body))
+		}
+		// Every key of an accepted body is exactly a field's name (read
+		// with a map, which encoding/json matches exactly).
+		var top map[string]json.RawMessage
+		if json.Unmarshal(body, &top) == nil {
+			for k := range top {
+				if !createKeys[k] {
+					t.Fatalf("accepted a body with key %q", k)
+				}
+			}
+			var gs []map[string]json.RawMessage
+			if json.Unmarshal(top["grants"], &gs) == nil {
+				for _, g := range gs {
+					for k := range g {
+						if k != "bucket" && k != "access" && k != "prefix" {
+							t.Fatalf("accepted a grant with key %q", k)
+						}
+					}
+				}
+			}
 		}
 		err := req.Validate()
 		if err != nil {

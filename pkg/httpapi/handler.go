@@ -73,7 +73,7 @@ func New(svc Service, who caller.Resolver, log *slog.Logger, opts ...Option) htt
 	}
 	allowed := map[string][]string{}
 	for _, route := range Routes() {
-		mux.HandleFunc(route, handlers[route])
+		mux.HandleFunc(route, strictQuery(queryParams[route], handlers[route]))
 		method, path, _ := strings.Cut(route, " ")
 		allowed[path] = append(allowed[path], method)
 	}
@@ -83,7 +83,7 @@ func New(svc Service, who caller.Resolver, log *slog.Logger, opts ...Option) htt
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, newProblem(http.StatusNotFound, "not-found", "Not found", "no such endpoint"))
 	})
-	return a.withRequestID(a.withAccessLog(a.withRecover(a.withCORS(a.withCaller(mux)))))
+	return a.withRequestID(a.withAccessLog(a.withRecover(a.withCORS(a.withCaller(canonicalPath(mux))))))
 }
 
 // Routes lists the method and path patterns the handler serves, in the
@@ -98,6 +98,13 @@ func Routes() []string {
 		"PUT /v1/users/{name}/grants",
 		"GET /v1/openapi.json",
 	}
+}
+
+// queryParams are the query parameters each route takes; a route not
+// listed takes none.
+var queryParams = map[string][]string{
+	"GET /v1/users":           {"bucket", "requester", "limit", "next"},
+	"DELETE /v1/users/{name}": {"force"},
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {
@@ -154,29 +161,41 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 
 // withAccessLog logs one JSON line per request: never a body. principal is
 // who rules saw (an assumed-role session as its role); caller_arn is the
-// identity as the authorizer reported it, session name included.
+// identity as the authorizer reported it, session name included;
+// auth_error, on a 401, why the request's identity was not accepted (the
+// answer itself says no more than that).
 func (a *api) withAccessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		p := &caller.Principal{}
-		r = r.WithContext(context.WithValue(r.Context(), principalHolderKey{}, p))
+		who := &callerNote{}
+		r = r.WithContext(context.WithValue(r.Context(), callerNoteKey{}, who))
 		next.ServeHTTP(sw, r)
-		a.log.InfoContext(r.Context(), "request",
+		attrs := []slog.Attr{
 			slog.String("request_id", RequestID(r.Context())),
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", sw.status),
-			slog.String("principal", p.ID),
-			slog.String("caller_arn", p.Raw),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-		)
+			slog.String("principal", who.p.ID),
+			slog.String("caller_arn", who.p.Raw),
+		}
+		if who.err != nil {
+			attrs = append(attrs, slog.String("auth_error", who.err.Error()))
+		}
+		attrs = append(attrs, slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+		a.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})
 }
 
-// principalHolderKey carries a *caller.Principal that withCaller fills in
-// for the access log.
-type principalHolderKey struct{}
+// callerNote is what withCaller found, for the access log: the principal,
+// or why there is none.
+type callerNote struct {
+	p   caller.Principal
+	err error
+}
+
+// callerNoteKey carries the request's *callerNote.
+type callerNoteKey struct{}
 
 func (a *api) withRecover(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -197,12 +216,16 @@ func (a *api) withRecover(next http.Handler) http.Handler {
 func (a *api) withCaller(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := a.who.Principal(r)
+		note, _ := r.Context().Value(callerNoteKey{}).(*callerNote)
 		if err != nil {
+			if note != nil {
+				note.err = err
+			}
 			writeProblem(w, r, problemFor(r.Context(), a.log, err))
 			return
 		}
-		if holder, ok := r.Context().Value(principalHolderKey{}).(*caller.Principal); ok {
-			*holder = p
+		if note != nil {
+			note.p = p
 		}
 		next.ServeHTTP(w, r.WithContext(caller.WithPrincipal(r.Context(), p)))
 	})

@@ -35,8 +35,8 @@ type apiEnv struct {
 }
 
 // newAPI wires the handler as pkg/provision's tests wire the service, with
-// who as the caller resolver.
-func newAPI(t *testing.T, who caller.Resolver) *apiEnv {
+// who as the caller resolver and opts for the handler.
+func newAPI(t *testing.T, who caller.Resolver, opts ...httpapi.Option) *apiEnv {
 	t.Helper()
 	srv := awstest.Shared(t)
 	cfg := awstest.Config(t, srv.URL)
@@ -53,6 +53,6 @@ func newAPI(t *testing.T, who caller.Resolver) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.h = httpapi.New(svc, who, discard)
+	e.h = httpapi.New(svc, who, discard, opts...)
 	return e
 }

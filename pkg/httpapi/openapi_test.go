@@ -218,6 +218,7 @@ type exchange struct {
 	raw          string // a request path outside the document's operations
 	user         string // {name}; default: the document's example
 	query        []string
+	rawQuery     string // a query string as sent, instead of query
 	example      string // request body: this request example of the operation
 	body         string // or this raw body
 	contentType  string // of body ("" for none)
@@ -309,6 +310,9 @@ func TestOpenAPIExamples(t *testing.T) {
 		{name: "describe, AWS times out", method: "GET", path: user, setup: fail("GetUser", context.DeadlineExceeded), status: 504, response: "timeout"},
 		{name: "delete, IAM refuses", method: "DELETE", path: user, user: "half-made", setup: fail("DeleteUser", &smithy.GenericAPIError{Code: "DeleteConflict", Message: "Cannot delete entity, must remove login profile first."}), status: 409, response: "conflict"},
 		{name: "wrong method", raw: "/v1/users", method: "PUT", body: valid, contentType: jsonCT, status: 405, response: "method-not-allowed", responseFrom: "MethodNotAllowed"},
+		{name: "list, a parameter twice", method: "GET", path: users, rawQuery: "bucket=site.example.com&bucket=assets.example.com", status: 400, response: "query"},
+		{name: "openapi.json with a query", method: "GET", path: "/v1/openapi.json", rawQuery: "format=yaml", status: 400},
+		{name: "describe, a path not in canonical form", raw: "/v1/users/site-deployer/.", method: "GET", status: 404, response: "not-canonical", responseFrom: "NotFound"},
 
 		// Delete, and the user is gone.
 		{name: "delete", method: "DELETE", path: user, status: 204},
@@ -363,6 +367,9 @@ func TestOpenAPIExamples(t *testing.T) {
 				}
 				if len(q) > 0 {
 					target += "?" + q.Encode()
+				}
+				if x.rawQuery != "" {
+					target += "?" + x.rawQuery
 				}
 				if x.example != "" {
 					v, ok := op.requestExamples()[x.example]
