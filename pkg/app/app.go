@@ -24,6 +24,7 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -36,6 +37,7 @@ type Config struct {
 	BoundaryARN  string        // KEYVEND_BOUNDARY_ARN: permissions boundary of vended users (required)
 	SecretPrefix string        // KEYVEND_SECRET_PREFIX (keyvend/users/)
 	UserPath     string        // KEYVEND_USER_PATH (/keyvend/)
+	GrantMode    grants.Mode   // KEYVEND_GRANT_MODE: policy (default) or group
 	KMSKeyID     string        // KEYVEND_KMS_KEY_ID: key for the secrets (account default)
 	RepairAfter  time.Duration // KEYVEND_REPAIR_AFTER: age before a half-made user is repaired (1m)
 	ReadyTimeout time.Duration // KEYVEND_READY_TIMEOUT: bound of the "wait" readiness check (10s)
@@ -61,6 +63,11 @@ func FromEnv() (Config, error) {
 		UserPath:     os.Getenv("KEYVEND_USER_PATH"),
 		KMSKeyID:     os.Getenv("KEYVEND_KMS_KEY_ID"),
 	}
+	mode, err := grants.ParseMode(os.Getenv("KEYVEND_GRANT_MODE"))
+	if err != nil {
+		return c, fmt.Errorf("KEYVEND_GRANT_MODE: %w", err)
+	}
+	c.GrantMode = mode
 	c.JWTPrincipal = os.Getenv("KEYVEND_JWT_PRINCIPAL_CLAIM")
 	c.JWTGroups = os.Getenv("KEYVEND_JWT_GROUPS_CLAIM")
 	c.SlackSigningSecret = os.Getenv("KEYVEND_SLACK_SIGNING_SECRET")
@@ -230,6 +237,7 @@ func NewServiceWith(c Config, awsCfg aws.Config, log *slog.Logger, adjust ...fun
 func newService(c Config, awsCfg aws.Config, rules *authz.Rules, log *slog.Logger, adjust ...func(*provision.Settings)) (*provision.Service, error) {
 	settings := provision.Settings{
 		UserPath:           c.UserPath,
+		GrantMode:          c.GrantMode,
 		BoundaryARN:        c.BoundaryARN,
 		SecretPrefix:       c.SecretPrefix,
 		KMSKeyID:           c.KMSKeyID,

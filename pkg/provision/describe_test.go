@@ -112,11 +112,17 @@ func testDescribe(t *testing.T, e *env) {
 		}
 	})
 	t.Run("invalid name", func(t *testing.T) {
-		e.calls.Reset()
-		_, err := e.svc.Describe(ctx(), alice(), "no/slashes")
-		wantKind(t, err, provision.KindInvalid)
-		if n := len(e.calls.Calls()); n != 0 {
-			t.Errorf("%d AWS calls for an invalid name", n)
+		// . and .. are IAM user names, but no canonical URL path names them
+		for _, name := range []string{"no/slashes", ".", ".."} {
+			e.calls.Reset()
+			_, err := e.svc.Describe(ctx(), alice(), name)
+			wantKind(t, err, provision.KindInvalid)
+			if _, err := e.svc.Create(ctx(), input(name, plain)); provision.KindOf(err) != provision.KindInvalid {
+				t.Errorf("create %q: %v, want invalid", name, err)
+			}
+			if n := len(e.calls.Calls()); n != 0 {
+				t.Errorf("%d AWS calls for the invalid name %q", n, name)
+			}
 		}
 	})
 }

@@ -95,6 +95,8 @@ func CheckUserName(name string) string {
 		return fmt.Sprintf("must be at most %d characters, got %d", MaxUserNameLen, len(name))
 	case !userNameRE.MatchString(name):
 		return "only letters, digits and +=,.@_- are allowed"
+	case name == "." || name == "..":
+		return "must not be . or .. (no URL path can name it)"
 	}
 	return ""
 }
