@@ -6,6 +6,7 @@ package localenv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +21,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/keyvend/keyvend/pkg/moto"
+	"github.com/keyvend/keyvend/pkg/policy"
 )
 
 // Region, credentials and names of the embedded environment.
@@ -52,9 +54,20 @@ type Env struct {
 	DeadLetterURL string
 }
 
-// boundaryDocument allows S3 only, and only on the demo buckets: what a
-// vended user can ever do, whatever groups it is put in.
-const boundaryDocument = `{"Version":"2012-10-17","Statement":[{"Sid":"OnlyDemoBuckets","Effect":"Allow","Action":"s3:*","Resource":["arn:aws:s3:::*.example.com","arn:aws:s3:::*.example.com/*"]}]}`
+// boundaryDocument allows S3 only, and only on the demo buckets, and never
+// bucket administration (policy.BucketAdminActions): what a vended user
+// can ever do, whatever policy or groups it gets — as the stack's
+// boundary (infra/boundary.go). moto does not evaluate boundaries; it is
+// here so the local account looks like a deployed one.
+func boundaryDocument() string {
+	doc := map[string]any{"Version": "2012-10-17", "Statement": []any{
+		map[string]any{"Sid": "OnlyDemoBuckets", "Effect": "Allow", "Action": "s3:*",
+			"Resource": []string{"arn:aws:s3:::*.example.com", "arn:aws:s3:::*.example.com/*"}},
+		map[string]any{"Sid": "NeverBucketAdministration", "Effect": "Deny", "Action": policy.BucketAdminActions, "Resource": "*"},
+	}}
+	b, _ := json.Marshal(doc)
+	return string(b)
+}
 
 // Start runs moto_server and seeds it. Stop it with env.Moto.Stop.
 func Start(ctx context.Context, motoLog io.Writer) (*Env, error) {
@@ -88,7 +101,7 @@ func (e *Env) seed(ctx context.Context) error {
 	out, err := iam.NewFromConfig(e.AWS).CreatePolicy(ctx, &iam.CreatePolicyInput{
 		PolicyName:     aws.String(BoundaryName),
 		Path:           aws.String("/keyvend/"),
-		PolicyDocument: aws.String(boundaryDocument),
+		PolicyDocument: aws.String(boundaryDocument()),
 		Description:    aws.String("keyvend: the most any vended user may do"),
 	})
 	if err != nil {
