@@ -366,9 +366,41 @@ func TestList(t *testing.T) {
 		}
 	})
 
+	t.Run("a token is bound to the query it was issued for", func(t *testing.T) {
+		first, err := e.svc.List(ctx(), provision.ListInput{Principal: who(auditorARN), Bucket: listBucket(1), Limit: 3})
+		if err != nil || first.Next == "" {
+			t.Fatalf("first page: %v, %+v", err, first)
+		}
+		// the same query goes on
+		if _, err := e.svc.List(ctx(), provision.ListInput{Principal: who(auditorARN), Bucket: listBucket(1), Limit: 3, Next: first.Next}); err != nil {
+			t.Fatalf("next page of the same query: %v", err)
+		}
+		// another bucket, requester or page size is another query
+		for _, in := range []provision.ListInput{
+			{Bucket: listBucket(2), Limit: 3},
+			{Bucket: listBucket(1), Limit: 4},
+			{Bucket: listBucket(1), Limit: 3, Requester: listRequester(1)},
+			{Limit: 3},
+		} {
+			in.Principal, in.Next = who(auditorARN), first.Next
+			e.resetCounters()
+			_, err := e.svc.List(ctx(), in)
+			if pe := wantKind(t, err, provision.KindInvalid); len(pe.Fields) != 1 || pe.Fields[0].Field != "next" {
+				t.Errorf("list %+v with another query's token: %+v", in, pe.Fields)
+			}
+			if c := e.calls.Calls(); len(c) != 0 {
+				t.Errorf("list %+v made calls %v", in, c)
+			}
+		}
+	})
+
 	t.Run("invalid queries make no calls", func(t *testing.T) {
 		enc := base64.RawURLEncoding.EncodeToString
 		for _, in := range []provision.ListInput{
+			// shaped like keyvend's tokens, but not issued for any query
+			{Next: enc([]byte(`{"m":"x","s":1}`))},
+			{Next: enc([]byte(`{"m":"x","s":1,"f":"0000000000000000"}`))},
+			{Next: enc([]byte(`{"m":"x","f":"0000000000000000","extra":1}`))},
 			{Next: "garbage!"},
 			{Next: enc([]byte("v2:after:ls-10"))},
 			{Next: enc([]byte("v1:"))},
