@@ -109,10 +109,14 @@ synth: build $(CDK)
 	$(CDK) synth --quiet
 
 ## synth-slack: the template with the Slack command (a stand-in signing
-## secret ARN) in cdk.out.slack, so cdk-nag and cfn-lint check those parts too
+## secret ARN) in cdk.out.slack, so cdk-nag and cfn-lint check those parts too.
+## slowSynthThreshold=0 makes aws-cdk-lib write its performance-counters
+## file, as it does whenever a synth takes 10 s or more (a loaded machine):
+## this synth proves the app writes it where the CLI asks (infra/main.go).
 SLACK_SYNTH_ARN := arn:aws:secretsmanager:us-east-1:123456789012:secret:keyvend/slack-signing-AbCdEf
 synth-slack: build $(CDK)
-	$(CDK) synth --quiet -o cdk.out.slack -c slackSigningSecretArn=$(SLACK_SYNTH_ARN)
+	$(CDK) synth --quiet -o cdk.out.slack -c slackSigningSecretArn=$(SLACK_SYNTH_ARN) -c @aws-cdk/core.slowSynthThreshold=0
+	@test -s cdk.out.slack/performance-counters.json || { echo "synth-slack: no cdk.out.slack/performance-counters.json"; exit 1; }
 
 ## deploy: cdk deploy to the account and region of your AWS credentials
 ## (needs `cdk bootstrap` once; see docs/deploy.md). CDK_ARGS passes flags.

@@ -18,6 +18,14 @@ import (
 // /tmp/jsii-runtime.* folder) after the tests, and removes the shared
 // stack's fake dist directory.
 func TestMain(m *testing.M) {
+	if os.Getenv(runAppEnv) == "1" {
+		// TestCLIRelativePaths runs this binary as the CDK app.
+		if err := run(); err != nil {
+			fmt.Fprintln(os.Stderr, "keyvend infra:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	jsii.Close()
 	for _, syn := range []*synthesized{defaultSyn, slackSyn} {
