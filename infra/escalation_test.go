@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/policy"
 )
 
 // The account and region the synthesized (environment-agnostic) template
@@ -447,8 +449,9 @@ func condIs(st Statement, op, key, value string) bool {
 }
 
 // TestBoundaryIsS3OnRulesBucketsOnly checks the synthesized boundary
-// against the rules file: only S3 actions, only the rules' bucket ARNs, and
-// evaluates a few requests against it.
+// against the rules file: Allows of S3 actions only, only on the rules'
+// bucket ARNs in the deployment's partition, one explicit Deny of bucket
+// administration, and evaluates requests against it.
 func TestBoundaryIsS3OnRulesBucketsOnly(t *testing.T) {
 	s := defaultStack(t)
 	_, stmts := boundaryTemplate(t, s)
@@ -468,9 +471,17 @@ func TestBoundaryIsS3OnRulesBucketsOnly(t *testing.T) {
 		}
 	}
 	got := map[string]bool{}
+	denies := 0
 	for _, st := range stmts {
-		if st.Effect != "Allow" || len(st.NotActions) > 0 || len(st.NotResources) > 0 || len(st.Conditions) > 0 {
-			t.Errorf("boundary statement %s: want a plain Allow, got %+v", st.Sid, st)
+		if len(st.NotActions) > 0 || len(st.NotResources) > 0 || len(st.Conditions) > 0 {
+			t.Errorf("boundary statement %s: want a plain statement, got %+v", st.Sid, st)
+		}
+		if st.Effect == "Deny" {
+			denies++
+			if !reflect.DeepEqual(sortedCopy(st.Actions), sortedCopy(policy.BucketAdminActions)) || !reflect.DeepEqual(st.Resources, []string{"*"}) {
+				t.Errorf("boundary Deny %s: want policy.BucketAdminActions on *, got %v on %v", st.Sid, st.Actions, st.Resources)
+			}
+			continue
 		}
 		for _, a := range st.Actions {
 			if !strings.HasPrefix(a, "s3:") {
@@ -482,26 +493,43 @@ func TestBoundaryIsS3OnRulesBucketsOnly(t *testing.T) {
 			if !want[r] {
 				t.Errorf("boundary statement %s names %s, which is not a rules bucket ARN", st.Sid, r)
 			}
+			// s3:* only ever on objects: a bucket ARN gets reads only.
+			if !strings.HasSuffix(r, "/*") && hasAction(st, "s3:*") {
+				t.Errorf("boundary statement %s allows s3:* on the bucket %s", st.Sid, r)
+			}
 		}
+	}
+	if denies != 1 {
+		t.Errorf("%d Deny statements in the boundary, want 1 (bucket administration)", denies)
 	}
 	for r := range want {
 		if !got[r] {
 			t.Errorf("boundary misses %s", r)
 		}
 	}
+	// The partition is the deployment's: no literal arn:aws: in the template.
+	raw := mustJSON(s.props(s.id(s.K.Boundary))["PolicyDocument"])
+	if strings.Contains(raw, "arn:aws:") || !strings.Contains(raw, `{"Ref":"AWS::Partition"}`) {
+		t.Errorf("boundary ARNs are not in the deployment's partition: %s", raw)
+	}
 
 	// Every access level's actions on a matching bucket are inside the
 	// boundary; nothing else is.
-	cases := []struct {
+	type row struct {
 		action, resource string
 		allowed          bool
 		note             string
-	}{
+	}
+	cases := []row{
 		{"s3:GetObject", "arn:aws:s3:::data.example.com/k", true, "read-only rule"},
 		{"s3:PutObject", "arn:aws:s3:::data.example.com/k", true, "read-write rule"},
 		{"s3:ListBucket", "arn:aws:s3:::data.example.com", true, ""},
-		{"s3:DeleteBucket", "arn:aws:s3:::data.example.com", false, "no rule grants full on *.example.com"},
-		{"s3:PutBucketPolicy", "arn:aws:s3:::assets.example.com", true, "full (s3:*) on assets.example.com"},
+		{"s3:DeleteObject", "arn:aws:s3:::assets.example.com/k", true, "full: every action on the objects"},
+		{"s3:PutObjectAcl", "arn:aws:s3:::assets.example.com/k", true, "full: every action on the objects"},
+		{"s3:GetBucketPolicy", "arn:aws:s3:::assets.example.com", true, "full reads the bucket's configuration"},
+		{"s3:GetLifecycleConfiguration", "arn:aws:s3:::assets.example.com", true, "full reads the bucket's configuration"},
+		{"s3:ListBucketVersions", "arn:aws:s3:::assets.example.com", true, "full lists versions"},
+		{"s3:GetBucketPolicy", "arn:aws:s3:::data.example.com", false, "no rule grants full on *.example.com"},
 		{"s3:GetObject", "arn:aws:s3:::other-bucket/k", false, "not a rules bucket"},
 		{"s3:GetObject", "arn:aws:s3:::example.com/k", false, "*.example.com needs a dot before example.com"},
 		{"iam:CreateUser", "*", false, "not S3"},
@@ -510,15 +538,73 @@ func TestBoundaryIsS3OnRulesBucketsOnly(t *testing.T) {
 		{"s3:GetObject", "arn:aws:s3:::evil-bucket/x.example.com/k", true,
 			"KNOWN LIMIT: IAM '*' spans '/', so *.example.com/* also matches keys of other buckets (docs/deploy.md)"},
 	}
+	// Bucket administration: denied explicitly, on the full rule's bucket
+	// and on any other, one row per action family of
+	// policy.BucketAdminActions (checked below to cover every entry).
+	admin := []string{
+		"s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:PutBucketAcl", "s3:PutBucketPublicAccessBlock",
+		"s3:PutBucketOwnershipControls", "s3:PutBucketVersioning", "s3:PutLifecycleConfiguration",
+		"s3:PutReplicationConfiguration", "s3:PutBucketObjectLockConfiguration", "s3:PutEncryptionConfiguration",
+		"s3:DeleteBucket", "s3:CreateBucket", "s3:PutAccountPublicAccessBlock",
+		"s3:CreateAccessPoint", "s3:DeleteAccessPoint", "s3:PutAccessPointPolicy",
+		"s3:CreateMultiRegionAccessPoint", "s3:DeleteMultiRegionAccessPoint", "s3:PutMultiRegionAccessPointPolicy",
+	}
+	for _, pattern := range policy.BucketAdminActions {
+		covered := false
+		for _, a := range admin {
+			covered = covered || glob(strings.ToLower(pattern), strings.ToLower(a))
+		}
+		if !covered {
+			t.Errorf("no boundary row exercises %s of policy.BucketAdminActions", pattern)
+		}
+	}
+	for _, a := range admin {
+		cases = append(cases, row{a, "arn:aws:s3:::assets.example.com", false, "bucket administration: explicit Deny"})
+	}
+	cases = append(cases, row{"s3:PutBucketPolicy", "arn:aws:s3:::data.example.com", false, "bucket administration: explicit Deny"})
 	var table strings.Builder
 	for _, c := range cases {
 		d := Evaluate(stmts, Request{Action: c.action, Resource: c.resource})
 		if d.Allowed != c.allowed {
 			t.Errorf("boundary: %s on %s: got %s, want allowed=%v", c.action, c.resource, d, c.allowed)
 		}
-		fmt.Fprintf(&table, "%-32s %-46s %-32s %s\n", c.action, c.resource, d, c.note)
+		if strings.HasPrefix(c.note, "bucket administration") && !d.Explicit {
+			t.Errorf("boundary: %s on %s: got %s, want an explicit Deny", c.action, c.resource, d)
+		}
+		fmt.Fprintf(&table, "%-36s %-46s %-40s %s\n", c.action, c.resource, d, c.note)
 	}
 	t.Logf("boundary table:\n%s", table.String())
+}
+
+// TestBoundarySizeIsCheckedInTheLongestPartition: the boundary's ARNs
+// carry the deployment's partition, so its size is checked with the
+// longest partition name, aws-us-gov: a rules file that fits in aws but
+// not in aws-us-gov fails synth.
+func TestBoundarySizeIsCheckedInTheLongestPartition(t *testing.T) {
+	for n := 1; n < 400; n++ {
+		rules := &authz.Rules{}
+		r := authz.Rule{Principals: []string{"arn:aws:iam::123456789012:user/a"}, Access: []policy.Access{policy.ReadOnly}}
+		for i := 0; i < n; i++ {
+			r.Buckets = append(r.Buckets, fmt.Sprintf("bucket-%03d", i))
+		}
+		rules.Rules = []authz.Rule{r}
+		inAWS, err := boundaryStatements(rules, "aws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if documentChars(inAWS) <= MaxManagedPolicyChars {
+			inGov, _ := boundaryStatements(rules, "aws-us-gov")
+			if documentChars(inGov) > MaxManagedPolicyChars {
+				if _, err := BoundaryStatements(rules, "${Token[AWS.Partition.1]}"); err == nil {
+					t.Errorf("%d buckets: %d characters in aws, %d in aws-us-gov, and BoundaryStatements accepted it", n, documentChars(inAWS), documentChars(inGov))
+				}
+				return
+			}
+			continue
+		}
+		t.Fatalf("%d buckets: over the limit in aws before it was in aws-us-gov", n)
+	}
+	t.Fatal("no rules size fits in aws but not in aws-us-gov")
 }
 
 // TestEvaluator pins the evaluator's own semantics, so the tables above
@@ -618,3 +704,9 @@ func TestEvaluator(t *testing.T) {
 }
 
 func strPtr(s string) *string { return &s }
+
+func sortedCopy(ss []string) []string {
+	out := append([]string(nil), ss...)
+	sort.Strings(out)
+	return out
+}

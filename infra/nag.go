@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 
+	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
@@ -109,15 +110,18 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 		}
 		for _, r := range s.Resources {
 			if strings.Contains(r, "*") {
-				wild = append(wild, "Resource::"+r)
+				// cdk-nag names the partition pseudo parameter so.
+				wild = append(wild, "Resource::"+strings.ReplaceAll(r, *awscdk.Aws_PARTITION(), "<AWS::Partition>"))
 			}
 		}
 	}
 	if len(wild) > 0 {
 		out = append(out, NagSuppression{Construct: *k.Boundary.Node().Id(), Rule: "AwsSolutions-IAM5", AppliesTo: dedupe(wild),
 			Reason: "the permissions boundary is derived from the rules file: each bucket pattern a rule may grant becomes " +
-				"arn:aws:s3:::<pattern> and arn:aws:s3:::<pattern>/* (objects), and s3:* appears only for rules that grant " +
-				"'full' access, which is the whole-bucket policy keyvend replaces; the group policies themselves name exact buckets"})
+				"arn:<partition>:s3:::<pattern> (the bucket actions of its access levels) and arn:<partition>:s3:::<pattern>/* " +
+				"(the object actions); s3:* appears only on the objects of rules that grant 'full' access, the bucket's " +
+				"configuration is only read (s3:GetBucket*, s3:Get*Configuration), and an explicit Deny of bucket " +
+				"administration on '*' keeps every vended key from changing a bucket; the grant policies themselves name exact buckets"})
 	}
 	return out
 }

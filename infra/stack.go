@@ -92,7 +92,7 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	}, nil); err != nil {
 		return nil, err
 	}
-	boundaryStmts, err := BoundaryStatements(rules)
+	boundaryStmts, err := BoundaryStatements(rules, *awscdk.Aws_PARTITION())
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	// The permissions boundary of every vended user.
 	k.Boundary = awsiam.NewManagedPolicy(stack, jsii.String("UserBoundary"), &awsiam.ManagedPolicyProps{
 		Path:        jsii.String(cfg.UserPath),
-		Description: jsii.String("keyvend: permissions boundary of vended users: S3 only, only on the rules file's bucket patterns"),
+		Description: jsii.String("keyvend: permissions boundary of vended users: S3 only, only on the rules file's bucket patterns, never bucket administration"),
 		Document:    awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(boundaryStmts)}),
 	})
 
