@@ -17,11 +17,12 @@ const MaxManagedPolicyChars = 6144
 // Stmt is one IAM policy statement as plain data: the app turns it into an
 // awsiam.PolicyStatement and the tests compare it with the template.
 type Stmt struct {
-	Sid        string
-	Effect     string // Allow or Deny
-	Actions    []string
-	Resources  []string
-	Conditions map[string]map[string]any
+	Sid          string
+	Effect       string // Allow or Deny
+	Actions      []string
+	Resources    []string
+	NotResources []string // instead of Resources (Deny statements only)
+	Conditions   map[string]map[string]any
 }
 
 // sizingPartition is the longest partition name: the boundary's ARNs
@@ -164,18 +165,19 @@ func boundaryStatements(rules *authz.Rules, partition string) ([]Stmt, error) {
 // without whitespace.
 func documentChars(stmts []Stmt) int {
 	type js struct {
-		Sid       string
-		Effect    string
-		Action    []string
-		Resource  []string
-		Condition map[string]map[string]any `json:",omitempty"`
+		Sid         string
+		Effect      string
+		Action      []string
+		Resource    []string                  `json:",omitempty"`
+		NotResource []string                  `json:",omitempty"`
+		Condition   map[string]map[string]any `json:",omitempty"`
 	}
 	doc := struct {
 		Version   string
 		Statement []js
 	}{Version: "2012-10-17"}
 	for _, s := range stmts {
-		doc.Statement = append(doc.Statement, js{s.Sid, s.Effect, s.Actions, s.Resources, s.Conditions})
+		doc.Statement = append(doc.Statement, js{s.Sid, s.Effect, s.Actions, s.Resources, s.NotResources, s.Conditions})
 	}
 	b, _ := json.Marshal(doc)
 	return len(b)

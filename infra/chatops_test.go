@@ -170,8 +170,8 @@ func TestChatopsFunctions(t *testing.T) {
 	}
 	queueURL := map[string]any{"Ref": s.id(s.K.Queue)}
 	for fn, want := range map[string]map[string]any{
-		FnSlack:  {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_SLACK_SIGNING_SECRET_ARN": testSigningSecretARN, "KEYVEND_CHATOPS_QUEUE_URL": queueURL},
-		FnWorker: {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_CHATOPS_MAX_RECEIVES": "3"},
+		FnSlack:  {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_SLACK_SIGNING_SECRET_ARN": testSigningSecretARN, "KEYVEND_CHATOPS_QUEUE_URL": queueURL, "KEYVEND_GRANT_MODE": "policy"},
+		FnWorker: {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_CHATOPS_MAX_RECEIVES": "3", "KEYVEND_GRANT_MODE": "policy"},
 	} {
 		p := s.props(s.id(s.K.Functions[fn]))
 		if p["Timeout"] != timeouts[fn] || p["Runtime"] != "provided.al2023" || p["MemorySize"] != float64(256) {
@@ -232,15 +232,18 @@ func TestChatopsAlarms(t *testing.T) {
 // TestChatopsNag: nothing unsuppressed in the stack with the Slack parts;
 // APIG4 is suppressed on the Slack route alone.
 func TestChatopsNag(t *testing.T) {
+	// Both grant modes: their role policies differ.
+	for mode, s := range modeStacks(t) {
+		ann := assertions.Annotations_FromStack(s.K.Stack)
+		match := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
+		for _, m := range *ann.FindError(jsii.String("*"), match) {
+			t.Errorf("%s mode: cdk-nag error at %s: %v", mode, *m.Id, m.Entry.Data)
+		}
+		for _, m := range *ann.FindWarning(jsii.String("*"), match) {
+			t.Errorf("%s mode: cdk-nag warning at %s: %v", mode, *m.Id, m.Entry.Data)
+		}
+	}
 	s := slackStack(t)
-	ann := assertions.Annotations_FromStack(s.K.Stack)
-	match := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
-	for _, m := range *ann.FindError(jsii.String("*"), match) {
-		t.Errorf("cdk-nag error at %s: %v", *m.Id, m.Entry.Data)
-	}
-	for _, m := range *ann.FindWarning(jsii.String("*"), match) {
-		t.Errorf("cdk-nag warning at %s: %v", *m.Id, m.Entry.Data)
-	}
 	apig4 := 0
 	for _, sup := range NagSuppressions(s.K, mustConfig(t, s)) {
 		if sup.Rule == "AwsSolutions-APIG4" {

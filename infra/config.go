@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,9 @@ var ContextDefaults = map[string]any{
 	"throttleBurstLimit": 20,
 	"logRetentionDays":   90,
 	"alarmEmail":         "",
+	// How a vended user's grants are written: "policy" (one inline policy
+	// on the user) or "group" (one IAM group per grant). See permissions.go.
+	"grantMode": GrantModePolicy,
 	// The Slack command: the ARN of the Secrets Manager secret that holds
 	// the Slack app's signing secret. Empty: no Slack parts are deployed.
 	"slackSigningSecretArn": "",
@@ -62,6 +66,7 @@ type Config struct {
 	ThrottleBurst      float64
 	LogRetentionDays   int
 	AlarmEmail         string
+	GrantMode          string // GrantModePolicy or GrantModeGroup
 	// SlackSigningSecretARN enables the Slack command (pkg/chatops): its
 	// functions, queues, route and alarms. Empty: none of them.
 	SlackSigningSecretARN string
@@ -171,6 +176,7 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 		ThrottleBurst:      num("throttleBurstLimit"),
 		LogRetentionDays:   int(num("logRetentionDays")),
 		AlarmEmail:         str("alarmEmail"),
+		GrantMode:          str("grantMode"),
 	}
 	c.SlackSigningSecretARN = str("slackSigningSecretArn")
 	if c.StackName == "" {
@@ -204,6 +210,9 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://localhost") {
 			problems = append(problems, fmt.Sprintf("context corsOrigins: %q is not an https:// origin", o))
 		}
+	}
+	if !slices.Contains(GrantModes, c.GrantMode) {
+		problems = append(problems, fmt.Sprintf("context grantMode=%q: want %s", c.GrantMode, strings.Join(GrantModes, " or ")))
 	}
 	if c.Slack() {
 		m := secretARNRE.FindStringSubmatch(c.SlackSigningSecretARN)

@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	jsii.Close()
-	for _, syn := range []*synthesized{defaultSyn, slackSyn} {
+	for _, syn := range []*synthesized{defaultSyn, slackSyn, groupSyn} {
 		if syn != nil {
 			os.RemoveAll(syn.DistDir)
 		}
@@ -52,6 +52,10 @@ var (
 	slackOnce sync.Once
 	slackSyn  *synthesized
 	slackErr  error
+
+	groupOnce sync.Once
+	groupSyn  *synthesized
+	groupErr  error
 )
 
 // testSigningSecretARN is the Slack signing secret of slackStack, in the
@@ -74,6 +78,29 @@ func slackStack(t *testing.T) *synthesized {
 		t.Fatal(slackErr)
 	}
 	return slackSyn
+}
+
+// groupStack is slackStack in grant mode "group", synthesized once.
+func groupStack(t *testing.T) *synthesized {
+	t.Helper()
+	groupOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keyvend-infra-test-dist-")
+		if err != nil {
+			groupErr = err
+			return
+		}
+		groupSyn, groupErr = synth(dir, map[string]any{"slackSigningSecretArn": testSigningSecretARN, "grantMode": GrantModeGroup})
+	})
+	if groupErr != nil {
+		t.Fatal(groupErr)
+	}
+	return groupSyn
+}
+
+// modeStacks are the stacks with every function, one per grant mode.
+func modeStacks(t *testing.T) map[string]*synthesized {
+	t.Helper()
+	return map[string]*synthesized{GrantModePolicy: slackStack(t), GrantModeGroup: groupStack(t)}
 }
 
 // defaultStack is the stack with cdk.json's context, synthesized once.

@@ -36,14 +36,15 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 			"user administration the fence is the path (every vended user lives under " + cfg.UserPath + ")"
 		switch fn {
 		case FnAPI, FnWorker:
-			reason += ", CreateUser is allowed only with iam:PermissionsBoundary equal to the keyvend boundary, TagUser only " +
-				"with keyvend:* tag keys, and explicit Denies keep the boundary on and unedited"
+			reason += ", CreateUser (and, in grant mode policy, PutUserPolicy) is allowed only with iam:PermissionsBoundary " +
+				"equal to the keyvend boundary, TagUser only with keyvend:* tag keys, and explicit Denies keep the boundary on " +
+				"and unedited and credentials and permissions away from users outside the path or without the boundary"
 			if fn == FnWorker {
 				reason += "; the worker runs queued Slack commands through the api's code, so it has the api's fence"
 			}
 		case FnSlack:
-			reason += "; the Slack function only reads a user (GetUser, ListGroupsForUser) to precheck rotate, status and " +
-				"delete against the rules before queueing, and can change nothing"
+			reason += "; the Slack function only reads a user (GetUser, ListGroupsForUser, GetUserPolicy) to precheck rotate, " +
+				"status and delete against the rules before queueing, and can change nothing"
 		case FnReaper:
 			reason += "; the reaper cannot create users, only read, re-key and delete vended ones, and explicit Denies keep " +
 				"the boundary on and unedited"
@@ -54,12 +55,14 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 		return NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("user" + cfg.UserPath + "*")}, Reason: reason}
 	}
 	groups := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "*")},
-		Reason: "one group per grant (keyvend_<access>_<bucket>[_hash]) is created on demand, so no fixed ARN exists; groups " +
-			"have no permissions boundary, so per AWS's guidance they are fenced by the " + cfg.UserPath + " path, and their only " +
-			"members are vended users, which all carry the S3-only boundary"}
+		Reason: "keyvend's grant groups (keyvend_<access>_<bucket>[_hash], one per grant) are named by the grants, so no fixed " +
+			"ARN exists: in grant mode group keyvend creates them on demand and adds vended users; in both modes it reads them, " +
+			"takes users out and deletes a group its last member left (users vended in group mode). Groups have no " +
+			"permissions boundary, so per AWS's guidance they are fenced by the " + cfg.UserPath + " path, with explicit Denies " +
+			"of every group write outside it and, in grant mode policy, of every group grant"}
 	locks := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "locks/*")},
-		Reason: "the repair lock of a user is a group named keyvend-lock_<user> under " + cfg.UserPath + "locks/, created and " +
-			"deleted as a cross-process lock (pkg/provision/repair.go); it never has members or policies"}
+		Reason: "the repair lock of a user is a group named keyvend-lock_<user> under " + cfg.UserPath + "locks/, created, read and " +
+			"deleted as a cross-process lock (pkg/provision/repair.go); an explicit Deny keeps any policy or member off it"}
 	secrets := NagSuppression{Rule: "AwsSolutions-IAM5",
 		AppliesTo: []string{"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:" + cfg.SecretPrefix + "*"},
 		Reason: "one secret per vended user, named " + cfg.SecretPrefix + "<user>; Secrets Manager appends a random suffix " +
@@ -71,7 +74,8 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 
 	readGroups := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "*")},
 		Reason: "the Slack function reads the inline policy of a user's grant groups (iam:GetGroupPolicy only) to learn the " +
-			"user's grants, which the rules decide on; the groups are created on demand under " + cfg.UserPath + ", so no fixed ARN exists"}
+			"grants of users vended in keyvend's grant mode group, which the rules decide on; the groups are named by the " +
+			"grants under " + cfg.UserPath + ", so no fixed ARN exists"}
 
 	var out []NagSuppression
 	for _, fn := range cfg.DeployedFunctions() {

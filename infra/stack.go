@@ -155,10 +155,20 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		"KEYVEND_READY_TIMEOUT":        jsii.String(cfg.ReadyTimeout),
 		"KEYVEND_SECRET_RECOVERY_DAYS": jsii.String(strconv.Itoa(cfg.SecretRecoveryDays)),
 	}
+	// The functions that write or read grants know how they are written.
+	grants := map[string]*string{"KEYVEND_GRANT_MODE": jsii.String(cfg.GrantMode)}
 	env := map[string]map[string]*string{
-		FnAPI:    withEnv(common, map[string]*string{"KEYVEND_RULES": jsii.String(RulesPathInLambda)}),
-		FnReaper: withEnv(common, nil),
-		FnRotate: {"KEYVEND_READY_TIMEOUT": jsii.String(cfg.ReadyTimeout)},
+		FnAPI:    withEnv(common, grants, map[string]*string{"KEYVEND_RULES": jsii.String(RulesPathInLambda)}),
+		FnReaper: withEnv(common, grants),
+		// The rotation function verifies a secret is one of keyvend's
+		// (name, key, user path, boundary) before it rotates it.
+		FnRotate: {
+			"KEYVEND_READY_TIMEOUT": jsii.String(cfg.ReadyTimeout),
+			"KEYVEND_SECRET_PREFIX": jsii.String(cfg.SecretPrefix),
+			"KEYVEND_KMS_KEY_ID":    secretsKey.KeyArn(),
+			"KEYVEND_USER_PATH":     jsii.String(cfg.UserPath),
+			"KEYVEND_BOUNDARY_ARN":  k.Boundary.ManagedPolicyArn(),
+		},
 	}
 	if cfg.Slack() {
 		k.DeadLetterQueue = awssqs.NewQueue(stack, jsii.String("ChatopsDeadLetterQueue"), &awssqs.QueueProps{
@@ -174,12 +184,12 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		})
 		fence.SigningSecret = cfg.SlackSigningSecretARN
 		fence.Queue = *k.Queue.QueueArn()
-		env[FnSlack] = withEnv(common, map[string]*string{
+		env[FnSlack] = withEnv(common, grants, map[string]*string{
 			"KEYVEND_RULES":                    jsii.String(RulesPathInLambda),
 			"KEYVEND_SLACK_SIGNING_SECRET_ARN": jsii.String(cfg.SlackSigningSecretARN),
 			"KEYVEND_CHATOPS_QUEUE_URL":        k.Queue.QueueUrl(),
 		})
-		env[FnWorker] = withEnv(common, map[string]*string{
+		env[FnWorker] = withEnv(common, grants, map[string]*string{
 			"KEYVEND_RULES":                jsii.String(RulesPathInLambda),
 			"KEYVEND_CHATOPS_MAX_RECEIVES": jsii.String(strconv.Itoa(chatopsMaxReceives)),
 		})
@@ -211,9 +221,9 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		})
 		f := fence
 		f.LogGroup = *logs.LogGroupArn()
-		stmts, description := ProvisionerStatements(fn, f), "fenced to "+cfg.UserPath+" users and groups, the boundary, and its secrets"
+		stmts, description := ProvisionerStatements(fn, cfg.GrantMode, f), "fenced to "+cfg.UserPath+" users and groups, the boundary, and its secrets"
 		if fn == FnSlack {
-			stmts, description = SlackStatements(f), "reads the signing secret and "+cfg.UserPath+" users, queues jobs; changes nothing"
+			stmts, description = SlackStatements(cfg.GrantMode, f), "reads the signing secret and "+cfg.UserPath+" users, queues jobs; changes nothing"
 		}
 		role := awsiam.NewRole(stack, jsii.String(name+"Role"), &awsiam.RoleProps{
 			AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
@@ -483,13 +493,13 @@ func copyFile(from, to string, mode os.FileMode) (err error) {
 	return err
 }
 
-func withEnv(base, extra map[string]*string) map[string]*string {
-	out := make(map[string]*string, len(base)+len(extra))
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range extra {
-		out[k] = v
+// withEnv merges environments; later ones win.
+func withEnv(envs ...map[string]*string) map[string]*string {
+	out := map[string]*string{}
+	for _, e := range envs {
+		for k, v := range e {
+			out[k] = v
+		}
 	}
 	return out
 }
@@ -502,10 +512,14 @@ func toStatements(stmts []Stmt) *[]awsiam.PolicyStatement {
 			effect = awsiam.Effect_DENY
 		}
 		props := &awsiam.PolicyStatementProps{
-			Sid:       jsii.String(s.Sid),
-			Effect:    effect,
-			Actions:   jsii.Strings(s.Actions...),
-			Resources: jsii.Strings(s.Resources...),
+			Sid:     jsii.String(s.Sid),
+			Effect:  effect,
+			Actions: jsii.Strings(s.Actions...),
+		}
+		if len(s.NotResources) > 0 {
+			props.NotResources = jsii.Strings(s.NotResources...)
+		} else {
+			props.Resources = jsii.Strings(s.Resources...)
 		}
 		if len(s.Conditions) > 0 {
 			c := map[string]any{}

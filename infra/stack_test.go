@@ -154,6 +154,8 @@ func TestConfigProblemsFailSynth(t *testing.T) {
 		"bad duration":            {"readyTimeout": "soon"},
 		"bad user path":           {"userPath": "keyvend"},
 		"bad recovery window":     {"secretRecoveryDays": 3},
+		"unknown grant mode":      {"grantMode": "groups"},
+		"empty grant mode":        {"grantMode": ""},
 	} {
 		if _, err := synthWith(t, ctx); err == nil {
 			t.Errorf("%s: synth succeeded", name)
@@ -200,11 +202,39 @@ func TestFunctions(t *testing.T) {
 		switch fn {
 		case FnAPI:
 			want["KEYVEND_RULES"] = RulesPathInLambda
+			want["KEYVEND_GRANT_MODE"] = "policy"
+		case FnReaper:
+			want["KEYVEND_GRANT_MODE"] = "policy"
 		case FnRotate:
-			want = map[string]any{"KEYVEND_READY_TIMEOUT": "10s"}
+			// It verifies a secret is keyvend's before rotating it.
+			want = map[string]any{
+				"KEYVEND_READY_TIMEOUT": "10s",
+				"KEYVEND_SECRET_PREFIX": "keyvend/users/",
+				"KEYVEND_KMS_KEY_ID":    map[string]any{"Fn::GetAtt": []any{keyID, "Arn"}},
+				"KEYVEND_USER_PATH":     "/keyvend/",
+				"KEYVEND_BOUNDARY_ARN":  map[string]any{"Ref": boundaryID},
+			}
 		}
 		if !reflect.DeepEqual(env, want) {
 			t.Errorf("%s environment:\n got %v\nwant %v", fn, env, want)
+		}
+	}
+}
+
+// TestGrantModeReachesTheFunctions: the functions that write or read
+// grants get KEYVEND_GRANT_MODE, in each mode; the rotation function,
+// which touches keys only, does not.
+func TestGrantModeReachesTheFunctions(t *testing.T) {
+	for mode, s := range modeStacks(t) {
+		for _, fn := range AllFunctions {
+			env := s.props(s.id(s.K.Functions[fn]))["Environment"].(map[string]any)["Variables"].(map[string]any)
+			want := any(mode)
+			if fn == FnRotate {
+				want = nil
+			}
+			if env["KEYVEND_GRANT_MODE"] != want {
+				t.Errorf("%s mode: %s KEYVEND_GRANT_MODE = %v, want %v", mode, fn, env["KEYVEND_GRANT_MODE"], want)
+			}
 		}
 	}
 }
