@@ -41,6 +41,12 @@ var ContextDefaults = map[string]any{
 	// How a vended user's grants are written: "policy" (one inline policy
 	// on the user) or "group" (one IAM group per grant). See permissions.go.
 	"grantMode": GrantModePolicy,
+	// IAM principals (users, roles or account roots; comma-separated ARNs)
+	// the secrets key lets decrypt the vended users' secrets, through
+	// Secrets Manager and only for secrets under secretPrefix. Each still
+	// needs secretsmanager:GetSecretValue on its secret from its own IAM
+	// policy (docs/deploy.md). Empty: only keyvend's functions.
+	"secretReaders": "",
 	// The Slack command: the ARN of the Secrets Manager secret that holds
 	// the Slack app's signing secret. Empty: no Slack parts are deployed.
 	"slackSigningSecretArn": "",
@@ -67,6 +73,9 @@ type Config struct {
 	LogRetentionDays   int
 	AlarmEmail         string
 	GrantMode          string // GrantModePolicy or GrantModeGroup
+	// SecretReaders are IAM principal ARNs the secrets key policy lets
+	// decrypt user secrets through Secrets Manager.
+	SecretReaders []string
 	// SlackSigningSecretARN enables the Slack command (pkg/chatops): its
 	// functions, queues, route and alarms. Empty: none of them.
 	SlackSigningSecretARN string
@@ -87,6 +96,10 @@ func (c Config) DeployedFunctions() []string {
 // secrets by their full ARN, with the 6-character suffix Secrets Manager
 // appends to the name.
 var secretARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:([A-Za-z0-9/_+=.@-]+)-[A-Za-z0-9]{6}$`)
+
+// principalARNRE is an IAM principal a key policy can name: a user, a role
+// (with its path) or an account root.
+var principalARNRE = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(root|(user|role)(/[\x21-\x7e]*)?/[A-Za-z0-9+=,.@_-]{1,64})$`)
 
 // JWT reports whether the API uses the JWT authorizer instead of IAM.
 func (c Config) JWT() bool { return c.JWTIssuer != "" }
@@ -177,6 +190,7 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 		LogRetentionDays:   int(num("logRetentionDays")),
 		AlarmEmail:         str("alarmEmail"),
 		GrantMode:          str("grantMode"),
+		SecretReaders:      list("secretReaders"),
 	}
 	c.SlackSigningSecretARN = str("slackSigningSecretArn")
 	if c.StackName == "" {
@@ -213,6 +227,11 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	}
 	if !slices.Contains(GrantModes, c.GrantMode) {
 		problems = append(problems, fmt.Sprintf("context grantMode=%q: want %s", c.GrantMode, strings.Join(GrantModes, " or ")))
+	}
+	for _, r := range c.SecretReaders {
+		if !principalARNRE.MatchString(r) || strings.ContainsAny(r, "*?") {
+			problems = append(problems, fmt.Sprintf("context secretReaders: %q is not the ARN of an IAM user, role or account root (arn:aws:iam::123456789012:role/name; no wildcards, no groups: a key policy names principals that exist)", r))
+		}
 	}
 	if c.Slack() {
 		m := secretARNRE.FindStringSubmatch(c.SlackSigningSecretARN)

@@ -124,6 +124,8 @@ func (r resolver) getAtt(id, attr string) (any, error) {
 		return "arn:aws:logs:" + testRegion + ":" + testAccount + ":log-group:" + id + ":*", nil
 	case typ == "AWS::SQS::Queue" && attr == "Arn":
 		return "arn:aws:sqs:" + testRegion + ":" + testAccount + ":" + id, nil
+	case typ == "AWS::IAM::Role" && attr == "Arn":
+		return "arn:aws:iam::" + testAccount + ":role/" + id, nil
 	}
 	return nil, fmt.Errorf("Fn::GetAtt %s.%s (%s) is not modelled", id, attr, typ)
 }

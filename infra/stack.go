@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -129,13 +130,43 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		Document:    awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(boundaryStmts)}),
 	})
 
+	// The secrets key's policy delegates administration to the account
+	// (IAM), never use: a principal of the account decrypts a user's
+	// secret only if this key policy names it (keyvend's roles below, the
+	// secretReaders), whatever its IAM policies allow.
 	secretsKey := awskms.NewKey(stack, jsii.String("SecretsKey"), &awskms.KeyProps{
 		Description:       jsii.String("keyvend: encrypts the access keys of vended users in Secrets Manager"),
 		EnableKeyRotation: jsii.Bool(true),
 		Alias:             jsii.String("alias/" + cfg.StackName + "-secrets"),
 		// Secrets outlive the stack until their users are deleted.
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+		Policy: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: &[]awsiam.PolicyStatement{
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid:        jsii.String("AccountAdministersTheKeyButCannotUseIt"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewAccountRootPrincipal()},
+				Actions:    jsii.Strings(keyAdminActions...),
+				Resources:  jsii.Strings("*"),
+			}),
+		}}),
 	})
+	secretsViaSM := "secretsmanager." + region + ".amazonaws.com"
+	if len(cfg.SecretReaders) > 0 {
+		readers := make([]awsiam.IPrincipal, len(cfg.SecretReaders))
+		for i, r := range cfg.SecretReaders {
+			readers[i] = awsiam.NewArnPrincipal(jsii.String(r))
+		}
+		secretsKey.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:        jsii.String("SecretReadersDecryptUserSecretsThroughSecretsManager"),
+			Principals: &readers,
+			Actions:    jsii.Strings("kms:Decrypt"),
+			Resources:  jsii.Strings("*"),
+			Conditions: &map[string]any{
+				"StringEquals": map[string]any{"kms:ViaService": secretsViaSM},
+				"StringLike": map[string]any{"kms:EncryptionContext:SecretARN": "arn:" + partition + ":secretsmanager:" + region + ":" +
+					account + ":secret:" + cfg.SecretPrefix + "*"},
+			},
+		}), nil)
+	}
 
 	fence := Fence{
 		Users:    iamARN("user" + cfg.UserPath + "*"),
@@ -225,14 +256,35 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		if fn == FnSlack {
 			stmts, description = SlackStatements(cfg.GrantMode, f), "reads the signing secret and "+cfg.UserPath+" users, queues jobs; changes nothing"
 		}
+		// The statements that name the secrets key go into a policy of
+		// their own: the key policy names the role, so the role itself
+		// must not depend on the key (a dependency cycle otherwise).
+		inline, keyStmts := splitByResource(stmts, fence.Key)
 		role := awsiam.NewRole(stack, jsii.String(name+"Role"), &awsiam.RoleProps{
 			AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 			Description: jsii.String("keyvend " + fn + " function: " + description),
 			InlinePolicies: &map[string]awsiam.PolicyDocument{
-				"keyvend-" + fn: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(stmts)}),
+				"keyvend-" + fn: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(inline)}),
 			},
 		})
 		k.Roles[fn] = role
+		var keyPolicy awsiam.Policy
+		if len(keyStmts) > 0 {
+			keyPolicy = awsiam.NewPolicy(stack, jsii.String(name+"SecretsKeyPolicy"), &awsiam.PolicyProps{
+				PolicyName: jsii.String("keyvend-" + fn + "-secrets-key"),
+				Roles:      &[]awsiam.IRole{role},
+				Document:   awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(keyStmts)}),
+			})
+			// The key's side: this role may use it, only through
+			// Secrets Manager.
+			secretsKey.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid:        jsii.String("Keyvend" + name + "UsesTheKeyThroughSecretsManager"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewArnPrincipal(role.RoleArn())},
+				Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey"),
+				Resources:  jsii.Strings("*"),
+				Conditions: &map[string]any{"StringEquals": map[string]any{"kms:ViaService": secretsViaSM}},
+			}), nil)
+		}
 		fnEnv := env[fn]
 		k.Functions[fn] = awslambda.NewFunction(stack, jsii.String(name+"Function"), &awslambda.FunctionProps{
 			Description:   jsii.String(descriptions[fn]),
@@ -247,6 +299,10 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 			LogGroup:      logs,
 			LoggingFormat: awslambda.LoggingFormat_JSON,
 		})
+		if keyPolicy != nil {
+			// Not before it may use the key.
+			k.Functions[fn].Node().AddDependency(keyPolicy)
+		}
 	}
 
 	// Secrets Manager invokes the rotation function, for keyvend's secrets
@@ -344,7 +400,8 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 
 	awscdk.NewCfnOutput(stack, jsii.String("ApiUrl"), &awscdk.CfnOutputProps{Value: k.API.ApiEndpoint(), Description: jsii.String("Base URL; routes are under /v1/")})
 	awscdk.NewCfnOutput(stack, jsii.String("BoundaryArn"), &awscdk.CfnOutputProps{Value: k.Boundary.ManagedPolicyArn()})
-	awscdk.NewCfnOutput(stack, jsii.String("SecretsKeyArn"), &awscdk.CfnOutputProps{Value: secretsKey.KeyArn(), Description: jsii.String("Readers of the secrets need kms:Decrypt on it")})
+	awscdk.NewCfnOutput(stack, jsii.String("SecretsKeyArn"), &awscdk.CfnOutputProps{Value: secretsKey.KeyArn(),
+		Description: jsii.String("Encrypts the user secrets; its key policy lets only keyvend's functions and the secretReaders context decrypt")})
 	awscdk.NewCfnOutput(stack, jsii.String("RotateFunctionArn"), &awscdk.CfnOutputProps{Value: k.Functions[FnRotate].FunctionArn(), Description: jsii.String("For aws secretsmanager rotate-secret --rotation-lambda-arn")})
 	awscdk.NewCfnOutput(stack, jsii.String("AlarmTopicArn"), &awscdk.CfnOutputProps{Value: topic.TopicArn()})
 	if cfg.Slack() {
@@ -502,6 +559,33 @@ func withEnv(envs ...map[string]*string) map[string]*string {
 		}
 	}
 	return out
+}
+
+// keyAdminActions are what the account (its IAM administrators, and
+// CloudFormation deploying this stack) may do with the secrets key:
+// administer it, never use it (no Decrypt, Encrypt, GenerateDataKey*,
+// ReEncrypt* or CreateGrant). An administrator who rewrites the key
+// policy to read secrets does so in CloudTrail.
+var keyAdminActions = []string{
+	"kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:ListKeyPolicies",
+	"kms:GetKeyRotationStatus", "kms:EnableKeyRotation", "kms:DisableKeyRotation", "kms:RotateKeyOnDemand", "kms:ListKeyRotations",
+	"kms:EnableKey", "kms:DisableKey", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
+	"kms:UpdateKeyDescription", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
+	"kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias",
+	"kms:ListGrants", "kms:RevokeGrant",
+}
+
+// splitByResource separates the statements that name resource from the
+// others.
+func splitByResource(stmts []Stmt, resource string) (others, naming []Stmt) {
+	for _, s := range stmts {
+		if slices.Contains(s.Resources, resource) || slices.Contains(s.NotResources, resource) {
+			naming = append(naming, s)
+		} else {
+			others = append(others, s)
+		}
+	}
+	return others, naming
 }
 
 func toStatements(stmts []Stmt) *[]awsiam.PolicyStatement {

@@ -155,6 +155,10 @@ func TestConfigProblemsFailSynth(t *testing.T) {
 		"bad user path":           {"userPath": "keyvend"},
 		"bad recovery window":     {"secretRecoveryDays": 3},
 		"unknown grant mode":      {"grantMode": "groups"},
+		"reader not an ARN":       {"secretReaders": "deployer"},
+		"reader a wildcard":       {"secretReaders": "arn:aws:iam::111122223333:role/*"},
+		"reader a group":          {"secretReaders": "arn:aws:iam::111122223333:group/readers"},
+		"reader short account":    {"secretReaders": "arn:aws:iam::1111:role/r"},
 		"empty grant mode":        {"grantMode": ""},
 	} {
 		if _, err := synthWith(t, ctx); err == nil {
