@@ -479,3 +479,32 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestAlarmsKeyOnlyForThisAccountsAlarms: CloudWatch may use the alarm
+// topic's key only for alarms of this account (aws:SourceAccount) and only
+// from an alarm (aws:SourceArn), not on behalf of any CloudWatch alarm
+// anywhere (the confused-deputy guard).
+func TestAlarmsKeyOnlyForThisAccountsAlarms(t *testing.T) {
+	s := defaultStack(t)
+	id := s.id(s.K.Stack.Node().FindChild(jsii.String("AlarmsKey")))
+	found := 0
+	for _, st := range s.props(id)["KeyPolicy"].(map[string]any)["Statement"].([]any) {
+		m := st.(map[string]any)
+		if mustJSON(m["Principal"]) != `{"Service":"cloudwatch.amazonaws.com"}` {
+			continue
+		}
+		found++
+		want := map[string]any{
+			"StringEquals": map[string]any{"aws:SourceAccount": map[string]any{"Ref": "AWS::AccountId"}},
+			"ArnLike": map[string]any{"aws:SourceArn": map[string]any{"Fn::Join": []any{"", []any{
+				"arn:", map[string]any{"Ref": "AWS::Partition"}, ":cloudwatch:", map[string]any{"Ref": "AWS::Region"}, ":",
+				map[string]any{"Ref": "AWS::AccountId"}, ":alarm:*"}}}},
+		}
+		if !reflect.DeepEqual(m["Condition"], want) {
+			t.Errorf("CloudWatch's grant on the alarms key: condition %s, want %s", mustJSON(m["Condition"]), mustJSON(want))
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d key policy statements for CloudWatch, want 1", found)
+	}
+}
