@@ -174,6 +174,9 @@ func TestChatopsFunctions(t *testing.T) {
 		FnWorker: {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_CHATOPS_MAX_RECEIVES": "3", "KEYVEND_GRANT_MODE": "policy"},
 	} {
 		p := s.props(s.id(s.K.Functions[fn]))
+		if !reflect.DeepEqual(p["TracingConfig"], map[string]any{"Mode": "Active"}) {
+			t.Errorf("%s: tracing %v, want active X-Ray tracing", fn, p["TracingConfig"])
+		}
 		if p["Timeout"] != timeouts[fn] || p["Runtime"] != "provided.al2023" || p["MemorySize"] != float64(256) {
 			t.Errorf("%s: timeout %v runtime %v memory %v", fn, p["Timeout"], p["Runtime"], p["MemorySize"])
 		}

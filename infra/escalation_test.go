@@ -382,6 +382,8 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 			note: "the queue policy also denies SendMessage to every principal but the slack function's role (TestChatopsQueues)"},
 		{what: "sqs:ReceiveMessage from the job queue", req: req("sqs:ReceiveMessage", queue, nil), allowed: []string{FnWorker}},
 		{what: "sqs:DeleteMessage on the job queue", req: req("sqs:DeleteMessage", queue, nil), allowed: []string{FnWorker}},
+		{what: "xray:PutTraceSegments (active tracing; no resource type)", req: req("xray:PutTraceSegments", "*", nil), allowed: AllFunctions},
+		{what: "xray:PutTelemetryRecords (active tracing; no resource type)", req: req("xray:PutTelemetryRecords", "*", nil), allowed: AllFunctions},
 
 		// Not allowed to any role, and no Deny is meant to cover them.
 		{what: "GetSecretValue outside the prefix", req: req("secretsmanager:GetSecretValue", secret("prod/db-AbCdEf"), nil), allowed: none, uncovered: read},
@@ -395,6 +397,7 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 		{what: "sqs:SetQueueAttributes on the job queue", req: req("sqs:SetQueueAttributes", queue, nil), allowed: none, uncovered: plumbing},
 		{what: "sqs:SendMessage to the dead-letter queue", req: req("sqs:SendMessage", dlq, nil), allowed: none, uncovered: plumbing},
 		{what: "sqs:ReceiveMessage from the dead-letter queue", req: req("sqs:ReceiveMessage", dlq, nil), allowed: none, uncovered: read},
+		{what: "xray:GetTraceSummaries (read traces)", req: req("xray:GetTraceSummaries", "*", nil), allowed: none, uncovered: read},
 		{what: "sqs:SendMessage to another queue", req: req("sqs:SendMessage", "arn:aws:sqs:"+testRegion+":"+testAccount+":other", nil), allowed: none, uncovered: plumbing},
 	}
 }
@@ -538,9 +541,13 @@ func TestEveryFunctionIsFenced(t *testing.T) {
 					if strings.Contains(a, "*") {
 						t.Errorf("%s mode: %s %s: wildcard action %s", mode, fn, st.Sid, a)
 					}
+					if strings.HasPrefix(strings.ToLower(a), "xray:") && !onlyXRayWrites([]string{a}) {
+						t.Errorf("%s mode: %s %s: X-Ray action %s beyond sending traces", mode, fn, st.Sid, a)
+					}
 				}
 				for _, r := range st.Resources {
 					ok := r == "*" && len(st.Actions) == 1 && st.Actions[0] == "iam:ListUsers" ||
+						r == "*" && onlyXRayWrites(st.Actions) ||
 						strings.HasPrefix(r, "arn:aws:iam::"+testAccount+":user/keyvend/") ||
 						strings.HasPrefix(r, "arn:aws:iam::"+testAccount+":group/keyvend/") ||
 						strings.HasPrefix(r, "arn:aws:secretsmanager:"+testRegion+":"+testAccount+":secret:keyvend/users/") ||
@@ -562,6 +569,17 @@ func TestEveryFunctionIsFenced(t *testing.T) {
 	}
 }
 
+// onlyXRayWrites: actions are only what active tracing needs, sending
+// segments and telemetry (X-Ray has no resource type for them: '*').
+func onlyXRayWrites(actions []string) bool {
+	for _, a := range actions {
+		if a != "xray:PutTraceSegments" && a != "xray:PutTelemetryRecords" {
+			return false
+		}
+	}
+	return len(actions) > 0
+}
+
 // TestAllowsAreExactlyTheDesign: the Allow statements of each role, as
 // action-on-resource pairs, are exactly what the function calls in each
 // grant mode (the lead's design), nothing more and nothing less.
@@ -578,7 +596,8 @@ func TestAllowsAreExactlyTheDesign(t *testing.T) {
 		on("S", "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
 			"secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret", "secretsmanager:TagResource", "secretsmanager:GetResourcePolicy")...),
 		on("K", "kms:Decrypt", "kms:GenerateDataKey")...)
-	logs := on("LOG", "logs:CreateLogStream", "logs:PutLogEvents")
+	// Every function's own log group, and X-Ray (active tracing).
+	logs := join(on("LOG", "logs:CreateLogStream", "logs:PutLogEvents"), on("*", "xray:PutTraceSegments", "xray:PutTelemetryRecords"))
 	reaper := append(append(append(append(append(
 		users("iam:GetUser", "iam:DeleteUser", "iam:ListUserTags", "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys",
 			"iam:ListGroupsForUser", "iam:ListUserPolicies", "iam:ListAttachedUserPolicies", "iam:GetUserPolicy",

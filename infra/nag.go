@@ -67,10 +67,15 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 		AppliesTo: []string{"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:" + cfg.SecretPrefix + "*"},
 		Reason: "one secret per vended user, named " + cfg.SecretPrefix + "<user>; Secrets Manager appends a random suffix " +
 			"to every secret ARN, so a name-prefix wildcard is the narrowest resource that names them"}
+	xray := "xray:PutTraceSegments and xray:PutTelemetryRecords (added by CDK for active tracing) are allowed on '*': the " +
+		"IAM Service Authorization Reference lists no resource type for them; they only send this function's traces to X-Ray"
 	listUsers := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{"Resource::*"},
-		Reason: "only iam:ListUsers is allowed on '*' (statement ListUsersHasNoResourceType): the IAM Service Authorization " +
-			"Reference lists no resource type for it, so it cannot be scoped; it returns names and paths only, and keyvend " +
-			"always sends PathPrefix=" + cfg.UserPath + ". The Deny statements on '*' are denies, not grants"}
+		Reason: "only iam:ListUsers and X-Ray's trace upload are allowed on '*'. iam:ListUsers (statement " +
+			"ListUsersHasNoResourceType) has no resource type in the IAM Service Authorization Reference, so it cannot be " +
+			"scoped; it returns names and paths only, and keyvend always sends PathPrefix=" + cfg.UserPath + ". " + xray +
+			". The Deny statements on '*' are denies, not grants"}
+	traceOnly := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{"Resource::*"},
+		Reason: "keyvend's only Allow on '*' for this function: " + xray + ". The Deny statements on '*' are denies, not grants"}
 
 	readGroups := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "*")},
 		Reason: "the Slack function reads the inline policy of a user's grant groups (iam:GetGroupPolicy only) to learn the " +
@@ -85,9 +90,9 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 		case FnAPI, FnWorker, FnReaper:
 			sups = []NagSuppression{users(fn), secrets, groups, locks, listUsers}
 		case FnRotate:
-			sups = []NagSuppression{users(fn), secrets}
+			sups = []NagSuppression{users(fn), secrets, traceOnly}
 		case FnSlack:
-			sups = []NagSuppression{users(fn), readGroups}
+			sups = []NagSuppression{users(fn), readGroups, traceOnly}
 		}
 		for _, s := range sups {
 			s.Construct = id

@@ -298,6 +298,10 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 			Role:          role,
 			LogGroup:      logs,
 			LoggingFormat: awslambda.LoggingFormat_JSON,
+			// Active X-Ray tracing: CDK adds xray:PutTraceSegments and
+			// xray:PutTelemetryRecords on '*' (they have no resource type)
+			// to the role's default policy, and nothing else of X-Ray.
+			Tracing: awslambda.Tracing_ACTIVE,
 		})
 		if keyPolicy != nil {
 			// Not before it may use the key.

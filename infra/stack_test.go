@@ -182,6 +182,9 @@ func TestFunctions(t *testing.T) {
 		if p["Runtime"] != "provided.al2023" || !reflect.DeepEqual(p["Architectures"], []any{"arm64"}) || p["Handler"] != "bootstrap" {
 			t.Errorf("%s: runtime %v architectures %v handler %v", fn, p["Runtime"], p["Architectures"], p["Handler"])
 		}
+		if !reflect.DeepEqual(p["TracingConfig"], map[string]any{"Mode": "Active"}) {
+			t.Errorf("%s: tracing %v, want active X-Ray tracing", fn, p["TracingConfig"])
+		}
 		if p["MemorySize"] != float64(256) || p["Timeout"] != wantTimeout[fn] {
 			t.Errorf("%s: memory %v timeout %v", fn, p["MemorySize"], p["Timeout"])
 		}
