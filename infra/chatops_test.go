@@ -102,8 +102,16 @@ func TestChatopsQueues(t *testing.T) {
 	if !reflect.DeepEqual(redrive["deadLetterTargetArn"], map[string]any{"Fn::GetAtt": []any{dlqID, "Arn"}}) || redrive["maxReceiveCount"] != float64(chatopsMaxReceives) {
 		t.Errorf("redrive %v", redrive)
 	}
-	if v := q["VisibilityTimeout"].(float64); v < timeouts[FnWorker] {
-		t.Errorf("visibility timeout %v below the worker's timeout %v", v, timeouts[FnWorker])
+	// AWS's guidance for an SQS event source: a visibility timeout of at
+	// least six times the function's timeout. And every try must still
+	// answer Slack: the last one ends within the 30 minutes a
+	// response_url stays valid.
+	v := q["VisibilityTimeout"].(float64)
+	if v < 6*timeouts[FnWorker] {
+		t.Errorf("visibility timeout %v below 6x the worker's timeout %v", v, timeouts[FnWorker])
+	}
+	if last := float64(chatopsMaxReceives-1)*v + timeouts[FnWorker]; last > 30*60 {
+		t.Errorf("the last of %d tries ends %v s after the first starts, past Slack's 30-minute response_url", chatopsMaxReceives, last)
 	}
 	if dlq["MessageRetentionPeriod"] != float64(14*24*3600) {
 		t.Errorf("dead-letter retention %v", dlq["MessageRetentionPeriod"])

@@ -52,13 +52,17 @@ var timeouts = map[string]float64{
 }
 
 // The Slack command's queue: SQS delivers a job at most chatopsMaxReceives
-// times, chatopsVisibility seconds apart (at least the worker's timeout, as
-// Lambda's event source requires), then moves it to the dead-letter queue.
-// Three tries take about 4 to 6 minutes, well inside the 30 minutes a
-// Slack response_url stays valid.
+// times, chatopsVisibility seconds apart, then moves it to the dead-letter
+// queue. The visibility timeout is six times the worker's timeout, as AWS
+// advises for an SQS event source (a batch the poller is still retrying
+// after a throttle is not handed out again meanwhile). A failed try is
+// retried when its message becomes visible again, 360 s after it was
+// received: the third try starts about 12 minutes after the first and ends
+// within 13, inside the 30 minutes a Slack response_url stays valid
+// (TestChatopsQueues checks both).
 const (
 	chatopsMaxReceives = 3
-	chatopsVisibility  = 120
+	chatopsVisibility  = 6 * 60 // 6 × timeouts[FnWorker]
 	chatopsBatchSize   = 5
 )
 
