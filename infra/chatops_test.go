@@ -233,6 +233,7 @@ func TestChatopsAlarms(t *testing.T) {
 			`AWS/Lambda/Throttles [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`)
 	}
 	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`,
+		`AWS/Lambda/Invocations [{"Name":"FunctionName","Value":{"Ref":"`+s.id(s.K.Functions[FnReaper])+`"}}]`,
 		`AWS/SQS/ApproximateNumberOfMessagesVisible [{"Name":"QueueName","Value":{"Fn::GetAtt":["`+s.id(s.K.DeadLetterQueue)+`","QueueName"]}}]`)
 	sort.Strings(want)
 	if !reflect.DeepEqual(got, want) {

@@ -290,6 +290,13 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 			}), nil)
 		}
 		fnEnv := env[fn]
+		var reserved *float64
+		if fn == FnReaper {
+			// One sweep at a time: EventBridge's retries or a late run
+			// never sweep alongside another (both would repair, re-key
+			// and delete the same users).
+			reserved = jsii.Number(1)
+		}
 		k.Functions[fn] = awslambda.NewFunction(stack, jsii.String(name+"Function"), &awslambda.FunctionProps{
 			Description:   jsii.String(descriptions[fn]),
 			Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
@@ -305,8 +312,10 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 			// Active X-Ray tracing: CDK adds xray:PutTraceSegments and
 			// xray:PutTelemetryRecords on '*' (they have no resource type)
 			// to the role's default policy, and nothing else of X-Ray.
-			Tracing: awslambda.Tracing_ACTIVE,
+			Tracing:                      awslambda.Tracing_ACTIVE,
+			ReservedConcurrentExecutions: reserved,
 		})
+
 		if keyPolicy != nil {
 			// Not before it may use the key.
 			k.Functions[fn].Node().AddDependency(keyPolicy)
@@ -406,6 +415,21 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		alarm(names[fn]+"ThrottlesAlarm", "keyvend "+fn+" function: throttled invocations in the last 5 minutes", k.Functions[fn].MetricThrottles(five))
 	}
 	alarm("Api5xxAlarm", "keyvend HTTP API: 5xx responses in the last 5 minutes", k.API.MetricServerError(five))
+	// The reaper runs hourly (its errors and throttles alarm above); two
+	// hourly periods in a row without an invocation mean it stopped
+	// running at all (schedule disabled or deleted, function gone).
+	// Missing data counts: a function that is never invoked reports
+	// nothing.
+	awscloudwatch.NewAlarm(stack, jsii.String("ReaperNotRunAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String("keyvend reaper: not invoked for 2 hours (it runs hourly): expired users are not being removed"),
+		Metric: k.Functions[FnReaper].MetricInvocations(&awscloudwatch.MetricOptions{
+			Period: awscdk.Duration_Hours(jsii.Number(1)), Statistic: jsii.String("Sum")}),
+		Threshold:          jsii.Number(1),
+		EvaluationPeriods:  jsii.Number(2),
+		DatapointsToAlarm:  jsii.Number(2),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
+		TreatMissingData:   awscloudwatch.TreatMissingData_BREACHING,
+	}).AddAlarmAction(action)
 	if cfg.Slack() {
 		alarm("ChatopsDeadLetterAlarm", "keyvend Slack command: a job failed "+strconv.Itoa(chatopsMaxReceives)+" times and is in the dead-letter queue (the user was told)",
 			k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}))

@@ -188,6 +188,11 @@ func TestFunctions(t *testing.T) {
 		if p["MemorySize"] != float64(256) || p["Timeout"] != wantTimeout[fn] {
 			t.Errorf("%s: memory %v timeout %v", fn, p["MemorySize"], p["Timeout"])
 		}
+		// One reaper at a time: a retried or late run never sweeps
+		// alongside another.
+		if rc := p["ReservedConcurrentExecutions"]; (fn == FnReaper) != (rc == float64(1)) {
+			t.Errorf("%s: reserved concurrency %v (want 1 for the reaper only)", fn, rc)
+		}
 		if p["Timeout"].(float64) > 28 && fn == FnAPI {
 			t.Errorf("api timeout %v exceeds what API Gateway waits", p["Timeout"])
 		}
@@ -417,7 +422,8 @@ func TestAlarms(t *testing.T) {
 			`AWS/Lambda/Errors [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`,
 			`AWS/Lambda/Throttles [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`)
 	}
-	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`)
+	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`,
+		`AWS/Lambda/Invocations [{"Name":"FunctionName","Value":{"Ref":"`+s.id(s.K.Functions[FnReaper])+`"}}]`)
 	sort.Strings(want)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("alarms:\n got %v\nwant %v", got, want)
@@ -509,5 +515,34 @@ func TestAlarmsKeyOnlyForThisAccountsAlarms(t *testing.T) {
 	}
 	if found != 1 {
 		t.Errorf("%d key policy statements for CloudWatch, want 1", found)
+	}
+}
+
+// TestReaperNotRunAlarm: the reaper runs hourly; two hours in a row
+// without an invocation (or without the metric at all: a deleted schedule
+// reports nothing) raise an alarm.
+func TestReaperNotRunAlarm(t *testing.T) {
+	s := defaultStack(t)
+	reaper := `[{"Name":"FunctionName","Value":{"Ref":"` + s.id(s.K.Functions[FnReaper]) + `"}}]`
+	found := 0
+	for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+		p := a["Properties"].(map[string]any)
+		if p["MetricName"] != "Invocations" || mustJSON(p["Dimensions"]) != reaper {
+			continue
+		}
+		found++
+		want := map[string]any{"Namespace": "AWS/Lambda", "Statistic": "Sum", "Period": float64(3600), "EvaluationPeriods": float64(2),
+			"DatapointsToAlarm": float64(2), "Threshold": float64(1), "ComparisonOperator": "LessThanThreshold", "TreatMissingData": "breaching"}
+		for k, v := range want {
+			if p[k] != v {
+				t.Errorf("reaper not-run alarm %s = %v, want %v", k, p[k], v)
+			}
+		}
+		if len(p["AlarmActions"].([]any)) != 1 {
+			t.Errorf("reaper not-run alarm actions %v", p["AlarmActions"])
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d alarms on the reaper's invocations, want 1", found)
 	}
 }
