@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +17,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/keyvend/keyvend/pkg/app"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 )
@@ -233,6 +239,7 @@ func TestChatopsAlarms(t *testing.T) {
 			`AWS/Lambda/Throttles [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`)
 	}
 	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`,
+		`keyvend/keyvend/SlackUnauthenticated null`,
 		`AWS/Lambda/Invocations [{"Name":"FunctionName","Value":{"Ref":"`+s.id(s.K.Functions[FnReaper])+`"}}]`,
 		`AWS/SQS/ApproximateNumberOfMessagesVisible [{"Name":"QueueName","Value":{"Fn::GetAtt":["`+s.id(s.K.DeadLetterQueue)+`","QueueName"]}}]`)
 	sort.Strings(want)
@@ -294,5 +301,118 @@ func TestChatopsConfigProblemsFailSynth(t *testing.T) {
 		if _, err := synthWith(t, map[string]any{"slackSigningSecretArn": arn}); err == nil || !strings.Contains(err.Error(), "slackSigningSecretArn") {
 			t.Errorf("%s: synth error %v", name, err)
 		}
+	}
+}
+
+// TestChatopsRouteThrottle: the unauthenticated Slack route has its own,
+// lower throttle (slackThrottleRateLimit/slackThrottleBurstLimit), so a
+// flood of unsigned requests cannot spend the stage's budget; the stage
+// waits for the route (a route setting needs the route to exist).
+func TestChatopsRouteThrottle(t *testing.T) {
+	custom, err := synthWith(t, map[string]any{"slackSigningSecretArn": testSigningSecretARN,
+		"slackThrottleRateLimit": "2", "slackThrottleBurstLimit": "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		s           *synthesized
+		rate, burst float64
+	}{{slackStack(t), 5, 10}, {custom, 2, 3}} {
+		stages := c.s.resources("AWS::ApiGatewayV2::Stage")
+		if len(stages) != 1 {
+			t.Fatalf("%d stages", len(stages))
+		}
+		var slackRoute string
+		for id, r := range c.s.resources("AWS::ApiGatewayV2::Route") {
+			if r["Properties"].(map[string]any)["RouteKey"] == "POST "+chatops.Path {
+				slackRoute = id
+			}
+		}
+		for _, st := range stages {
+			want := map[string]any{"POST " + chatops.Path: map[string]any{"ThrottlingRateLimit": c.rate, "ThrottlingBurstLimit": c.burst}}
+			if got := st["Properties"].(map[string]any)["RouteSettings"]; !reflect.DeepEqual(got, want) {
+				t.Errorf("stage route settings %s, want %s", mustJSON(got), mustJSON(want))
+			}
+			deps, _ := strs(st["DependsOn"])
+			if slackRoute == "" || !slices.Contains(deps, slackRoute) {
+				t.Errorf("stage depends on %v, not on the Slack route %q", deps, slackRoute)
+			}
+		}
+	}
+	for _, st := range defaultStack(t).resources("AWS::ApiGatewayV2::Stage") {
+		if rs, ok := st["Properties"].(map[string]any)["RouteSettings"]; ok {
+			t.Errorf("route settings %v without the Slack command", rs)
+		}
+	}
+	for name, ctx := range map[string]map[string]any{
+		"zero rate":    {"slackThrottleRateLimit": 0},
+		"zero burst":   {"slackThrottleBurstLimit": 0},
+		"not a number": {"slackThrottleRateLimit": "fast"},
+	} {
+		ctx["slackSigningSecretArn"] = testSigningSecretARN
+		if _, err := synthWith(t, ctx); err == nil || !strings.Contains(err.Error(), "slackThrottle") {
+			t.Errorf("%s: synth error %v", name, err)
+		}
+	}
+}
+
+// TestChatopsUnauthenticatedAlarm: a metric filter on the slack
+// function's log group counts its audit lines for unauthenticated
+// requests, and an alarm fires at 20 in 5 minutes (someone is probing the
+// one route without an authorizer). The filter's fields are those of the
+// audit line the endpoint really writes.
+func TestChatopsUnauthenticatedAlarm(t *testing.T) {
+	s := slackStack(t)
+	const pattern = `{ ($.action = "chatops.slack") && ($.result = "unauthenticated") }`
+	slackLogs := s.props(s.id(s.K.Functions[FnSlack]))["LoggingConfig"].(map[string]any)["LogGroup"].(map[string]any)["Ref"].(string)
+	filters := s.resources("AWS::Logs::MetricFilter")
+	if len(filters) != 1 {
+		t.Fatalf("%d metric filters, want 1", len(filters))
+	}
+	var namespace, name string
+	for _, f := range filters {
+		p := f["Properties"].(map[string]any)
+		if p["FilterPattern"] != pattern || !reflect.DeepEqual(p["LogGroupName"], map[string]any{"Ref": slackLogs}) {
+			t.Errorf("metric filter %s on %v", p["FilterPattern"], p["LogGroupName"])
+		}
+		m := p["MetricTransformations"].([]any)[0].(map[string]any)
+		namespace, name = m["MetricNamespace"].(string), m["MetricName"].(string)
+		if m["MetricValue"] != "1" {
+			t.Errorf("metric transformation %v", m)
+		}
+	}
+	found := 0
+	for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+		p := a["Properties"].(map[string]any)
+		if p["Namespace"] != namespace || p["MetricName"] != name {
+			continue
+		}
+		found++
+		for k, v := range map[string]any{"Statistic": "Sum", "Period": float64(300), "EvaluationPeriods": float64(1),
+			"Threshold": float64(20), "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching"} {
+			if p[k] != v {
+				t.Errorf("unauthenticated alarm %s = %v, want %v", k, p[k], v)
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d alarms on %s/%s, want 1", found, namespace, name)
+	}
+	for _, f := range defaultStack(t).resources("AWS::Logs::MetricFilter") {
+		t.Errorf("metric filter %v without the Slack command", f["Properties"])
+	}
+
+	// The audit line of an unsigned request, as the slack function logs
+	// it (app.LoggerTo: JSON on stdout, one object per line).
+	var buf bytes.Buffer
+	e := &chatops.Endpoint{Verifier: &chatops.Verifier{Secret: chatops.StaticSecret("not-used")}, Log: app.LoggerTo(&buf)}
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, chatops.Path, strings.NewReader("command=/keyvend&text=help")))
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil || rec.Code != http.StatusUnauthorized {
+		t.Fatalf("audit line %q (%v), status %d", buf.String(), err, rec.Code)
+	}
+	if line["action"] != "chatops.slack" || line["result"] != "unauthenticated" {
+		t.Errorf("the audit line %s does not carry the fields the filter %s selects", buf.String(), pattern)
 	}
 }

@@ -50,6 +50,12 @@ var ContextDefaults = map[string]any{
 	// The Slack command: the ARN of the Secrets Manager secret that holds
 	// the Slack app's signing secret. Empty: no Slack parts are deployed.
 	"slackSigningSecretArn": "",
+	// The throttle of the Slack command's route, which has no authorizer:
+	// Slack sends one request per command a person types, a few a minute;
+	// 5 per second with bursts of 10 is plenty and keeps a flood of
+	// unsigned requests from spending the stage's budget.
+	"slackThrottleRateLimit":  5,
+	"slackThrottleBurstLimit": 10,
 }
 
 // Config is the app's configuration, read from the CDK context.
@@ -79,6 +85,9 @@ type Config struct {
 	// SlackSigningSecretARN enables the Slack command (pkg/chatops): its
 	// functions, queues, route and alarms. Empty: none of them.
 	SlackSigningSecretARN string
+	// SlackThrottleRate and SlackThrottleBurst throttle the Slack route.
+	SlackThrottleRate  float64
+	SlackThrottleBurst float64
 }
 
 // Slack reports whether the Slack command is deployed.
@@ -193,6 +202,7 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 		SecretReaders:      list("secretReaders"),
 	}
 	c.SlackSigningSecretARN = str("slackSigningSecretArn")
+	c.SlackThrottleRate, c.SlackThrottleBurst = num("slackThrottleRateLimit"), num("slackThrottleBurstLimit")
 	if c.StackName == "" {
 		problems = append(problems, "context stackName: empty")
 	}
@@ -213,6 +223,9 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	}
 	if c.JWTIssuer == "" && (c.JWTPrincipalClaim != "" || c.JWTGroupsClaim != "") {
 		problems = append(problems, "context jwtPrincipalClaim/jwtGroupsClaim: only meaningful with jwtIssuer")
+	}
+	if c.SlackThrottleRate <= 0 || c.SlackThrottleBurst < 1 {
+		problems = append(problems, fmt.Sprintf("context slackThrottleRateLimit=%v slackThrottleBurstLimit=%v: want a positive rate and a burst of at least 1", c.SlackThrottleRate, c.SlackThrottleBurst))
 	}
 	if c.ThrottleRate <= 0 || c.ThrottleBurst < 1 {
 		problems = append(problems, fmt.Sprintf("context throttleRateLimit=%v throttleBurstLimit=%v: want a positive rate and a burst of at least 1", c.ThrottleRate, c.ThrottleBurst))

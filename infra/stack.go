@@ -248,12 +248,14 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	names := map[string]string{FnAPI: "Api", FnReaper: "Reaper", FnRotate: "Rotate", FnSlack: "Slack", FnWorker: "Worker"}
 	retention := retentions[cfg.LogRetentionDays]
 
+	logGroups := map[string]awslogs.LogGroup{}
 	for _, fn := range cfg.DeployedFunctions() {
 		name := names[fn]
 		logs := awslogs.NewLogGroup(stack, jsii.String(name+"Logs"), &awslogs.LogGroupProps{
 			Retention:     retention,
 			RemovalPolicy: awscdk.RemovalPolicy_RETAIN, // audit trail of a privilege-vending service
 		})
+		logGroups[fn] = logs
 		f := fence
 		f.LogGroup = *logs.LogGroupArn()
 		stmts, description := ProvisionerStatements(fn, cfg.GrantMode, f), "fenced to "+cfg.UserPath+" users and groups, the boundary, and its secrets"
@@ -431,6 +433,27 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		TreatMissingData:   awscloudwatch.TreatMissingData_BREACHING,
 	}).AddAlarmAction(action)
 	if cfg.Slack() {
+		// Unsigned or badly signed requests to the route without an
+		// authorizer: the slack function's audit line of each has
+		// "result":"unauthenticated" (pkg/chatops; JSON, one object per
+		// line). Slack itself never sends them, so 20 in 5 minutes is
+		// someone probing.
+		unauthenticated := awslogs.NewMetricFilter(stack, jsii.String("SlackUnauthenticatedFilter"), &awslogs.MetricFilterProps{
+			LogGroup:        logGroups[FnSlack],
+			FilterPattern:   awslogs.FilterPattern_Literal(jsii.String(`{ ($.action = "chatops.slack") && ($.result = "unauthenticated") }`)),
+			MetricNamespace: jsii.String("keyvend/" + cfg.StackName),
+			MetricName:      jsii.String("SlackUnauthenticated"),
+			MetricValue:     jsii.String("1"),
+		})
+		awscloudwatch.NewAlarm(stack, jsii.String("SlackUnauthenticatedAlarm"), &awscloudwatch.AlarmProps{
+			AlarmDescription: jsii.String("keyvend Slack command: 20 or more requests without a valid Slack signature in 5 minutes (" +
+				chatops.Path + " has no authorizer; Slack's own requests are signed)"),
+			Metric:             unauthenticated.Metric(five),
+			Threshold:          jsii.Number(20),
+			EvaluationPeriods:  jsii.Number(1),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		}).AddAlarmAction(action)
 		alarm("ChatopsDeadLetterAlarm", "keyvend Slack command: a job failed "+strconv.Itoa(chatopsMaxReceives)+" times and is in the dead-letter queue (the user was told)",
 			k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}))
 	}
@@ -496,8 +519,9 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 			Authorizer:  auth,
 		})
 	}
+	var slackRoutes []awsapigatewayv2.HttpRoute
 	if slack != nil {
-		api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
+		slackRoutes = *api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
 			Path:    jsii.String(chatops.Path),
 			Methods: &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod_POST},
 			Integration: awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String("SlackIntegration"), slack, &awsapigatewayv2integrations.HttpLambdaIntegrationProps{
@@ -524,7 +548,7 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 		`"responseLength":"$context.responseLength","latencyMs":"$context.responseLatency",` +
 		`"principal":"` + principal + `","authorizerError":"$context.authorizer.error",` +
 		`"integrationError":"$context.integrationErrorMessage","userAgent":"$context.identity.userAgent"}`
-	awsapigatewayv2.NewHttpStage(stack, jsii.String("DefaultStage"), &awsapigatewayv2.HttpStageProps{
+	stage := awsapigatewayv2.NewHttpStage(stack, jsii.String("DefaultStage"), &awsapigatewayv2.HttpStageProps{
 		HttpApi:    api,
 		StageName:  jsii.String("$default"),
 		AutoDeploy: jsii.Bool(true),
@@ -537,6 +561,21 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 			format:      awsapigateway.AccessLogFormat_Custom(jsii.String(format)),
 		},
 	})
+	if len(slackRoutes) > 0 {
+		// The Slack route has no authorizer: its own, lower throttle keeps
+		// a flood of unsigned requests (each costs a Lambda invocation
+		// before it is refused) from spending the stage's budget. A route
+		// setting names an existing route: the stage waits for it.
+		stage.Node().DefaultChild().(awsapigatewayv2.CfnStage).AddPropertyOverride(jsii.String("RouteSettings"), map[string]any{
+			"POST " + chatops.Path: map[string]any{
+				"ThrottlingRateLimit":  cfg.SlackThrottleRate,
+				"ThrottlingBurstLimit": cfg.SlackThrottleBurst,
+			},
+		})
+		for _, r := range slackRoutes {
+			stage.Node().AddDependency(r)
+		}
+	}
 	return api
 }
 
