@@ -14,7 +14,7 @@ CDK := ./node_modules/.bin/cdk
 FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: deps tools run test vet fmt-check build clean infra-test infra-vet synth synth-slack deploy cfn-lint fuzz fuzz-short bench
+.PHONY: deps tools run test vet fmt-check build clean infra-test infra-vet synth synth-slack deploy deploy-check cfn-lint fuzz fuzz-short bench
 
 ## deps: Go modules (the service and the CDK app in infra/)
 deps:
@@ -120,8 +120,18 @@ synth-slack: build $(CDK)
 
 ## deploy: cdk deploy to the account and region of your AWS credentials
 ## (needs `cdk bootstrap` once; see docs/deploy.md). CDK_ARGS passes flags.
-deploy: build $(CDK)
+## deploy-check runs first: it warns when the alarms would notify nobody.
+deploy: deploy-check build $(CDK)
 	$(CDK) deploy $(CDK_ARGS)
+
+## deploy-check: a loud WARNING when neither cdk.json nor CDK_ARGS sets
+## alarmEmail: the stack's alarms would reach nobody (the synth says so too)
+deploy-check:
+	@email="$$(node -p 'require("./cdk.json").context.alarmEmail || ""')"; \
+	case " $(CDK_ARGS) " in *alarmEmail=[!\ ]*) email=set;; esac; \
+	if [ -z "$$email" ]; then \
+		echo "WARNING: no alarmEmail: this deployment's alarms (function errors, the reaper not running, unauthenticated Slack requests) notify nobody. Set it with CDK_ARGS=\"-c alarmEmail=you@example.com\" or in cdk.json, or subscribe to the AlarmTopicArn output yourself."; \
+	fi
 
 ## cfn-lint: lint the synthesized templates. W3005 ("dependency already
 ## enforced by a GetAtt") is ignored: it is the only finding, and it is CDK's

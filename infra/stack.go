@@ -398,6 +398,12 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	}))
 	if cfg.AlarmEmail != "" {
 		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(cfg.AlarmEmail), nil))
+	} else {
+		// Synth and deploy print it; make deploy says it first, too.
+		awscdk.Annotations_Of(stack).AddWarningV2(jsii.String("keyvend:noAlarmSubscriber"), jsii.String(
+			"no alarmEmail: the alarm topic has no subscriber, so this deployment's alarms (function errors, the reaper "+
+				"not running, unauthenticated Slack requests) notify nobody; set -c alarmEmail=you@example.com or subscribe "+
+				"to the AlarmTopicArn output"), nil)
 	}
 	action := awscloudwatchactions.NewSnsAction(topic)
 	alarm := func(id, description string, metric awscloudwatch.Metric) {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -544,5 +545,79 @@ func TestReaperNotRunAlarm(t *testing.T) {
 	}
 	if found != 1 {
 		t.Errorf("%d alarms on the reaper's invocations, want 1", found)
+	}
+}
+
+// noSubscriberWarnings are the stack's warning annotations about the
+// alarms reaching nobody.
+func noSubscriberWarnings(s *synthesized) int {
+	ann := assertions.Annotations_FromStack(s.K.Stack)
+	return len(*ann.FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String(".*alarmEmail.*"))))
+}
+
+// TestNoAlarmSubscriberWarns: without alarmEmail the alarms reach nobody,
+// so synth and deploy say so (a CDK warning annotation); with it, no
+// warning.
+func TestNoAlarmSubscriberWarns(t *testing.T) {
+	if n := noSubscriberWarnings(defaultStack(t)); n != 1 {
+		t.Errorf("%d warnings about alarmEmail without one, want 1", n)
+	}
+	s, err := synthWith(t, map[string]any{"alarmEmail": "ops@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := noSubscriberWarnings(s); n != 0 {
+		t.Errorf("%d warnings about alarmEmail with one", n)
+	}
+}
+
+// TestMakeDeployWarnsFirstWithoutAlarmSubscriber: `make deploy` prints a
+// WARNING line before anything else when neither cdk.json nor CDK_ARGS
+// sets alarmEmail, and none when CDK_ARGS does.
+func TestMakeDeployWarnsFirstWithoutAlarmSubscriber(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, err := cdkJSONContext(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx["alarmEmail"] != "" {
+		t.Skipf("cdk.json sets alarmEmail=%v", ctx["alarmEmail"])
+	}
+	makeOut := func(args ...string) string {
+		cmd := exec.Command("make", append([]string{"-s", "--no-print-directory", "-C", root}, args...)...)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make %v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+	for args, warn := range map[string]bool{
+		"":                                       true,
+		"CDK_ARGS=-c alarmEmail=ops@example.com": false,
+		"CDK_ARGS=--context alarmEmail=ops@example.com --require-approval never": false,
+		"CDK_ARGS=-c alarmEmail=":     true,
+		"CDK_ARGS=-c stackName=other": true,
+	} {
+		a := []string{"deploy-check"}
+		if args != "" {
+			a = append(a, args)
+		}
+		out := makeOut(a...)
+		if strings.HasPrefix(out, "WARNING") != warn {
+			t.Errorf("make deploy-check %s: %q, want a WARNING line: %v", args, out, warn)
+		}
+	}
+	// deploy runs the check before anything else (make -n lists the
+	// recipes in the order they would run).
+	plan := makeOut("-n", "deploy")
+	check, build := strings.Index(plan, "WARNING"), strings.Index(plan, "go build")
+	if check < 0 || build < 0 || check > build {
+		t.Errorf("make -n deploy does not run the alarm check first:\n%s", plan)
 	}
 }
