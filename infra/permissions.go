@@ -48,10 +48,10 @@ const (
 	GrantModePolicy = "policy"
 	// GrantModeGroup: one IAM group per grant under the user path, with one
 	// inline policy each, joined with AddUserToGroup. IAM checks only the
-	// group for AddUserToGroup (the user has no condition key), so a role
-	// that may add members could add any user of the account: an SCP
-	// limiting iam:AddUserToGroup to keyvend's users closes that
-	// (docs/deploy.md).
+	// group for AddUserToGroup (no condition key names the user), so a role
+	// that may add members could add any user of the account; no policy can
+	// narrow that, only an SCP taking the action away (which is policy
+	// mode). Opt-in for that reason (docs/deploy.md).
 	GrantModeGroup = "group"
 )
 
