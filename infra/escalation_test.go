@@ -332,7 +332,8 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 		{what: "AddUserToGroup: add a user outside /keyvend/ to a keyvend group", req: req("iam:AddUserToGroup", group, nil), byMode: groupOnly(provisioners),
 			note: "KNOWN HOLE in group mode: IAM checks only the group for AddUserToGroup (no condition key names the user), so the " +
 				"request to add user/ops/alice is the same as for a keyvend user and the api and worker roles could add any user of the " +
-				"account to a keyvend grant group. No policy can limit which user is added; an SCP closes the hole by denying " +
+				"account to a keyvend grant group, whose policy they write (groups have no boundary): any permission to any user without " +
+				"a boundary. No policy can limit which user is added; an SCP closes the hole by denying " +
 				"iam:AddUserToGroup (and group policy writes) to the keyvend roles, i.e. policy mode made permanent at the organization " +
 				"level (docs/deploy.md). Policy mode denies AddUserToGroup to every role"},
 		{what: "CreateGroup (grant group)", req: req("iam:CreateGroup", group, nil), byMode: groupOnly(provisioners)},
