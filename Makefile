@@ -14,7 +14,7 @@ CDK := ./node_modules/.bin/cdk
 FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: deps tools run test vet fmt-check build clean infra-test infra-vet synth synth-slack deploy cfn-lint fuzz fuzz-short bench
+.PHONY: deps tools run test vet fmt-check build clean infra-test infra-vet synth synth-slack deploy deploy-check cfn-lint fuzz fuzz-short bench
 
 ## deps: Go modules (the service and the CDK app in infra/)
 deps:
@@ -109,15 +109,29 @@ synth: build $(CDK)
 	$(CDK) synth --quiet
 
 ## synth-slack: the template with the Slack command (a stand-in signing
-## secret ARN) in cdk.out.slack, so cdk-nag and cfn-lint check those parts too
+## secret ARN) in cdk.out.slack, so cdk-nag and cfn-lint check those parts too.
+## slowSynthThreshold=0 makes aws-cdk-lib write its performance-counters
+## file, as it does whenever a synth takes 10 s or more (a loaded machine):
+## this synth proves the app writes it where the CLI asks (infra/main.go).
 SLACK_SYNTH_ARN := arn:aws:secretsmanager:us-east-1:123456789012:secret:keyvend/slack-signing-AbCdEf
 synth-slack: build $(CDK)
-	$(CDK) synth --quiet -o cdk.out.slack -c slackSigningSecretArn=$(SLACK_SYNTH_ARN)
+	$(CDK) synth --quiet -o cdk.out.slack -c slackSigningSecretArn=$(SLACK_SYNTH_ARN) -c @aws-cdk/core.slowSynthThreshold=0
+	@test -s cdk.out.slack/performance-counters.json || { echo "synth-slack: no cdk.out.slack/performance-counters.json"; exit 1; }
 
 ## deploy: cdk deploy to the account and region of your AWS credentials
 ## (needs `cdk bootstrap` once; see docs/deploy.md). CDK_ARGS passes flags.
-deploy: build $(CDK)
+## deploy-check runs first: it warns when the alarms would notify nobody.
+deploy: deploy-check build $(CDK)
 	$(CDK) deploy $(CDK_ARGS)
+
+## deploy-check: a loud WARNING when neither cdk.json nor CDK_ARGS sets
+## alarmEmail: the stack's alarms would reach nobody (the synth says so too)
+deploy-check:
+	@email="$$(node -p 'require("./cdk.json").context.alarmEmail || ""')"; \
+	case " $(CDK_ARGS) " in *alarmEmail=[!\ ]*) email=set;; esac; \
+	if [ -z "$$email" ]; then \
+		echo "WARNING: no alarmEmail: this deployment's alarms (function errors, the reaper not running, unauthenticated Slack requests) notify nobody. Set it with CDK_ARGS=\"-c alarmEmail=you@example.com\" or in cdk.json, or subscribe to the AlarmTopicArn output yourself."; \
+	fi
 
 ## cfn-lint: lint the synthesized templates. W3005 ("dependency already
 ## enforced by a GetAtt") is ignored: it is the only finding, and it is CDK's

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +17,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/keyvend/keyvend/pkg/app"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 )
@@ -102,8 +108,16 @@ func TestChatopsQueues(t *testing.T) {
 	if !reflect.DeepEqual(redrive["deadLetterTargetArn"], map[string]any{"Fn::GetAtt": []any{dlqID, "Arn"}}) || redrive["maxReceiveCount"] != float64(chatopsMaxReceives) {
 		t.Errorf("redrive %v", redrive)
 	}
-	if v := q["VisibilityTimeout"].(float64); v < timeouts[FnWorker] {
-		t.Errorf("visibility timeout %v below the worker's timeout %v", v, timeouts[FnWorker])
+	// AWS's guidance for an SQS event source: a visibility timeout of at
+	// least six times the function's timeout. And every try must still
+	// answer Slack: the last one ends within the 30 minutes a
+	// response_url stays valid.
+	v := q["VisibilityTimeout"].(float64)
+	if v < 6*timeouts[FnWorker] {
+		t.Errorf("visibility timeout %v below 6x the worker's timeout %v", v, timeouts[FnWorker])
+	}
+	if last := float64(chatopsMaxReceives-1)*v + timeouts[FnWorker]; last > 30*60 {
+		t.Errorf("the last of %d tries ends %v s after the first starts, past Slack's 30-minute response_url", chatopsMaxReceives, last)
 	}
 	if dlq["MessageRetentionPeriod"] != float64(14*24*3600) {
 		t.Errorf("dead-letter retention %v", dlq["MessageRetentionPeriod"])
@@ -170,10 +184,13 @@ func TestChatopsFunctions(t *testing.T) {
 	}
 	queueURL := map[string]any{"Ref": s.id(s.K.Queue)}
 	for fn, want := range map[string]map[string]any{
-		FnSlack:  {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_SLACK_SIGNING_SECRET_ARN": testSigningSecretARN, "KEYVEND_CHATOPS_QUEUE_URL": queueURL},
-		FnWorker: {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_CHATOPS_MAX_RECEIVES": "3"},
+		FnSlack:  {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_SLACK_SIGNING_SECRET_ARN": testSigningSecretARN, "KEYVEND_CHATOPS_QUEUE_URL": queueURL, "KEYVEND_GRANT_MODE": "policy"},
+		FnWorker: {"KEYVEND_RULES": RulesPathInLambda, "KEYVEND_CHATOPS_MAX_RECEIVES": "3", "KEYVEND_GRANT_MODE": "policy"},
 	} {
 		p := s.props(s.id(s.K.Functions[fn]))
+		if !reflect.DeepEqual(p["TracingConfig"], map[string]any{"Mode": "Active"}) {
+			t.Errorf("%s: tracing %v, want active X-Ray tracing", fn, p["TracingConfig"])
+		}
 		if p["Timeout"] != timeouts[fn] || p["Runtime"] != "provided.al2023" || p["MemorySize"] != float64(256) {
 			t.Errorf("%s: timeout %v runtime %v memory %v", fn, p["Timeout"], p["Runtime"], p["MemorySize"])
 		}
@@ -222,6 +239,8 @@ func TestChatopsAlarms(t *testing.T) {
 			`AWS/Lambda/Throttles [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`)
 	}
 	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`,
+		`keyvend/keyvend/SlackUnauthenticated null`,
+		`AWS/Lambda/Invocations [{"Name":"FunctionName","Value":{"Ref":"`+s.id(s.K.Functions[FnReaper])+`"}}]`,
 		`AWS/SQS/ApproximateNumberOfMessagesVisible [{"Name":"QueueName","Value":{"Fn::GetAtt":["`+s.id(s.K.DeadLetterQueue)+`","QueueName"]}}]`)
 	sort.Strings(want)
 	if !reflect.DeepEqual(got, want) {
@@ -232,15 +251,18 @@ func TestChatopsAlarms(t *testing.T) {
 // TestChatopsNag: nothing unsuppressed in the stack with the Slack parts;
 // APIG4 is suppressed on the Slack route alone.
 func TestChatopsNag(t *testing.T) {
+	// Both grant modes: their role policies differ.
+	for mode, s := range modeStacks(t) {
+		ann := assertions.Annotations_FromStack(s.K.Stack)
+		match := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
+		for _, m := range *ann.FindError(jsii.String("*"), match) {
+			t.Errorf("%s mode: cdk-nag error at %s: %v", mode, *m.Id, m.Entry.Data)
+		}
+		for _, m := range *ann.FindWarning(jsii.String("*"), match) {
+			t.Errorf("%s mode: cdk-nag warning at %s: %v", mode, *m.Id, m.Entry.Data)
+		}
+	}
 	s := slackStack(t)
-	ann := assertions.Annotations_FromStack(s.K.Stack)
-	match := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
-	for _, m := range *ann.FindError(jsii.String("*"), match) {
-		t.Errorf("cdk-nag error at %s: %v", *m.Id, m.Entry.Data)
-	}
-	for _, m := range *ann.FindWarning(jsii.String("*"), match) {
-		t.Errorf("cdk-nag warning at %s: %v", *m.Id, m.Entry.Data)
-	}
 	apig4 := 0
 	for _, sup := range NagSuppressions(s.K, mustConfig(t, s)) {
 		if sup.Rule == "AwsSolutions-APIG4" {
@@ -279,5 +301,118 @@ func TestChatopsConfigProblemsFailSynth(t *testing.T) {
 		if _, err := synthWith(t, map[string]any{"slackSigningSecretArn": arn}); err == nil || !strings.Contains(err.Error(), "slackSigningSecretArn") {
 			t.Errorf("%s: synth error %v", name, err)
 		}
+	}
+}
+
+// TestChatopsRouteThrottle: the unauthenticated Slack route has its own,
+// lower throttle (slackThrottleRateLimit/slackThrottleBurstLimit), so a
+// flood of unsigned requests cannot spend the stage's budget; the stage
+// waits for the route (a route setting needs the route to exist).
+func TestChatopsRouteThrottle(t *testing.T) {
+	custom, err := synthWith(t, map[string]any{"slackSigningSecretArn": testSigningSecretARN,
+		"slackThrottleRateLimit": "2", "slackThrottleBurstLimit": "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		s           *synthesized
+		rate, burst float64
+	}{{slackStack(t), 5, 10}, {custom, 2, 3}} {
+		stages := c.s.resources("AWS::ApiGatewayV2::Stage")
+		if len(stages) != 1 {
+			t.Fatalf("%d stages", len(stages))
+		}
+		var slackRoute string
+		for id, r := range c.s.resources("AWS::ApiGatewayV2::Route") {
+			if r["Properties"].(map[string]any)["RouteKey"] == "POST "+chatops.Path {
+				slackRoute = id
+			}
+		}
+		for _, st := range stages {
+			want := map[string]any{"POST " + chatops.Path: map[string]any{"ThrottlingRateLimit": c.rate, "ThrottlingBurstLimit": c.burst}}
+			if got := st["Properties"].(map[string]any)["RouteSettings"]; !reflect.DeepEqual(got, want) {
+				t.Errorf("stage route settings %s, want %s", mustJSON(got), mustJSON(want))
+			}
+			deps, _ := strs(st["DependsOn"])
+			if slackRoute == "" || !slices.Contains(deps, slackRoute) {
+				t.Errorf("stage depends on %v, not on the Slack route %q", deps, slackRoute)
+			}
+		}
+	}
+	for _, st := range defaultStack(t).resources("AWS::ApiGatewayV2::Stage") {
+		if rs, ok := st["Properties"].(map[string]any)["RouteSettings"]; ok {
+			t.Errorf("route settings %v without the Slack command", rs)
+		}
+	}
+	for name, ctx := range map[string]map[string]any{
+		"zero rate":    {"slackThrottleRateLimit": 0},
+		"zero burst":   {"slackThrottleBurstLimit": 0},
+		"not a number": {"slackThrottleRateLimit": "fast"},
+	} {
+		ctx["slackSigningSecretArn"] = testSigningSecretARN
+		if _, err := synthWith(t, ctx); err == nil || !strings.Contains(err.Error(), "slackThrottle") {
+			t.Errorf("%s: synth error %v", name, err)
+		}
+	}
+}
+
+// TestChatopsUnauthenticatedAlarm: a metric filter on the slack
+// function's log group counts its audit lines for unauthenticated
+// requests, and an alarm fires at 20 in 5 minutes (someone is probing the
+// one route without an authorizer). The filter's fields are those of the
+// audit line the endpoint really writes.
+func TestChatopsUnauthenticatedAlarm(t *testing.T) {
+	s := slackStack(t)
+	const pattern = `{ ($.action = "chatops.slack") && ($.result = "unauthenticated") }`
+	slackLogs := s.props(s.id(s.K.Functions[FnSlack]))["LoggingConfig"].(map[string]any)["LogGroup"].(map[string]any)["Ref"].(string)
+	filters := s.resources("AWS::Logs::MetricFilter")
+	if len(filters) != 1 {
+		t.Fatalf("%d metric filters, want 1", len(filters))
+	}
+	var namespace, name string
+	for _, f := range filters {
+		p := f["Properties"].(map[string]any)
+		if p["FilterPattern"] != pattern || !reflect.DeepEqual(p["LogGroupName"], map[string]any{"Ref": slackLogs}) {
+			t.Errorf("metric filter %s on %v", p["FilterPattern"], p["LogGroupName"])
+		}
+		m := p["MetricTransformations"].([]any)[0].(map[string]any)
+		namespace, name = m["MetricNamespace"].(string), m["MetricName"].(string)
+		if m["MetricValue"] != "1" {
+			t.Errorf("metric transformation %v", m)
+		}
+	}
+	found := 0
+	for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+		p := a["Properties"].(map[string]any)
+		if p["Namespace"] != namespace || p["MetricName"] != name {
+			continue
+		}
+		found++
+		for k, v := range map[string]any{"Statistic": "Sum", "Period": float64(300), "EvaluationPeriods": float64(1),
+			"Threshold": float64(20), "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching"} {
+			if p[k] != v {
+				t.Errorf("unauthenticated alarm %s = %v, want %v", k, p[k], v)
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d alarms on %s/%s, want 1", found, namespace, name)
+	}
+	for _, f := range defaultStack(t).resources("AWS::Logs::MetricFilter") {
+		t.Errorf("metric filter %v without the Slack command", f["Properties"])
+	}
+
+	// The audit line of an unsigned request, as the slack function logs
+	// it (app.LoggerTo: JSON on stdout, one object per line).
+	var buf bytes.Buffer
+	e := &chatops.Endpoint{Verifier: &chatops.Verifier{Secret: chatops.StaticSecret("not-used")}, Log: app.LoggerTo(&buf)}
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, chatops.Path, strings.NewReader("command=/keyvend&text=help")))
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil || rec.Code != http.StatusUnauthorized {
+		t.Fatalf("audit line %q (%v), status %d", buf.String(), err, rec.Code)
+	}
+	if line["action"] != "chatops.slack" || line["result"] != "unauthenticated" {
+		t.Errorf("the audit line %s does not carry the fields the filter %s selects", buf.String(), pattern)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,9 +38,24 @@ var ContextDefaults = map[string]any{
 	"throttleBurstLimit": 20,
 	"logRetentionDays":   90,
 	"alarmEmail":         "",
+	// How a vended user's grants are written: "policy" (one inline policy
+	// on the user) or "group" (one IAM group per grant). See permissions.go.
+	"grantMode": GrantModePolicy,
+	// IAM principals (users, roles or account roots; comma-separated ARNs)
+	// the secrets key lets decrypt the vended users' secrets, through
+	// Secrets Manager and only for secrets under secretPrefix. Each still
+	// needs secretsmanager:GetSecretValue on its secret from its own IAM
+	// policy (docs/deploy.md). Empty: only keyvend's functions.
+	"secretReaders": "",
 	// The Slack command: the ARN of the Secrets Manager secret that holds
 	// the Slack app's signing secret. Empty: no Slack parts are deployed.
 	"slackSigningSecretArn": "",
+	// The throttle of the Slack command's route, which has no authorizer:
+	// Slack sends one request per command a person types, a few a minute;
+	// 5 per second with bursts of 10 is plenty and keeps a flood of
+	// unsigned requests from spending the stage's budget.
+	"slackThrottleRateLimit":  5,
+	"slackThrottleBurstLimit": 10,
 }
 
 // Config is the app's configuration, read from the CDK context.
@@ -62,9 +78,16 @@ type Config struct {
 	ThrottleBurst      float64
 	LogRetentionDays   int
 	AlarmEmail         string
+	GrantMode          string // GrantModePolicy or GrantModeGroup
+	// SecretReaders are IAM principal ARNs the secrets key policy lets
+	// decrypt user secrets through Secrets Manager.
+	SecretReaders []string
 	// SlackSigningSecretARN enables the Slack command (pkg/chatops): its
 	// functions, queues, route and alarms. Empty: none of them.
 	SlackSigningSecretARN string
+	// SlackThrottleRate and SlackThrottleBurst throttle the Slack route.
+	SlackThrottleRate  float64
+	SlackThrottleBurst float64
 }
 
 // Slack reports whether the Slack command is deployed.
@@ -82,6 +105,10 @@ func (c Config) DeployedFunctions() []string {
 // secrets by their full ARN, with the 6-character suffix Secrets Manager
 // appends to the name.
 var secretARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:([A-Za-z0-9/_+=.@-]+)-[A-Za-z0-9]{6}$`)
+
+// principalARNRE is an IAM principal a key policy can name: a user, a role
+// (with its path) or an account root.
+var principalARNRE = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(root|(user|role)(/[\x21-\x7e]*)?/[A-Za-z0-9+=,.@_-]{1,64})$`)
 
 // JWT reports whether the API uses the JWT authorizer instead of IAM.
 func (c Config) JWT() bool { return c.JWTIssuer != "" }
@@ -171,8 +198,11 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 		ThrottleBurst:      num("throttleBurstLimit"),
 		LogRetentionDays:   int(num("logRetentionDays")),
 		AlarmEmail:         str("alarmEmail"),
+		GrantMode:          str("grantMode"),
+		SecretReaders:      list("secretReaders"),
 	}
 	c.SlackSigningSecretARN = str("slackSigningSecretArn")
+	c.SlackThrottleRate, c.SlackThrottleBurst = num("slackThrottleRateLimit"), num("slackThrottleBurstLimit")
 	if c.StackName == "" {
 		problems = append(problems, "context stackName: empty")
 	}
@@ -194,6 +224,9 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	if c.JWTIssuer == "" && (c.JWTPrincipalClaim != "" || c.JWTGroupsClaim != "") {
 		problems = append(problems, "context jwtPrincipalClaim/jwtGroupsClaim: only meaningful with jwtIssuer")
 	}
+	if c.SlackThrottleRate <= 0 || c.SlackThrottleBurst < 1 {
+		problems = append(problems, fmt.Sprintf("context slackThrottleRateLimit=%v slackThrottleBurstLimit=%v: want a positive rate and a burst of at least 1", c.SlackThrottleRate, c.SlackThrottleBurst))
+	}
 	if c.ThrottleRate <= 0 || c.ThrottleBurst < 1 {
 		problems = append(problems, fmt.Sprintf("context throttleRateLimit=%v throttleBurstLimit=%v: want a positive rate and a burst of at least 1", c.ThrottleRate, c.ThrottleBurst))
 	}
@@ -203,6 +236,14 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	for _, o := range c.CORSOrigins {
 		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://localhost") {
 			problems = append(problems, fmt.Sprintf("context corsOrigins: %q is not an https:// origin", o))
+		}
+	}
+	if !slices.Contains(GrantModes, c.GrantMode) {
+		problems = append(problems, fmt.Sprintf("context grantMode=%q: want %s", c.GrantMode, strings.Join(GrantModes, " or ")))
+	}
+	for _, r := range c.SecretReaders {
+		if !principalARNRE.MatchString(r) || strings.ContainsAny(r, "*?") {
+			problems = append(problems, fmt.Sprintf("context secretReaders: %q is not the ARN of an IAM user, role or account root (arn:aws:iam::123456789012:role/name; no wildcards, no groups: a key policy names principals that exist)", r))
 		}
 	}
 	if c.Slack() {

@@ -5,7 +5,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/jsii-runtime-go"
@@ -21,22 +20,42 @@ func main() {
 
 func run() error {
 	defer jsii.Close()
-	props := &awscdk.AppProps{}
-	// The CLI runs the app in infra/ (cdk.json: "cd infra && go run .")
-	// and names its output directory relative to the repository root.
-	if out := os.Getenv("CDK_OUTDIR"); out != "" && !filepath.IsAbs(out) {
-		root, err := RepoRoot()
-		if err != nil {
-			return err
-		}
-		props.Outdir = jsii.String(filepath.Join(root, out))
+	if err := runInRepoRoot(); err != nil {
+		return err
 	}
-	app := awscdk.NewApp(props)
+	app := awscdk.NewApp(nil)
 	if _, err := Build(app); err != nil {
 		return err
 	}
 	app.Synth(nil)
 	return nil
+}
+
+// runInRepoRoot makes the repository root the working directory of the
+// app and of the jsii runtime's node process, which aws-cdk-lib runs in.
+//
+// The CDK CLI runs in the repository root and hands the app paths
+// relative to it when its output directory is relative: CDK_OUTDIR, the
+// file aws-cdk-lib writes an error code to (CDK_ERROR_FILE), and the file
+// it writes performance counters to whenever a synth takes 10 s or more
+// (CDK_PERF_COUNTERS_FILE, @aws-cdk/core.slowSynthThreshold), which a
+// loaded machine reaches. The app itself runs in infra/ (cdk.json: "cd
+// infra && go run ."), where those paths name the wrong place, and the
+// synth failed with ENOENT writing the counters.
+//
+// Rewriting the variables does not reach aws-cdk-lib: jsii-runtime-go
+// copies the environment for its node process when the CDK packages
+// register their types (package init, before main). The node process is
+// started at the first jsii call and inherits the working directory then,
+// so changing directory first makes every relative path the CLI gives
+// resolve against the root, as the CLI means. It must run before any
+// jsii call.
+func runInRepoRoot() error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	return os.Chdir(root)
 }
 
 // Build reads the configuration from app's context, adds the keyvend stack

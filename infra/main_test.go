@@ -18,9 +18,17 @@ import (
 // /tmp/jsii-runtime.* folder) after the tests, and removes the shared
 // stack's fake dist directory.
 func TestMain(m *testing.M) {
+	if os.Getenv(runAppEnv) == "1" {
+		// TestCLIRelativePaths runs this binary as the CDK app.
+		if err := run(); err != nil {
+			fmt.Fprintln(os.Stderr, "keyvend infra:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	jsii.Close()
-	for _, syn := range []*synthesized{defaultSyn, slackSyn} {
+	for _, syn := range []*synthesized{defaultSyn, slackSyn, groupSyn} {
 		if syn != nil {
 			os.RemoveAll(syn.DistDir)
 		}
@@ -44,6 +52,10 @@ var (
 	slackOnce sync.Once
 	slackSyn  *synthesized
 	slackErr  error
+
+	groupOnce sync.Once
+	groupSyn  *synthesized
+	groupErr  error
 )
 
 // testSigningSecretARN is the Slack signing secret of slackStack, in the
@@ -66,6 +78,29 @@ func slackStack(t *testing.T) *synthesized {
 		t.Fatal(slackErr)
 	}
 	return slackSyn
+}
+
+// groupStack is slackStack in grant mode "group", synthesized once.
+func groupStack(t *testing.T) *synthesized {
+	t.Helper()
+	groupOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keyvend-infra-test-dist-")
+		if err != nil {
+			groupErr = err
+			return
+		}
+		groupSyn, groupErr = synth(dir, map[string]any{"slackSigningSecretArn": testSigningSecretARN, "grantMode": GrantModeGroup})
+	})
+	if groupErr != nil {
+		t.Fatal(groupErr)
+	}
+	return groupSyn
+}
+
+// modeStacks are the stacks with every function, one per grant mode.
+func modeStacks(t *testing.T) map[string]*synthesized {
+	t.Helper()
+	return map[string]*synthesized{GrantModePolicy: slackStack(t), GrantModeGroup: groupStack(t)}
 }
 
 // defaultStack is the stack with cdk.json's context, synthesized once.

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 
+	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
@@ -35,14 +36,15 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 			"user administration the fence is the path (every vended user lives under " + cfg.UserPath + ")"
 		switch fn {
 		case FnAPI, FnWorker:
-			reason += ", CreateUser is allowed only with iam:PermissionsBoundary equal to the keyvend boundary, TagUser only " +
-				"with keyvend:* tag keys, and explicit Denies keep the boundary on and unedited"
+			reason += ", CreateUser (and, in grant mode policy, PutUserPolicy) is allowed only with iam:PermissionsBoundary " +
+				"equal to the keyvend boundary, TagUser only with keyvend:* tag keys, and explicit Denies keep the boundary on " +
+				"and unedited and credentials and permissions away from users outside the path or without the boundary"
 			if fn == FnWorker {
 				reason += "; the worker runs queued Slack commands through the api's code, so it has the api's fence"
 			}
 		case FnSlack:
-			reason += "; the Slack function only reads a user (GetUser, ListGroupsForUser) to precheck rotate, status and " +
-				"delete against the rules before queueing, and can change nothing"
+			reason += "; the Slack function only reads a user (GetUser, ListGroupsForUser, GetUserPolicy) to precheck rotate, " +
+				"status and delete against the rules before queueing, and can change nothing"
 		case FnReaper:
 			reason += "; the reaper cannot create users, only read, re-key and delete vended ones, and explicit Denies keep " +
 				"the boundary on and unedited"
@@ -53,24 +55,32 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 		return NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("user" + cfg.UserPath + "*")}, Reason: reason}
 	}
 	groups := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "*")},
-		Reason: "one group per grant (keyvend_<access>_<bucket>[_hash]) is created on demand, so no fixed ARN exists; groups " +
-			"have no permissions boundary, so per AWS's guidance they are fenced by the " + cfg.UserPath + " path, and their only " +
-			"members are vended users, which all carry the S3-only boundary"}
+		Reason: "keyvend's grant groups (keyvend_<access>_<bucket>[_hash], one per grant) are named by the grants, so no fixed " +
+			"ARN exists: in grant mode group keyvend creates them on demand and adds vended users; in both modes it reads them, " +
+			"takes users out and deletes a group its last member left (users vended in group mode). Groups have no " +
+			"permissions boundary, so per AWS's guidance they are fenced by the " + cfg.UserPath + " path, with explicit Denies " +
+			"of every group write outside it and, in grant mode policy, of every group grant"}
 	locks := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "locks/*")},
-		Reason: "the repair lock of a user is a group named keyvend-lock_<user> under " + cfg.UserPath + "locks/, created and " +
-			"deleted as a cross-process lock (pkg/provision/repair.go); it never has members or policies"}
+		Reason: "the repair lock of a user is a group named keyvend-lock_<user> under " + cfg.UserPath + "locks/, created, read and " +
+			"deleted as a cross-process lock (pkg/provision/repair.go); an explicit Deny keeps any policy or member off it"}
 	secrets := NagSuppression{Rule: "AwsSolutions-IAM5",
 		AppliesTo: []string{"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:" + cfg.SecretPrefix + "*"},
 		Reason: "one secret per vended user, named " + cfg.SecretPrefix + "<user>; Secrets Manager appends a random suffix " +
 			"to every secret ARN, so a name-prefix wildcard is the narrowest resource that names them"}
+	xray := "xray:PutTraceSegments and xray:PutTelemetryRecords (added by CDK for active tracing) are allowed on '*': the " +
+		"IAM Service Authorization Reference lists no resource type for them; they only send this function's traces to X-Ray"
 	listUsers := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{"Resource::*"},
-		Reason: "only iam:ListUsers is allowed on '*' (statement ListUsersHasNoResourceType): the IAM Service Authorization " +
-			"Reference lists no resource type for it, so it cannot be scoped; it returns names and paths only, and keyvend " +
-			"always sends PathPrefix=" + cfg.UserPath + ". The Deny statements on '*' are denies, not grants"}
+		Reason: "only iam:ListUsers and X-Ray's trace upload are allowed on '*'. iam:ListUsers (statement " +
+			"ListUsersHasNoResourceType) has no resource type in the IAM Service Authorization Reference, so it cannot be " +
+			"scoped; it returns names and paths only, and keyvend always sends PathPrefix=" + cfg.UserPath + ". " + xray +
+			". The Deny statements on '*' are denies, not grants"}
+	traceOnly := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{"Resource::*"},
+		Reason: "keyvend's only Allow on '*' for this function: " + xray + ". The Deny statements on '*' are denies, not grants"}
 
 	readGroups := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{cfnIAM("group" + cfg.UserPath + "*")},
 		Reason: "the Slack function reads the inline policy of a user's grant groups (iam:GetGroupPolicy only) to learn the " +
-			"user's grants, which the rules decide on; the groups are created on demand under " + cfg.UserPath + ", so no fixed ARN exists"}
+			"grants of users vended in keyvend's grant mode group, which the rules decide on; the groups are named by the " +
+			"grants under " + cfg.UserPath + ", so no fixed ARN exists"}
 
 	var out []NagSuppression
 	for _, fn := range cfg.DeployedFunctions() {
@@ -80,9 +90,9 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 		case FnAPI, FnWorker, FnReaper:
 			sups = []NagSuppression{users(fn), secrets, groups, locks, listUsers}
 		case FnRotate:
-			sups = []NagSuppression{users(fn), secrets}
+			sups = []NagSuppression{users(fn), secrets, traceOnly}
 		case FnSlack:
-			sups = []NagSuppression{users(fn), readGroups}
+			sups = []NagSuppression{users(fn), readGroups, traceOnly}
 		}
 		for _, s := range sups {
 			s.Construct = id
@@ -109,15 +119,18 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 		}
 		for _, r := range s.Resources {
 			if strings.Contains(r, "*") {
-				wild = append(wild, "Resource::"+r)
+				// cdk-nag names the partition pseudo parameter so.
+				wild = append(wild, "Resource::"+strings.ReplaceAll(r, *awscdk.Aws_PARTITION(), "<AWS::Partition>"))
 			}
 		}
 	}
 	if len(wild) > 0 {
 		out = append(out, NagSuppression{Construct: *k.Boundary.Node().Id(), Rule: "AwsSolutions-IAM5", AppliesTo: dedupe(wild),
 			Reason: "the permissions boundary is derived from the rules file: each bucket pattern a rule may grant becomes " +
-				"arn:aws:s3:::<pattern> and arn:aws:s3:::<pattern>/* (objects), and s3:* appears only for rules that grant " +
-				"'full' access, which is the whole-bucket policy keyvend replaces; the group policies themselves name exact buckets"})
+				"arn:<partition>:s3:::<pattern> (the bucket actions of its access levels) and arn:<partition>:s3:::<pattern>/* " +
+				"(the object actions); s3:* appears only on the objects of rules that grant 'full' access, the bucket's " +
+				"configuration is only read (s3:GetBucket*, s3:Get*Configuration), and an explicit Deny of bucket " +
+				"administration on '*' keeps every vended key from changing a bucket; the grant policies themselves name exact buckets"})
 	}
 	return out
 }

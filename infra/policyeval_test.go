@@ -7,9 +7,14 @@ package main
 //   - Action/NotAction match as case-insensitive globs ('*' any run, '?'
 //     one character); Resource/NotResource as case-sensitive globs.
 //   - Conditions: StringEquals, StringNotEquals, StringLike, StringNotLike,
-//     and ForAllValues: with StringEquals or StringLike. Condition keys are
-//     case-insensitive. A negated operator holds when the key is absent;
-//     ForAllValues holds when the key is absent or empty.
+//     and each of them after ForAllValues: or ForAnyValue: (multi-valued
+//     keys such as aws:TagKeys). Condition keys are case-insensitive. A
+//     negated operator holds when the key is absent; ForAllValues holds
+//     when every value does (so when the key is absent or empty);
+//     ForAnyValue holds when some value does (so never when the key is
+//     absent or empty). A negated operator under a set qualifier tests each
+//     value: ForAnyValue:StringNotLike holds when some value matches none
+//     of the patterns.
 //   - Any other operator, an …IfExists suffix, a policy variable (${…}) or
 //     several request values for a single-valued operator is UNKNOWN: an
 //     Allow statement with an unknown condition does not apply, a Deny
@@ -260,26 +265,32 @@ func evalCondition(op string, want, got []string, present bool) tri {
 			return condUnknown // policy variables are not modelled
 		}
 	}
-	if set, base, ok := strings.Cut(op, ":"); ok {
-		if set != "ForAllValues" || (base != "StringEquals" && base != "StringLike") {
+	if set, op, ok := strings.Cut(op, ":"); ok {
+		base, negated, known := stringOperator(op)
+		if !known || (set != "ForAllValues" && set != "ForAnyValue") {
 			return condUnknown
 		}
-		for _, g := range got { // absent or empty: vacuously true
-			if !matchAny(base, want, g) {
-				return condFalse
+		// Each request value on its own, as the single-valued operator
+		// would test it: a negated operator holds for a value that matches
+		// none of the condition's values.
+		holds := func(g string) bool { return matchAny(base, want, g) != negated }
+		if set == "ForAllValues" {
+			for _, g := range got { // absent or empty: vacuously true
+				if !holds(g) {
+					return condFalse
+				}
+			}
+			return condTrue
+		}
+		for _, g := range got { // ForAnyValue: absent or empty is false
+			if holds(g) {
+				return condTrue
 			}
 		}
-		return condTrue
+		return condFalse
 	}
-	var negated bool
-	base := op
-	switch op {
-	case "StringEquals", "StringLike":
-	case "StringNotEquals":
-		negated, base = true, "StringEquals"
-	case "StringNotLike":
-		negated, base = true, "StringLike"
-	default:
+	base, negated, known := stringOperator(op)
+	if !known {
 		return condUnknown // includes …IfExists and every non-string operator
 	}
 	if !present || len(got) == 0 {
@@ -296,6 +307,20 @@ func evalCondition(op string, want, got []string, present bool) tri {
 		return condTrue
 	}
 	return condFalse
+}
+
+// stringOperator splits a string condition operator into its positive
+// form and whether it is negated; known is false for any other operator.
+func stringOperator(op string) (base string, negated, known bool) {
+	switch op {
+	case "StringEquals", "StringLike":
+		return op, false, true
+	case "StringNotEquals":
+		return "StringEquals", true, true
+	case "StringNotLike":
+		return "StringLike", true, true
+	}
+	return "", false, false
 }
 
 func matchAny(base string, want []string, got string) bool {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -51,13 +52,17 @@ var timeouts = map[string]float64{
 }
 
 // The Slack command's queue: SQS delivers a job at most chatopsMaxReceives
-// times, chatopsVisibility seconds apart (at least the worker's timeout, as
-// Lambda's event source requires), then moves it to the dead-letter queue.
-// Three tries take about 4 to 6 minutes, well inside the 30 minutes a
-// Slack response_url stays valid.
+// times, chatopsVisibility seconds apart, then moves it to the dead-letter
+// queue. The visibility timeout is six times the worker's timeout, as AWS
+// advises for an SQS event source (a batch the poller is still retrying
+// after a throttle is not handed out again meanwhile). A failed try is
+// retried when its message becomes visible again, 360 s after it was
+// received: the third try starts about 12 minutes after the first and ends
+// within 13, inside the 30 minutes a Slack response_url stays valid
+// (TestChatopsQueues checks both).
 const (
 	chatopsMaxReceives = 3
-	chatopsVisibility  = 120
+	chatopsVisibility  = 6 * 60 // 6 × timeouts[FnWorker]
 	chatopsBatchSize   = 5
 )
 
@@ -92,7 +97,7 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	}, nil); err != nil {
 		return nil, err
 	}
-	boundaryStmts, err := BoundaryStatements(rules)
+	boundaryStmts, err := BoundaryStatements(rules, *awscdk.Aws_PARTITION())
 	if err != nil {
 		return nil, err
 	}
@@ -125,17 +130,47 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	// The permissions boundary of every vended user.
 	k.Boundary = awsiam.NewManagedPolicy(stack, jsii.String("UserBoundary"), &awsiam.ManagedPolicyProps{
 		Path:        jsii.String(cfg.UserPath),
-		Description: jsii.String("keyvend: permissions boundary of vended users: S3 only, only on the rules file's bucket patterns"),
+		Description: jsii.String("keyvend: permissions boundary of vended users: S3 only, only on the rules file's bucket patterns, never bucket administration"),
 		Document:    awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(boundaryStmts)}),
 	})
 
+	// The secrets key's policy delegates administration to the account
+	// (IAM), never use: a principal of the account decrypts a user's
+	// secret only if this key policy names it (keyvend's roles below, the
+	// secretReaders), whatever its IAM policies allow.
 	secretsKey := awskms.NewKey(stack, jsii.String("SecretsKey"), &awskms.KeyProps{
 		Description:       jsii.String("keyvend: encrypts the access keys of vended users in Secrets Manager"),
 		EnableKeyRotation: jsii.Bool(true),
 		Alias:             jsii.String("alias/" + cfg.StackName + "-secrets"),
 		// Secrets outlive the stack until their users are deleted.
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+		Policy: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: &[]awsiam.PolicyStatement{
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid:        jsii.String("AccountAdministersTheKeyButCannotUseIt"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewAccountRootPrincipal()},
+				Actions:    jsii.Strings(keyAdminActions...),
+				Resources:  jsii.Strings("*"),
+			}),
+		}}),
 	})
+	secretsViaSM := "secretsmanager." + region + ".amazonaws.com"
+	if len(cfg.SecretReaders) > 0 {
+		readers := make([]awsiam.IPrincipal, len(cfg.SecretReaders))
+		for i, r := range cfg.SecretReaders {
+			readers[i] = awsiam.NewArnPrincipal(jsii.String(r))
+		}
+		secretsKey.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:        jsii.String("SecretReadersDecryptUserSecretsThroughSecretsManager"),
+			Principals: &readers,
+			Actions:    jsii.Strings("kms:Decrypt"),
+			Resources:  jsii.Strings("*"),
+			Conditions: &map[string]any{
+				"StringEquals": map[string]any{"kms:ViaService": secretsViaSM},
+				"StringLike": map[string]any{"kms:EncryptionContext:SecretARN": "arn:" + partition + ":secretsmanager:" + region + ":" +
+					account + ":secret:" + cfg.SecretPrefix + "*"},
+			},
+		}), nil)
+	}
 
 	fence := Fence{
 		Users:    iamARN("user" + cfg.UserPath + "*"),
@@ -155,10 +190,20 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		"KEYVEND_READY_TIMEOUT":        jsii.String(cfg.ReadyTimeout),
 		"KEYVEND_SECRET_RECOVERY_DAYS": jsii.String(strconv.Itoa(cfg.SecretRecoveryDays)),
 	}
+	// The functions that write or read grants know how they are written.
+	grants := map[string]*string{"KEYVEND_GRANT_MODE": jsii.String(cfg.GrantMode)}
 	env := map[string]map[string]*string{
-		FnAPI:    withEnv(common, map[string]*string{"KEYVEND_RULES": jsii.String(RulesPathInLambda)}),
-		FnReaper: withEnv(common, nil),
-		FnRotate: {"KEYVEND_READY_TIMEOUT": jsii.String(cfg.ReadyTimeout)},
+		FnAPI:    withEnv(common, grants, map[string]*string{"KEYVEND_RULES": jsii.String(RulesPathInLambda)}),
+		FnReaper: withEnv(common, grants),
+		// The rotation function verifies a secret is one of keyvend's
+		// (name, key, user path, boundary) before it rotates it.
+		FnRotate: {
+			"KEYVEND_READY_TIMEOUT": jsii.String(cfg.ReadyTimeout),
+			"KEYVEND_SECRET_PREFIX": jsii.String(cfg.SecretPrefix),
+			"KEYVEND_KMS_KEY_ID":    secretsKey.KeyArn(),
+			"KEYVEND_USER_PATH":     jsii.String(cfg.UserPath),
+			"KEYVEND_BOUNDARY_ARN":  k.Boundary.ManagedPolicyArn(),
+		},
 	}
 	if cfg.Slack() {
 		k.DeadLetterQueue = awssqs.NewQueue(stack, jsii.String("ChatopsDeadLetterQueue"), &awssqs.QueueProps{
@@ -174,12 +219,12 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		})
 		fence.SigningSecret = cfg.SlackSigningSecretARN
 		fence.Queue = *k.Queue.QueueArn()
-		env[FnSlack] = withEnv(common, map[string]*string{
+		env[FnSlack] = withEnv(common, grants, map[string]*string{
 			"KEYVEND_RULES":                    jsii.String(RulesPathInLambda),
 			"KEYVEND_SLACK_SIGNING_SECRET_ARN": jsii.String(cfg.SlackSigningSecretARN),
 			"KEYVEND_CHATOPS_QUEUE_URL":        k.Queue.QueueUrl(),
 		})
-		env[FnWorker] = withEnv(common, map[string]*string{
+		env[FnWorker] = withEnv(common, grants, map[string]*string{
 			"KEYVEND_RULES":                jsii.String(RulesPathInLambda),
 			"KEYVEND_CHATOPS_MAX_RECEIVES": jsii.String(strconv.Itoa(chatopsMaxReceives)),
 		})
@@ -203,27 +248,57 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	names := map[string]string{FnAPI: "Api", FnReaper: "Reaper", FnRotate: "Rotate", FnSlack: "Slack", FnWorker: "Worker"}
 	retention := retentions[cfg.LogRetentionDays]
 
+	logGroups := map[string]awslogs.LogGroup{}
 	for _, fn := range cfg.DeployedFunctions() {
 		name := names[fn]
 		logs := awslogs.NewLogGroup(stack, jsii.String(name+"Logs"), &awslogs.LogGroupProps{
 			Retention:     retention,
 			RemovalPolicy: awscdk.RemovalPolicy_RETAIN, // audit trail of a privilege-vending service
 		})
+		logGroups[fn] = logs
 		f := fence
 		f.LogGroup = *logs.LogGroupArn()
-		stmts, description := ProvisionerStatements(fn, f), "fenced to "+cfg.UserPath+" users and groups, the boundary, and its secrets"
+		stmts, description := ProvisionerStatements(fn, cfg.GrantMode, f), "fenced to "+cfg.UserPath+" users and groups, the boundary, and its secrets"
 		if fn == FnSlack {
-			stmts, description = SlackStatements(f), "reads the signing secret and "+cfg.UserPath+" users, queues jobs; changes nothing"
+			stmts, description = SlackStatements(cfg.GrantMode, f), "reads the signing secret and "+cfg.UserPath+" users, queues jobs; changes nothing"
 		}
+		// The statements that name the secrets key go into a policy of
+		// their own: the key policy names the role, so the role itself
+		// must not depend on the key (a dependency cycle otherwise).
+		inline, keyStmts := splitByResource(stmts, fence.Key)
 		role := awsiam.NewRole(stack, jsii.String(name+"Role"), &awsiam.RoleProps{
 			AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 			Description: jsii.String("keyvend " + fn + " function: " + description),
 			InlinePolicies: &map[string]awsiam.PolicyDocument{
-				"keyvend-" + fn: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(stmts)}),
+				"keyvend-" + fn: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(inline)}),
 			},
 		})
 		k.Roles[fn] = role
+		var keyPolicy awsiam.Policy
+		if len(keyStmts) > 0 {
+			keyPolicy = awsiam.NewPolicy(stack, jsii.String(name+"SecretsKeyPolicy"), &awsiam.PolicyProps{
+				PolicyName: jsii.String("keyvend-" + fn + "-secrets-key"),
+				Roles:      &[]awsiam.IRole{role},
+				Document:   awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(keyStmts)}),
+			})
+			// The key's side: this role may use it, only through
+			// Secrets Manager.
+			secretsKey.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid:        jsii.String("Keyvend" + name + "UsesTheKeyThroughSecretsManager"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewArnPrincipal(role.RoleArn())},
+				Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey"),
+				Resources:  jsii.Strings("*"),
+				Conditions: &map[string]any{"StringEquals": map[string]any{"kms:ViaService": secretsViaSM}},
+			}), nil)
+		}
 		fnEnv := env[fn]
+		var reserved *float64
+		if fn == FnReaper {
+			// One sweep at a time: EventBridge's retries or a late run
+			// never sweep alongside another (both would repair, re-key
+			// and delete the same users).
+			reserved = jsii.Number(1)
+		}
 		k.Functions[fn] = awslambda.NewFunction(stack, jsii.String(name+"Function"), &awslambda.FunctionProps{
 			Description:   jsii.String(descriptions[fn]),
 			Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
@@ -236,7 +311,17 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 			Role:          role,
 			LogGroup:      logs,
 			LoggingFormat: awslambda.LoggingFormat_JSON,
+			// Active X-Ray tracing: CDK adds xray:PutTraceSegments and
+			// xray:PutTelemetryRecords on '*' (they have no resource type)
+			// to the role's default policy, and nothing else of X-Ray.
+			Tracing:                      awslambda.Tracing_ACTIVE,
+			ReservedConcurrentExecutions: reserved,
 		})
+
+		if keyPolicy != nil {
+			// Not before it may use the key.
+			k.Functions[fn].Node().AddDependency(keyPolicy)
+		}
 	}
 
 	// Secrets Manager invokes the rotation function, for keyvend's secrets
@@ -285,11 +370,19 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		RemovalPolicy:     awscdk.RemovalPolicy_DESTROY,
 	})
 	cloudwatch := awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)
+	// Only this account's alarms: without the conditions CloudWatch would
+	// use the key for any alarm of any account that targets the topic
+	// (the confused-deputy case).
+	thisAccountsAlarms := map[string]any{
+		"StringEquals": map[string]any{"aws:SourceAccount": account},
+		"ArnLike":      map[string]any{"aws:SourceArn": "arn:" + partition + ":cloudwatch:" + region + ":" + account + ":alarm:*"},
+	}
 	alarmsKey.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:        jsii.String("CloudWatchAlarmsPublishToTheEncryptedTopic"),
 		Principals: &[]awsiam.IPrincipal{cloudwatch},
 		Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey*"),
 		Resources:  jsii.Strings("*"),
+		Conditions: &thisAccountsAlarms,
 	}), nil)
 	topic := awssns.NewTopic(stack, jsii.String("AlarmTopic"), &awssns.TopicProps{
 		DisplayName: jsii.String("keyvend alarms"),
@@ -301,13 +394,16 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		Principals: &[]awsiam.IPrincipal{cloudwatch},
 		Actions:    jsii.Strings("sns:Publish"),
 		Resources:  &[]*string{topic.TopicArn()},
-		Conditions: &map[string]any{
-			"StringEquals": map[string]any{"aws:SourceAccount": account},
-			"ArnLike":      map[string]any{"aws:SourceArn": "arn:" + partition + ":cloudwatch:" + region + ":" + account + ":alarm:*"},
-		},
+		Conditions: &thisAccountsAlarms,
 	}))
 	if cfg.AlarmEmail != "" {
 		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(cfg.AlarmEmail), nil))
+	} else {
+		// Synth and deploy print it; make deploy says it first, too.
+		awscdk.Annotations_Of(stack).AddWarningV2(jsii.String("keyvend:noAlarmSubscriber"), jsii.String(
+			"no alarmEmail: the alarm topic has no subscriber, so this deployment's alarms (function errors, the reaper "+
+				"not running, unauthenticated Slack requests) notify nobody; set -c alarmEmail=you@example.com or subscribe "+
+				"to the AlarmTopicArn output"), nil)
 	}
 	action := awscloudwatchactions.NewSnsAction(topic)
 	alarm := func(id, description string, metric awscloudwatch.Metric) {
@@ -327,14 +423,51 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		alarm(names[fn]+"ThrottlesAlarm", "keyvend "+fn+" function: throttled invocations in the last 5 minutes", k.Functions[fn].MetricThrottles(five))
 	}
 	alarm("Api5xxAlarm", "keyvend HTTP API: 5xx responses in the last 5 minutes", k.API.MetricServerError(five))
+	// The reaper runs hourly (its errors and throttles alarm above); two
+	// hourly periods in a row without an invocation mean it stopped
+	// running at all (schedule disabled or deleted, function gone).
+	// Missing data counts: a function that is never invoked reports
+	// nothing.
+	awscloudwatch.NewAlarm(stack, jsii.String("ReaperNotRunAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String("keyvend reaper: not invoked for 2 hours (it runs hourly): expired users are not being removed"),
+		Metric: k.Functions[FnReaper].MetricInvocations(&awscloudwatch.MetricOptions{
+			Period: awscdk.Duration_Hours(jsii.Number(1)), Statistic: jsii.String("Sum")}),
+		Threshold:          jsii.Number(1),
+		EvaluationPeriods:  jsii.Number(2),
+		DatapointsToAlarm:  jsii.Number(2),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
+		TreatMissingData:   awscloudwatch.TreatMissingData_BREACHING,
+	}).AddAlarmAction(action)
 	if cfg.Slack() {
+		// Unsigned or badly signed requests to the route without an
+		// authorizer: the slack function's audit line of each has
+		// "result":"unauthenticated" (pkg/chatops; JSON, one object per
+		// line). Slack itself never sends them, so 20 in 5 minutes is
+		// someone probing.
+		unauthenticated := awslogs.NewMetricFilter(stack, jsii.String("SlackUnauthenticatedFilter"), &awslogs.MetricFilterProps{
+			LogGroup:        logGroups[FnSlack],
+			FilterPattern:   awslogs.FilterPattern_Literal(jsii.String(`{ ($.action = "chatops.slack") && ($.result = "unauthenticated") }`)),
+			MetricNamespace: jsii.String("keyvend/" + cfg.StackName),
+			MetricName:      jsii.String("SlackUnauthenticated"),
+			MetricValue:     jsii.String("1"),
+		})
+		awscloudwatch.NewAlarm(stack, jsii.String("SlackUnauthenticatedAlarm"), &awscloudwatch.AlarmProps{
+			AlarmDescription: jsii.String("keyvend Slack command: 20 or more requests without a valid Slack signature in 5 minutes (" +
+				chatops.Path + " has no authorizer; Slack's own requests are signed)"),
+			Metric:             unauthenticated.Metric(five),
+			Threshold:          jsii.Number(20),
+			EvaluationPeriods:  jsii.Number(1),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		}).AddAlarmAction(action)
 		alarm("ChatopsDeadLetterAlarm", "keyvend Slack command: a job failed "+strconv.Itoa(chatopsMaxReceives)+" times and is in the dead-letter queue (the user was told)",
 			k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}))
 	}
 
 	awscdk.NewCfnOutput(stack, jsii.String("ApiUrl"), &awscdk.CfnOutputProps{Value: k.API.ApiEndpoint(), Description: jsii.String("Base URL; routes are under /v1/")})
 	awscdk.NewCfnOutput(stack, jsii.String("BoundaryArn"), &awscdk.CfnOutputProps{Value: k.Boundary.ManagedPolicyArn()})
-	awscdk.NewCfnOutput(stack, jsii.String("SecretsKeyArn"), &awscdk.CfnOutputProps{Value: secretsKey.KeyArn(), Description: jsii.String("Readers of the secrets need kms:Decrypt on it")})
+	awscdk.NewCfnOutput(stack, jsii.String("SecretsKeyArn"), &awscdk.CfnOutputProps{Value: secretsKey.KeyArn(),
+		Description: jsii.String("Encrypts the user secrets; its key policy lets only keyvend's functions and the secretReaders context decrypt")})
 	awscdk.NewCfnOutput(stack, jsii.String("RotateFunctionArn"), &awscdk.CfnOutputProps{Value: k.Functions[FnRotate].FunctionArn(), Description: jsii.String("For aws secretsmanager rotate-secret --rotation-lambda-arn")})
 	awscdk.NewCfnOutput(stack, jsii.String("AlarmTopicArn"), &awscdk.CfnOutputProps{Value: topic.TopicArn()})
 	if cfg.Slack() {
@@ -392,8 +525,9 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 			Authorizer:  auth,
 		})
 	}
+	var slackRoutes []awsapigatewayv2.HttpRoute
 	if slack != nil {
-		api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
+		slackRoutes = *api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
 			Path:    jsii.String(chatops.Path),
 			Methods: &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod_POST},
 			Integration: awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String("SlackIntegration"), slack, &awsapigatewayv2integrations.HttpLambdaIntegrationProps{
@@ -420,7 +554,7 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 		`"responseLength":"$context.responseLength","latencyMs":"$context.responseLatency",` +
 		`"principal":"` + principal + `","authorizerError":"$context.authorizer.error",` +
 		`"integrationError":"$context.integrationErrorMessage","userAgent":"$context.identity.userAgent"}`
-	awsapigatewayv2.NewHttpStage(stack, jsii.String("DefaultStage"), &awsapigatewayv2.HttpStageProps{
+	stage := awsapigatewayv2.NewHttpStage(stack, jsii.String("DefaultStage"), &awsapigatewayv2.HttpStageProps{
 		HttpApi:    api,
 		StageName:  jsii.String("$default"),
 		AutoDeploy: jsii.Bool(true),
@@ -433,6 +567,21 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 			format:      awsapigateway.AccessLogFormat_Custom(jsii.String(format)),
 		},
 	})
+	if len(slackRoutes) > 0 {
+		// The Slack route has no authorizer: its own, lower throttle keeps
+		// a flood of unsigned requests (each costs a Lambda invocation
+		// before it is refused) from spending the stage's budget. A route
+		// setting names an existing route: the stage waits for it.
+		stage.Node().DefaultChild().(awsapigatewayv2.CfnStage).AddPropertyOverride(jsii.String("RouteSettings"), map[string]any{
+			"POST " + chatops.Path: map[string]any{
+				"ThrottlingRateLimit":  cfg.SlackThrottleRate,
+				"ThrottlingBurstLimit": cfg.SlackThrottleBurst,
+			},
+		})
+		for _, r := range slackRoutes {
+			stage.Node().AddDependency(r)
+		}
+	}
 	return api
 }
 
@@ -483,15 +632,42 @@ func copyFile(from, to string, mode os.FileMode) (err error) {
 	return err
 }
 
-func withEnv(base, extra map[string]*string) map[string]*string {
-	out := make(map[string]*string, len(base)+len(extra))
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range extra {
-		out[k] = v
+// withEnv merges environments; later ones win.
+func withEnv(envs ...map[string]*string) map[string]*string {
+	out := map[string]*string{}
+	for _, e := range envs {
+		for k, v := range e {
+			out[k] = v
+		}
 	}
 	return out
+}
+
+// keyAdminActions are what the account (its IAM administrators, and
+// CloudFormation deploying this stack) may do with the secrets key:
+// administer it, never use it (no Decrypt, Encrypt, GenerateDataKey*,
+// ReEncrypt* or CreateGrant). An administrator who rewrites the key
+// policy to read secrets does so in CloudTrail.
+var keyAdminActions = []string{
+	"kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:ListKeyPolicies",
+	"kms:GetKeyRotationStatus", "kms:EnableKeyRotation", "kms:DisableKeyRotation", "kms:RotateKeyOnDemand", "kms:ListKeyRotations",
+	"kms:EnableKey", "kms:DisableKey", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
+	"kms:UpdateKeyDescription", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
+	"kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias",
+	"kms:ListGrants", "kms:RevokeGrant",
+}
+
+// splitByResource separates the statements that name resource from the
+// others.
+func splitByResource(stmts []Stmt, resource string) (others, naming []Stmt) {
+	for _, s := range stmts {
+		if slices.Contains(s.Resources, resource) || slices.Contains(s.NotResources, resource) {
+			naming = append(naming, s)
+		} else {
+			others = append(others, s)
+		}
+	}
+	return others, naming
 }
 
 func toStatements(stmts []Stmt) *[]awsiam.PolicyStatement {
@@ -502,10 +678,14 @@ func toStatements(stmts []Stmt) *[]awsiam.PolicyStatement {
 			effect = awsiam.Effect_DENY
 		}
 		props := &awsiam.PolicyStatementProps{
-			Sid:       jsii.String(s.Sid),
-			Effect:    effect,
-			Actions:   jsii.Strings(s.Actions...),
-			Resources: jsii.Strings(s.Resources...),
+			Sid:     jsii.String(s.Sid),
+			Effect:  effect,
+			Actions: jsii.Strings(s.Actions...),
+		}
+		if len(s.NotResources) > 0 {
+			props.NotResources = jsii.Strings(s.NotResources...)
+		} else {
+			props.Resources = jsii.Strings(s.Resources...)
 		}
 		if len(s.Conditions) > 0 {
 			c := map[string]any{}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -154,6 +155,12 @@ func TestConfigProblemsFailSynth(t *testing.T) {
 		"bad duration":            {"readyTimeout": "soon"},
 		"bad user path":           {"userPath": "keyvend"},
 		"bad recovery window":     {"secretRecoveryDays": 3},
+		"unknown grant mode":      {"grantMode": "groups"},
+		"reader not an ARN":       {"secretReaders": "deployer"},
+		"reader a wildcard":       {"secretReaders": "arn:aws:iam::111122223333:role/*"},
+		"reader a group":          {"secretReaders": "arn:aws:iam::111122223333:group/readers"},
+		"reader short account":    {"secretReaders": "arn:aws:iam::1111:role/r"},
+		"empty grant mode":        {"grantMode": ""},
 	} {
 		if _, err := synthWith(t, ctx); err == nil {
 			t.Errorf("%s: synth succeeded", name)
@@ -176,8 +183,16 @@ func TestFunctions(t *testing.T) {
 		if p["Runtime"] != "provided.al2023" || !reflect.DeepEqual(p["Architectures"], []any{"arm64"}) || p["Handler"] != "bootstrap" {
 			t.Errorf("%s: runtime %v architectures %v handler %v", fn, p["Runtime"], p["Architectures"], p["Handler"])
 		}
+		if !reflect.DeepEqual(p["TracingConfig"], map[string]any{"Mode": "Active"}) {
+			t.Errorf("%s: tracing %v, want active X-Ray tracing", fn, p["TracingConfig"])
+		}
 		if p["MemorySize"] != float64(256) || p["Timeout"] != wantTimeout[fn] {
 			t.Errorf("%s: memory %v timeout %v", fn, p["MemorySize"], p["Timeout"])
+		}
+		// One reaper at a time: a retried or late run never sweeps
+		// alongside another.
+		if rc := p["ReservedConcurrentExecutions"]; (fn == FnReaper) != (rc == float64(1)) {
+			t.Errorf("%s: reserved concurrency %v (want 1 for the reaper only)", fn, rc)
 		}
 		if p["Timeout"].(float64) > 28 && fn == FnAPI {
 			t.Errorf("api timeout %v exceeds what API Gateway waits", p["Timeout"])
@@ -200,11 +215,39 @@ func TestFunctions(t *testing.T) {
 		switch fn {
 		case FnAPI:
 			want["KEYVEND_RULES"] = RulesPathInLambda
+			want["KEYVEND_GRANT_MODE"] = "policy"
+		case FnReaper:
+			want["KEYVEND_GRANT_MODE"] = "policy"
 		case FnRotate:
-			want = map[string]any{"KEYVEND_READY_TIMEOUT": "10s"}
+			// It verifies a secret is keyvend's before rotating it.
+			want = map[string]any{
+				"KEYVEND_READY_TIMEOUT": "10s",
+				"KEYVEND_SECRET_PREFIX": "keyvend/users/",
+				"KEYVEND_KMS_KEY_ID":    map[string]any{"Fn::GetAtt": []any{keyID, "Arn"}},
+				"KEYVEND_USER_PATH":     "/keyvend/",
+				"KEYVEND_BOUNDARY_ARN":  map[string]any{"Ref": boundaryID},
+			}
 		}
 		if !reflect.DeepEqual(env, want) {
 			t.Errorf("%s environment:\n got %v\nwant %v", fn, env, want)
+		}
+	}
+}
+
+// TestGrantModeReachesTheFunctions: the functions that write or read
+// grants get KEYVEND_GRANT_MODE, in each mode; the rotation function,
+// which touches keys only, does not.
+func TestGrantModeReachesTheFunctions(t *testing.T) {
+	for mode, s := range modeStacks(t) {
+		for _, fn := range AllFunctions {
+			env := s.props(s.id(s.K.Functions[fn]))["Environment"].(map[string]any)["Variables"].(map[string]any)
+			want := any(mode)
+			if fn == FnRotate {
+				want = nil
+			}
+			if env["KEYVEND_GRANT_MODE"] != want {
+				t.Errorf("%s mode: %s KEYVEND_GRANT_MODE = %v, want %v", mode, fn, env["KEYVEND_GRANT_MODE"], want)
+			}
 		}
 	}
 }
@@ -380,7 +423,8 @@ func TestAlarms(t *testing.T) {
 			`AWS/Lambda/Errors [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`,
 			`AWS/Lambda/Throttles [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`)
 	}
-	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`)
+	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`,
+		`AWS/Lambda/Invocations [{"Name":"FunctionName","Value":{"Ref":"`+s.id(s.K.Functions[FnReaper])+`"}}]`)
 	sort.Strings(want)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("alarms:\n got %v\nwant %v", got, want)
@@ -444,4 +488,136 @@ func mustConfig(t *testing.T, s *synthesized) Config {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestAlarmsKeyOnlyForThisAccountsAlarms: CloudWatch may use the alarm
+// topic's key only for alarms of this account (aws:SourceAccount) and only
+// from an alarm (aws:SourceArn), not on behalf of any CloudWatch alarm
+// anywhere (the confused-deputy guard).
+func TestAlarmsKeyOnlyForThisAccountsAlarms(t *testing.T) {
+	s := defaultStack(t)
+	id := s.id(s.K.Stack.Node().FindChild(jsii.String("AlarmsKey")))
+	found := 0
+	for _, st := range s.props(id)["KeyPolicy"].(map[string]any)["Statement"].([]any) {
+		m := st.(map[string]any)
+		if mustJSON(m["Principal"]) != `{"Service":"cloudwatch.amazonaws.com"}` {
+			continue
+		}
+		found++
+		want := map[string]any{
+			"StringEquals": map[string]any{"aws:SourceAccount": map[string]any{"Ref": "AWS::AccountId"}},
+			"ArnLike": map[string]any{"aws:SourceArn": map[string]any{"Fn::Join": []any{"", []any{
+				"arn:", map[string]any{"Ref": "AWS::Partition"}, ":cloudwatch:", map[string]any{"Ref": "AWS::Region"}, ":",
+				map[string]any{"Ref": "AWS::AccountId"}, ":alarm:*"}}}},
+		}
+		if !reflect.DeepEqual(m["Condition"], want) {
+			t.Errorf("CloudWatch's grant on the alarms key: condition %s, want %s", mustJSON(m["Condition"]), mustJSON(want))
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d key policy statements for CloudWatch, want 1", found)
+	}
+}
+
+// TestReaperNotRunAlarm: the reaper runs hourly; two hours in a row
+// without an invocation (or without the metric at all: a deleted schedule
+// reports nothing) raise an alarm.
+func TestReaperNotRunAlarm(t *testing.T) {
+	s := defaultStack(t)
+	reaper := `[{"Name":"FunctionName","Value":{"Ref":"` + s.id(s.K.Functions[FnReaper]) + `"}}]`
+	found := 0
+	for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+		p := a["Properties"].(map[string]any)
+		if p["MetricName"] != "Invocations" || mustJSON(p["Dimensions"]) != reaper {
+			continue
+		}
+		found++
+		want := map[string]any{"Namespace": "AWS/Lambda", "Statistic": "Sum", "Period": float64(3600), "EvaluationPeriods": float64(2),
+			"DatapointsToAlarm": float64(2), "Threshold": float64(1), "ComparisonOperator": "LessThanThreshold", "TreatMissingData": "breaching"}
+		for k, v := range want {
+			if p[k] != v {
+				t.Errorf("reaper not-run alarm %s = %v, want %v", k, p[k], v)
+			}
+		}
+		if len(p["AlarmActions"].([]any)) != 1 {
+			t.Errorf("reaper not-run alarm actions %v", p["AlarmActions"])
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d alarms on the reaper's invocations, want 1", found)
+	}
+}
+
+// noSubscriberWarnings are the stack's warning annotations about the
+// alarms reaching nobody.
+func noSubscriberWarnings(s *synthesized) int {
+	ann := assertions.Annotations_FromStack(s.K.Stack)
+	return len(*ann.FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String(".*alarmEmail.*"))))
+}
+
+// TestNoAlarmSubscriberWarns: without alarmEmail the alarms reach nobody,
+// so synth and deploy say so (a CDK warning annotation); with it, no
+// warning.
+func TestNoAlarmSubscriberWarns(t *testing.T) {
+	if n := noSubscriberWarnings(defaultStack(t)); n != 1 {
+		t.Errorf("%d warnings about alarmEmail without one, want 1", n)
+	}
+	s, err := synthWith(t, map[string]any{"alarmEmail": "ops@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := noSubscriberWarnings(s); n != 0 {
+		t.Errorf("%d warnings about alarmEmail with one", n)
+	}
+}
+
+// TestMakeDeployWarnsFirstWithoutAlarmSubscriber: `make deploy` prints a
+// WARNING line before anything else when neither cdk.json nor CDK_ARGS
+// sets alarmEmail, and none when CDK_ARGS does.
+func TestMakeDeployWarnsFirstWithoutAlarmSubscriber(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, err := cdkJSONContext(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx["alarmEmail"] != "" {
+		t.Skipf("cdk.json sets alarmEmail=%v", ctx["alarmEmail"])
+	}
+	makeOut := func(args ...string) string {
+		cmd := exec.Command("make", append([]string{"-s", "--no-print-directory", "-C", root}, args...)...)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make %v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+	for args, warn := range map[string]bool{
+		"":                                       true,
+		"CDK_ARGS=-c alarmEmail=ops@example.com": false,
+		"CDK_ARGS=--context alarmEmail=ops@example.com --require-approval never": false,
+		"CDK_ARGS=-c alarmEmail=":     true,
+		"CDK_ARGS=-c stackName=other": true,
+	} {
+		a := []string{"deploy-check"}
+		if args != "" {
+			a = append(a, args)
+		}
+		out := makeOut(a...)
+		if strings.HasPrefix(out, "WARNING") != warn {
+			t.Errorf("make deploy-check %s: %q, want a WARNING line: %v", args, out, warn)
+		}
+	}
+	// deploy runs the check before anything else (make -n lists the
+	// recipes in the order they would run).
+	plan := makeOut("-n", "deploy")
+	check, build := strings.Index(plan, "WARNING"), strings.Index(plan, "go build")
+	if check < 0 || build < 0 || check > build {
+		t.Errorf("make -n deploy does not run the alarm check first:\n%s", plan)
+	}
 }
