@@ -13,6 +13,7 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
@@ -42,7 +43,8 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[k-1]
 }
 
-// measureLatency runs, for each delay in turn within every iteration (so
+// measureLatency measures grant mode group (the service of grant mode
+// policy is not measured here yet). It runs, for each delay in turn within every iteration (so
 // all delays see the same machine, whatever else runs on it): a provision
 // into an existing group, the same provision by the sequential reference
 // flow, and the first user's deprovision, n times; then newGroups
@@ -60,7 +62,7 @@ func measureLatency(ctx context.Context, st *stack, delays []time.Duration, n, n
 	// Warm up: creates the shared group and the service's connections.
 	st.proxy.SetDelay(0)
 	for i := range 3 {
-		code, body := st.do(ctx, http.MethodPost, "/v1/users", createBody(fmt.Sprintf("warm-%d", i), shared))
+		code, body := st.do(ctx, grants.Group, http.MethodPost, "/v1/users", createBody(fmt.Sprintf("warm-%d", i), shared))
 		if err := must("warm-up provision", code, body, http.StatusCreated); err != nil {
 			return nil, err
 		}
@@ -79,7 +81,7 @@ func measureLatency(ctx context.Context, st *stack, delays []time.Duration, n, n
 			st.proxy.SetDelay(d)
 			user := fmt.Sprintf("lat-%d-%03d", j, i)
 			start := time.Now()
-			code, body := st.do(ctx, http.MethodPost, "/v1/users", createBody(user, shared))
+			code, body := st.do(ctx, grants.Group, http.MethodPost, "/v1/users", createBody(user, shared))
 			run.Existing = append(run.Existing, time.Since(start))
 			if err := must("provision "+user, code, body, http.StatusCreated); err != nil {
 				return nil, err
@@ -91,13 +93,13 @@ func measureLatency(ctx context.Context, st *stack, delays []time.Duration, n, n
 			}
 			run.Sequential = append(run.Sequential, time.Since(start))
 			start = time.Now()
-			code, body = st.do(ctx, http.MethodDelete, "/v1/users/"+user, "")
+			code, body = st.do(ctx, grants.Group, http.MethodDelete, "/v1/users/"+user, "")
 			run.Deprovision = append(run.Deprovision, time.Since(start))
 			if err := must("deprovision "+user, code, body, http.StatusNoContent); err != nil {
 				return nil, err
 			}
 			st.proxy.SetDelay(0)
-			code, body = st.do(ctx, http.MethodDelete, "/v1/users/"+seqUser, "")
+			code, body = st.do(ctx, grants.Group, http.MethodDelete, "/v1/users/"+seqUser, "")
 			if err := must("remove "+seqUser, code, body, http.StatusNoContent); err != nil {
 				return nil, err
 			}
@@ -111,7 +113,7 @@ func measureLatency(ctx context.Context, st *stack, delays []time.Duration, n, n
 			st.proxy.SetDelay(d)
 			user := fmt.Sprintf("ng-%d-%03d", j, i)
 			start := time.Now()
-			code, body := st.do(ctx, http.MethodPost, "/v1/users", createBody(user, fmt.Sprintf("new-%d-%03d.example.com", j, i)))
+			code, body := st.do(ctx, grants.Group, http.MethodPost, "/v1/users", createBody(user, fmt.Sprintf("new-%d-%03d.example.com", j, i)))
 			runs[j].NewGroups = append(runs[j].NewGroups, time.Since(start))
 			if err := must("provision "+user, code, body, http.StatusCreated); err != nil {
 				return nil, err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 )
 
@@ -80,6 +81,48 @@ func (r *report) latencyRows() []latencyRow {
 
 func (r *report) floor() time.Duration { return roundTrips * r.opts.delay }
 
+// callsOf are the counted operations of one grant mode.
+func (r *report) callsOf(mode grants.Mode) []callCount {
+	var out []callCount
+	for _, c := range r.calls {
+		if c.Mode == mode {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// provisionCalls are the counted provisions of a new user in mode, fewest
+// calls first.
+func (r *report) provisionCalls(mode grants.Mode) []callCount {
+	var out []callCount
+	for _, c := range r.callsOf(mode) {
+		if c.Provision {
+			out = append(out, c)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i].Calls) < len(out[j].Calls) })
+	return out
+}
+
+// fewerInPolicy reports whether every provision in grant mode policy makes
+// fewer calls than any in grant mode group; ok is false unless both modes
+// were counted.
+func (r *report) fewerInPolicy() (fewer, ok bool) {
+	p, g := r.provisionCalls(grants.Policy), r.provisionCalls(grants.Group)
+	if len(p) == 0 || len(g) == 0 {
+		return false, false
+	}
+	return len(p[len(p)-1].Calls) < len(g[0].Calls), true
+}
+
+func modeTitle(mode grants.Mode) string {
+	if mode == grants.Policy {
+		return "Grant mode policy (the default)"
+	}
+	return "Grant mode group"
+}
+
 // missed lists the targets not met, one line each.
 func (r *report) missed() []string {
 	var out []string
@@ -90,8 +133,14 @@ func (r *report) missed() []string {
 	}
 	for _, c := range r.calls {
 		if len(c.Extra()) > 0 {
-			out = append(out, "calls of "+c.Op)
+			out = append(out, fmt.Sprintf("calls of %s (grant mode %s)", c.Op, c.Mode))
 		}
+		if len(c.Missing()) > 0 {
+			out = append(out, fmt.Sprintf("the needed list of %s (grant mode %s)", c.Op, c.Mode))
+		}
+	}
+	if fewer, ok := r.fewerInPolicy(); ok && !fewer {
+		out = append(out, "calls per provision: grant mode policy not below grant mode group")
 	}
 	if len(r.cold) > 1 && ratio(percentile(r.cold[1].firstAnswers(), 50), percentile(r.cold[0].firstAnswers(), 50)) > coldTarget {
 		out = append(out, "cold start")
@@ -141,16 +190,42 @@ func (r *report) markdown() string {
 
 	if len(r.calls) > 0 {
 		p("## AWS calls per operation\n\n")
-		p("Counted by SDK middleware (`awstest.Recorder`) on the service's clients, one operation at a time. *Needed* is what the operation cannot do without (see the notes in `cmd/keyvend-bench/calls.go`); target: no call beyond it.\n\n")
-		p("| operation | calls | needed | beyond needed | target | the calls |\n|---|---|---|---|---|---|\n")
-		for _, c := range r.calls {
-			extra := "none"
-			if e := c.Extra(); len(e) > 0 {
-				extra = strings.Join(e, ", ")
+		p("Counted by SDK middleware (`awstest.Recorder`) on the services' clients, one operation at a time, in each grant mode. *Needed* is what the operation cannot do without (see the notes in `cmd/keyvend-bench/calls.go`); *cleanup* is what grant mode group does beyond that on purpose: deleting a grant group the operation left empty (is it empty, its policy, the group), so groups do not pile up against IAM's quota. Target: no call beyond needed and cleanup.\n\n")
+		for _, mode := range grantModes {
+			cs := r.callsOf(mode)
+			if len(cs) == 0 {
+				continue
 			}
-			p("| %s | %d | %d | %s | %s | %s |\n", c.Op, len(c.Calls), len(c.Needed), extra, mark(len(c.Extra()) == 0), strings.Join(countedOps(c.Calls), ", "))
+			p("### %s\n\n", modeTitle(mode))
+			p("| operation | calls | needed | cleanup | beyond needed | target | the calls |\n|---|---|---|---|---|---|---|\n")
+			for _, c := range cs {
+				extra := "none"
+				if e := c.Extra(); len(e) > 0 {
+					extra = strings.Join(countedOps(e), ", ")
+				}
+				if m := c.Missing(); len(m) > 0 {
+					extra += "; needed but not made: " + strings.Join(countedOps(m), ", ")
+				}
+				cleanup := "none"
+				if len(c.Cleanup) > 0 {
+					cleanup = fmt.Sprintf("%d: %s", len(c.Cleanup), strings.Join(countedOps(c.Cleanup), ", "))
+				}
+				p("| %s | %d | %d | %s | %s | %s | %s |\n", c.Op, len(c.Calls), len(c.Needed), cleanup, extra, mark(len(c.Extra()) == 0), strings.Join(countedOps(c.Calls), ", "))
+			}
+			p("\n")
 		}
-		p("\n")
+		if fewer, ok := r.fewerInPolicy(); ok {
+			var parts []string
+			for _, mode := range grantModes {
+				var ns []string
+				for _, c := range r.provisionCalls(mode) {
+					ns = append(ns, fmt.Sprintf("%d (%s)", len(c.Calls), c.Op))
+				}
+				parts = append(parts, fmt.Sprintf("grant mode %s %s", mode, strings.Join(ns, ", ")))
+			}
+			p("**Calls per provision** of a new user: %s. Target: fewer in grant mode policy than in grant mode group (%d < %d): %s.\n\n",
+				strings.Join(parts, "; "), len(r.provisionCalls(grants.Policy)[len(r.provisionCalls(grants.Policy))-1].Calls), len(r.provisionCalls(grants.Group)[0].Calls), mark(fewer))
+		}
 	}
 
 	if len(r.cold) > 1 {
@@ -243,13 +318,23 @@ func (r *report) explain(b *strings.Builder) {
 			parts = append(parts, fmt.Sprintf("%s %s = %s + %s (net %.2f)", row.name, ms(p50), ms(p50-z), ms(z), ratio(p50-z, r.floor())))
 		}
 		p("%s. ", strings.Join(parts, "; "))
-		p("moto serves one request at a time, about %s per call here (the 6-call reference takes %s with no delay), so calls that keyvend sends together queue at moto, and its time adds to each round trip instead of overlapping. Net of it, each operation costs its %d round trips (the net column, target ≤ %.2f; it includes the proxy's own lateness, %s per call here). AWS serves the calls of one round in parallel, so there the cost per round trip is the network's and the service's own time per call. Not reducible from keyvend: the critical path already is the dependency limit, and the calls beside it are the ones the operation needs (see the calls table).\n",
+		p("moto serves one request at a time, about %s per call here (the 6-call reference takes %s with no delay), so calls that keyvend sends together queue at moto, and its time adds to each round trip instead of overlapping. Net of it, each operation costs its %d round trips (the net column, target ≤ %.2f; it includes the proxy's own lateness, %s per call here). AWS serves the calls of one round in parallel, so there the cost per round trip is the network's and the service's own time per call. Not reducible from keyvend: the critical path already is the dependency limit, and the calls beside it are the ones the operation needs (see the calls tables).\n",
 			ms(seq0/6), ms(seq0), roundTrips, latencyTarget, ms(r.delayLate))
 	}
 	for _, c := range r.calls {
 		if e := c.Extra(); len(e) > 0 {
-			p("- **Calls of %s:** %s beyond what it needs.\n", c.Op, strings.Join(e, ", "))
+			p("- **Calls of %s (grant mode %s):** %s beyond what it needs.", c.Op, c.Mode, strings.Join(countedOps(e), ", "))
+			if c.Note != "" {
+				p(" %s", c.Note)
+			}
+			p("\n")
 		}
+		if m := c.Missing(); len(m) > 0 {
+			p("- **The needed list of %s (grant mode %s) is stale:** %s needed but not made; `cmd/keyvend-bench/calls.go` must say what the operation needs now.\n", c.Op, c.Mode, strings.Join(countedOps(m), ", "))
+		}
+	}
+	if fewer, ok := r.fewerInPolicy(); ok && !fewer {
+		p("- **Calls per provision:** grant mode policy makes no fewer calls than grant mode group (see the calls tables).\n")
 	}
 	if len(r.cold) > 1 {
 		empty, api := r.cold[0], r.cold[1]
