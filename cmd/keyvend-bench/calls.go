@@ -2,26 +2,46 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/grants"
 )
 
-// callCount is the AWS calls one operation made, next to the calls it
-// needs.
+// callCount is the AWS calls one operation made in one grant mode, next to
+// the calls it needs.
 type callCount struct {
+	Mode   grants.Mode
 	Op     string
 	Calls  []string // operation names, sorted
 	Needed []string // what the operation cannot do without, sorted
+	// Cleanup is what the operation does beyond its own need, on purpose:
+	// deleting grant groups left empty (grant mode group), so they do not
+	// pile up against IAM's quota of groups. Shown apart from Needed, and
+	// not counted as beyond it.
+	Cleanup []string
+	// Provision marks the provision of a new user, whose calls the report
+	// compares between the grant modes.
+	Provision bool
+	// Note says why the code makes a call beyond Needed, when that is
+	// known; the report shows it only when there is such a call.
+	Note string
 }
 
-// Extra returns the calls made beyond Needed (a multiset difference).
-func (c callCount) Extra() []string { return minus(c.Calls, c.Needed) }
+// Extra returns the calls made beyond Needed and Cleanup (a multiset
+// difference).
+func (c callCount) Extra() []string {
+	return minus(c.Calls, append(append([]string{}, c.Needed...), c.Cleanup...))
+}
 
-// Missing returns needed calls that were not made (the list is stale).
-func (c callCount) Missing() []string { return minus(c.Needed, c.Calls) }
+// Missing returns needed (or cleanup) calls that were not made: the list
+// is stale.
+func (c callCount) Missing() []string {
+	return minus(append(append([]string{}, c.Needed...), c.Cleanup...), c.Calls)
+}
 
 func minus(a, b []string) []string {
 	left := map[string]int{}
@@ -36,6 +56,7 @@ func minus(a, b []string) []string {
 		}
 		out = append(out, x)
 	}
+	sort.Strings(out)
 	return out
 }
 
@@ -54,48 +75,163 @@ func sorted(ops string) []string {
 	return out
 }
 
-// countCalls runs each operation once through the handler (no added
-// delay) and records the AWS calls it makes.
+// callOp is one request of the calls benchmark and what it needs.
+type callOp struct {
+	name, method, path, body string
+	want                     int
+	needed, cleanup          string
+	provision                bool
+	note                     string // why a call beyond needed is made (callCount.Note)
+}
+
+// What every operation on an existing user reads first, in one round trip
+// (provision.load): GetUser — the user, keyvend's (path, tag, the exact
+// spelling) or not found — ‖ GetUserPolicy ‖ ListGroupsForUser — its
+// grants in either mode (a user vended before the deployment changed mode
+// keeps working, and a user whose grants cannot be read is its
+// requester's alone: fail closed) — for the authorization and the audit
+// record.
+const loadReads = "GetUser GetUserPolicy ListGroupsForUser"
+
+// keyReads: the user's keys ‖ its secret (the key it holds), for an answer
+// that says which key is in the secret and whether the user is complete.
+const keyReads = "ListAccessKeys GetSecretValue"
+
+// rotateCalls: the user and its grants (authorization), then the
+// cross-process lock (CreateGroup under <path>locks/: atomic), and under
+// it the keys and the secret (a rotation another process finished
+// meanwhile is seen) ‖ DescribeSecret ‖ GetResourcePolicy (keyvend writes
+// no secret it did not make for this user: its tags, KMS key, no resource
+// policy); make the new key, store it as the secret's new version, delete
+// the old key, release the lock (DeleteGroup).
+const rotateCalls = loadReads + " CreateGroup " + keyReads + " DescribeSecret GetResourcePolicy CreateAccessKey PutSecretValue DeleteAccessKey DeleteGroup"
+
+// deleteReads is round 1 of a deprovision: the user ‖ everything that
+// blocks DeleteUser in AWS (keys, groups, inline and attached policies) ‖
+// its grants (GetUserPolicy; groups come with ListGroupsForUser), for the
+// authorization and the audit record ‖ DescribeSecret (is the secret
+// keyvend's for this user? a foreign one is left alone).
+const deleteReads = "GetUser ListAccessKeys ListGroupsForUser ListUserPolicies ListAttachedUserPolicies GetUserPolicy DescribeSecret"
+
+// dropEmpty is the cleanup of a grant group the operation left: is it
+// empty now (GetGroup)? Then its policy, then the group (IAM deletes no
+// group that still has a policy).
+const (
+	checkEmpty = "GetGroup"
+	dropEmpty  = "GetGroup DeleteGroupPolicy DeleteGroup"
+)
+
+// groupReread explains the GetGroup an update makes beyond its need in
+// grant mode group.
+const groupReread = "`grants.Apply` sets up every wanted group as a provision does (`Prepare`: `GetGroup`, then `PutGroupPolicy`), the groups the user is in already too, although `ListGroupsForUser` returned those with their path and ARN in the first round; the policy is put again on purpose (drift repair), the read is not needed."
+
+// callOps are the requests of the calls benchmark in grant mode mode, in
+// order, each with the calls it needs. Every user and bucket is the mode's
+// own.
+func callOps(mode grants.Mode) []callOp {
+	p := string(mode)
+	a, b := "calls-"+p+"-a", "calls-"+p+"-b"
+	x, y := "calls-"+p+".example.com", "calls2-"+p+".example.com"
+	bothGrants := fmt.Sprintf(`{"grants":[{"bucket":%q,"access":"read-write","prefix":""},{"bucket":%q,"access":"read-only","prefix":""}]}`, x, y)
+	firstGrant := fmt.Sprintf(`{"grants":[{"bucket":%q,"access":"read-write","prefix":""}]}`, x)
+	replay := callOp{name: "provision (replay: the same request again)", method: http.MethodPost, path: "/v1/users", body: createBody(a, x), want: http.StatusOK,
+		// CreateUser is the claim on the name and fails (the user exists);
+		// the same round trip as every operation on an existing user tells
+		// a replay (the same user, complete, exactly these grants) from a
+		// conflict or a half-made user, and answers its key and secret.
+		needed: "CreateUser " + loadReads + " " + keyReads}
+	describe := callOp{name: "describe", method: http.MethodGet, path: "/v1/users/" + a, want: http.StatusOK,
+		needed: loadReads + " " + keyReads}
+	rotate := callOp{name: "rotate", method: http.MethodPost, path: "/v1/users/" + a + "/rotate", want: http.StatusOK, needed: rotateCalls}
+	// Updating grants reads as describe does (the answer describes the
+	// user, keys and secret included), changes the grants, then tags the
+	// user (TagUser): the fingerprint of the grants it now holds, which a
+	// later create request's verdict reads, and a new expiry when one is
+	// given.
+	updateReads := loadReads + " " + keyReads + " TagUser"
+	if mode == grants.Policy {
+		return []callOp{
+			{name: "provision (new user)", method: http.MethodPost, path: "/v1/users", body: createBody(a, x), want: http.StatusCreated, provision: true,
+				// the user (with its boundary and tags: the claim on the
+				// name), its key, its grants as one user policy, the key
+				// stored; PutUserPolicy runs beside CreateAccessKey
+				needed: "CreateUser CreateAccessKey PutUserPolicy CreateSecret"},
+			replay, describe, rotate,
+			{name: "update grants (add one)", method: http.MethodPut, path: "/v1/users/" + a + "/grants", body: bothGrants, want: http.StatusOK,
+				// the new user policy replaces the old one at once
+				needed: updateReads + " PutUserPolicy"},
+			{name: "update grants (drop one)", method: http.MethodPut, path: "/v1/users/" + a + "/grants", body: firstGrant, want: http.StatusOK,
+				needed: updateReads + " PutUserPolicy"},
+			{name: "deprovision", method: http.MethodDelete, path: "/v1/users/" + a, want: http.StatusNoContent,
+				// round 2: delete its key and its inline policies (the user
+				// policy keyvend-grants among them), schedule the secret's
+				// deletion; round 3: DeleteUser, which fails in AWS while a
+				// key, group or policy remains
+				needed: deleteReads + " DeleteAccessKey DeleteUserPolicy DeleteSecret DeleteUser"},
+		}
+	}
+	// Grant mode group: a, then b, with grant x; a adds y (a new group),
+	// then drops it (y is left empty and deleted); a is deprovisioned
+	// (x keeps b), then b (x is left empty and deleted).
+	replay.needed = "GetGroup PutGroupPolicy " + replay.needed
+	return []callOp{
+		{name: "provision (new user, new group)", method: http.MethodPost, path: "/v1/users", body: createBody(a, x), want: http.StatusCreated, provision: true,
+			// alongside CreateUser: read the grant's group (missing), create
+			// it, put its policy; the key, the membership, the key stored
+			needed: "GetGroup CreateGroup PutGroupPolicy CreateUser CreateAccessKey AddUserToGroup CreateSecret"},
+		{name: "provision (new user, existing group)", method: http.MethodPost, path: "/v1/users", body: createBody(b, x), want: http.StatusCreated, provision: true,
+			// the group is read (it exists: its path is checked, a group
+			// of keyvend's name outside the path is never used) and its
+			// policy put again (drift repair) before the key is stored
+			needed: "GetGroup PutGroupPolicy CreateUser CreateAccessKey AddUserToGroup CreateSecret"},
+		// The replay starts the group setup alongside CreateUser, before it
+		// is known that the user exists: GetGroup, PutGroupPolicy. Waiting
+		// for CreateUser first would cost every provision a round trip.
+		replay, describe, rotate,
+		{name: "update grants (keep one, add one)", method: http.MethodPut, path: "/v1/users/" + a + "/grants", body: bothGrants, want: http.StatusOK,
+			// every wanted group's policy is put again (drift repair: the
+			// read does not read the policies of unprefixed groups); the
+			// group the user is not in yet is read first (missing here:
+			// created; an existing one's path is checked), then joined.
+			// The group the user is in already came with ListGroupsForUser
+			// (name, path, ARN): reading it again is not needed.
+			needed: updateReads + " PutGroupPolicy GetGroup CreateGroup PutGroupPolicy AddUserToGroup",
+			note:   groupReread},
+		{name: "update grants (drop one)", method: http.MethodPut, path: "/v1/users/" + a + "/grants", body: firstGrant, want: http.StatusOK,
+			// the kept group's policy put again, the user leaves the other
+			needed:  updateReads + " PutGroupPolicy RemoveUserFromGroup",
+			cleanup: dropEmpty,
+			note:    groupReread},
+		{name: "deprovision (its group keeps a member)", method: http.MethodDelete, path: "/v1/users/" + a, want: http.StatusNoContent,
+			// round 2: delete its key, leave its groups, schedule the
+			// secret's deletion; round 3: DeleteUser, which fails in AWS
+			// while a key, group or policy remains
+			needed:  deleteReads + " DeleteAccessKey RemoveUserFromGroup DeleteSecret DeleteUser",
+			cleanup: checkEmpty},
+		{name: "deprovision (its group's last member)", method: http.MethodDelete, path: "/v1/users/" + b, want: http.StatusNoContent,
+			needed:  deleteReads + " DeleteAccessKey RemoveUserFromGroup DeleteSecret DeleteUser",
+			cleanup: dropEmpty},
+	}
+}
+
+// countCalls runs each operation once through the handler of each grant
+// mode (no added delay) and records the AWS calls it makes.
 func countCalls(ctx context.Context, st *stack) ([]callCount, error) {
 	if err := st.moto.Reset(ctx); err != nil {
 		return nil, err
 	}
 	st.proxy.SetDelay(0)
-	user, other := "calls-new", "calls-existing"
-	ops := []struct {
-		name, method, path, body string
-		want                     int
-		needed                   string
-	}{
-		{"provision (new group)", http.MethodPost, "/v1/users", createBody(user, "calls.example.com"), http.StatusCreated,
-			"GetGroup CreateGroup PutGroupPolicy CreateUser CreateAccessKey AddUserToGroup CreateSecret"},
-		{"provision (existing group)", http.MethodPost, "/v1/users", createBody(other, "calls.example.com"), http.StatusCreated,
-			"GetGroup PutGroupPolicy CreateUser CreateAccessKey AddUserToGroup CreateSecret"},
-		{"rotate", http.MethodPost, "/v1/users/" + user + "/rotate", "", http.StatusOK,
-			// read the user and its grants (authorization), take the
-			// cross-process lock, read keys and secret under it, make and
-			// store the new key, delete the old one, release the lock
-			"GetUser ListGroupsForUser CreateGroup ListAccessKeys GetSecretValue CreateAccessKey PutSecretValue DeleteAccessKey DeleteGroup"},
-		{"update grants (keep one, add one)", http.MethodPut, "/v1/users/" + user + "/grants",
-			`{"grants":[{"bucket":"calls.example.com","access":"read-write","prefix":""},{"bucket":"calls2.example.com","access":"read-only","prefix":""}]}`, http.StatusOK,
-			// the answer describes the user (keys and secret included);
-			// every wanted group's policy is put again (drift repair), a
-			// group the user is not in yet is read first (path check)
-			"GetUser ListGroupsForUser ListAccessKeys GetSecretValue PutGroupPolicy GetGroup CreateGroup PutGroupPolicy AddUserToGroup"},
-		{"update grants (drop one)", http.MethodPut, "/v1/users/" + user + "/grants", `{"grants":[{"bucket":"calls2.example.com","access":"read-only","prefix":""}]}`, http.StatusOK,
-			"GetUser ListGroupsForUser ListAccessKeys GetSecretValue PutGroupPolicy RemoveUserFromGroup"},
-		{"deprovision", http.MethodDelete, "/v1/users/" + user, "", http.StatusNoContent,
-			// DeleteUser fails in AWS while keys, groups or policies remain
-			"GetUser ListAccessKeys ListGroupsForUser ListUserPolicies ListAttachedUserPolicies DescribeSecret DeleteAccessKey RemoveUserFromGroup DeleteSecret DeleteUser"},
-	}
 	var out []callCount
-	for _, op := range ops {
-		st.calls.Reset()
-		code, body := st.do(ctx, op.method, op.path, op.body)
-		if err := must(op.name, code, body, op.want); err != nil {
-			return nil, err
+	for _, mode := range grantModes {
+		for _, op := range callOps(mode) {
+			st.calls.Reset()
+			code, body := st.do(ctx, mode, op.method, op.path, op.body)
+			if err := must(fmt.Sprintf("%s (grant mode %s)", op.name, mode), code, body, op.want); err != nil {
+				return nil, err
+			}
+			out = append(out, callCount{Mode: mode, Op: op.name, Calls: sortedOps(st.calls.Calls()),
+				Needed: sorted(op.needed), Cleanup: sorted(op.cleanup), Provision: op.provision, Note: op.note})
 		}
-		out = append(out, callCount{Op: op.name, Calls: sortedOps(st.calls.Calls()), Needed: sorted(op.needed)})
 	}
 	return out, nil
 }

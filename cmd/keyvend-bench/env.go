@@ -19,6 +19,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/app"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/moto"
 )
@@ -30,14 +31,21 @@ const (
 	benchRules    = `{"rules":[{"principals":["` + benchCaller + `"],"buckets":["*.example.com"],"access":["read-only","write-only","read-write","full"],"actions":["create","describe","list","rotate","update","delete","force-delete"]}]}`
 )
 
+// grantModes are the deployments the bench measures: grant mode policy
+// (the default: one user policy per user) first, then grant mode group
+// (one IAM group per grant).
+var grantModes = []grants.Mode{grants.Policy, grants.Group}
+
 // stack is keyvend's real http.Handler over the production SDK settings
-// (app.LoadAWS: retries included), talking to moto through a loopback
-// proxy that can add latency. Every AWS call the service makes is counted.
+// (app.LoadAWS: retries included), one per grant mode, both talking to the
+// same moto through a loopback proxy that can add latency. Every AWS call
+// the services make is counted (by one recorder: measure one request at a
+// time).
 type stack struct {
 	moto  *moto.Server
 	proxy *awstest.Proxy
 	calls *awstest.Recorder
-	h     http.Handler
+	h     map[grants.Mode]http.Handler
 	// iam and sm are uninstrumented clients through the same proxy, for the
 	// sequential reference flow and for checks.
 	iam *iam.Client
@@ -73,12 +81,19 @@ func newStack(ctx context.Context, dir string) (*stack, error) {
 	st.iam, st.sm = iam.NewFromConfig(plain), secretsmanager.NewFromConfig(plain)
 	st.calls.Attach(&awsCfg)
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	svc, err := app.NewServiceWith(app.Config{RulesPath: rules, BoundaryARN: benchBoundary}, awsCfg, discard)
-	if err != nil {
-		st.close()
-		return nil, err
+	st.h = map[grants.Mode]http.Handler{}
+	for _, mode := range grantModes {
+		svc, err := app.NewServiceWith(app.Config{RulesPath: rules, BoundaryARN: benchBoundary, GrantMode: mode}, awsCfg, discard)
+		if err != nil {
+			st.close()
+			return nil, err
+		}
+		if got := svc.GrantMode(); got != mode {
+			st.close()
+			return nil, fmt.Errorf("service built for grant mode %q runs in %q", mode, got)
+		}
+		st.h[mode] = httpapi.New(svc, caller.Static{ARN: benchCaller}, discard)
 	}
-	st.h = httpapi.New(svc, caller.Static{ARN: benchCaller}, discard)
 	return st, nil
 }
 
@@ -89,8 +104,9 @@ func (st *stack) close() {
 	st.moto.Stop()
 }
 
-// do sends one request through the handler and returns its status and body.
-func (st *stack) do(ctx context.Context, method, path, body string) (int, string) {
+// do sends one request through the handler of grant mode mode and returns
+// its status and body.
+func (st *stack) do(ctx context.Context, mode grants.Mode, method, path, body string) (int, string) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -100,7 +116,7 @@ func (st *stack) do(ctx context.Context, method, path, body string) (int, string
 		req.Header.Set("Content-Type", "application/json")
 	}
 	w := httptest.NewRecorder()
-	st.h.ServeHTTP(w, req)
+	st.h[mode].ServeHTTP(w, req)
 	return w.Code, w.Body.String()
 }
 

@@ -1,10 +1,11 @@
 // Command keyvend-bench measures keyvend against its physical limits and
 // writes docs/benchmarks.md (`make bench`):
 //
-//   - provision and deprovision latency through the real http.Handler, with
-//     a loopback proxy adding a fixed delay to every AWS call, next to the
-//     same flow done one call at a time and to the same run with no delay;
-//   - the AWS calls of each operation;
+//   - provision and deprovision latency through the real http.Handler, in
+//     grant mode policy (the default) and grant mode group, with a loopback
+//     proxy adding a fixed delay to every AWS call, next to the same flow
+//     done one call at a time and to the same run with no delay;
+//   - the AWS calls of each operation, in each grant mode;
 //   - cold start of functions/api under the Lambda runtime interface
 //     emulator, next to an empty aws-lambda-go handler;
 //   - the linux/arm64 size of every function, next to the empty handler;
@@ -49,8 +50,8 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "where to write the report")
-	flag.IntVar(&o.n, "n", 100, "provisions into an existing group (and deprovisions) per delay")
-	flag.IntVar(&o.newGroups, "new-groups", 20, "provisions with a new group per delay")
+	flag.IntVar(&o.n, "n", 100, "provisions (and deprovisions) per delay in each grant mode; in grant mode group, into an existing group")
+	flag.IntVar(&o.newGroups, "new-groups", 20, "provisions with a new group, and their deprovisions, per delay (grant mode group)")
 	flag.DurationVar(&o.delay, "delay", 25*time.Millisecond, "delay the proxy adds to every AWS call")
 	flag.IntVar(&o.coldRuns, "cold-runs", 30, "launches of each function under the emulator")
 	flag.IntVar(&o.warm, "warm", 50, "warm invocations of each function")
@@ -98,7 +99,7 @@ func run(o options) error {
 		}
 		defer st.close()
 		if want["latency"] {
-			progress(fmt.Sprintf("latency with %s and with 0 ms added to every AWS call, interleaved", o.delay))
+			progress(fmt.Sprintf("latency in both grant modes with %s and with 0 ms added to every AWS call, interleaved", o.delay))
 			before := st.proxy.Stats()
 			if rep.latency, err = measureLatency(ctx, st, []time.Duration{o.delay, 0}, o.n, o.newGroups, progress); err != nil {
 				return err

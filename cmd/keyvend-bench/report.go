@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 )
 
@@ -56,42 +57,134 @@ func mark(ok bool) string {
 	return "**missed**"
 }
 
-// latencyRow is one flow of the latency table.
+// rowKind is what a latency row is measured against.
+type rowKind int
+
+const (
+	targetRow    rowKind = iota // an operation, against the 3-round-trip target
+	referenceRow                // the same flow one call at a time
+	infoRow                     // shown with no target; its critical path says why
+)
+
+// latencyRow is one flow of a latency table.
 type latencyRow struct {
+	mode       grants.Mode
 	name       string
 	withDelay  []time.Duration
 	noDelay    []time.Duration
-	hasTarget  bool
+	kind       rowKind
 	floorCalls string
 }
+
+func (row latencyRow) hasTarget() bool { return row.kind == targetRow }
+
+// label is the row's name with its grant mode, as Gaps lists it.
+func (row latencyRow) label() string { return fmt.Sprintf("%s (grant mode %s)", row.name, row.mode) }
 
 func (r *report) latencyRows() []latencyRow {
 	if len(r.latency) < 2 {
 		return nil
 	}
 	d, z := r.latency[0], r.latency[1]
+	const deleteReads = "GetUser ‖ list keys, groups, policies ‖ GetUserPolicy ‖ DescribeSecret"
 	return []latencyRow{
-		{"provision: new user, existing group", d.Existing, z.Existing, true, "CreateUser → CreateAccessKey → CreateSecret"},
-		{"provision: new user, new group", d.NewGroups, z.NewGroups, true, "CreateUser → CreateAccessKey → CreateSecret"},
-		{"reference: the existing-group provision one call at a time", d.Sequential, z.Sequential, false, "6 calls in a row"},
-		{"deprovision", d.Deprovision, z.Deprovision, true, "list keys, groups, policies ‖ describe secret → delete keys, leave groups, delete policies, schedule the secret's deletion → DeleteUser"},
+		{grants.Policy, "provision: new user", d.Policy, z.Policy, targetRow,
+			"CreateUser → CreateAccessKey ‖ PutUserPolicy → CreateSecret"},
+		{grants.Policy, "reference: the same provision one call at a time", d.PolicySequential, z.PolicySequential, referenceRow,
+			"4 calls in a row: CreateUser, CreateAccessKey, PutUserPolicy, CreateSecret"},
+		{grants.Policy, "deprovision", d.PolicyDeprovision, z.PolicyDeprovision, targetRow,
+			deleteReads + " → delete keys and the user policy, schedule the secret's deletion → DeleteUser"},
+		{grants.Group, "provision: new user, existing group", d.Existing, z.Existing, targetRow,
+			"CreateUser ‖ GetGroup → CreateAccessKey ‖ PutGroupPolicy → CreateSecret ‖ AddUserToGroup"},
+		{grants.Group, "provision: new user, new group", d.NewGroups, z.NewGroups, targetRow,
+			"CreateUser ‖ GetGroup → CreateAccessKey ‖ CreateGroup → CreateSecret ‖ AddUserToGroup ‖ PutGroupPolicy"},
+		{grants.Group, "reference: the existing-group provision one call at a time", d.Sequential, z.Sequential, referenceRow,
+			"6 calls in a row: GetGroup, PutGroupPolicy, CreateUser, AddUserToGroup, CreateAccessKey, CreateSecret"},
+		{grants.Group, "deprovision: its group keeps members", d.Deprovision, z.Deprovision, targetRow,
+			deleteReads + " → delete keys, leave groups, schedule the secret's deletion → DeleteUser ‖ GetGroup (members left: kept)"},
+		{grants.Group, "deprovision: its group's last member", d.LastMember, z.LastMember, infoRow,
+			deleteReads + " → delete keys, leave groups, schedule the secret's deletion → DeleteUser ‖ GetGroup → DeleteGroupPolicy → DeleteGroup: cleanup of the group left empty, 2 round trips after the 3, which the answer waits for"},
 	}
 }
 
+// rowsOf are the latency rows of one grant mode.
+func rowsOf(rows []latencyRow, mode grants.Mode) []latencyRow {
+	var out []latencyRow
+	for _, row := range rows {
+		if row.mode == mode {
+			out = append(out, row)
+		}
+	}
+	return out
+}
+
 func (r *report) floor() time.Duration { return roundTrips * r.opts.delay }
+
+// latencyMissed reports whether row has a target and missed it.
+func (r *report) latencyMissed(row latencyRow) bool {
+	return row.hasTarget() && ratio(percentile(row.withDelay, 50), r.floor()) > latencyTarget
+}
+
+// callsOf are the counted operations of one grant mode.
+func (r *report) callsOf(mode grants.Mode) []callCount {
+	var out []callCount
+	for _, c := range r.calls {
+		if c.Mode == mode {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// provisionCalls are the counted provisions of a new user in mode, fewest
+// calls first.
+func (r *report) provisionCalls(mode grants.Mode) []callCount {
+	var out []callCount
+	for _, c := range r.callsOf(mode) {
+		if c.Provision {
+			out = append(out, c)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i].Calls) < len(out[j].Calls) })
+	return out
+}
+
+// fewerInPolicy reports whether every provision in grant mode policy makes
+// fewer calls than any in grant mode group; ok is false unless both modes
+// were counted.
+func (r *report) fewerInPolicy() (fewer, ok bool) {
+	p, g := r.provisionCalls(grants.Policy), r.provisionCalls(grants.Group)
+	if len(p) == 0 || len(g) == 0 {
+		return false, false
+	}
+	return len(p[len(p)-1].Calls) < len(g[0].Calls), true
+}
+
+func modeTitle(mode grants.Mode) string {
+	if mode == grants.Policy {
+		return "Grant mode policy (the default)"
+	}
+	return "Grant mode group"
+}
 
 // missed lists the targets not met, one line each.
 func (r *report) missed() []string {
 	var out []string
 	for _, row := range r.latencyRows() {
-		if row.hasTarget && ratio(percentile(row.withDelay, 50), r.floor()) > latencyTarget {
-			out = append(out, row.name)
+		if r.latencyMissed(row) {
+			out = append(out, row.label())
 		}
 	}
 	for _, c := range r.calls {
 		if len(c.Extra()) > 0 {
-			out = append(out, "calls of "+c.Op)
+			out = append(out, fmt.Sprintf("calls of %s (grant mode %s)", c.Op, c.Mode))
 		}
+		if len(c.Missing()) > 0 {
+			out = append(out, fmt.Sprintf("the needed list of %s (grant mode %s)", c.Op, c.Mode))
+		}
+	}
+	if fewer, ok := r.fewerInPolicy(); ok && !fewer {
+		out = append(out, "calls per provision: grant mode policy not below grant mode group")
 	}
 	if len(r.cold) > 1 && ratio(percentile(r.cold[1].firstAnswers(), 50), percentile(r.cold[0].firstAnswers(), 50)) > coldTarget {
 		out = append(out, "cold start")
@@ -121,36 +214,83 @@ func (r *report) markdown() string {
 
 	if rows := r.latencyRows(); rows != nil {
 		p("## Provision and deprovision latency\n\n")
-		p("Through the real `http.Handler` (`app.NewServiceWith`, production SDK settings), against moto behind a loopback proxy (`awstest.Proxy`) that adds **%s to every AWS call**. One request at a time. The dependency limit of both operations is %d round trips, %s; the target is p50 / %s ≤ %.2f. ",
+		p("Through the real `http.Handler` (`app.NewServiceWith`, production SDK settings), in each grant mode, against moto behind a loopback proxy (`awstest.Proxy`) that adds **%s to every AWS call**. One request at a time. The dependency limit of both operations is %d round trips in both grant modes, %s; the target is p50 / %s ≤ %.2f. ",
 			ms(r.opts.delay), roundTrips, ms(r.floor()), ms(r.floor()), latencyTarget)
-		p("The same flows with **0 ms added**, interleaved with them request by request, show what moto (one request at a time, a few ms per call) and keyvend itself add to every figure; *net* is (p50 − p50 at 0 ms) / %s, the part of p50 that the added round trips explain.\n\n", ms(r.floor()))
-		p("| flow | samples | p50 | p95 | p50 / %s | target | p50 at 0 ms added | net | critical path |\n|---|---|---|---|---|---|---|---|---|\n", ms(r.floor()))
-		for _, row := range rows {
-			p50, p95, p50z := percentile(row.withDelay, 50), percentile(row.withDelay, 95), percentile(row.noDelay, 50)
-			target := "reference"
-			if row.hasTarget {
-				target = fmt.Sprintf("≤ %.2f: %s", latencyTarget, mark(ratio(p50, r.floor()) <= latencyTarget))
+		p("The same flows with **0 ms added**, interleaved with them request by request (and the two grant modes with each other), show what moto (one request at a time, a few ms per call) and keyvend itself add to every figure; *net* is (p50 − p50 at 0 ms) / %s, the part of p50 that the added round trips explain.\n\n", ms(r.floor()))
+		for _, mode := range grantModes {
+			p("### %s\n\n", modeTitle(mode))
+			p("| flow | samples | p50 | p95 | p50 / %s | target | p50 at 0 ms added | net | critical path |\n|---|---|---|---|---|---|---|---|---|\n", ms(r.floor()))
+			for _, row := range rowsOf(rows, mode) {
+				p50, p95, p50z := percentile(row.withDelay, 50), percentile(row.withDelay, 95), percentile(row.noDelay, 50)
+				target := "reference"
+				switch row.kind {
+				case targetRow:
+					target = fmt.Sprintf("≤ %.2f: %s", latencyTarget, mark(ratio(p50, r.floor()) <= latencyTarget))
+				case infoRow:
+					target = "information"
+				}
+				p("| %s | %d | %s | %s | %.2f | %s | %s | %.2f | %s |\n", row.name, len(row.withDelay), ms(p50), ms(p95), ratio(p50, r.floor()), target, ms(p50z), ratio(p50-p50z, r.floor()), row.floorCalls)
 			}
-			p("| %s | %d | %s | %s | %.2f | %s | %s | %.2f | %s |\n", row.name, len(row.withDelay), ms(p50), ms(p95), ratio(p50, r.floor()), target, ms(p50z), ratio(p50-p50z, r.floor()), row.floorCalls)
+			p("\n")
 		}
-		p("\nThe proxy held each delayed call %s longer than %s on average (timers and scheduling on this machine): %s over %d round trips, part of *net*.\n", ms(r.delayLate), ms(r.opts.delay), ms(roundTrips*r.delayLate), roundTrips)
-		seq := percentile(rows[2].withDelay, 50)
-		p("\nkeyvend's saga against the same flow one call at a time: %s vs %s p50 (%.2f×). ", ms(percentile(rows[0].withDelay, 50)), ms(seq), ratio(seq, percentile(rows[0].withDelay, 50)))
-		p("Users are deprovisioned as the run goes, so the shared group keeps a handful of members: moto ignores `GetGroup`'s `MaxItems` and answers with every member, taking longer the more there are; IAM does not.\n\n")
+		p("The proxy held each delayed call %s longer than %s on average (timers and scheduling on this machine): %s over %d round trips, part of *net*.\n\n", ms(r.delayLate), ms(r.opts.delay), ms(roundTrips*r.delayLate), roundTrips)
+		var parts []string
+		for _, mode := range grantModes {
+			// the mode's first provision row against its reference
+			var saga, seq time.Duration
+			for _, row := range rowsOf(rows, mode) {
+				switch {
+				case row.kind == referenceRow:
+					seq = percentile(row.withDelay, 50)
+				case row.kind == targetRow && saga == 0:
+					saga = percentile(row.withDelay, 50)
+				}
+			}
+			parts = append(parts, fmt.Sprintf("grant mode %s %s vs %s p50 (%.2f×)", mode, ms(saga), ms(seq), ratio(seq, saga)))
+		}
+		p("keyvend's saga against the same flow one call at a time: %s. ", strings.Join(parts, "; "))
+		p("Grant mode group: users are deprovisioned as the run goes, so the shared group keeps a handful of members: moto ignores `GetGroup`'s `MaxItems` and answers with every member, taking longer the more there are; IAM does not. ")
+		p("A deprovision that leaves a grant group empty deletes the group before answering (`grants.DropEmpty`: is it empty, its policy, the group — one after another, after `DeleteUser`'s round), 2 round trips more than the operation itself needs; the last row measures it and carries no target: it is cleanup against IAM's quota of groups, which grant mode policy does not have.\n\n")
 	}
 
 	if len(r.calls) > 0 {
 		p("## AWS calls per operation\n\n")
-		p("Counted by SDK middleware (`awstest.Recorder`) on the service's clients, one operation at a time. *Needed* is what the operation cannot do without (see the notes in `cmd/keyvend-bench/calls.go`); target: no call beyond it.\n\n")
-		p("| operation | calls | needed | beyond needed | target | the calls |\n|---|---|---|---|---|---|\n")
-		for _, c := range r.calls {
-			extra := "none"
-			if e := c.Extra(); len(e) > 0 {
-				extra = strings.Join(e, ", ")
+		p("Counted by SDK middleware (`awstest.Recorder`) on the services' clients, one operation at a time, in each grant mode. *Needed* is what the operation cannot do without (see the notes in `cmd/keyvend-bench/calls.go`); *cleanup* is what grant mode group does beyond that on purpose: deleting a grant group the operation left empty (is it empty, its policy, the group), so groups do not pile up against IAM's quota. Target: no call beyond needed and cleanup.\n\n")
+		for _, mode := range grantModes {
+			cs := r.callsOf(mode)
+			if len(cs) == 0 {
+				continue
 			}
-			p("| %s | %d | %d | %s | %s | %s |\n", c.Op, len(c.Calls), len(c.Needed), extra, mark(len(c.Extra()) == 0), strings.Join(countedOps(c.Calls), ", "))
+			p("### %s\n\n", modeTitle(mode))
+			p("| operation | calls | needed | cleanup | beyond needed | target | the calls |\n|---|---|---|---|---|---|---|\n")
+			for _, c := range cs {
+				extra := "none"
+				if e := c.Extra(); len(e) > 0 {
+					extra = strings.Join(countedOps(e), ", ")
+				}
+				if m := c.Missing(); len(m) > 0 {
+					extra += "; needed but not made: " + strings.Join(countedOps(m), ", ")
+				}
+				cleanup := "none"
+				if len(c.Cleanup) > 0 {
+					cleanup = fmt.Sprintf("%d: %s", len(c.Cleanup), strings.Join(countedOps(c.Cleanup), ", "))
+				}
+				p("| %s | %d | %d | %s | %s | %s | %s |\n", c.Op, len(c.Calls), len(c.Needed), cleanup, extra, mark(len(c.Extra()) == 0), strings.Join(countedOps(c.Calls), ", "))
+			}
+			p("\n")
 		}
-		p("\n")
+		if fewer, ok := r.fewerInPolicy(); ok {
+			var parts []string
+			for _, mode := range grantModes {
+				var ns []string
+				for _, c := range r.provisionCalls(mode) {
+					ns = append(ns, fmt.Sprintf("%d (%s)", len(c.Calls), c.Op))
+				}
+				parts = append(parts, fmt.Sprintf("grant mode %s %s", mode, strings.Join(ns, ", ")))
+			}
+			p("**Calls per provision** of a new user: %s. Target: fewer in grant mode policy than in grant mode group (%d < %d): %s.\n\n",
+				strings.Join(parts, "; "), len(r.provisionCalls(grants.Policy)[len(r.provisionCalls(grants.Policy))-1].Calls), len(r.provisionCalls(grants.Group)[0].Calls), mark(fewer))
+		}
 	}
 
 	if len(r.cold) > 1 {
@@ -227,29 +367,69 @@ func (r *report) explain(b *strings.Builder) {
 	rows := r.latencyRows()
 	latencyMissed := false
 	for _, row := range rows {
-		if row.hasTarget && ratio(percentile(row.withDelay, 50), r.floor()) > latencyTarget {
-			latencyMissed = true
-		}
+		latencyMissed = latencyMissed || r.latencyMissed(row)
 	}
 	if latencyMissed {
-		seq0 := percentile(rows[2].noDelay, 50)
+		var refs []string
+		var refCalls int
+		var refTime time.Duration
+		for _, row := range rows {
+			if row.kind == referenceRow {
+				n := 4
+				if row.mode == grants.Group {
+					n = 6
+				}
+				z := percentile(row.noDelay, 50)
+				refs = append(refs, fmt.Sprintf("the %d-call reference of grant mode %s takes %s", n, row.mode, ms(z)))
+				refCalls, refTime = refCalls+n, refTime+z
+			}
+		}
 		p("- **Latency: moto's own time.** Every p50 is the added round trips plus what the 0 ms run measures: ")
 		var parts []string
 		for _, row := range rows {
-			if !row.hasTarget {
+			if !row.hasTarget() {
 				continue
 			}
 			p50, z := percentile(row.withDelay, 50), percentile(row.noDelay, 50)
-			parts = append(parts, fmt.Sprintf("%s %s = %s + %s (net %.2f)", row.name, ms(p50), ms(p50-z), ms(z), ratio(p50-z, r.floor())))
+			parts = append(parts, fmt.Sprintf("%s %s = %s + %s (net %.2f)", row.label(), ms(p50), ms(p50-z), ms(z), ratio(p50-z, r.floor())))
 		}
 		p("%s. ", strings.Join(parts, "; "))
-		p("moto serves one request at a time, about %s per call here (the 6-call reference takes %s with no delay), so calls that keyvend sends together queue at moto, and its time adds to each round trip instead of overlapping. Net of it, each operation costs its %d round trips (the net column, target ≤ %.2f; it includes the proxy's own lateness, %s per call here). AWS serves the calls of one round in parallel, so there the cost per round trip is the network's and the service's own time per call. Not reducible from keyvend: the critical path already is the dependency limit, and the calls beside it are the ones the operation needs (see the calls table).\n",
-			ms(seq0/6), ms(seq0), roundTrips, latencyTarget, ms(r.delayLate))
+		perCall := time.Duration(0)
+		if refCalls > 0 {
+			perCall = refTime / time.Duration(refCalls)
+		}
+		// Whether the figures bear out "net of moto, 3 round trips": every
+		// operation's net within the target.
+		var over []string
+		for _, row := range rows {
+			if net := ratio(percentile(row.withDelay, 50)-percentile(row.noDelay, 50), r.floor()); row.hasTarget() && net > latencyTarget {
+				over = append(over, fmt.Sprintf("%s (net %.2f)", row.label(), net))
+			}
+		}
+		p("moto serves one request at a time, about %s per call here (with no delay, %s), so calls that keyvend sends together queue at moto, and its time adds to each round trip instead of overlapping. ",
+			ms(perCall), strings.Join(refs, ", "))
+		if len(over) == 0 {
+			p("Net of it, each operation costs its %d round trips (the net column, target ≤ %.2f; it includes the proxy's own lateness, %s per call here). ", roundTrips, latencyTarget, ms(r.delayLate))
+		} else {
+			p("Net of it, each operation costs its %d round trips (the net column, target ≤ %.2f; it includes the proxy's own lateness, %s per call here) except %s: moto's share does not explain all of that here — a busy machine (compare p95) or more on the critical path than the table says; run again on a quiet machine. ",
+				roundTrips, latencyTarget, ms(r.delayLate), strings.Join(over, ", "))
+		}
+		p("AWS serves the calls of one round in parallel, so there the cost per round trip is the network's and the service's own time per call. Not reducible from keyvend: the critical path already is the dependency limit, and the calls beside it are the ones the operation needs (see the calls tables).\n")
 	}
 	for _, c := range r.calls {
 		if e := c.Extra(); len(e) > 0 {
-			p("- **Calls of %s:** %s beyond what it needs.\n", c.Op, strings.Join(e, ", "))
+			p("- **Calls of %s (grant mode %s):** %s beyond what it needs.", c.Op, c.Mode, strings.Join(countedOps(e), ", "))
+			if c.Note != "" {
+				p(" %s", c.Note)
+			}
+			p("\n")
 		}
+		if m := c.Missing(); len(m) > 0 {
+			p("- **The needed list of %s (grant mode %s) is stale:** %s needed but not made; `cmd/keyvend-bench/calls.go` must say what the operation needs now.\n", c.Op, c.Mode, strings.Join(countedOps(m), ", "))
+		}
+	}
+	if fewer, ok := r.fewerInPolicy(); ok && !fewer {
+		p("- **Calls per provision:** grant mode policy makes no fewer calls than grant mode group (see the calls tables).\n")
 	}
 	if len(r.cold) > 1 {
 		empty, api := r.cold[0], r.cold[1]
