@@ -11,13 +11,21 @@ import (
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
+// Applied is what Apply did: the groups the user is in now (grant mode
+// group), and the keyvend grant groups it left, which the caller passes to
+// DropEmpty alongside its own last step.
+type Applied struct {
+	Groups []GroupRef
+	Left   []string
+}
+
 // Apply makes user hold exactly want, in the deployment's mode, moving it
 // from the other mode if it is there; have is what it holds now. What is
 // no longer wanted is revoked before anything new is given, so the user
 // never holds more than either its old or its new grants plus the ones
 // they share (a user policy is replaced at once). Every step converges:
 // after an error, Apply again from a fresh Read.
-func (c *Carrier) Apply(ctx context.Context, user string, want []policy.Grant, have *Held) ([]GroupRef, error) {
+func (c *Carrier) Apply(ctx context.Context, user string, want []policy.Grant, have *Held) (*Applied, error) {
 	if c.cfg.Mode == Group {
 		return c.applyGroups(ctx, user, want, have)
 	}
@@ -33,8 +41,7 @@ func (c *Carrier) Apply(ctx context.Context, user string, want []policy.Grant, h
 			return nil, err
 		}
 	}
-	c.DropEmpty(ctx, leave)
-	return []GroupRef{}, nil
+	return &Applied{Groups: []GroupRef{}, Left: leave}, nil
 }
 
 // policyGrants are the grants of have's user policy (all of them when it
@@ -57,8 +64,8 @@ func policyGrants(have *Held) []policy.Grant {
 // first (that changes no user), then the user leaves the groups it should
 // not be in and loses a user policy from grant mode policy, then joins the
 // ones it is not in yet.
-func (c *Carrier) applyGroups(ctx context.Context, user string, want []policy.Grant, have *Held) ([]GroupRef, error) {
-	s := c.Prepare(ctx, want)
+func (c *Carrier) applyGroups(ctx context.Context, user string, want []policy.Grant, have *Held) (*Applied, error) {
+	s := c.prepare(ctx, want, have.Groups)
 	if err := s.Wait(); err != nil {
 		return nil, err
 	}
@@ -92,8 +99,7 @@ func (c *Carrier) applyGroups(ctx context.Context, user string, want []policy.Gr
 	if err != nil {
 		return nil, err
 	}
-	c.DropEmpty(ctx, leave)
-	return s.refs, nil
+	return &Applied{Groups: s.refs, Left: leave}, nil
 }
 
 // leave removes user from groups, concurrently.

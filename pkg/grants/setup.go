@@ -44,9 +44,15 @@ type Setup struct {
 // Prepare starts giving want to a user about to be made (or repaired).
 // In grant mode group it starts resolving the groups now.
 func (c *Carrier) Prepare(ctx context.Context, want []policy.Grant) *Setup {
+	return c.prepare(ctx, want, nil)
+}
+
+// prepare is Prepare knowing some groups already: those in known (the
+// user's own, read by Read) are not read again, only their policy put.
+func (c *Carrier) prepare(ctx context.Context, want []policy.Grant, known []GroupRef) *Setup {
 	s := &Setup{c: c, want: want, attached: make(chan struct{}), ready: make(chan struct{}), done: make(chan struct{})}
 	if c.cfg.Mode == Group {
-		s.startGroups(ctx)
+		s.startGroups(ctx, known)
 	}
 	return s
 }
@@ -147,8 +153,13 @@ func (c *Carrier) putUserPolicy(ctx context.Context, user string, want []policy.
 }
 
 // startGroups resolves each wanted group concurrently: read, created when
-// missing, its path checked, then its policy put.
-func (s *Setup) startGroups(ctx context.Context) {
+// missing, its path checked, then its policy put. A known group (already
+// read under the path) is ready at once and only gets its policy again.
+func (s *Setup) startGroups(ctx context.Context, known []GroupRef) {
+	byName := map[string]GroupRef{}
+	for _, k := range known {
+		byName[k.Name] = k
+	}
 	s.groupsReady, s.groupsDone = make(chan struct{}), make(chan struct{})
 	s.refs = make([]GroupRef, len(s.want))
 	readyErrs := make([]error, len(s.want))
@@ -161,7 +172,16 @@ func (s *Setup) startGroups(ctx context.Context) {
 			defer doneWG.Done()
 			markReady := sync.OnceFunc(readyWG.Done)
 			defer markReady()
-			ref, created, err := s.c.resolveGroup(ctx, g)
+			var (
+				ref     GroupRef
+				created bool
+				err     error
+			)
+			if k, ok := byName[policy.GroupName(g)]; ok && k.ARN != "" {
+				ref = GroupRef{Name: k.Name, ARN: k.ARN, Grant: g}
+			} else {
+				ref, created, err = s.c.resolveGroup(ctx, g)
+			}
 			s.refs[i] = ref
 			if err != nil {
 				readyErrs[i], doneErrs[i] = err, err

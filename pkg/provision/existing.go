@@ -92,8 +92,8 @@ func (s *Service) existing(ctx context.Context, in Input) (*Result, error) {
 	case replay:
 		return s.replayResult(in, user, st), nil
 	case putAgain:
-		if _, err := s.grants.Apply(ctx, name, in.Request.Grants, st.held); err != nil {
-			return nil, grantError(err)
+		if err := s.applyGrants(ctx, name, in.Request.Grants, st.held); err != nil {
+			return nil, err
 		}
 		s.log.WarnContext(ctx, "user policy had drifted from its grants; put it again", "user", name)
 		return s.replayResult(in, user, st), nil
@@ -165,4 +165,15 @@ func userChanging(name string) error {
 
 func conflictGrants(name string) error {
 	return &Error{Kind: KindConflict, Detail: fmt.Sprintf("user %s already exists with different grants", name)}
+}
+
+// applyGrants brings a user to exactly gs (grants.Apply) and deletes the
+// grant groups it left that are now empty.
+func (s *Service) applyGrants(ctx context.Context, user string, gs []policy.Grant, held *grants.Held) error {
+	applied, err := s.grants.Apply(ctx, user, gs, held)
+	if err != nil {
+		return grantError(err)
+	}
+	s.grants.DropEmpty(ctx, applied.Left)
+	return nil
 }

@@ -40,8 +40,8 @@ func (s *Service) repair(ctx context.Context, in Input, user *iamtypes.User) (*R
 	case putAgain, inProgress:
 		// complete now, with its policy drifted or its grants short:
 		// Apply brings it back to exactly the request's grants.
-		if _, err := s.grants.Apply(ctx, name, in.Request.Grants, st.held); err != nil {
-			return nil, grantError(err)
+		if err := s.applyGrants(ctx, name, in.Request.Grants, st.held); err != nil {
+			return nil, err
 		}
 		return s.replayResult(in, user, st), nil
 	}

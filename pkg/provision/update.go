@@ -70,20 +70,38 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateInput) (d *Descript
 	if err != nil {
 		return nil, err
 	}
-	groups, err := s.grants.Apply(ctx, in.User, in.Grants, st.held)
+	applied, err := s.grants.Apply(ctx, in.User, in.Grants, st.held)
 	if err != nil {
 		return nil, grantError(err)
 	}
-	tags := []iamtypes.Tag{{Key: aws.String(TagGrants), Value: aws.String(grantsFingerprint(in.Grants))}}
+	// The tags say what the user was given, for a young user's replay
+	// (keyvend:grants) and for the reaper (keyvend:expires-at); written
+	// only when they change, alongside dropping the groups it left empty.
+	var tags []iamtypes.Tag
+	if fp := grantsFingerprint(in.Grants); userTag(user, TagGrants) != fp {
+		tags = append(tags, iamtypes.Tag{Key: aws.String(TagGrants), Value: aws.String(fp)})
+	}
 	if expires != nil && (in.Lifetime.given() || capped) {
-		tags = append(tags, iamtypes.Tag{Key: aws.String(TagExpiresAt), Value: aws.String(expires.Format(time.RFC3339))})
+		if at := expires.Format(time.RFC3339); userTag(user, TagExpiresAt) != at {
+			tags = append(tags, iamtypes.Tag{Key: aws.String(TagExpiresAt), Value: aws.String(at)})
+		}
 	} else {
 		expires = current
 	}
-	if _, err := s.iam.TagUser(ctx, &iam.TagUserInput{UserName: &in.User, Tags: tags}); err != nil {
-		return nil, wrapf(err, "tag user %s with its new grants", in.User)
+	dropped := make(chan struct{})
+	go func() {
+		defer close(dropped)
+		s.grants.DropEmpty(ctx, applied.Left)
+	}()
+	if len(tags) > 0 {
+		if _, err := s.iam.TagUser(ctx, &iam.TagUserInput{UserName: &in.User, Tags: tags}); err != nil {
+			<-dropped
+			return nil, wrapf(err, "tag user %s with its new grants", in.User)
+		}
 	}
+	<-dropped
 	user.Tags = mergeTags(user.Tags, tags)
+	groups := applied.Groups
 	held := &grants.Held{Grants: in.Grants, Intact: true, Policy: len(groups) == 0, PolicyExact: true, GroupsIntact: true, Groups: groups}
 	d = s.describe(user, &userState{held: held, keys: st.keys, secret: st.secret})
 	d.ExpiresAt, d.ExpiryCapped = expires, capped
