@@ -8,7 +8,7 @@ package provision_test
 // restored, if scheduled for deletion) when it carried the managed-by tag,
 // whatever its user tag, KMS key or resource policy; rotate and the
 // reaper's restock put a new version without looking at it at all. Each
-// test below, ported there and run, fails: the create cases other than
+// test below, ported there and run, fails: the conflict cases other than
 // "not tagged as keyvend's" succeed (PutSecretValue, TagResource, and
 // RestoreSecret for the scheduled ones), rotate succeeds, the reaper
 // reports both foreign users repaired.
