@@ -121,9 +121,12 @@ const (
 	dropEmpty  = "GetGroup DeleteGroupPolicy DeleteGroup"
 )
 
-// groupReread explains the GetGroup an update makes beyond its need in
-// grant mode group.
-const groupReread = "`grants.Apply` sets up every wanted group as a provision does (`Prepare`: `GetGroup`, then `PutGroupPolicy`), the groups the user is in already too, although `ListGroupsForUser` returned those with their path and ARN in the first round; the policy is put again on purpose (drift repair), the read is not needed."
+// groupPolicies, in grant mode group, follow ListGroupsForUser: the
+// policy of each grant group the user is in (GetGroupPolicy), because a
+// group grants what its policy says whatever its name, and a user whose
+// group was changed outside keyvend is its requester's alone (fail
+// closed). One per group.
+const groupPolicy = "GetGroupPolicy"
 
 // callOps are the requests of the calls benchmark in grant mode mode, in
 // order, each with the calls it needs. Every user and bucket is the mode's
@@ -173,7 +176,9 @@ func callOps(mode grants.Mode) []callOp {
 	// Grant mode group: a, then b, with grant x; a adds y (a new group),
 	// then drops it (y is left empty and deleted); a is deprovisioned
 	// (x keeps b), then b (x is left empty and deleted).
-	replay.needed = "GetGroup PutGroupPolicy " + replay.needed
+	replay.needed = "GetGroup PutGroupPolicy " + groupPolicy + " " + replay.needed
+	describe.needed += " " + groupPolicy
+	rotate.needed += " " + groupPolicy
 	return []callOp{
 		{name: "provision (new user, new group)", method: http.MethodPost, path: "/v1/users", body: createBody(a, x), want: http.StatusCreated, provision: true,
 			// alongside CreateUser: read the grant's group (missing), create
@@ -189,27 +194,26 @@ func callOps(mode grants.Mode) []callOp {
 		// for CreateUser first would cost every provision a round trip.
 		replay, describe, rotate,
 		{name: "update grants (keep one, add one)", method: http.MethodPut, path: "/v1/users/" + a + "/grants", body: bothGrants, want: http.StatusOK,
-			// every wanted group's policy is put again (drift repair: the
-			// read does not read the policies of unprefixed groups); the
-			// group the user is not in yet is read first (missing here:
-			// created; an existing one's path is checked), then joined.
-			// The group the user is in already came with ListGroupsForUser
-			// (name, path, ARN): reading it again is not needed.
-			needed: updateReads + " PutGroupPolicy GetGroup CreateGroup PutGroupPolicy AddUserToGroup",
-			note:   groupReread},
+			// the policy of the group the user is in is read (fail closed)
+			// and put again (drift repair); the group the user is not in
+			// yet is read first (missing here: created; an existing one's
+			// path is checked), then joined. The group the user is in
+			// already came with ListGroupsForUser (name, path, ARN) and is
+			// not read again.
+			needed: updateReads + " " + groupPolicy + " PutGroupPolicy GetGroup CreateGroup PutGroupPolicy AddUserToGroup"},
 		{name: "update grants (drop one)", method: http.MethodPut, path: "/v1/users/" + a + "/grants", body: firstGrant, want: http.StatusOK,
-			// the kept group's policy put again, the user leaves the other
-			needed:  updateReads + " PutGroupPolicy RemoveUserFromGroup",
-			cleanup: dropEmpty,
-			note:    groupReread},
+			// both groups' policies read, the kept group's put again, the
+			// user leaves the other
+			needed:  updateReads + " " + groupPolicy + " " + groupPolicy + " PutGroupPolicy RemoveUserFromGroup",
+			cleanup: dropEmpty},
 		{name: "deprovision (its group keeps a member)", method: http.MethodDelete, path: "/v1/users/" + a, want: http.StatusNoContent,
 			// round 2: delete its key, leave its groups, schedule the
 			// secret's deletion; round 3: DeleteUser, which fails in AWS
 			// while a key, group or policy remains
-			needed:  deleteReads + " DeleteAccessKey RemoveUserFromGroup DeleteSecret DeleteUser",
+			needed:  deleteReads + " " + groupPolicy + " DeleteAccessKey RemoveUserFromGroup DeleteSecret DeleteUser",
 			cleanup: checkEmpty},
 		{name: "deprovision (its group's last member)", method: http.MethodDelete, path: "/v1/users/" + b, want: http.StatusNoContent,
-			needed:  deleteReads + " DeleteAccessKey RemoveUserFromGroup DeleteSecret DeleteUser",
+			needed:  deleteReads + " " + groupPolicy + " DeleteAccessKey RemoveUserFromGroup DeleteSecret DeleteUser",
 			cleanup: dropEmpty},
 	}
 }

@@ -209,9 +209,9 @@ func sameGrants(a, b []policy.Grant) bool {
 	return true
 }
 
-// Read reads what user holds, in either mode, in one round trip (two for
-// a group-mode user with prefixed grants: their prefix is in the group's
-// policy). A user that does not exist is IAM's NoSuchEntity error.
+// Read reads what user holds, in either mode, in one round trip (two for a
+// user in grant groups: each group's policy is read and checked). A user
+// that does not exist is IAM's NoSuchEntity error.
 func (c *Carrier) Read(ctx context.Context, user string) (*Held, error) {
 	var (
 		wg             sync.WaitGroup
@@ -323,22 +323,22 @@ func (c *Carrier) keyvendGroups(ctx context.Context, user string) ([]iamtypes.Gr
 	return out, nil
 }
 
-// groupGrants recovers the grant of each keyvend group, reading the inline
-// policy only where the name alone does not say it (prefixed grants).
-// intact is false when a group under the path does not carry a keyvend
-// grant (not keyvend's, its policy missing or changed).
+// groupGrants recovers the grant of each keyvend group and checks that
+// the group grants exactly that: its inline policy is read (the prefix of
+// a prefixed grant is only there) and must be keyvend's document for the
+// grant (policy.ExactGroupDocument). intact is false when a group under
+// the path does not carry exactly a keyvend grant — not keyvend's, its
+// policy missing, or changed: a name says nothing of what a policy was
+// rewritten to allow.
 func (c *Carrier) groupGrants(ctx context.Context, groups []iamtypes.Group) (refs []GroupRef, intact bool, err error) {
 	refs = make([]GroupRef, len(groups))
 	ok := make([]bool, len(groups))
+	exact := make([]bool, len(groups))
 	errs := make([]error, len(groups))
 	var wg sync.WaitGroup
 	for i, g := range groups {
 		name := aws.ToString(g.GroupName)
 		refs[i] = GroupRef{Name: name, ARN: aws.ToString(g.Arn)}
-		if gr, err := policy.ParseGroup(c.cfg.Partition, name, ""); err == nil {
-			refs[i].Grant, ok[i] = gr, true
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -351,12 +351,16 @@ func (c *Carrier) groupGrants(ctx context.Context, groups []iamtypes.Group) (ref
 				errs[i] = fmt.Errorf("read policy of group %s: %w", name, err)
 				return
 			}
-			gr, err := policy.ParseGroup(c.cfg.Partition, name, aws.ToString(out.PolicyDocument))
+			doc := aws.ToString(out.PolicyDocument)
+			gr, err := policy.ParseGroup(c.cfg.Partition, name, doc)
 			if err != nil {
 				c.log.WarnContext(ctx, "group does not carry a keyvend grant", "group", name, "error", err.Error())
 				return
 			}
 			refs[i].Grant, ok[i] = gr, true
+			if exact[i] = policy.ExactGroupDocument(c.cfg.Partition, gr, doc); !exact[i] {
+				c.log.WarnContext(ctx, "grant group's policy was changed outside keyvend", "group", name)
+			}
 		}()
 	}
 	wg.Wait()
@@ -368,7 +372,8 @@ func (c *Carrier) groupGrants(ctx context.Context, groups []iamtypes.Group) (ref
 	for i, r := range refs {
 		if ok[i] {
 			out = append(out, r)
-		} else {
+		}
+		if !ok[i] || !exact[i] {
 			intact = false
 		}
 	}

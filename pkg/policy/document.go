@@ -450,3 +450,53 @@ func ParseGroup(partition, name, policyDoc string) (Grant, error) {
 	}
 	return g, nil
 }
+
+// ExactGroupDocument reports whether doc, a grant group's inline policy as
+// IAM returns it, is exactly what keyvend writes for g: Document, or the
+// document keyvend wrote before statements were named per access level and
+// full lost bucket administration (legacyGroupDocument), so that groups of
+// an existing deployment stay keyvend's. Anything else — a statement
+// added, an action widened — means the group grants more than g.
+func ExactGroupDocument(partition string, g Grant, doc string) bool {
+	d, err := decodeDocument(doc)
+	if err != nil || len(d.Statement) == 0 {
+		return false
+	}
+	got, err := encode(d, g.Bucket)
+	if err != nil {
+		return false
+	}
+	if want, err := Document(partition, g); err == nil && got == want {
+		return true
+	}
+	return got == legacyGroupDocument(g)
+}
+
+// legacyGroupDocument is the group policy keyvend wrote for g before:
+// partition aws, the object statement named "Objects", and full as s3:*
+// on the whole bucket (or, with a prefix, on its objects).
+func legacyGroupDocument(g Grant) string {
+	const p = "aws"
+	var stmts []statement
+	obj := func(a actions) statement {
+		return statement{Sid: "Objects", Effect: "Allow", Action: a, Resource: []string{objectsARN(p, g)}}
+	}
+	location := bucketStatement(p, sidLocation, locationActions, g, nil)
+	list := bucketStatement(p, sidList, listActions, g, listCondition(g.Prefix))
+	switch g.Access {
+	case ReadOnly:
+		stmts = []statement{location, list, obj(readObjects)}
+	case WriteOnly:
+		stmts = []statement{location, obj(writeObjects)}
+	case ReadWrite:
+		stmts = []statement{location, list, obj(rwObjects)}
+	case Full:
+		if g.Prefix == "" {
+			stmts = []statement{{Sid: "Full", Effect: "Allow", Action: actions{"s3:*"}, Resource: []string{BucketARN(p, g.Bucket), objectsARN(p, g)}}}
+		} else {
+			stmts = []statement{location, list, obj(actions{"s3:*"})}
+		}
+	}
+	out, _ := encode(document{Version: "2012-10-17", Statement: stmts}, g.Bucket)
+	return out
+}

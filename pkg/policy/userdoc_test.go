@@ -216,3 +216,50 @@ func TestChars(t *testing.T) {
 		}
 	}
 }
+
+// TestExactGroupDocument: a grant group is keyvend's exactly when its
+// policy is what keyvend writes for its grant — now, or as keyvend wrote it
+// before (groups of an existing deployment) — and not when it says more.
+func TestExactGroupDocument(t *testing.T) {
+	for _, g := range []policy.Grant{
+		{Bucket: "b.example.com", Access: policy.ReadOnly},
+		{Bucket: "b.example.com", Access: policy.Full},
+		{Bucket: "b.example.com", Access: policy.Full, Prefix: "p/"},
+		{Bucket: "b.example.com", Access: policy.WriteOnly, Prefix: "p/"},
+	} {
+		doc, _ := policy.Document("aws", g)
+		if !policy.ExactGroupDocument("aws", g, doc) || !policy.ExactGroupDocument("aws", g, url.PathEscape(doc)) {
+			t.Errorf("%+v: its own document is not exact", g)
+		}
+		legacy := strings.Replace(doc, `"Sid":"`+map[policy.Access]string{policy.ReadOnly: "ReadObjects", policy.WriteOnly: "WriteObjects", policy.Full: "FullObjects"}[g.Access]+`"`, `"Sid":"Objects"`, 1)
+		if g.Access == policy.Full {
+			legacy = `{"Version":"2012-10-17","Statement":[{"Sid":"Location","Effect":"Allow","Action":"s3:GetBucketLocation","Resource":["arn:aws:s3:::b.example.com"]},{"Sid":"List","Effect":"Allow","Action":"s3:ListBucket","Resource":["arn:aws:s3:::b.example.com"],"Condition":{"StringLike":{"s3:prefix":["p/*"]}}},{"Sid":"Objects","Effect":"Allow","Action":"s3:*","Resource":["arn:aws:s3:::b.example.com/p/*"]}]}`
+			if g.Prefix == "" {
+				legacy = `{"Version":"2012-10-17","Statement":[{"Sid":"Full","Effect":"Allow","Action":"s3:*","Resource":["arn:aws:s3:::b.example.com","arn:aws:s3:::b.example.com/*"]}]}`
+			}
+		}
+		if !policy.ExactGroupDocument("aws", g, legacy) {
+			t.Errorf("%+v: the document keyvend wrote before is not exact: %s", g, legacy)
+		}
+		for what, bad := range map[string]string{
+			"a statement added": strings.Replace(doc, `"Statement":[`, `"Statement":[{"Sid":"X","Effect":"Allow","Action":"iam:*","Resource":["*"]},`, 1),
+			"a bucket added":    strings.Replace(doc, `"Resource":["arn:aws:s3:::b.example.com"]`, `"Resource":["arn:aws:s3:::b.example.com","arn:aws:s3:::other"]`, 1),
+			"allow everything":  `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`,
+			"another grant's":   mustDoc(t, policy.Grant{Bucket: "b.example.com", Access: policy.ReadWrite}),
+			"not JSON":          "{",
+		} {
+			if policy.ExactGroupDocument("aws", g, bad) {
+				t.Errorf("%+v: %s taken as exact", g, what)
+			}
+		}
+	}
+}
+
+func mustDoc(t *testing.T, g policy.Grant) string {
+	t.Helper()
+	d, err := policy.Document("aws", g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}

@@ -33,7 +33,7 @@ func TestAWSCallsPerProvision(t *testing.T) {
 			{"new group", []string{"GetGroup", "CreateGroup", "PutGroupPolicy", "CreateUser", "AddUserToGroup", "CreateAccessKey", "CreateSecret"},
 				map[string]string{"GetGroup": "NoSuchEntity"}},
 			{"existing group", []string{"GetGroup", "PutGroupPolicy", "CreateUser", "AddUserToGroup", "CreateAccessKey", "CreateSecret"}, nil},
-			{"replay", append([]string{"GetGroup", "PutGroupPolicy"}, replayReads...),
+			{"replay", append([]string{"GetGroup", "PutGroupPolicy", "GetGroupPolicy"}, replayReads...),
 				map[string]string{"CreateUser": "EntityAlreadyExists", "GetUserPolicy": "NoSuchEntity"}},
 		},
 	}

@@ -49,6 +49,14 @@ var fenceTamperings = []fenceTampering{
 			t.Fatal(err)
 		}
 	}},
+	// A group's name says its grant, not what its policy was rewritten to
+	// allow: the policy of every grant group is read and must be exact.
+	{"unprefixed grant group's policy widened", grants.Group, func(t *testing.T, e *lcEnv, _ string, plain, _ policy.Grant) {
+		if _, err := e.iam.PutGroupPolicy(ctx(), &iam.PutGroupPolicyInput{GroupName: aws.String(policy.GroupName(plain)), PolicyName: aws.String(policy.InlinePolicyName),
+			PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}},
 	{"grant group's policy rewritten", grants.Group, func(t *testing.T, e *lcEnv, _ string, _, prefixed policy.Grant) {
 		if _, err := e.iam.PutGroupPolicy(ctx(), &iam.PutGroupPolicyInput{GroupName: aws.String(policy.GroupName(prefixed)), PolicyName: aws.String(policy.InlinePolicyName),
 			PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Sid":"ReadOnlyObjects","Effect":"Allow","Action":"s3:*","Resource":"*"}]}`)}); err != nil {
@@ -115,9 +123,9 @@ func fenceIAMState(t *testing.T, e *lcEnv, user string) string {
 // carrier is the tampered user policy — every case fails at carol's
 // describe.
 //
-// The tampered group carries a prefixed grant: keyvend reads the policy of
-// a grant group only when its name does not say the grant (a prefix),
-// so the policy of a group of an unprefixed grant is not looked at.
+// The widened unprefixed group is the case a first version of the fence
+// missed: it read a group's policy only when the name did not say the
+// grant (a prefix), so a rewritten policy went unseen.
 func TestUnreadableGrantsAreTheRequestersAlone(t *testing.T) {
 	for _, tc := range fenceTamperings {
 		t.Run(string(tc.mode)+": "+tc.name, func(t *testing.T) {
