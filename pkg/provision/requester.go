@@ -15,16 +15,28 @@ import (
 // _ . : / = + - @ and at most 256 characters. Writing other characters as
 // '_' (as keyvend once did) made user/a,b and user/a_b the same requester.
 //
-// encodeRequester keeps ASCII letters, digits and _ . : / + - @ as they are
-// and writes every other byte of the UTF-8 text, '=' and space included, as
-// '=' and two upper-case hex digits: arn:aws:iam::1:user/a,b becomes
-// arn:aws:iam::1:user/a=2Cb. ok is false when the result does not fit a tag
-// value: such a principal cannot be recorded, and is refused.
+// encodeRequester writes a principal that needs no escaping — ASCII
+// letters, digits and _ . : / + - @ only, as IAM ARNs usually are — as it
+// is. Any other principal is written as '=' followed by the principal with
+// every other byte of its UTF-8 text, '=' and space included, as '=' and
+// two upper-case hex digits: arn:aws:iam::1:user/a,b becomes
+// =arn:aws:iam::1:user/a=2Cb. No principal starts with '=' (they start
+// arn:, jwt:, slack:), so a value without the leading '=' — every value
+// written before the encoding, too — is read literally. ok is false when
+// the result does not fit a tag value: such a principal cannot be
+// recorded, and is refused.
 func encodeRequester(id string) (v string, ok bool) {
-	var b strings.Builder
+	plain := true
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if c < 0x80 && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.:/+-@", c) >= 0) {
+		plain = plain && safeRequesterByte(id[i])
+	}
+	if plain {
+		return id, id != "" && len(id) <= MaxTagValueLen
+	}
+	var b strings.Builder
+	b.WriteByte('=')
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; safeRequesterByte(c) {
 			b.WriteByte(c)
 		} else {
 			fmt.Fprintf(&b, "=%02X", c)
@@ -34,21 +46,25 @@ func encodeRequester(id string) (v string, ok bool) {
 	return v, id != "" && len(v) <= MaxTagValueLen
 }
 
-// decodeRequester inverts encodeRequester. A value with no valid escape
-// is returned as it is: a requester recorded before the encoding (which
-// never held '=' followed by two hex digits in practice).
+func safeRequesterByte(c byte) bool {
+	return c < 0x80 && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.:/+-@", c) >= 0)
+}
+
+// decodeRequester inverts encodeRequester: a value with the leading '='
+// is unescaped, any other is the requester as it is.
 func decodeRequester(v string) string {
-	if !strings.Contains(v, "=") {
+	rest, escaped := strings.CutPrefix(v, "=")
+	if !escaped {
 		return v
 	}
 	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		if v[i] == '=' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]) {
-			b.WriteByte(unhex(v[i+1])<<4 | unhex(v[i+2]))
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '=' && i+2 < len(rest) && isHex(rest[i+1]) && isHex(rest[i+2]) {
+			b.WriteByte(unhex(rest[i+1])<<4 | unhex(rest[i+2]))
 			i += 2
 			continue
 		}
-		b.WriteByte(v[i])
+		b.WriteByte(rest[i])
 	}
 	return b.String()
 }
