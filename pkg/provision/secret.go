@@ -72,6 +72,9 @@ func (s *Service) overwriteSecret(ctx context.Context, in Input, user, value str
 		if _, err := s.sm.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: &name}); err != nil {
 			return "", fmt.Errorf("restore secret %s scheduled for deletion: %w", name, err)
 		}
+		if err := s.noResourcePolicy(ctx, user); err != nil {
+			return "", err
+		}
 	}
 	if _, err := s.sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: &name, SecretString: &value}); err != nil {
 		return "", fmt.Errorf("put new version of secret %s: %w", name, err)
@@ -103,7 +106,9 @@ func (s *Service) ownSecret(ctx context.Context, user string) (*secretsmanager.D
 	desc, dErr = s.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: &name})
 	<-done
 	switch {
-	case pErr != nil && !isCode(pErr, codeResourceNotFound):
+	case pErr != nil && !isCode(pErr, codeResourceNotFound) && !(isCode(pErr, codeInvalidRequest) && dErr == nil && desc.DeletedDate != nil):
+		// (AWS answers InvalidRequestException for a secret scheduled for
+		// deletion: its policy is read once it is restored, noResourcePolicy)
 		return nil, fmt.Errorf("read resource policy of secret %s: %w", name, pErr)
 	case isCode(dErr, codeResourceNotFound):
 		return nil, dErr
@@ -124,6 +129,25 @@ func (s *Service) ownSecret(ctx context.Context, user string) (*secretsmanager.D
 		return nil, refuse("it has a resource policy")
 	}
 	return desc, nil
+}
+
+// noResourcePolicy checks, once a secret scheduled for deletion has been
+// restored, what AWS would not say before: that it has no resource
+// policy. If it has one, the secret is scheduled for deletion again, as it
+// was, and the answer is ownSecret's conflict.
+func (s *Service) noResourcePolicy(ctx context.Context, user string) error {
+	name := s.SecretName(user)
+	pol, err := s.sm.GetResourcePolicy(ctx, &secretsmanager.GetResourcePolicyInput{SecretId: &name})
+	if err != nil {
+		return fmt.Errorf("read resource policy of restored secret %s: %w", name, err)
+	}
+	if strings.TrimSpace(aws.ToString(pol.ResourcePolicy)) == "" {
+		return nil
+	}
+	if _, err := s.sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: &name, RecoveryWindowInDays: aws.Int64(int64(s.cfg.SecretRecoveryDays))}); err != nil {
+		s.log.ErrorContext(ctx, "a restored secret with a resource policy could not be scheduled for deletion again", "secret", name, "error", err.Error())
+	}
+	return &Error{Kind: KindConflict, Detail: fmt.Sprintf("secret %s exists and keyvend did not make it for user %s (it has a resource policy); keyvend will not write to it", name, user)}
 }
 
 // sameKMSKey reports whether a secret's KmsKeyId (as DescribeSecret gives

@@ -146,3 +146,62 @@ func TestUnmanagedSecretIsNotTaken(t *testing.T) {
 		t.Errorf("%d writes to their secret", n)
 	}
 }
+
+// TestScheduledSecretPolicyAsAWSAnswers: AWS refuses GetResourcePolicy on
+// a secret scheduled for deletion (InvalidRequestException; moto answers
+// it, so the test injects AWS's answer). keyvend still reuses its own
+// scheduled secret — restored, its policy read then — and a scheduled
+// secret found to carry a resource policy once restored is scheduled for
+// deletion again and refused (409), never written.
+func TestScheduledSecretPolicyAsAWSAnswers(t *testing.T) {
+	for _, withPolicy := range []bool{false, true} {
+		name := "own secret reused"
+		if withPolicy {
+			name = "secret with a resource policy refused"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			user := awstest.Name("sched")
+			grant := rw(awstest.Name("sched") + ".example.com")
+			old, err := e.svc.Create(ctx(), input(user, grant))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.removeUserByHand(t, user)
+			if withPolicy {
+				if _, err := e.sm.PutResourcePolicy(ctx(), &secretsmanager.PutResourcePolicyInput{SecretId: aws.String(secretName(user)),
+					ResourcePolicy: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::999999999999:root"},"Action":"secretsmanager:GetSecretValue","Resource":"*"}]}`)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := e.sm.DeleteSecret(ctx(), &secretsmanager.DeleteSecretInput{SecretId: aws.String(secretName(user)), RecoveryWindowInDays: aws.Int64(7)}); err != nil {
+				t.Fatal(err)
+			}
+			e.calls.Reset()
+			e.faults.FailNthWith("GetResourcePolicy", 1, "InvalidRequestException") // AWS, for a scheduled secret
+			res, err := e.svc.Create(ctx(), input(user, grant))
+			desc, derr := e.sm.DescribeSecret(ctx(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secretName(user))})
+			if derr != nil {
+				t.Fatal(derr)
+			}
+			if !withPolicy {
+				if err != nil {
+					t.Fatalf("own scheduled secret not reused: %v (%s)", err, opsLine(e.calls.Calls()))
+				}
+				if res.SecretARN != old.SecretARN || desc.DeletedDate != nil {
+					t.Errorf("secret %s (deleted %v), want the restored %s", res.SecretARN, desc.DeletedDate, old.SecretARN)
+				}
+				e.assertComplete(t, res, user, grant)
+				return
+			}
+			wantKind(t, err, provision.KindConflict)
+			if n := e.calls.Count("PutSecretValue") + e.calls.Count("TagResource"); n != 0 {
+				t.Errorf("the foreign secret was written: %s", opsLine(e.calls.Calls()))
+			}
+			if desc.DeletedDate == nil {
+				t.Error("the secret with a resource policy was left restored, not scheduled for deletion again")
+			}
+			e.assertNoTrace(t, user)
+		})
+	}
+}
