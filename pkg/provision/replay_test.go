@@ -189,10 +189,10 @@ func testConflicts(t *testing.T, e *env) {
 		}
 	})
 
+	if e.mode != grants.Group {
+		return // grant mode policy uses no group
+	}
 	t.Run("group of that name under another path", func(t *testing.T) {
-		if e.mode != grants.Group {
-			t.Skip("grant mode group only: grant mode policy uses no group")
-		}
 		user := awstest.Name("grp")
 		grant := rw(awstest.Name("grp") + ".example.com")
 		group := policy.GroupName(grant)
