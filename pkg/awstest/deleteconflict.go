@@ -14,9 +14,9 @@ import (
 )
 
 // DeleteConflicts models AWS where moto is not faithful: moto's DeleteUser
-// succeeds while the user still has access keys, group memberships or
-// policies (and deletes them along), where AWS refuses with
-// DeleteConflict. Attached to a configuration, it looks, before each
+// succeeds while the user still has access keys or group memberships (and
+// deletes them along; it refuses only for an inline policy), where AWS
+// refuses with DeleteConflict. Attached to a configuration, it looks, before each
 // DeleteUser made through it is sent, at what the user still has (through
 // check, a client that reads the same endpoint without going through cfg),
 // and answers DeleteConflict without sending the call if it has an access
