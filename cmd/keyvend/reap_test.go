@@ -97,7 +97,9 @@ func TestReapCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules,
+	svcCfg := cfg.Copy()
+	awstest.RequireBoundary(t, &svcCfg, reapBoundary)
+	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
 		provision.Settings{BoundaryARN: reapBoundary, Region: awstest.Region}, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

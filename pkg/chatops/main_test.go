@@ -76,6 +76,7 @@ func newSlackEnv(t *testing.T) *slackEnv {
 	svcCfg := cfg.Copy()
 	e.calls.Attach(&svcCfg)
 	e.faults.Attach(&svcCfg)
+	awstest.RequireBoundary(t, &svcCfg, testBoundary)
 	rules, err := authz.Parse(strings.NewReader(testRules))
 	if err != nil {
 		t.Fatal(err)

@@ -50,6 +50,7 @@ func newLiveServer(t *testing.T, endpoint string, instrument func(*aws.Config), 
 		t.Fatal(err)
 	}
 	settings.BoundaryARN, settings.Region = testBoundary, awstest.Region
+	awstest.RequireBoundary(t, &cfg, testBoundary)
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules, settings, discard)
 	if err != nil {

@@ -26,6 +26,7 @@ func faultyAPI(t *testing.T) (http.Handler, *awstest.Faults, *syncBuffer) {
 	cfg := awstest.Config(t, srv.URL)
 	faults := &awstest.Faults{}
 	faults.Attach(&cfg)
+	awstest.RequireBoundary(t, &cfg, testBoundary)
 	rules, err := authz.Parse(strings.NewReader(testRules))
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +100,7 @@ func TestAWSErrorsMapToClearResponses(t *testing.T) {
 // the log says what failed.
 func TestUnreachableAWS(t *testing.T) {
 	cfg := awstest.Config(t, "http://127.0.0.1:1")
+	awstest.RequireBoundary(t, &cfg, testBoundary)
 	rules, err := authz.Parse(strings.NewReader(testRules))
 	if err != nil {
 		t.Fatal(err)

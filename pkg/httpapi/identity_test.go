@@ -68,6 +68,7 @@ func newIdentityEnv(t *testing.T) (func(context.Context, events.APIGatewayV2HTTP
 	calls := &awstest.Recorder{}
 	svcCfg := cfg.Copy()
 	calls.Attach(&svcCfg)
+	awstest.RequireBoundary(t, &svcCfg, testBoundary)
 	rules, err := authz.Parse(strings.NewReader(lambdaRules))
 	if err != nil {
 		t.Fatal(err)

@@ -53,8 +53,11 @@ func newLambdaEnv(t *testing.T) *lambdaEnv {
 	}
 	e := &lambdaEnv{iam: iam.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg), log: &syncBuffer{}}
 	log := slog.New(slog.NewJSONHandler(e.log, nil))
-	svc, err := provision.New(e.iam, e.sm, rules, provision.Settings{
-		BoundaryARN: "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary",
+	// The service's clients check its CreateUser calls; e's look at moto.
+	svcCfg := cfg.Copy()
+	awstest.RequireBoundary(t, &svcCfg, testBoundary)
+	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, provision.Settings{
+		BoundaryARN: testBoundary,
 		Region:      awstest.Region,
 	}, log)
 	if err != nil {

@@ -43,6 +43,7 @@ func newAPI(t *testing.T, who caller.Resolver, opts ...httpapi.Option) *apiEnv {
 	e := &apiEnv{calls: &awstest.Recorder{}}
 	svcCfg := cfg.Copy()
 	e.calls.Attach(&svcCfg)
+	awstest.RequireBoundary(t, &svcCfg, testBoundary)
 	rules, err := authz.Parse(strings.NewReader(testRules))
 	if err != nil {
 		t.Fatal(err)

@@ -509,6 +509,7 @@ func newExampleEnv(t *testing.T) *exampleEnv {
 	svcCfg := cfg.Copy()
 	e.faults.attach(&svcCfg)
 	pageListUsers(&svcCfg)
+	awstest.RequireBoundary(t, &svcCfg, testBoundary)
 	rules, err := authz.Load(filepath.Join("..", "..", "rules", "demo.json"))
 	if err != nil {
 		t.Fatal(err)

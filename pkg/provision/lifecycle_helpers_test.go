@@ -112,6 +112,7 @@ func (e *lcEnv) serviceOn(t *testing.T, cfg aws.Config, rulesJSON string, more .
 	for _, m := range append(slices.Clone(e.mutate), more...) {
 		m(&settings)
 	}
+	awstest.RequireBoundary(t, &cfg, settings.BoundaryARN)
 	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

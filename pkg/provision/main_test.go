@@ -89,6 +89,9 @@ func newEnvWith(t *testing.T, instrument func(*aws.Config), mutate ...func(*prov
 	if e.mode == "" {
 		e.mode = grants.Policy
 	}
+	// Every CreateUser the service makes must carry its boundary (moto
+	// drops it, so only the request can show it).
+	awstest.RequireBoundary(t, &svcCfg, settings.BoundaryARN)
 	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

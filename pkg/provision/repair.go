@@ -92,6 +92,10 @@ func (s *Service) lockRepair(ctx context.Context, user string) (func(), error) {
 			return nil, wrapf(err, "take repair lock %s", name)
 		}
 		got, err := s.iam.GetGroup(ctx, &iam.GetGroupInput{GroupName: &name, MaxItems: aws.Int32(1)})
+		if err != nil && !isCode(err, codeNoSuchEntity) {
+			// Not "another request holds it": keyvend could not tell.
+			return nil, wrapf(err, "read repair lock %s", name)
+		}
 		if err != nil || aws.ToString(got.Group.Path) != path || s.cfg.Now().Sub(aws.ToTime(got.Group.CreateDate)) < s.cfg.RepairAfter {
 			break
 		}

@@ -90,6 +90,7 @@ func rotService(t *testing.T, cfg aws.Config, rules string, mutate ...func(*prov
 	for _, m := range mutate {
 		m(&settings)
 	}
+	awstest.RequireBoundary(t, &cfg, settings.BoundaryARN)
 	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rs, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

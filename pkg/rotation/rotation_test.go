@@ -101,7 +101,9 @@ func vend(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := provision.New(f.iam, f.sm, rules, provision.Settings{BoundaryARN: boundary}, quiet())
+	svcCfg := config(t, f.url)
+	awstest.RequireBoundary(t, &svcCfg, boundary)
+	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, provision.Settings{BoundaryARN: boundary}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

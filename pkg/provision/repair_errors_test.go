@@ -1,0 +1,163 @@
+package provision_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/grants"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/provision"
+)
+
+// halfMadeForRepair builds the half-made user that makes a repair take
+// every step: keyvend's user with no grant, a secret holding a key the
+// user no longer has, a stray key, and a stale repair lock (a request died
+// holding it). It returns the stray key and the lock's GroupId.
+func halfMadeForRepair(t *testing.T, e *env, user string) (stray, lock string) {
+	t.Helper()
+	e.makeManagedUser(t, user)
+	gone := e.handKey(t, user)
+	e.makeManagedSecret(t, user, gone)
+	deleteKey(t, e, user, gone)
+	return e.handKey(t, user), makeStaleLock(t, e, user)
+}
+
+// TestRepairFaultAtEveryCallThenRetryConverges: a half-made user is
+// repaired by a request whose RepairAfter has passed, while each AWS call
+// of that request fails in turn. The calls are those of a clean repair of
+// the same state (the lock broken and taken again, the state read twice,
+// the stray deleted, a key made and stored in the existing secret, the
+// grants given). With the fault, the request answers an internal error
+// carrying the failed call's error; no key it created is outside the
+// secret (the user's keys are the secret's, or the stray that was there
+// before); the lock it took is released (only the stale lock it found may
+// still be there, to be broken again); and the same request without the
+// fault repairs the user completely.
+//
+// One call is best effort and has its own case: the release of the lock.
+// Its failure is logged and the request still succeeds; the lock stays
+// until a later repair finds it stale and breaks it.
+func TestRepairFaultAtEveryCallThenRetryConverges(t *testing.T) {
+	bothModes(t, testRepairFaultAtEveryCallThenRetryConverges)
+}
+
+func testRepairFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode) {
+	e := newEnv(t, repairAfter(time.Nanosecond), grantMode(mode))
+	user := awstest.Name("RepErr")
+	grant := rw(awstest.Name("reperr") + ".example.com")
+	halfMadeForRepair(t, e, user)
+	e.calls.Reset()
+	res, err := e.svc.Create(ctx(), input(user, grant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Repaired {
+		t.Fatalf("baseline not repaired: %+v", res)
+	}
+	e.assertComplete(t, res, user, grant)
+	calls := e.calls.Calls()
+	t.Logf("clean repair: %s", opsLine(calls))
+	every := numbered(opsInOrder(calls))
+	// The steps this state must make a repair take, so that each is faulted.
+	for _, op := range []string{"CreateGroup", "GetGroup", "DeleteGroup", "DeleteAccessKey", "CreateAccessKey",
+		"CreateSecret", "DescribeSecret", "GetResourcePolicy", "PutSecretValue", "TagResource"} {
+		if !slices.ContainsFunc(every, func(c nthCall) bool { return c.op == op }) {
+			t.Fatalf("the clean repair made no %s: %s", op, opsLine(calls))
+		}
+	}
+	release := nthCall{"DeleteGroup", 0}
+	for _, c := range every {
+		if c.op == "DeleteGroup" {
+			release = c // the last DeleteGroup: the lock's release
+		}
+	}
+	if release.nth != 2 {
+		t.Fatalf("%d DeleteGroup calls, want the stale lock's and the release", release.nth)
+	}
+
+	for _, fc := range every {
+		t.Run(fc.String(), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, repairAfter(time.Nanosecond), grantMode(mode))
+			user := awstest.Name("RepErr")
+			grant := rw(awstest.Name("reperr") + ".example.com") // its own group: cases run in parallel
+			stray, staleLock := halfMadeForRepair(t, e, user)
+			e.faults.FailNth(fc.op, fc.nth)
+			res, err := e.svc.Create(ctx(), input(user, grant))
+			t.Logf("run: %s", opsLine(e.calls.Calls()))
+			if e.faults.Fired() != 1 {
+				t.Fatalf("the fault fired %d times", e.faults.Fired())
+			}
+			e.faults.Clear()
+
+			if fc == release {
+				if err != nil {
+					t.Fatalf("a failed lock release failed the request: %v", err)
+				}
+				e.assertComplete(t, res, user, grant)
+				id := lockGroupID(t, e, user)
+				if id == "" || id == staleLock {
+					t.Fatalf("lock after a failed release = %q, want the one the request took (the stale one was %s)", id, staleLock)
+				}
+				// The lock left expires: a later repair of the user (half-made
+				// again) finds it stale and breaks it.
+				deleteKey(t, e, user, res.AccessKeyID)
+				e.calls.Reset()
+				again, err := e.svc.Create(ctx(), input(user, grant))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !again.Repaired || e.calls.Count("DeleteGroup") != 2 {
+					t.Errorf("the left lock was not broken: Repaired=%v, %s", again.Repaired, opsLine(e.calls.Calls()))
+				}
+				e.assertComplete(t, again, user, grant)
+				if lockGroupID(t, e, user) != "" {
+					t.Error("lock not released")
+				}
+				return
+			}
+
+			if err == nil {
+				t.Fatalf("the request succeeded despite the fault: %+v", res)
+			}
+			if k := provision.KindOf(err); k != 0 || awsCode(err) != awstest.InjectedCode {
+				t.Errorf("error = %v (kind %d), want an internal error carrying the injected fault", err, k)
+			}
+			// No key leaked: each key is the secret's, or the stray that was
+			// there before (a retry deletes it).
+			cred, _, hasSecret := e.secretCredential(t, user)
+			keys, _ := e.keyIDs(t, user)
+			for _, id := range keys {
+				if id != stray && (!hasSecret || id != cred.AccessKeyID) {
+					t.Errorf("key %s is neither in the secret (%s) nor the stray %s", id, cred.AccessKeyID, stray)
+				}
+			}
+			if len(keys) > 2 {
+				t.Errorf("keys %v", keys)
+			}
+			// The lock: released, or the stale one it found still there.
+			if id := lockGroupID(t, e, user); id != "" && id != staleLock {
+				t.Errorf("the request left the lock it took (%s)", id)
+			}
+
+			res, err = e.svc.Create(ctx(), input(user, grant))
+			if err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if !res.Repaired || res.AccessKeyID == stray {
+				t.Errorf("retry: Repaired=%v key %s (stray %s)", res.Repaired, res.AccessKeyID, stray)
+			}
+			e.assertComplete(t, res, user, grant)
+			if lockGroupID(t, e, user) != "" {
+				t.Error("repair lock left after the retry")
+			}
+			if mode == grants.Group {
+				if m := e.groupMembers(t, policy.GroupName(grant)); !slices.Equal(m, []string{user}) {
+					t.Errorf("members of %s = %v", policy.GroupName(grant), m)
+				}
+			}
+		})
+	}
+}
