@@ -179,7 +179,11 @@ func testRequestDuringAnotherInstancesCompensation(t *testing.T, mode grants.Mod
 		_, err := a.svc.Create(ctx(), input(user, grant))
 		aErr <- err
 	}()
-	<-aAtKey
+	select {
+	case <-aAtKey:
+	case err := <-aErr: // A failed before its key: the hooks never fire
+		t.Fatalf("A ended before creating its key: %v", err)
+	}
 	bOut := make(chan outcome, 1)
 	go func() {
 		r, err := b.svc.Create(ctx(), input(user, grant))
@@ -227,7 +231,11 @@ func TestRequestWhileAnotherInstanceJoinsGroups(t *testing.T) {
 		r, err := a.svc.Create(ctx(), input(user, grant))
 		aOut <- outcome{r, err}
 	}()
-	<-stored
+	select {
+	case <-stored:
+	case o := <-aOut: // A ended before storing its key: the hooks never fire
+		t.Fatalf("A ended before storing its key: %+v, %v", o.res, o.err)
+	}
 	_, err := b.svc.Create(ctx(), input(user, grant))
 	close(bAnswered)
 	if pe := wantKind(t, err, provision.KindInProgress); pe.RetryAfter <= 0 {

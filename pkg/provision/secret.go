@@ -79,8 +79,12 @@ func (s *Service) overwriteSecret(ctx context.Context, in Input, user, value str
 	if _, err := s.sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: &name, SecretString: &value}); err != nil {
 		return "", fmt.Errorf("put new version of secret %s: %w", name, err)
 	}
+	// The key is stored: the secret already carries keyvend's tags for
+	// this user (ownSecret), and failing now would delete a key that is in
+	// its secret. The requester and request-id tags are only brought up to
+	// date, best effort.
 	if _, err := s.sm.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: &name, Tags: s.secretTags(in, user)}); err != nil {
-		return "", fmt.Errorf("tag secret %s: %w", name, err)
+		s.log.WarnContext(ctx, "secret holds the new key but its requester tags were not updated", "secret", name, "error", err.Error())
 	}
 	return aws.ToString(desc.ARN), nil
 }
