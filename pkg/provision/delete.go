@@ -55,12 +55,26 @@ func (s *Service) Delete(ctx context.Context, in DeleteInput) (err error) {
 	start := time.Now()
 	var audited []policy.Grant
 	defer func() { s.audit(ctx, start, "delete", in.Principal, in.RequestID, in.User, audited, &err) }()
-	if msg := CheckUserName(in.User); msg != "" {
-		return &Error{Kind: KindInvalid, Detail: "the user name is not valid", Fields: []policy.FieldError{{Field: "name", Detail: msg}}}
+	if err := checkName(in.User); err != nil {
+		return err
 	}
 	inv, err := s.inventory(ctx, in.User)
 	if err != nil {
 		return err
+	}
+	if owns(in.Principal, inv.user) && !in.Force {
+		// Its requester may delete it whatever it holds: its grants (in
+		// grant mode group, the policies of its groups: one more round
+		// trip) are read alongside the deletion, for the audit line only.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if held, err := s.heldBy(ctx, in.User, inv); err == nil {
+				audited = held.Grants
+			}
+		}()
+		defer func() { <-done }()
+		return s.finishDelete(ctx, in.User, inv, in.Force)
 	}
 	held, err := s.heldBy(ctx, in.User, inv)
 	if err != nil {
