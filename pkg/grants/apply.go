@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
@@ -86,7 +87,7 @@ func (c *Carrier) applyGroups(ctx context.Context, user string, want []policy.Gr
 	}
 	if have.Policy {
 		_, err := c.iam.DeleteUserPolicy(ctx, &iam.DeleteUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName)})
-		if err != nil && !isCode(err, "NoSuchEntity") {
+		if err != nil && !awserr.Is(err, "NoSuchEntity") {
 			return nil, fmt.Errorf("delete policy %s of user %s: %w", policy.UserPolicyName, user, err)
 		}
 	}
@@ -110,7 +111,7 @@ func (c *Carrier) leave(ctx context.Context, user string, groups []string) error
 	}
 	return c.each(refs, func(g GroupRef) error {
 		_, err := c.iam.RemoveUserFromGroup(ctx, &iam.RemoveUserFromGroupInput{UserName: &user, GroupName: aws.String(g.Name)})
-		if err != nil && !isCode(err, "NoSuchEntity") {
+		if err != nil && !awserr.Is(err, "NoSuchEntity") {
 			return fmt.Errorf("remove user %s from group %s: %w", user, g.Name, err)
 		}
 		return nil
@@ -159,7 +160,7 @@ func (c *Carrier) dropIfEmpty(ctx context.Context, name string) {
 	log := c.log.With("group", name)
 	got, err := c.iam.GetGroup(ctx, &iam.GetGroupInput{GroupName: &name, MaxItems: aws.Int32(1)})
 	switch {
-	case isCode(err, "NoSuchEntity"):
+	case awserr.Is(err, "NoSuchEntity"):
 		return
 	case err != nil:
 		log.WarnContext(ctx, "empty grant group not deleted: cannot read it", "error", err.Error())
@@ -176,7 +177,7 @@ func (c *Carrier) dropIfEmpty(ctx context.Context, name string) {
 		}
 	}
 	_, err = c.iam.DeleteGroupPolicy(ctx, &iam.DeleteGroupPolicyInput{GroupName: &name, PolicyName: aws.String(policy.InlinePolicyName)})
-	if err != nil && !isCode(err, "NoSuchEntity") {
+	if err != nil && !awserr.Is(err, "NoSuchEntity") {
 		log.WarnContext(ctx, "empty grant group not deleted: its policy stays", "error", err.Error())
 		return
 	}
@@ -184,8 +185,8 @@ func (c *Carrier) dropIfEmpty(ctx context.Context, name string) {
 	switch {
 	case err == nil:
 		log.InfoContext(ctx, "deleted grant group: its last member left")
-	case isCode(err, "NoSuchEntity"):
-	case isCode(err, "DeleteConflict") && c.cfg.Mode == Group && gerr == nil:
+	case awserr.Is(err, "NoSuchEntity"):
+	case awserr.Is(err, "DeleteConflict") && c.cfg.Mode == Group && gerr == nil:
 		// Someone joined meanwhile: give the group its policy back.
 		if perr := c.putGroupPolicy(ctx, name, grant); perr != nil {
 			log.ErrorContext(ctx, "a member joined a grant group while it was being deleted and its policy could not be put back; the next provision with this grant puts it", "error", perr.Error())

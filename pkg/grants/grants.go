@@ -26,8 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
-	"github.com/aws/smithy-go"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
@@ -225,7 +225,7 @@ func (c *Carrier) Read(ctx context.Context, user string) (*Held, error) {
 		defer wg.Done()
 		out, err := c.iam.GetUserPolicy(ctx, &iam.GetUserPolicyInput{UserName: &user, PolicyName: &userPolicyName})
 		switch {
-		case isCode(err, "NoSuchEntity"): // no policy (or no user: ListGroupsForUser says which)
+		case awserr.Is(err, "NoSuchEntity"): // no policy (or no user: ListGroupsForUser says which)
 		case err != nil:
 			pErr = fmt.Errorf("read policy %s of user %s: %w", userPolicyName, user, err)
 		default:
@@ -309,7 +309,7 @@ func (c *Carrier) keyvendGroups(ctx context.Context, user string) ([]iamtypes.Gr
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			if isCode(err, "NoSuchEntity") {
+			if awserr.Is(err, "NoSuchEntity") {
 				return nil, err
 			}
 			return nil, fmt.Errorf("list groups of user %s: %w", user, err)
@@ -344,7 +344,7 @@ func (c *Carrier) groupGrants(ctx context.Context, groups []iamtypes.Group) (ref
 			defer wg.Done()
 			out, err := c.iam.GetGroupPolicy(ctx, &iam.GetGroupPolicyInput{GroupName: aws.String(name), PolicyName: aws.String(policy.InlinePolicyName)})
 			switch {
-			case isCode(err, "NoSuchEntity"): // not a group keyvend made or fully configured
+			case awserr.Is(err, "NoSuchEntity"): // not a group keyvend made or fully configured
 				c.log.WarnContext(ctx, "keyvend group without its policy", "group", name)
 				return
 			case err != nil:
@@ -390,17 +390,4 @@ func firstErr(err error) error {
 		}
 	}
 	return err
-}
-
-func isCode(err error, codes ...string) bool {
-	var ae smithy.APIError
-	if !errors.As(err, &ae) {
-		return false
-	}
-	for _, c := range codes {
-		if ae.ErrorCode() == c {
-			return true
-		}
-	}
-	return false
 }

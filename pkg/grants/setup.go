@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
@@ -216,7 +217,7 @@ func (s *Setup) startGroups(ctx context.Context, known []GroupRef) {
 // (DropEmpty) — is made again, with its policy, and joined.
 func (c *Carrier) join(ctx context.Context, user string, g GroupRef) error {
 	_, err := c.iam.AddUserToGroup(ctx, &iam.AddUserToGroupInput{UserName: &user, GroupName: aws.String(g.Name)})
-	if isCode(err, "NoSuchEntity") {
+	if awserr.Is(err, "NoSuchEntity") {
 		if _, _, rerr := c.resolveGroup(ctx, g.Grant); rerr != nil {
 			return rerr
 		}
@@ -261,18 +262,18 @@ func (c *Carrier) resolveGroup(ctx context.Context, g policy.Grant) (ref GroupRe
 	switch {
 	case err == nil:
 		group = got.Group
-	case isCode(err, "NoSuchEntity"):
+	case awserr.Is(err, "NoSuchEntity"):
 		out, cerr := c.iam.CreateGroup(ctx, &iam.CreateGroupInput{GroupName: &name, Path: &c.cfg.Path})
 		switch {
 		case cerr == nil:
 			group, created = out.Group, true
-		case isCode(cerr, "EntityAlreadyExists"): // another request created it just now
+		case awserr.Is(cerr, "EntityAlreadyExists"): // another request created it just now
 			again, gerr := c.iam.GetGroup(ctx, &iam.GetGroupInput{GroupName: &name, MaxItems: aws.Int32(1)})
 			if gerr != nil {
 				return ref, false, fmt.Errorf("read group %s: %w", name, gerr)
 			}
 			group = again.Group
-		case isCode(cerr, "LimitExceeded"):
+		case awserr.Is(cerr, "LimitExceeded"):
 			return ref, false, fmt.Errorf("create group %s: %w: %w", name, ErrGroupQuota, cerr)
 		default:
 			return ref, false, fmt.Errorf("create group %s: %w", name, cerr)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/smithy-go"
+	"github.com/keyvend/keyvend/pkg/awserr"
 
 	"github.com/keyvend/keyvend/pkg/policy"
 )
@@ -50,24 +50,8 @@ func KindOf(err error) Kind {
 	return 0
 }
 
-// awsCode returns the AWS error code in err, or "".
-func awsCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-func isCode(err error, codes ...string) bool {
-	c := awsCode(err)
-	for _, want := range codes {
-		if c == want {
-			return true
-		}
-	}
-	return false
-}
+// isCode reports whether err is an AWS API error with one of codes.
+func isCode(err error, codes ...string) bool { return awserr.Is(err, codes...) }
 
 // Codes keyvend acts on.
 const (

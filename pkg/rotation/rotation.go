@@ -24,8 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/smithy-go"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -372,7 +372,7 @@ func (r *Rotator) create(ctx context.Context, log *slog.Logger, info *secretInfo
 		return err
 	}
 	pending, err := r.value(ctx, info.arn, token, stagePending)
-	if err != nil && !isCode(err, "ResourceNotFoundException") {
+	if err != nil && !awserr.Is(err, "ResourceNotFoundException") {
 		return err
 	}
 	if pending != nil && pending.AccessKeyID != current.AccessKeyID && keys[pending.AccessKeyID] {
@@ -383,7 +383,7 @@ func (r *Rotator) create(ctx context.Context, log *slog.Logger, info *secretInfo
 		if id == current.AccessKeyID {
 			continue
 		}
-		if _, err := r.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &info.user, AccessKeyId: aws.String(id)}); err != nil && !isCode(err, "NoSuchEntity") {
+		if _, err := r.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &info.user, AccessKeyId: aws.String(id)}); err != nil && !awserr.Is(err, "NoSuchEntity") {
 			return fmt.Errorf("delete stray key %s of %s: %w", id, info.user, err)
 		}
 		log.InfoContext(ctx, "createSecret: deleted stray key", "access_key_id", id)
@@ -460,7 +460,7 @@ func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo
 	}
 	if _, err := r.Secrets.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
 		SecretId: &info.arn, VersionStage: aws.String(stagePending), RemoveFromVersionId: &token,
-	}); err != nil && !isCode(err, "InvalidParameterException", "ResourceNotFoundException") {
+	}); err != nil && !awserr.Is(err, "InvalidParameterException", "ResourceNotFoundException") {
 		log.WarnContext(ctx, "finishSecret: could not remove AWSPENDING", "error", err.Error())
 	}
 	current, err := r.value(ctx, info.arn, "", stageCurrent)
@@ -475,7 +475,7 @@ func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo
 		if id == current.AccessKeyID {
 			continue
 		}
-		if _, err := r.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &info.user, AccessKeyId: aws.String(id)}); err != nil && !isCode(err, "NoSuchEntity") {
+		if _, err := r.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &info.user, AccessKeyId: aws.String(id)}); err != nil && !awserr.Is(err, "NoSuchEntity") {
 			return fmt.Errorf("delete previous key %s of %s: %w", id, info.user, err)
 		}
 		log.InfoContext(ctx, "finishSecret: previous key deleted", "access_key_id", id)
@@ -515,19 +515,6 @@ func (r *Rotator) keyIDs(ctx context.Context, user string) (map[string]bool, err
 func has(stages []string, s string) bool {
 	for _, x := range stages {
 		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func isCode(err error, codes ...string) bool {
-	var ae smithy.APIError
-	if !errors.As(err, &ae) {
-		return false
-	}
-	for _, c := range codes {
-		if ae.ErrorCode() == c {
 			return true
 		}
 	}
