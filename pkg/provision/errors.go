@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/keyvend/keyvend/pkg/awserr"
-
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
