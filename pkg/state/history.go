@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -91,6 +92,26 @@ func (s *Store) History(ctx context.Context, name string, limit int, next string
 	return page, nil
 }
 
+// Deleted returns up to limit users deleted whose history has no
+// retention yet (Remove marks them).
+func (s *Store) Deleted(ctx context.Context, limit int) ([]string, error) {
+	out, err := s.db.Query(ctx, &dynamodb.QueryInput{
+		TableName: &s.table, KeyConditionExpression: aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(deletedPK)},
+		Limit:                     aws.Int32(int32(limit)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: read the users deleted: %w", err)
+	}
+	var names []string
+	for _, it := range out.Items {
+		if n, ok := it["name"].(*types.AttributeValueMemberS); ok {
+			names = append(names, n.Value)
+		}
+	}
+	return names, nil
+}
+
 // ExpireHistory sets the TTL of every entry of name's history to retain
 // from now: the history of a deleted user is kept that long, then DynamoDB
 // deletes it. A live user's history is kept.
@@ -118,8 +139,13 @@ func (s *Store) ExpireHistory(ctx context.Context, name string, retain time.Dura
 			}
 		}
 		if len(out.LastEvaluatedKey) == 0 {
-			return nil
+			break
 		}
 		start = out.LastEvaluatedKey
 	}
+	// Done: the user leaves the list of users deleted (Deleted).
+	if _, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &s.table, Key: key(deletedPK, strings.ToLower(name))}); err != nil {
+		return fmt.Errorf("state: mark the history of %s as retained: %w", name, err)
+	}
+	return nil
 }

@@ -23,6 +23,7 @@ type recordItem struct {
 	ExpirySK    string `dynamodbav:"exp_sk,omitempty"`
 
 	Name        string         `dynamodbav:"name"`
+	UserARN     string         `dynamodbav:"user_arn,omitempty"`
 	Phase       Phase          `dynamodbav:"phase"`
 	Version     int64          `dynamodbav:"version"`
 	Grants      []policy.Grant `dynamodbav:"grants"`
@@ -46,6 +47,7 @@ type bucketItem struct {
 	PK        string         `dynamodbav:"pk"`
 	SK        string         `dynamodbav:"sk"`
 	Name      string         `dynamodbav:"name"`
+	UserARN   string         `dynamodbav:"user_arn,omitempty"`
 	Requester string         `dynamodbav:"requester"`
 	Grants    []policy.Grant `dynamodbav:"grants"`
 	Intact    bool           `dynamodbav:"intact"`
@@ -80,7 +82,7 @@ func (r *Record) item() recordItem {
 	it := recordItem{
 		PK: userPK(r.Name), SK: recordSK,
 		NamePK: namePK, NameSK: strings.ToLower(r.Name),
-		Name: r.Name, Phase: r.Phase, Version: r.Version, Grants: r.Grants, GrantMode: r.GrantMode, Intact: r.Intact,
+		Name: r.Name, UserARN: r.UserARN, Phase: r.Phase, Version: r.Version, Grants: r.Grants, GrantMode: r.GrantMode, Intact: r.Intact,
 		Requester: r.Requester, Reason: r.Reason, RequestID: r.RequestID,
 		CreatedAt: timeString(r.CreatedAt), KeyID: r.KeyID, KeyAt: timeString(r.KeyAt), UpdatedAt: timeString(r.UpdatedAt),
 		LeaseHolder: r.LeaseHolder,
@@ -103,7 +105,7 @@ func (r *Record) item() recordItem {
 
 func (it recordItem) record() *Record {
 	r := &Record{
-		Name: it.Name, Phase: it.Phase, Version: it.Version, Grants: it.Grants, GrantMode: it.GrantMode, Intact: it.Intact,
+		Name: it.Name, UserARN: it.UserARN, Phase: it.Phase, Version: it.Version, Grants: it.Grants, GrantMode: it.GrantMode, Intact: it.Intact,
 		Requester: it.Requester, Reason: it.Reason, RequestID: it.RequestID, CreatedAt: parseTime(it.CreatedAt),
 		KeyID: it.KeyID, KeyAt: parseTime(it.KeyAt), UpdatedAt: parseTime(it.UpdatedAt), LeaseHolder: it.LeaseHolder,
 	}
@@ -125,7 +127,7 @@ func (r *Record) bucketItems() []bucketItem {
 			continue
 		}
 		seen[g.Bucket] = true
-		it := bucketItem{PK: bucketPK(g.Bucket), SK: bucketSK(r.Name), Name: r.Name, Requester: r.Requester, Grants: r.Grants,
+		it := bucketItem{PK: bucketPK(g.Bucket), SK: bucketSK(r.Name), Name: r.Name, UserARN: r.UserARN, Requester: r.Requester, Grants: r.Grants,
 			Intact: r.Intact, Reason: r.Reason, CreatedAt: timeString(r.CreatedAt), KeyID: r.KeyID, KeyAt: timeString(r.KeyAt)}
 		if r.ExpiresAt != nil {
 			it.ExpiresAt = timeString(*r.ExpiresAt)
@@ -136,7 +138,7 @@ func (r *Record) bucketItems() []bucketItem {
 }
 
 func (it bucketItem) record() *Record {
-	r := &Record{Name: it.Name, Phase: Ready, Grants: it.Grants, Intact: it.Intact, Requester: it.Requester, Reason: it.Reason,
+	r := &Record{Name: it.Name, UserARN: it.UserARN, Phase: Ready, Grants: it.Grants, Intact: it.Intact, Requester: it.Requester, Reason: it.Reason,
 		CreatedAt: parseTime(it.CreatedAt), KeyID: it.KeyID, KeyAt: parseTime(it.KeyAt)}
 	if it.ExpiresAt != "" {
 		t := parseTime(it.ExpiresAt)

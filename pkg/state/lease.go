@@ -126,6 +126,25 @@ func (s *Store) whyNotLeased(ctx context.Context, name, holder string, o LeaseOp
 	return r, ErrBusy // it changed between the write and the read: as busy, try again
 }
 
+// Abort gives up holder's lease on name and puts the record back in phase
+// (a delete that took the lease, marking the user Deleting, and was then
+// refused).
+func (s *Store) Abort(ctx context.Context, name, holder string, phase Phase) error {
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: &s.table, Key: key(userPK(name), recordSK),
+		UpdateExpression:          aws.String("SET phase = :phase REMOVE lease_holder, lease_until"),
+		ConditionExpression:       aws.String("lease_holder = :me"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": str(holder), ":phase": str(string(phase))},
+	})
+	switch {
+	case conditionFailed(err):
+		return ErrLeaseLost
+	case err != nil:
+		return fmt.Errorf("state: give back %s: %w", name, err)
+	}
+	return nil
+}
+
 // Release gives up holder's lease on name; a lease holder no longer holds
 // is left alone (ErrLeaseLost).
 func (s *Store) Release(ctx context.Context, name, holder string) error {
@@ -200,15 +219,18 @@ func (s *Store) Commit(ctx context.Context, c Change) (*Record, error) {
 	return &next, nil
 }
 
-// Remove deletes name's record and its per-bucket summaries and appends
-// its last history entry, in one transaction, only if holder holds the
-// lease (else ErrLeaseLost). The history stays for retention (ExpireHistory).
+// Remove deletes name's record and its per-bucket summaries, appends its
+// last history entry and marks the user deleted (Deleted: its history
+// then gets its retention), in one transaction, only if holder holds the
+// lease (else ErrLeaseLost).
 func (s *Store) Remove(ctx context.Context, holder string, prev *Record, entry *History) error {
 	items := []types.TransactWriteItem{{Delete: &types.Delete{
 		TableName: &s.table, Key: key(userPK(prev.Name), recordSK),
 		ConditionExpression:       aws.String("lease_holder = :me"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":me": str(holder)},
-	}}}
+	}}, {Put: &types.Put{TableName: &s.table, Item: map[string]types.AttributeValue{
+		"pk": str(deletedPK), "sk": str(strings.ToLower(prev.Name)), "name": str(prev.Name), "at": str(timeString(s.now())),
+	}}}}
 	more, err := s.indexWrites(prev, nil)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@
 //	USER#<lower name>     USER                   the user's record (Record), with its lease
 //	USER#<lower name>     HIST#<time>#<request>  one history entry (History)
 //	BUCKET#<bucket>       USER#<lower name>      the user's summary, per bucket it holds a grant on
+//	DELETED               <lower name>           a user deleted whose history awaits its retention (Deleted)
 //	IDEM#<hash>           IDEM                   an idempotency key (pkg/idempotency)
 //	META                  <name>                 metadata: the page-token key, the reconciliation's checkpoint
 //
@@ -73,6 +74,7 @@ const (
 // Record is what keyvend knows of one vended user.
 type Record struct {
 	Name      string         // exactly as IAM has it
+	UserARN   string         //
 	Phase     Phase          //
 	Version   int64          // bumped by every committed change: the user's ETag
 	Grants    []policy.Grant //
@@ -177,4 +179,5 @@ const (
 	namePK     = "USERS"   // by-name: every record
 	expiryPK   = "EXPIRES" // by-expiry: records that expire
 	requesterP = "REQ#"    // by-requester: REQ#<requester>
+	deletedPK  = "DELETED" // users deleted, until their history has its retention
 )
