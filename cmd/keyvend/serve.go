@@ -75,7 +75,7 @@ func serve(args []string) error {
 			cfg.ChatopsQueueURL = env.QueueURL
 			cfg.ChatopsMaxReceives = localenv.MaxReceives
 		}
-		if err := env.WriteEnvFile(*envFile); err != nil {
+		if err := env.WriteEnvFile(*envFile, cfg.RulesPath); err != nil {
 			return fmt.Errorf("write %s: %w", *envFile, err)
 		}
 		defer os.Remove(*envFile) // it points at this moto, which stops with us

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/provision"
 	"github.com/keyvend/keyvend/pkg/rotation"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // Config is keyvend's configuration, from KEYVEND_* environment variables.
@@ -45,6 +47,7 @@ type Config struct {
 	CORSOrigins  []string      // KEYVEND_CORS_ORIGINS: comma-separated portal origins (none)
 	JWTPrincipal string        // KEYVEND_JWT_PRINCIPAL_CLAIM (sub)
 	JWTGroups    string        // KEYVEND_JWT_GROUPS_CLAIM (groups)
+	Table        string        // KEYVEND_TABLE: keyvend's state table (required)
 
 	// The Slack command (pkg/chatops).
 	SlackSigningSecret    string // KEYVEND_SLACK_SIGNING_SECRET: the signing secret itself (local mode)
@@ -62,6 +65,7 @@ func FromEnv() (Config, error) {
 		SecretPrefix: os.Getenv("KEYVEND_SECRET_PREFIX"),
 		UserPath:     os.Getenv("KEYVEND_USER_PATH"),
 		KMSKeyID:     os.Getenv("KEYVEND_KMS_KEY_ID"),
+		Table:        os.Getenv("KEYVEND_TABLE"),
 	}
 	mode, err := grants.ParseMode(os.Getenv("KEYVEND_GRANT_MODE"))
 	if err != nil {
@@ -233,9 +237,19 @@ func NewServiceWith(c Config, awsCfg aws.Config, log *slog.Logger, adjust ...fun
 	return newService(c, awsCfg, rules, log, adjust...)
 }
 
+// NewStore is the state table named by c.Table (KEYVEND_TABLE).
+func NewStore(c Config, awsCfg aws.Config) (*state.Store, error) {
+	return state.New(dynamodb.NewFromConfig(awsCfg), c.Table)
+}
+
 // newService builds the provisioning service with rules already loaded.
 func newService(c Config, awsCfg aws.Config, rules *authz.Rules, log *slog.Logger, adjust ...func(*provision.Settings)) (*provision.Service, error) {
+	store, err := NewStore(c, awsCfg)
+	if err != nil {
+		return nil, err
+	}
 	settings := provision.Settings{
+		Store:              store,
 		UserPath:           c.UserPath,
 		GrantMode:          c.GrantMode,
 		BoundaryARN:        c.BoundaryARN,

@@ -11,10 +11,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/moto"
 	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // Region, credentials and names of the embedded environment.
@@ -30,6 +33,8 @@ const (
 	AccessKeyID  = "keyvend-local"
 	SecretKey    = "keyvend-local-secret"
 	BoundaryName = "keyvend-boundary"
+	// Table is the state table (KEYVEND_TABLE).
+	Table = "keyvend-state"
 )
 
 // Buckets are the demo buckets the embedded environment creates.
@@ -114,6 +119,9 @@ func (e *Env) seed(ctx context.Context) error {
 			return fmt.Errorf("seed bucket %s: %w", b, err)
 		}
 	}
+	if err := state.CreateTable(ctx, dynamodb.NewFromConfig(e.AWS), Table); err != nil {
+		return fmt.Errorf("seed state table: %w", err)
+	}
 	return e.createQueues(ctx)
 }
 
@@ -143,12 +151,38 @@ func (e *Env) createQueues(ctx context.Context) error {
 }
 
 // WriteEnvFile writes shell exports that point the AWS CLI at the embedded
-// moto (as an admin), for the README's demo: `. .keyvend/local.env`.
-func (e *Env) WriteEnvFile(path string) error {
+// moto (as an admin), for the README's demo: `. .keyvend/local.env`. They
+// are every setting a second `keyvend serve` needs to share this moto's
+// state — as a second Lambda instance would: the endpoint, the boundary,
+// the state table, the queues and the rules file (rules, made absolute).
+func (e *Env) WriteEnvFile(path, rules string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	content := fmt.Sprintf("# written by keyvend serve: the embedded local AWS (moto)\nexport AWS_ENDPOINT_URL=%s\nexport AWS_REGION=%s\nexport AWS_DEFAULT_REGION=%s\nexport AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\nexport AWS_EC2_METADATA_DISABLED=true\nexport KEYVEND_BOUNDARY_ARN=%s\nexport KEYVEND_CHATOPS_QUEUE_URL=%s\nexport KEYVEND_CHATOPS_DLQ_URL=%s\n",
-		e.Moto.URL, Region, Region, AccessKeyID, SecretKey, e.BoundaryARN, e.QueueURL, e.DeadLetterURL)
-	return os.WriteFile(path, []byte(content), 0o600)
+	if rules != "" {
+		if abs, err := filepath.Abs(rules); err == nil {
+			rules = abs
+		}
+	}
+	var b strings.Builder
+	b.WriteString("# written by keyvend serve: the embedded local AWS (moto)\n")
+	for _, kv := range [][2]string{
+		{"AWS_ENDPOINT_URL", e.Moto.URL}, {"AWS_REGION", Region}, {"AWS_DEFAULT_REGION", Region},
+		{"AWS_ACCESS_KEY_ID", AccessKeyID}, {"AWS_SECRET_ACCESS_KEY", SecretKey}, {"AWS_EC2_METADATA_DISABLED", "true"},
+		{"KEYVEND_BOUNDARY_ARN", e.BoundaryARN}, {"KEYVEND_TABLE", Table}, {"KEYVEND_RULES", rules},
+		{"KEYVEND_CHATOPS_QUEUE_URL", e.QueueURL}, {"KEYVEND_CHATOPS_DLQ_URL", e.DeadLetterURL},
+	} {
+		fmt.Fprintf(&b, "export %s=%s\n", kv[0], shellQuote(kv[1]))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

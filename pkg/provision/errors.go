@@ -14,11 +14,12 @@ type Kind int
 
 // Error kinds.
 const (
-	KindInvalid    Kind = iota + 1 // the request breaks a rule: 400
-	KindForbidden                  // no rule allows it: 403
-	KindNotFound                   // no such managed user: 404
-	KindConflict                   // existing state contradicts the request: 409
-	KindInProgress                 // another request is working on this user: 409 + Retry-After
+	KindInvalid      Kind = iota + 1 // the request breaks a rule: 400
+	KindForbidden                    // no rule allows it: 403
+	KindNotFound                     // no such managed user: 404
+	KindConflict                     // existing state contradicts the request: 409
+	KindInProgress                   // another request is working on this user: 409 + Retry-After
+	KindPrecondition                 // the user is not at the version the caller named (If-Match): 412
 )
 
 // Error is an error keyvend reports to its caller as is. Other errors are

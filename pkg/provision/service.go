@@ -7,10 +7,13 @@ package provision
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -19,6 +22,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // IAM is the part of the IAM API keyvend uses.
@@ -74,10 +78,14 @@ type Settings struct {
 	KMSKeyID string
 	// Region is written into the credential_process line.
 	Region string
-	// RepairAfter is how old a half-made user must be before a request
-	// repairs it rather than answering "in progress" (60s). It must exceed
-	// the longest time one request can take.
+	// RepairAfter is how long a request holds a user's lease (60s): a
+	// lease older than that is stale, its holder presumed dead, and the
+	// next request takes it over and finishes or undoes what it left. It
+	// must exceed the longest time one request can take.
 	RepairAfter time.Duration
+	// Store is keyvend's state table (records, leases, history, the
+	// index). Required.
+	Store *state.Store
 	// CompensationTimeout bounds the undo of a failed saga, which runs on a
 	// context detached from the request's (20s).
 	CompensationTimeout time.Duration
@@ -99,6 +107,11 @@ type Service struct {
 	cfg   Settings
 	log   *slog.Logger
 	locks keyedMutex
+	// store is the state table; instance names this Service in lease
+	// holders (with each operation's request id).
+	store    *state.Store
+	instance string
+	seq      atomic.Int64
 	// grants carries grants to IAM in the deployment's mode.
 	grants *grants.Carrier
 	// partition is the boundary ARN's: every ARN keyvend writes names it.
@@ -157,11 +170,21 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	}
 	partition := policy.PartitionOf(cfg.BoundaryARN)
 	carrier := grants.New(iamClient, grants.Config{Mode: cfg.GrantMode, Partition: partition, Path: cfg.UserPath}, log)
-	return &Service{iam: iamClient, sm: sm, rules: rules, cfg: cfg, log: log, grants: carrier, partition: partition}, nil
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	return &Service{iam: iamClient, sm: sm, rules: rules, cfg: cfg, log: log, grants: carrier, partition: partition,
+		store: cfg.Store, instance: hex.EncodeToString(id[:])}, nil
 }
 
 // SecretName is the name of the secret that holds user's access key.
 func (s *Service) SecretName(user string) string { return s.cfg.SecretPrefix + user }
+
+// holder names one operation of this Service as a lease holder: the
+// instance, the request, and a sequence number (one request may lease
+// twice, e.g. a repair after a claim).
+func (s *Service) holder(requestID string) string {
+	return fmt.Sprintf("%s/%s/%d", s.instance, requestID, s.seq.Add(1))
+}
 
 // GrantMode is the deployment's grant mode.
 func (s *Service) GrantMode() grants.Mode { return s.cfg.GrantMode }
