@@ -15,6 +15,9 @@ package main
 //     absent or empty). A negated operator under a set qualifier tests each
 //     value: ForAnyValue:StringNotLike holds when some value matches none
 //     of the patterns.
+//   - Bool: the request value "true" or "false" (case-insensitive)
+//     against the condition's; an absent key does not match. A condition
+//     value that is not a boolean is UNKNOWN.
 //   - Any other operator, an …IfExists suffix, a policy variable (${…}) or
 //     several request values for a single-valued operator is UNKNOWN: an
 //     Allow statement with an unknown condition does not apply, a Deny
@@ -289,9 +292,12 @@ func evalCondition(op string, want, got []string, present bool) tri {
 		}
 		return condFalse
 	}
+	if op == "Bool" {
+		return evalBool(want, got, present)
+	}
 	base, negated, known := stringOperator(op)
 	if !known {
-		return condUnknown // includes …IfExists and every non-string operator
+		return condUnknown // includes …IfExists and every other operator
 	}
 	if !present || len(got) == 0 {
 		if negated {
@@ -305,6 +311,29 @@ func evalCondition(op string, want, got []string, present bool) tri {
 	m := matchAny(base, want, got[0])
 	if m != negated {
 		return condTrue
+	}
+	return condFalse
+}
+
+// evalBool is the Bool operator: the single request value equals one of
+// the condition's boolean values (case-insensitive); an absent key is no
+// match. A condition value other than true or false is not modelled.
+func evalBool(want, got []string, present bool) tri {
+	for _, w := range want {
+		if !strings.EqualFold(w, "true") && !strings.EqualFold(w, "false") {
+			return condUnknown
+		}
+	}
+	if !present || len(got) == 0 {
+		return condFalse
+	}
+	if len(got) > 1 {
+		return condUnknown
+	}
+	for _, w := range want {
+		if strings.EqualFold(w, got[0]) {
+			return condTrue
+		}
 	}
 	return condFalse
 }
