@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2integrations"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
@@ -77,6 +78,9 @@ type Keyvend struct {
 	API                awsapigatewayv2.HttpApi
 	// The Slack command's queues (nil when it is not deployed).
 	Queue, DeadLetterQueue awssqs.Queue
+	// keyvend's state table and the key that encrypts it (table.go).
+	StateTable awsdynamodb.Table
+	StateKey   awskms.Key
 }
 
 // NewKeyvend validates the configuration and the rules file (with the very
@@ -171,6 +175,8 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 			},
 		}), nil)
 	}
+
+	k.StateKey, k.StateTable = newStateTable(stack)
 
 	fence := Fence{
 		Users:    iamARN("user" + cfg.UserPath + "*"),
@@ -468,6 +474,10 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	awscdk.NewCfnOutput(stack, jsii.String("BoundaryArn"), &awscdk.CfnOutputProps{Value: k.Boundary.ManagedPolicyArn()})
 	awscdk.NewCfnOutput(stack, jsii.String("SecretsKeyArn"), &awscdk.CfnOutputProps{Value: secretsKey.KeyArn(),
 		Description: jsii.String("Encrypts the user secrets; its key policy lets only keyvend's functions and the secretReaders context decrypt")})
+	awscdk.NewCfnOutput(stack, jsii.String("StateTableName"), &awscdk.CfnOutputProps{Value: k.StateTable.TableName(),
+		Description: jsii.String("keyvend's state table (KEYVEND_TABLE); retained with its key when the stack is deleted")})
+	awscdk.NewCfnOutput(stack, jsii.String("StateKeyArn"), &awscdk.CfnOutputProps{Value: k.StateKey.KeyArn(),
+		Description: jsii.String("Encrypts the state table; needed to restore it (docs/deploy.md)")})
 	awscdk.NewCfnOutput(stack, jsii.String("RotateFunctionArn"), &awscdk.CfnOutputProps{Value: k.Functions[FnRotate].FunctionArn(), Description: jsii.String("For aws secretsmanager rotate-secret --rotation-lambda-arn")})
 	awscdk.NewCfnOutput(stack, jsii.String("AlarmTopicArn"), &awscdk.CfnOutputProps{Value: topic.TopicArn()})
 	if cfg.Slack() {

@@ -315,7 +315,7 @@ func TestMissingBuildFailsSynth(t *testing.T) {
 func TestKeysRotate(t *testing.T) {
 	s := defaultStack(t)
 	keys := s.resources("AWS::KMS::Key")
-	if len(keys) != 2 {
+	if len(keys) != 3 { // secrets, state table, alarm topic
 		t.Fatalf("%d keys", len(keys))
 	}
 	for id, k := range keys {

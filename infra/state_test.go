@@ -1,0 +1,139 @@
+package main
+
+import (
+	"reflect"
+	"sort"
+	"testing"
+
+	"github.com/keyvend/keyvend/pkg/state"
+)
+
+// stateStacks are the stacks every state-table test looks at.
+func stateStacks(t *testing.T) map[string]*synthesized {
+	t.Helper()
+	return map[string]*synthesized{"default": defaultStack(t), "policy+slack": slackStack(t), "group+slack": groupStack(t)}
+}
+
+// stateTable returns the logical id and resource of the stack's one
+// DynamoDB table.
+func stateTable(t *testing.T, s *synthesized) (string, map[string]any) {
+	t.Helper()
+	tables := s.resources("AWS::DynamoDB::Table")
+	if len(tables) != 1 {
+		t.Fatalf("%d DynamoDB tables, want 1 (the state table)", len(tables))
+	}
+	for id, r := range tables {
+		return id, r
+	}
+	return "", nil
+}
+
+// stateKeyID is the logical id of the KMS key that encrypts the table.
+func stateKeyID(t *testing.T, s *synthesized) string {
+	t.Helper()
+	_, table := stateTable(t, s)
+	sse, _ := table["Properties"].(map[string]any)["SSESpecification"].(map[string]any)
+	ga, ok := sse["KMSMasterKeyId"].(map[string]any)["Fn::GetAtt"].([]any)
+	if !ok || len(ga) != 2 || ga[1] != "Arn" {
+		t.Fatalf("state table SSESpecification %v: want KMSMasterKeyId = the ARN of a key of the stack", sse)
+	}
+	return ga[0].(string)
+}
+
+// TestStateTableIsTheSchema: the synthesized table is the one pkg/state
+// creates (state.Schema, state.TTLAttribute), on-demand, with point-in-time
+// recovery, deletion protection, retained on stack deletion, encrypted with
+// a customer-managed key of its own that rotates and is retained too, and
+// named by CloudFormation.
+func TestStateTableIsTheSchema(t *testing.T) {
+	hashRange := func(pk, sk string) []any {
+		return []any{
+			map[string]any{"AttributeName": pk, "KeyType": "HASH"},
+			map[string]any{"AttributeName": sk, "KeyType": "RANGE"},
+		}
+	}
+	attrs := map[string]bool{state.Schema.PartitionKey: true, state.Schema.SortKey: true}
+	wantGSIs := map[string]any{}
+	for _, ix := range state.Schema.Indexes {
+		attrs[ix.PartitionKey], attrs[ix.SortKey] = true, true
+		wantGSIs[ix.Name] = map[string]any{
+			"IndexName":  ix.Name,
+			"KeySchema":  hashRange(ix.PartitionKey, ix.SortKey),
+			"Projection": map[string]any{"ProjectionType": "ALL"},
+		}
+	}
+	var wantAttrs []string
+	for a := range attrs {
+		wantAttrs = append(wantAttrs, a)
+	}
+	sort.Strings(wantAttrs)
+
+	for name, s := range stateStacks(t) {
+		id, table := stateTable(t, s)
+		p := table["Properties"].(map[string]any)
+		if table["DeletionPolicy"] != "Retain" || table["UpdateReplacePolicy"] != "Retain" {
+			t.Errorf("%s: table DeletionPolicy %v UpdateReplacePolicy %v, want Retain", name, table["DeletionPolicy"], table["UpdateReplacePolicy"])
+		}
+		if n, ok := p["TableName"]; ok {
+			t.Errorf("%s: table name %v: CloudFormation must name it (a redeploy would collide with the retained table)", name, n)
+		}
+		if p["BillingMode"] != "PAY_PER_REQUEST" {
+			t.Errorf("%s: billing mode %v", name, p["BillingMode"])
+		}
+		if !reflect.DeepEqual(p["KeySchema"], hashRange(state.Schema.PartitionKey, state.Schema.SortKey)) {
+			t.Errorf("%s: key schema %s", name, mustJSON(p["KeySchema"]))
+		}
+		var gotAttrs []string
+		for _, a := range p["AttributeDefinitions"].([]any) {
+			m := a.(map[string]any)
+			if m["AttributeType"] != "S" {
+				t.Errorf("%s: attribute %v of type %v, want S", name, m["AttributeName"], m["AttributeType"])
+			}
+			gotAttrs = append(gotAttrs, m["AttributeName"].(string))
+		}
+		sort.Strings(gotAttrs)
+		if !reflect.DeepEqual(gotAttrs, wantAttrs) {
+			t.Errorf("%s: attribute definitions %v, want %v", name, gotAttrs, wantAttrs)
+		}
+		gotGSIs := map[string]any{}
+		for _, g := range p["GlobalSecondaryIndexes"].([]any) {
+			m := g.(map[string]any)
+			gotGSIs[m["IndexName"].(string)] = m
+		}
+		if !reflect.DeepEqual(gotGSIs, wantGSIs) {
+			t.Errorf("%s: global secondary indexes\n got %s\nwant %s", name, mustJSON(gotGSIs), mustJSON(wantGSIs))
+		}
+		if _, ok := p["LocalSecondaryIndexes"]; ok {
+			t.Errorf("%s: local secondary indexes %v", name, p["LocalSecondaryIndexes"])
+		}
+		if want := map[string]any{"AttributeName": state.TTLAttribute, "Enabled": true}; !reflect.DeepEqual(p["TimeToLiveSpecification"], want) {
+			t.Errorf("%s: TTL %v, want %v", name, p["TimeToLiveSpecification"], want)
+		}
+		if pitr, _ := p["PointInTimeRecoverySpecification"].(map[string]any); pitr["PointInTimeRecoveryEnabled"] != true {
+			t.Errorf("%s: point-in-time recovery %v", name, p["PointInTimeRecoverySpecification"])
+		}
+		if p["DeletionProtectionEnabled"] != true {
+			t.Errorf("%s: deletion protection %v", name, p["DeletionProtectionEnabled"])
+		}
+		keyID := stateKeyID(t, s)
+		if want := map[string]any{"SSEEnabled": true, "SSEType": "KMS", "KMSMasterKeyId": map[string]any{"Fn::GetAtt": []any{keyID, "Arn"}}}; !reflect.DeepEqual(p["SSESpecification"], want) {
+			t.Errorf("%s: SSE %s, want %s", name, mustJSON(p["SSESpecification"]), mustJSON(want))
+		}
+		if keyID == s.id(s.K.Stack.Node().FindChild(strPtr("SecretsKey"))) {
+			t.Errorf("%s: the table shares the secrets key", name)
+		}
+		key := s.JSON["Resources"].(map[string]any)[keyID].(map[string]any)
+		if key["Type"] != "AWS::KMS::Key" || key["DeletionPolicy"] != "Retain" || key["UpdateReplacePolicy"] != "Retain" ||
+			key["Properties"].(map[string]any)["EnableKeyRotation"] != true {
+			t.Errorf("%s: state key %s: want a rotating KMS key, retained", name, mustJSON(key))
+		}
+
+		outputs := s.JSON["Outputs"].(map[string]any)
+		if got := mustJSON(outputs["StateTableName"].(map[string]any)["Value"]); got != mustJSON(map[string]any{"Ref": id}) {
+			t.Errorf("%s: StateTableName output %s", name, got)
+		}
+		if got := mustJSON(outputs["StateKeyArn"].(map[string]any)["Value"]); got != mustJSON(map[string]any{"Fn::GetAtt": []any{keyID, "Arn"}}) {
+			t.Errorf("%s: StateKeyArn output %s", name, got)
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/keyvend/keyvend/pkg/state"
+)
+
+// newStateTable is keyvend's state table (pkg/state: records and their
+// leases, per-bucket summaries, the expiry index, history) and the
+// customer-managed key that encrypts it. The table is state.Schema, as
+// state.CreateTable makes it for the local environment and the tests.
+//
+// Both outlive the stack: the table holds the history of what keyvend
+// vended, and a retained table is unreadable without its key. CloudFormation
+// names the table, so a stack deployed again after a deletion does not
+// collide with the retained one.
+//
+// The key policy, like the secrets key's, lets the account administer the
+// key but not use it (no Decrypt, Encrypt, GenerateDataKey*, ReEncrypt*).
+// DynamoDB may describe the key, and the account may create grants only
+// through DynamoDB and only for an AWS resource: that is how DynamoDB gets
+// the grants it keeps for the table when CloudFormation creates it.
+func newStateTable(stack awscdk.Stack) (awskms.Key, awsdynamodb.Table) {
+	viaDynamoDB := "dynamodb." + *awscdk.Aws_REGION() + ".amazonaws.com"
+	key := awskms.NewKey(stack, jsii.String("StateKey"), &awskms.KeyProps{
+		Description:       jsii.String("keyvend: encrypts the state table (records, leases, history)"),
+		EnableKeyRotation: jsii.Bool(true),
+		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
+		Policy: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: &[]awsiam.PolicyStatement{
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid:        jsii.String("AccountAdministersTheKeyButCannotUseIt"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewAccountRootPrincipal()},
+				Actions:    jsii.Strings(keyAdminActions...),
+				Resources:  jsii.Strings("*"),
+			}),
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid:        jsii.String("DynamoDBDescribesTheKey"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("dynamodb.amazonaws.com"), nil)},
+				Actions:    jsii.Strings("kms:DescribeKey"),
+				Resources:  jsii.Strings("*"),
+			}),
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid:        jsii.String("AccountCreatesGrantsOnlyForDynamoDBTables"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewAccountRootPrincipal()},
+				Actions:    jsii.Strings("kms:CreateGrant"),
+				Resources:  jsii.Strings("*"),
+				Conditions: &map[string]any{
+					"StringEquals": map[string]any{"kms:ViaService": viaDynamoDB},
+					"Bool":         map[string]any{"kms:GrantIsForAWSResource": "true"},
+				},
+			}),
+		}}),
+	})
+
+	attr := func(name string) *awsdynamodb.Attribute {
+		return &awsdynamodb.Attribute{Name: jsii.String(name), Type: awsdynamodb.AttributeType_STRING}
+	}
+	table := awsdynamodb.NewTable(stack, jsii.String("StateTable"), &awsdynamodb.TableProps{
+		PartitionKey:        attr(state.Schema.PartitionKey),
+		SortKey:             attr(state.Schema.SortKey),
+		BillingMode:         awsdynamodb.BillingMode_PAY_PER_REQUEST,
+		TimeToLiveAttribute: jsii.String(state.TTLAttribute),
+		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
+			PointInTimeRecoveryEnabled: jsii.Bool(true),
+		},
+		DeletionProtection: jsii.Bool(true),
+		RemovalPolicy:      awscdk.RemovalPolicy_RETAIN,
+		Encryption:         awsdynamodb.TableEncryption_CUSTOMER_MANAGED,
+		EncryptionKey:      key,
+	})
+	for _, ix := range state.Schema.Indexes {
+		table.AddGlobalSecondaryIndex(&awsdynamodb.GlobalSecondaryIndexProps{
+			IndexName:      jsii.String(ix.Name),
+			PartitionKey:   attr(ix.PartitionKey),
+			SortKey:        attr(ix.SortKey),
+			ProjectionType: awsdynamodb.ProjectionType_ALL,
+		})
+	}
+	return key, table
+}
