@@ -198,9 +198,12 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	}
 	// The functions that write or read grants know how they are written.
 	grants := map[string]*string{"KEYVEND_GRANT_MODE": jsii.String(cfg.GrantMode)}
+	// The functions that keep keyvend's state know its table (the Slack
+	// function only prechecks and queues).
+	stateTable := map[string]*string{"KEYVEND_TABLE": k.StateTable.TableName()}
 	env := map[string]map[string]*string{
-		FnAPI:    withEnv(common, grants, map[string]*string{"KEYVEND_RULES": jsii.String(RulesPathInLambda)}),
-		FnReaper: withEnv(common, grants),
+		FnAPI:    withEnv(common, grants, stateTable, map[string]*string{"KEYVEND_RULES": jsii.String(RulesPathInLambda)}),
+		FnReaper: withEnv(common, grants, stateTable),
 		// The rotation function verifies a secret is one of keyvend's
 		// (name, key, user path, boundary) before it rotates it.
 		FnRotate: {
@@ -209,6 +212,7 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 			"KEYVEND_KMS_KEY_ID":    secretsKey.KeyArn(),
 			"KEYVEND_USER_PATH":     jsii.String(cfg.UserPath),
 			"KEYVEND_BOUNDARY_ARN":  k.Boundary.ManagedPolicyArn(),
+			"KEYVEND_TABLE":         k.StateTable.TableName(),
 		},
 	}
 	if cfg.Slack() {
@@ -230,7 +234,7 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 			"KEYVEND_SLACK_SIGNING_SECRET_ARN": jsii.String(cfg.SlackSigningSecretARN),
 			"KEYVEND_CHATOPS_QUEUE_URL":        k.Queue.QueueUrl(),
 		})
-		env[FnWorker] = withEnv(common, grants, map[string]*string{
+		env[FnWorker] = withEnv(common, grants, stateTable, map[string]*string{
 			"KEYVEND_RULES":                jsii.String(RulesPathInLambda),
 			"KEYVEND_CHATOPS_MAX_RECEIVES": jsii.String(strconv.Itoa(chatopsMaxReceives)),
 		})

@@ -174,6 +174,7 @@ func TestFunctions(t *testing.T) {
 	s := defaultStack(t)
 	boundaryID := s.id(s.K.Boundary)
 	keyID := s.id(s.K.Stack.Node().FindChild(jsii.String("SecretsKey")))
+	tableID, _ := stateTable(t, s)
 	wantTimeout := map[string]float64{FnAPI: 28, FnReaper: 300, FnRotate: 60}
 	if len(s.resources("AWS::Lambda::Function")) != len(Functions) {
 		t.Errorf("%d functions", len(s.resources("AWS::Lambda::Function")))
@@ -211,6 +212,7 @@ func TestFunctions(t *testing.T) {
 			"KEYVEND_REPAIR_AFTER":         "1m",
 			"KEYVEND_READY_TIMEOUT":        "10s",
 			"KEYVEND_SECRET_RECOVERY_DAYS": "7",
+			"KEYVEND_TABLE":                map[string]any{"Ref": tableID},
 		}
 		switch fn {
 		case FnAPI:
@@ -226,6 +228,7 @@ func TestFunctions(t *testing.T) {
 				"KEYVEND_KMS_KEY_ID":    map[string]any{"Fn::GetAtt": []any{keyID, "Arn"}},
 				"KEYVEND_USER_PATH":     "/keyvend/",
 				"KEYVEND_BOUNDARY_ARN":  map[string]any{"Ref": boundaryID},
+				"KEYVEND_TABLE":         map[string]any{"Ref": tableID},
 			}
 		}
 		if !reflect.DeepEqual(env, want) {

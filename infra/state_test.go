@@ -137,3 +137,25 @@ func TestStateTableIsTheSchema(t *testing.T) {
 		}
 	}
 }
+
+// wantStateFunctions are the functions that read and write the state table.
+var wantStateFunctions = map[string]bool{FnAPI: true, FnReaper: true, FnRotate: true, FnWorker: true}
+
+// TestStateTableReachesTheFunctions: KEYVEND_TABLE names the state table in
+// the environment of exactly the functions that use it, in each grant
+// mode; the Slack function, which only prechecks and queues, has none.
+func TestStateTableReachesTheFunctions(t *testing.T) {
+	for name, s := range stateStacks(t) {
+		id, _ := stateTable(t, s)
+		for _, fn := range mustConfig(t, s).DeployedFunctions() {
+			env := s.props(s.id(s.K.Functions[fn]))["Environment"].(map[string]any)["Variables"].(map[string]any)
+			got, ok := env["KEYVEND_TABLE"]
+			switch {
+			case wantStateFunctions[fn] && !reflect.DeepEqual(got, map[string]any{"Ref": id}):
+				t.Errorf("%s: %s KEYVEND_TABLE = %v, want the state table (Ref %s)", name, fn, got, id)
+			case !wantStateFunctions[fn] && ok:
+				t.Errorf("%s: %s has KEYVEND_TABLE %v; it does not use the state table", name, fn, got)
+			}
+		}
+	}
+}
