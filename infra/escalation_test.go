@@ -126,6 +126,8 @@ func (r resolver) getAtt(id, attr string) (any, error) {
 		return "arn:aws:sqs:" + testRegion + ":" + testAccount + ":" + id, nil
 	case typ == "AWS::IAM::Role" && attr == "Arn":
 		return "arn:aws:iam::" + testAccount + ":role/" + id, nil
+	case typ == "AWS::DynamoDB::Table" && attr == "Arn":
+		return "arn:aws:dynamodb:" + testRegion + ":" + testAccount + ":table/" + id, nil
 	}
 	return nil, fmt.Errorf("Fn::GetAtt %s.%s (%s) is not modelled", id, attr, typ)
 }
@@ -255,10 +257,19 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 	group, lock, admins := iamARN("group/keyvend/g"), iamARN("group/keyvend/locks/l"), iamARN("group/Admins")
 	ownRole := iamARN("role/keyvend-ApiRole")
 	mySecret := secret("keyvend/users/x-AbCdEf")
+	// The state table, its indexes and backups, and its key.
+	table := "arn:aws:dynamodb:" + testRegion + ":" + testAccount + ":table/" + s.id(s.K.StateTable)
+	index, backup := table+"/index/by-expiry", table+"/backup/01700000000000-abcdefgh"
+	otherTable := "arn:aws:dynamodb:" + testRegion + ":" + testAccount + ":table/other"
+	stateKey := "arn:aws:kms:" + testRegion + ":" + testAccount + ":key/" + s.id(s.K.StateKey)
+	viaDynamoDB := map[string][]string{"kms:ViaService": {"dynamodb." + testRegion + ".amazonaws.com"}}
+	stateFns := []string{FnAPI, FnReaper, FnRotate, FnWorker}
 	queue := "arn:aws:sqs:" + testRegion + ":" + testAccount + ":" + s.id(s.K.Queue)
 	dlq := "arn:aws:sqs:" + testRegion + ":" + testAccount + ":" + s.id(s.K.DeadLetterQueue)
 	read := "a read: no Deny covers reads"
 	plumbing := "a write to keyvend's own queues or Slack secret, not a grant: no Deny covers it"
+	stateItems := "an item write keyvend does not make, not a grant: no Deny covers item writes"
+	keyUse := "a use of the state key keyvend does not need (DynamoDB keeps the table key); the key policy (not modelled here) names keyvend's roles for kms:Decrypt through DynamoDB only"
 
 	return []escalationCase{
 		// Escalations: denied to every function.
@@ -325,6 +336,21 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 		{what: "PutResourcePolicy on a keyvend secret (share it)", req: req("secretsmanager:PutResourcePolicy", mySecret, nil), allowed: none},
 		{what: "kms:CreateGrant on the key", req: req("kms:CreateGrant", keyARN, viaSM), allowed: none},
 		{what: "kms:PutKeyPolicy on the key", req: req("kms:PutKeyPolicy", keyARN, nil), allowed: none},
+		// The state table's configuration and backups: keyvend only
+		// reads and writes items.
+		{what: "dynamodb:DeleteTable on the state table", req: req("dynamodb:DeleteTable", table, nil), allowed: none},
+		{what: "dynamodb:UpdateTable on the state table", req: req("dynamodb:UpdateTable", table, nil), allowed: none},
+		{what: "dynamodb:UpdateTimeToLive on the state table", req: req("dynamodb:UpdateTimeToLive", table, nil), allowed: none},
+		{what: "dynamodb:UpdateContinuousBackups (turn PITR off)", req: req("dynamodb:UpdateContinuousBackups", table, nil), allowed: none},
+		{what: "dynamodb:CreateBackup of the state table", req: req("dynamodb:CreateBackup", table, nil), allowed: none},
+		{what: "dynamodb:DeleteBackup of a state table backup", req: req("dynamodb:DeleteBackup", backup, nil), allowed: none},
+		{what: "dynamodb:RestoreTableFromBackup from a state table backup", req: req("dynamodb:RestoreTableFromBackup", backup, nil), allowed: none},
+		{what: "dynamodb:RestoreTableToPointInTime from the state table", req: req("dynamodb:RestoreTableToPointInTime", table, nil), allowed: none},
+		{what: "dynamodb:ExportTableToPointInTime of the state table", req: req("dynamodb:ExportTableToPointInTime", table, nil), allowed: none},
+		{what: "dynamodb:PutResourcePolicy on the state table (share it)", req: req("dynamodb:PutResourcePolicy", table, nil), allowed: none},
+		{what: "dynamodb:DeleteResourcePolicy on the state table", req: req("dynamodb:DeleteResourcePolicy", table, nil), allowed: none},
+		{what: "kms:CreateGrant on the state key through DynamoDB", req: req("kms:CreateGrant", stateKey, viaDynamoDB), allowed: none},
+		{what: "kms:PutKeyPolicy on the state key", req: req("kms:PutKeyPolicy", stateKey, nil), allowed: none},
 
 		// The grant mode decides.
 		{what: "PutUserPolicy on a bounded keyvend user", req: req("iam:PutUserPolicy", user, pb(boundary)), byMode: policyOnly(provisioners),
@@ -378,6 +404,20 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 		{what: "kms:GenerateDataKey through Secrets Manager", req: req("kms:GenerateDataKey", keyARN, viaSM), allowed: keyFns},
 		{what: "kms:Decrypt through Secrets Manager", req: req("kms:Decrypt", keyARN, viaSM), allowed: keyFns},
 
+		// The state table: items, through the SDK's item calls and
+		// TransactWriteItems (authorized as its item actions).
+		{what: "dynamodb:GetItem on the state table", req: req("dynamodb:GetItem", table, nil), allowed: stateFns},
+		{what: "dynamodb:PutItem on the state table", req: req("dynamodb:PutItem", table, nil), allowed: stateFns},
+		{what: "dynamodb:UpdateItem on the state table", req: req("dynamodb:UpdateItem", table, nil), allowed: stateFns},
+		{what: "dynamodb:DeleteItem on the state table", req: req("dynamodb:DeleteItem", table, nil), allowed: stateFns},
+		{what: "dynamodb:ConditionCheckItem on the state table (in a transaction)", req: req("dynamodb:ConditionCheckItem", table, nil), allowed: stateFns},
+		{what: "dynamodb:Query on the state table (history)", req: req("dynamodb:Query", table, nil), allowed: sweepers},
+		{what: "dynamodb:Query on a state table index", req: req("dynamodb:Query", index, nil), allowed: sweepers,
+			note: "the rotation function reads and writes a record by its key; it never lists"},
+		{what: "kms:Decrypt with the state key through DynamoDB", req: req("kms:Decrypt", stateKey, viaDynamoDB), allowed: stateFns,
+			note: "DynamoDB decrypts the table key as the caller (AWS KMS developer guide, services-dynamodb: table keys, Decrypt); " +
+				"the table key and the data keys below it are DynamoDB's own, so a caller needs no Encrypt or GenerateDataKey"},
+
 		// The Slack command: the slack function queues, the worker consumes.
 		{what: "GetSecretValue on the Slack signing secret", req: req("secretsmanager:GetSecretValue", testSigningSecretARN, nil), allowed: []string{FnSlack}},
 		{what: "sqs:SendMessage to the job queue", req: req("sqs:SendMessage", queue, nil), allowed: []string{FnSlack},
@@ -401,6 +441,15 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 		{what: "sqs:ReceiveMessage from the dead-letter queue", req: req("sqs:ReceiveMessage", dlq, nil), allowed: none, uncovered: read},
 		{what: "xray:GetTraceSummaries (read traces)", req: req("xray:GetTraceSummaries", "*", nil), allowed: none, uncovered: read},
 		{what: "sqs:SendMessage to another queue", req: req("sqs:SendMessage", "arn:aws:sqs:"+testRegion+":"+testAccount+":other", nil), allowed: none, uncovered: plumbing},
+		{what: "dynamodb:Scan on the state table", req: req("dynamodb:Scan", table, nil), allowed: none, uncovered: read},
+		{what: "dynamodb:BatchWriteItem on the state table", req: req("dynamodb:BatchWriteItem", table, nil), allowed: none, uncovered: stateItems},
+		{what: "dynamodb:PutItem on another table", req: req("dynamodb:PutItem", otherTable, nil), allowed: none, uncovered: stateItems},
+		{what: "dynamodb:GetItem on another table", req: req("dynamodb:GetItem", otherTable, nil), allowed: none, uncovered: read},
+		{what: "kms:Decrypt with the state key, not through DynamoDB", req: req("kms:Decrypt", stateKey, nil), allowed: none,
+			uncovered: read + "; the state key's policy (not modelled here) allows keyvend's roles kms:Decrypt only through DynamoDB"},
+		{what: "kms:Decrypt with the state key through Secrets Manager", req: req("kms:Decrypt", stateKey, viaSM), allowed: none, uncovered: read},
+		{what: "kms:GenerateDataKey with the state key through DynamoDB", req: req("kms:GenerateDataKey", stateKey, viaDynamoDB), allowed: none, uncovered: keyUse},
+		{what: "kms:Encrypt with the state key through DynamoDB", req: req("kms:Encrypt", stateKey, viaDynamoDB), allowed: none, uncovered: keyUse},
 	}
 }
 
@@ -554,6 +603,9 @@ func TestEveryFunctionIsFenced(t *testing.T) {
 						strings.HasPrefix(r, "arn:aws:iam::"+testAccount+":group/keyvend/") ||
 						strings.HasPrefix(r, "arn:aws:secretsmanager:"+testRegion+":"+testAccount+":secret:keyvend/users/") ||
 						strings.HasPrefix(r, "arn:aws:kms:"+testRegion+":"+testAccount+":key/SecretsKey") ||
+						r == "arn:aws:kms:"+testRegion+":"+testAccount+":key/"+s.id(s.K.StateKey) ||
+						r == "arn:aws:dynamodb:"+testRegion+":"+testAccount+":table/"+s.id(s.K.StateTable) ||
+						r == "arn:aws:dynamodb:"+testRegion+":"+testAccount+":table/"+s.id(s.K.StateTable)+"/index/*" ||
 						strings.HasPrefix(r, "arn:aws:logs:"+testRegion+":"+testAccount+":log-group:") ||
 						r == testSigningSecretARN && fn == FnSlack ||
 						r == "arn:aws:sqs:"+testRegion+":"+testAccount+":"+s.id(s.K.Queue) && (fn == FnSlack || fn == FnWorker)
@@ -598,6 +650,13 @@ func TestAllowsAreExactlyTheDesign(t *testing.T) {
 		on("S", "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
 			"secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret", "secretsmanager:TagResource", "secretsmanager:GetResourcePolicy")...),
 		on("K", "kms:Decrypt", "kms:GenerateDataKey")...)
+	// The state table: items (transactions are authorized as their item
+	// actions), Query on the table (history) and its indexes (lists, the
+	// expiry sweep), the key only through DynamoDB.
+	stateItems := on("T", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem")
+	stateKey := on("SK", "kms:Decrypt")
+	stateQuery := join(on("T", "dynamodb:Query"), on("TI", "dynamodb:Query"))
+	api = join(api, stateItems, stateQuery, stateKey)
 	// Every function's own log group, and X-Ray (active tracing).
 	logs := join(on("LOG", "logs:CreateLogStream", "logs:PutLogEvents"), on("*", "xray:PutTraceSegments", "xray:PutTelemetryRecords"))
 	reaper := append(append(append(append(append(
@@ -610,10 +669,12 @@ func TestAllowsAreExactlyTheDesign(t *testing.T) {
 		on("S", "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
 			"secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret", "secretsmanager:TagResource", "secretsmanager:GetResourcePolicy")...),
 		on("K", "kms:Decrypt", "kms:GenerateDataKey")...)
+	reaper = join(reaper, stateItems, stateQuery, stateKey)
 	rotate := append(append(
 		users("iam:GetUser", "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys"),
 		on("S", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage")...),
 		on("K", "kms:Decrypt", "kms:GenerateDataKey")...)
+	rotate = join(rotate, stateItems, stateKey)
 	slack := append(append(append(
 		users("iam:GetUser", "iam:ListGroupsForUser", "iam:GetUserPolicy"),
 		on("G", "iam:GetGroupPolicy")...),
@@ -644,6 +705,9 @@ func TestAllowsAreExactlyTheDesign(t *testing.T) {
 			"arn:aws:kms:"+testRegion+":"+testAccount+":key/"+s.id(s.K.Stack.Node().FindChild(strPtr("SecretsKey"))), "K",
 			testSigningSecretARN, "SLACK",
 			"arn:aws:sqs:"+testRegion+":"+testAccount+":"+s.id(s.K.Queue), "Q",
+			"arn:aws:dynamodb:"+testRegion+":"+testAccount+":table/"+s.id(s.K.StateTable)+"/index/*", "TI",
+			"arn:aws:dynamodb:"+testRegion+":"+testAccount+":table/"+s.id(s.K.StateTable), "T",
+			"arn:aws:kms:"+testRegion+":"+testAccount+":key/"+s.id(s.K.StateKey), "SK",
 		)
 		for _, fn := range AllFunctions {
 			logGroup := s.props(s.id(s.K.Functions[fn]))["LoggingConfig"].(map[string]any)["LogGroup"].(map[string]any)["Ref"].(string)

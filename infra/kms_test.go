@@ -12,8 +12,13 @@ import (
 // filed under every principal it names, without its Principal element.
 func keyPolicy(t *testing.T, s *synthesized) map[string][]Statement {
 	t.Helper()
+	return keyPolicyOf(t, s, s.id(s.K.Stack.Node().FindChild(strPtr("SecretsKey"))))
+}
+
+// keyPolicyOf is keyPolicy for the key with logical id id.
+func keyPolicyOf(t *testing.T, s *synthesized, id string) map[string][]Statement {
+	t.Helper()
 	r := resolver{resources: s.JSON["Resources"].(map[string]any)}
-	id := s.id(s.K.Stack.Node().FindChild(strPtr("SecretsKey")))
 	doc, err := r.resolve(s.props(id)["KeyPolicy"])
 	if err != nil {
 		t.Fatal(err)

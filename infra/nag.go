@@ -82,8 +82,20 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 			"grants of users vended in keyvend's grant mode group, which the rules decide on; the groups are named by the " +
 			"grants under " + cfg.UserPath + ", so no fixed ARN exists"}
 
+	tableID := *k.Stack.GetLogicalId(k.StateTable.Node().DefaultChild().(awscdk.CfnElement))
+	indexes := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{"Resource::<" + tableID + ".Arn>/index/*"},
+		Reason: "dynamodb:Query (the only action allowed there) on the indexes of keyvend's own state table: by-name and " +
+			"by-requester for listing a bucket's users, by-expiry for the reaper's sweep (pkg/state). An index ARN is the " +
+			"table's ARN plus /index/<name>, and the table's name is CloudFormation's, so table/<name>/index/* is the " +
+			"narrowest pattern that names exactly this table's indexes and nothing else"}
+
 	var out []NagSuppression
 	for _, fn := range cfg.DeployedFunctions() {
+		if p, ok := k.StatePolicies[fn]; ok && stateQueries[fn] {
+			s := indexes
+			s.Construct = *p.Node().Id()
+			out = append(out, s)
+		}
 		id := *k.Roles[fn].Node().Id()
 		var sups []NagSuppression
 		switch fn {

@@ -10,6 +10,8 @@ type Fence struct {
 	Secrets  string // arn:…:secretsmanager:<region>:<account>:secret:keyvend/users/*
 	Boundary string // ARN of the permissions boundary policy
 	Key      string // ARN of the KMS key of the secrets
+	Table    string // ARN of the state table
+	StateKey string // ARN of the KMS key of the state table
 	Region   string // for kms:ViaService
 	LogGroup string // ARN of the function's log group
 
@@ -124,6 +126,39 @@ var secretActions = map[string][]string{
 // users' secrets, so use the secrets key (through Secrets Manager).
 var SecretsKeyFunctions = []string{FnAPI, FnReaper, FnRotate, FnWorker}
 
+// StateFunctions are the functions that read and write keyvend's state
+// table (pkg/state): records and their leases, summaries, history.
+var StateFunctions = []string{FnAPI, FnReaper, FnRotate, FnWorker}
+
+// stateItemActions are the item actions on the state table. A
+// TransactWriteItems call (pkg/state commits a record and its summary
+// together) is authorized as the item actions it contains; IAM has no
+// dynamodb:TransactWriteItems action.
+var stateItemActions = []string{
+	"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
+}
+
+// stateQueries are the functions that query the state table (history) and
+// its indexes (lists by name and requester, the reaper's expiry index).
+// The rotation function reads and writes a record by its key only.
+var stateQueries = map[string]bool{FnAPI: true, FnReaper: true, FnWorker: true}
+
+// stateTableAdminActions change the state table's configuration, backups
+// or resource policy, or copy it out: keyvend only reads and writes items,
+// and none of its roles may do any of these, whatever else a change allows.
+var stateTableAdminActions = []string{
+	"dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:UpdateTimeToLive",
+	"dynamodb:UpdateContinuousBackups", "dynamodb:CreateBackup", "dynamodb:DeleteBackup",
+	"dynamodb:RestoreTableFromBackup", "dynamodb:RestoreTableToPointInTime", "dynamodb:ExportTableToPointInTime",
+	"dynamodb:PutResourcePolicy", "dynamodb:DeleteResourcePolicy",
+}
+
+// stateIndexes and stateTableParts are the ARN patterns of the state
+// table's indexes, and of everything under the table (indexes, backups,
+// exports, streams).
+func stateIndexes(f Fence) string    { return f.Table + "/index/*" }
+func stateTableParts(f Fence) string { return f.Table + "/*" }
+
 // escalationActions are denied to every function whatever else a future
 // change allows: each one is a known path from "can manage some IAM users"
 // to "can act as someone more powerful" (a role, a policy version, an
@@ -165,7 +200,9 @@ var boundedUserActions = []string{
 // for delegating user administration: users only under the keyvend path
 // and, for anything that gives them permissions, only with the boundary;
 // groups only under the keyvend path (groups have no boundary); the
-// boundary itself untouchable.
+// boundary itself untouchable; the state table's items, never its
+// configuration or backups. NewKeyvend moves the statements that name the
+// secrets key, the state table or the state key into policies of their own.
 func ProvisionerStatements(fn, mode string, f Fence) []Stmt {
 	var s []Stmt
 	add := func(st Stmt) { s = append(s, st) }
@@ -198,6 +235,21 @@ func ProvisionerStatements(fn, mode string, f Fence) []Stmt {
 	add(Stmt{Sid: "SecretsKeyThroughSecretsManager", Effect: "Allow",
 		Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{f.Key},
 		Conditions: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + f.Region + ".amazonaws.com"}}})
+	items := stateItemActions
+	if stateQueries[fn] {
+		items = append(append([]string{}, items...), "dynamodb:Query")
+	}
+	add(Stmt{Sid: "StateTableItems", Effect: "Allow", Actions: items, Resources: []string{f.Table}})
+	if stateQueries[fn] {
+		add(Stmt{Sid: "QueryStateTableIndexes", Effect: "Allow", Actions: []string{"dynamodb:Query"}, Resources: []string{stateIndexes(f)}})
+	}
+	// DynamoDB decrypts the table key as the caller (the AWS KMS developer
+	// guide, "How Amazon DynamoDB uses AWS KMS": table keys, and the
+	// Decrypt event of a table access); the table key and the keys below
+	// it are DynamoDB's, so a caller needs no Encrypt or GenerateDataKey.
+	add(Stmt{Sid: "StateKeyThroughDynamoDB", Effect: "Allow",
+		Actions: []string{"kms:Decrypt"}, Resources: []string{f.StateKey},
+		Conditions: map[string]map[string]any{"StringEquals": {"kms:ViaService": "dynamodb." + f.Region + ".amazonaws.com"}}})
 	add(Stmt{Sid: "WriteOwnLogs", Effect: "Allow",
 		Actions: []string{"logs:CreateLogStream", "logs:PutLogEvents"}, Resources: []string{f.LogGroup}})
 	return append(s, denyStatements(mode, f)...)
@@ -246,6 +298,10 @@ func denyStatements(mode string, f Fence) []Stmt {
 	// writes either (and refuses to adopt a secret that has a policy).
 	add(Stmt{Sid: "DenySharingSecretsAndKeys", Effect: "Deny",
 		Actions: []string{"secretsmanager:PutResourcePolicy", "kms:CreateGrant", "kms:PutKeyPolicy"}, Resources: []string{"*"}})
+	// The state table's items are keyvend's to read and write; its
+	// configuration, backups and resource policy are not.
+	add(Stmt{Sid: "DenyStateTableAdministration", Effect: "Deny",
+		Actions: stateTableAdminActions, Resources: []string{f.Table, stateTableParts(f)}})
 	// Groups have no boundary: their fence is the path. Nothing outside it
 	// is made, given a policy or a member, moved or deleted.
 	add(Stmt{Sid: "DenyGroupsOutsideKeyvend", Effect: "Deny",

@@ -81,6 +81,9 @@ type Keyvend struct {
 	// keyvend's state table and the key that encrypts it (table.go).
 	StateTable awsdynamodb.Table
 	StateKey   awskms.Key
+	// StatePolicies are the keyvend-<fn>-state policies: each role's
+	// statements that name the state table or its key.
+	StatePolicies map[string]awsiam.Policy
 }
 
 // NewKeyvend validates the configuration and the rules file (with the very
@@ -127,7 +130,8 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	stack := awscdk.NewStack(scope, jsii.String(cfg.StackName), &awscdk.StackProps{
 		Description: jsii.String("keyvend: vends bucket-scoped IAM users through an HTTP API (github.com/keyvend/keyvend)"),
 	})
-	k := &Keyvend{Stack: stack, BoundaryStatements: boundaryStmts, Functions: map[string]awslambda.Function{}, Roles: map[string]awsiam.Role{}}
+	k := &Keyvend{Stack: stack, BoundaryStatements: boundaryStmts, Functions: map[string]awslambda.Function{}, Roles: map[string]awsiam.Role{},
+		StatePolicies: map[string]awsiam.Policy{}}
 	partition, account, region := *awscdk.Aws_PARTITION(), *awscdk.Aws_ACCOUNT_ID(), *awscdk.Aws_REGION()
 	iamARN := func(resource string) string { return "arn:" + partition + ":iam::" + account + ":" + resource }
 
@@ -185,6 +189,8 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		Secrets:  "arn:" + partition + ":secretsmanager:" + region + ":" + account + ":secret:" + cfg.SecretPrefix + "*",
 		Boundary: *k.Boundary.ManagedPolicyArn(),
 		Key:      *secretsKey.KeyArn(),
+		Table:    *k.StateTable.TableArn(),
+		StateKey: *k.StateKey.KeyArn(),
 		Region:   region,
 	}
 	common := map[string]*string{
@@ -276,6 +282,9 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		// their own: the key policy names the role, so the role itself
 		// must not depend on the key (a dependency cycle otherwise).
 		inline, keyStmts := splitByResource(stmts, fence.Key)
+		// So do the statements that name the state table or its key:
+		// the table depends on its key, whose policy names the role.
+		inline, stateStmts := splitByResource(inline, fence.Table, stateIndexes(fence), stateTableParts(fence), fence.StateKey)
 		role := awsiam.NewRole(stack, jsii.String(name+"Role"), &awsiam.RoleProps{
 			AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 			Description: jsii.String("keyvend " + fn + " function: " + description),
@@ -299,6 +308,26 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 				Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey"),
 				Resources:  jsii.Strings("*"),
 				Conditions: &map[string]any{"StringEquals": map[string]any{"kms:ViaService": secretsViaSM}},
+			}), nil)
+		}
+		var statePolicy awsiam.Policy
+		if len(stateStmts) > 0 {
+			statePolicy = awsiam.NewPolicy(stack, jsii.String(name+"StatePolicy"), &awsiam.PolicyProps{
+				PolicyName: jsii.String("keyvend-" + fn + "-state"),
+				Roles:      &[]awsiam.IRole{role},
+				Document:   awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(stateStmts)}),
+			})
+			k.StatePolicies[fn] = statePolicy
+		}
+		if slices.Contains(StateFunctions, fn) {
+			// The state key's side: this role may decrypt with it, only
+			// through DynamoDB.
+			k.StateKey.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid:        jsii.String("Keyvend" + name + "DecryptsTheStateTableThroughDynamoDB"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewArnPrincipal(role.RoleArn())},
+				Actions:    jsii.Strings("kms:Decrypt"),
+				Resources:  jsii.Strings("*"),
+				Conditions: &map[string]any{"StringEquals": map[string]any{"kms:ViaService": "dynamodb." + region + ".amazonaws.com"}},
 			}), nil)
 		}
 		fnEnv := env[fn]
@@ -331,6 +360,10 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		if keyPolicy != nil {
 			// Not before it may use the key.
 			k.Functions[fn].Node().AddDependency(keyPolicy)
+		}
+		if statePolicy != nil {
+			// Nor before it may use the table (and its Denies hold).
+			k.Functions[fn].Node().AddDependency(statePolicy)
 		}
 	}
 
@@ -671,11 +704,19 @@ var keyAdminActions = []string{
 	"kms:ListGrants", "kms:RevokeGrant",
 }
 
-// splitByResource separates the statements that name resource from the
-// others.
-func splitByResource(stmts []Stmt, resource string) (others, naming []Stmt) {
+// splitByResource separates the statements that name any of resources
+// from the others.
+func splitByResource(stmts []Stmt, resources ...string) (others, naming []Stmt) {
+	names := func(s Stmt) bool {
+		for _, r := range resources {
+			if slices.Contains(s.Resources, r) || slices.Contains(s.NotResources, r) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, s := range stmts {
-		if slices.Contains(s.Resources, resource) || slices.Contains(s.NotResources, resource) {
+		if names(s) {
 			naming = append(naming, s)
 		} else {
 			others = append(others, s)

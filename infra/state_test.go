@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/keyvend/keyvend/pkg/state"
@@ -157,5 +159,96 @@ func TestStateTableReachesTheFunctions(t *testing.T) {
 				t.Errorf("%s: %s has KEYVEND_TABLE %v; it does not use the state table", name, fn, got)
 			}
 		}
+	}
+}
+
+// TestStateKeyPolicy: the account (IAM) administers the state key but
+// cannot use it, and may create grants only through DynamoDB for an AWS
+// resource (DynamoDB's grants for the table, made when CloudFormation
+// creates it); DynamoDB may describe the key; keyvend's roles that keep
+// state may decrypt only through DynamoDB, which decrypts the table key as
+// the caller; nobody else is in the key policy.
+func TestStateKeyPolicy(t *testing.T) {
+	for name, s := range stateStacks(t) {
+		policies := keyPolicyOf(t, s, stateKeyID(t, s))
+		root := "AWS:arn:aws:iam::" + testAccount + ":root"
+		dynamodb := "Service:dynamodb.amazonaws.com"
+		roleARN := func(fn string) string { return "AWS:arn:aws:iam::" + testAccount + ":role/" + s.id(s.K.Roles[fn]) }
+		deployed := mustConfig(t, s).DeployedFunctions()
+
+		want := map[string]bool{root: true, dynamodb: true}
+		for _, fn := range deployed {
+			if wantStateFunctions[fn] {
+				want[roleARN(fn)] = true
+			}
+		}
+		for p := range policies {
+			if !want[p] {
+				t.Errorf("%s: state key policy names %s", name, p)
+			}
+		}
+		for p := range want {
+			if policies[p] == nil {
+				t.Errorf("%s: state key policy does not name %s", name, p)
+			}
+		}
+
+		via := func(service string) map[string][]string {
+			return map[string][]string{"kms:ViaService": {service + "." + testRegion + ".amazonaws.com"}}
+		}
+		forResource := func(c map[string][]string, v string) map[string][]string {
+			out := map[string][]string{"kms:GrantIsForAWSResource": {v}}
+			for k, x := range c {
+				out[k] = x
+			}
+			return out
+		}
+		type row struct {
+			principal, action string
+			ctx               map[string][]string
+			allowed           bool
+		}
+		var rows []row
+		for _, a := range []string{"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"} {
+			rows = append(rows, row{root, a, via("dynamodb"), false}, row{root, a, nil, false}, row{dynamodb, a, nil, false})
+		}
+		for _, a := range []string{"kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:EnableKeyRotation", "kms:ScheduleKeyDeletion", "kms:ListGrants", "kms:RevokeGrant"} {
+			rows = append(rows, row{root, a, nil, true})
+		}
+		rows = append(rows,
+			row{root, "kms:CreateGrant", forResource(via("dynamodb"), "true"), true},
+			row{root, "kms:CreateGrant", forResource(via("dynamodb"), "false"), false},
+			row{root, "kms:CreateGrant", via("dynamodb"), false},
+			row{root, "kms:CreateGrant", forResource(via("secretsmanager"), "true"), false},
+			row{root, "kms:CreateGrant", forResource(nil, "true"), false},
+			row{dynamodb, "kms:DescribeKey", nil, true},
+			row{dynamodb, "kms:CreateGrant", forResource(via("dynamodb"), "true"), false},
+		)
+		for _, fn := range deployed {
+			if !wantStateFunctions[fn] {
+				rows = append(rows, row{roleARN(fn), "kms:Decrypt", via("dynamodb"), false})
+				continue
+			}
+			rows = append(rows,
+				row{roleARN(fn), "kms:Decrypt", via("dynamodb"), true},
+				row{roleARN(fn), "kms:Decrypt", nil, false},
+				row{roleARN(fn), "kms:Decrypt", via("secretsmanager"), false},
+				row{roleARN(fn), "kms:Encrypt", via("dynamodb"), false},
+				row{roleARN(fn), "kms:GenerateDataKey", via("dynamodb"), false},
+				row{roleARN(fn), "kms:CreateGrant", forResource(via("dynamodb"), "true"), false},
+				row{roleARN(fn), "kms:PutKeyPolicy", nil, false})
+		}
+		keyARN := "arn:aws:kms:" + testRegion + ":" + testAccount + ":key/x"
+		var table strings.Builder
+		for _, r := range rows {
+			d := Evaluate(policies[r.principal], Request{Action: r.action, Resource: keyARN, Context: r.ctx})
+			mark := ""
+			if d.Allowed != r.allowed {
+				mark = " <-- WRONG"
+				t.Errorf("%s: state key policy: %s %s %v: got %s, want allowed=%v", name, r.principal, r.action, r.ctx, d, r.allowed)
+			}
+			fmt.Fprintf(&table, "%-62s %-36s %-100s %s%s\n", r.principal, r.action, ctxString(r.ctx), d, mark)
+		}
+		t.Logf("%s: state key policy:\n%s", name, table.String())
 	}
 }

@@ -21,7 +21,9 @@ import (
 // collide with the retained one.
 //
 // The key policy, like the secrets key's, lets the account administer the
-// key but not use it (no Decrypt, Encrypt, GenerateDataKey*, ReEncrypt*).
+// key but not use it (no Decrypt, Encrypt, GenerateDataKey*, ReEncrypt*):
+// NewKeyvend names each role of StateFunctions, for kms:Decrypt through
+// DynamoDB only.
 // DynamoDB may describe the key, and the account may create grants only
 // through DynamoDB and only for an AWS resource: that is how DynamoDB gets
 // the grants it keeps for the table when CloudFormation creates it.
