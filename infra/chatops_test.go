@@ -224,7 +224,7 @@ func TestChatopsAlarms(t *testing.T) {
 	var got []string
 	for _, a := range s.resources("AWS::CloudWatch::Alarm") {
 		p := a["Properties"].(map[string]any)
-		got = append(got, p["Namespace"].(string)+"/"+p["MetricName"].(string)+" "+mustJSON(p["Dimensions"]))
+		got = append(got, alarmSignature(p))
 		if p["MetricName"] == "ApproximateNumberOfMessagesVisible" &&
 			(p["Threshold"] != float64(1) || p["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || p["Statistic"] != "Maximum") {
 			t.Errorf("dead-letter alarm %v", p)
@@ -241,7 +241,8 @@ func TestChatopsAlarms(t *testing.T) {
 	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`,
 		`keyvend/keyvend/SlackUnauthenticated null`,
 		`AWS/Lambda/Invocations [{"Name":"FunctionName","Value":{"Ref":"`+s.id(s.K.Functions[FnReaper])+`"}}]`,
-		`AWS/SQS/ApproximateNumberOfMessagesVisible [{"Name":"QueueName","Value":{"Fn::GetAtt":["`+s.id(s.K.DeadLetterQueue)+`","QueueName"]}}]`)
+		`AWS/SQS/ApproximateNumberOfMessagesVisible [{"Name":"QueueName","Value":{"Fn::GetAtt":["`+s.id(s.K.DeadLetterQueue)+`","QueueName"]}}]`,
+		stateThrottlesSignature)
 	sort.Strings(want)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("alarms:\n got %v\nwant %v", got, want)

@@ -449,7 +449,7 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 				"to the AlarmTopicArn output"), nil)
 	}
 	action := awscloudwatchactions.NewSnsAction(topic)
-	alarm := func(id, description string, metric awscloudwatch.Metric) {
+	alarm := func(id, description string, metric awscloudwatch.IMetric) {
 		a := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
 			AlarmDescription:   jsii.String(description),
 			Metric:             metric,
@@ -466,6 +466,11 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		alarm(names[fn]+"ThrottlesAlarm", "keyvend "+fn+" function: throttled invocations in the last 5 minutes", k.Functions[fn].MetricThrottles(five))
 	}
 	alarm("Api5xxAlarm", "keyvend HTTP API: 5xx responses in the last 5 minutes", k.API.MetricServerError(five))
+	// Throttled state-table requests fail or slow keyvend's calls (the
+	// SDK retries them); on-demand tables throttle on sudden bursts and
+	// hot keys.
+	alarm("StateTableThrottlesAlarm", "keyvend state table: throttled requests in the last 5 minutes ("+
+		strings.Join(stateOperations, ", ")+")", stateThrottles(k.StateTable))
 	// The reaper runs hourly (its errors and throttles alarm above); two
 	// hourly periods in a row without an invocation mean it stopped
 	// running at all (schedule disabled or deleted, function gone).

@@ -415,8 +415,7 @@ func TestAlarms(t *testing.T) {
 		if !reflect.DeepEqual(p["AlarmActions"], []any{map[string]any{"Ref": topicID}}) {
 			t.Errorf("alarm %v does not notify the topic", p["AlarmDescription"])
 		}
-		dims := mustJSON(p["Dimensions"])
-		got = append(got, p["Namespace"].(string)+"/"+p["MetricName"].(string)+" "+dims)
+		got = append(got, alarmSignature(p))
 	}
 	sort.Strings(got)
 	want := []string{}
@@ -427,7 +426,8 @@ func TestAlarms(t *testing.T) {
 			`AWS/Lambda/Throttles [{"Name":"FunctionName","Value":{"Ref":"`+id+`"}}]`)
 	}
 	want = append(want, `AWS/ApiGateway/5xx [{"Name":"ApiId","Value":{"Ref":"`+s.id(s.K.API)+`"}}]`,
-		`AWS/Lambda/Invocations [{"Name":"FunctionName","Value":{"Ref":"`+s.id(s.K.Functions[FnReaper])+`"}}]`)
+		`AWS/Lambda/Invocations [{"Name":"FunctionName","Value":{"Ref":"`+s.id(s.K.Functions[FnReaper])+`"}}]`,
+		stateThrottlesSignature)
 	sort.Strings(want)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("alarms:\n got %v\nwant %v", got, want)
@@ -436,6 +436,25 @@ func TestAlarms(t *testing.T) {
 		t.Error("a subscription without alarmEmail")
 	}
 }
+
+// alarmSignature names what an alarm watches: namespace/metric and
+// dimensions, or "math " and the expression of a metric-math alarm (the
+// state table's throttling; TestStateTableThrottleAlarm checks its
+// metrics).
+func alarmSignature(p map[string]any) string {
+	if ns, ok := p["Namespace"].(string); ok {
+		return ns + "/" + p["MetricName"].(string) + " " + mustJSON(p["Dimensions"])
+	}
+	for _, m := range p["Metrics"].([]any) {
+		if e, ok := m.(map[string]any)["Expression"].(string); ok {
+			return "math " + e
+		}
+	}
+	return "no metric: " + mustJSON(p)
+}
+
+// stateThrottlesSignature is the state table's throttling alarm.
+const stateThrottlesSignature = "math FILL(getitem,0)+FILL(putitem,0)+FILL(updateitem,0)+FILL(deleteitem,0)+FILL(query,0)+FILL(transactwriteitems,0)"
 
 func TestAlarmEmailSubscription(t *testing.T) {
 	s, err := synthWith(t, map[string]any{"alarmEmail": "ops@example.com", "logRetentionDays": "30"})

@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -250,5 +253,102 @@ func TestStateKeyPolicy(t *testing.T) {
 			fmt.Fprintf(&table, "%-62s %-36s %-100s %s%s\n", r.principal, r.action, ctxString(r.ctx), d, mark)
 		}
 		t.Logf("%s: state key policy:\n%s", name, table.String())
+	}
+}
+
+// TestStateTableThrottleAlarm: one alarm on the state table's throttled
+// requests, summed over every operation pkg/state calls (read from its
+// source), notifying the alarm topic. DynamoDB publishes
+// ThrottledRequests only when a request is throttled: each series is
+// FILLed with 0 and missing data does not breach, so a quiet table is OK,
+// not INSUFFICIENT_DATA.
+func TestStateTableThrottleAlarm(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(root, "pkg", "state", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]bool{}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`\bs\.db\.([A-Z]\w+)\(`).FindAllStringSubmatch(string(b), -1) {
+			calls[m[1]] = true
+		}
+	}
+	if len(calls) == 0 {
+		t.Fatal("found no s.db.<Operation>( calls in pkg/state")
+	}
+
+	for name, s := range stateStacks(t) {
+		tableID, _ := stateTable(t, s)
+		var topicID string
+		for id := range s.resources("AWS::SNS::Topic") {
+			topicID = id
+		}
+		found := 0
+		for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+			p := a["Properties"].(map[string]any)
+			if !strings.Contains(mustJSON(p), "ThrottledRequests") {
+				continue
+			}
+			found++
+			if p["Threshold"] != float64(1) || p["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" ||
+				p["EvaluationPeriods"] != float64(1) || p["TreatMissingData"] != "notBreaching" {
+				t.Errorf("%s: throttle alarm %s", name, mustJSON(p))
+			}
+			if !reflect.DeepEqual(p["AlarmActions"], []any{map[string]any{"Ref": topicID}}) {
+				t.Errorf("%s: throttle alarm actions %v, want the alarm topic", name, p["AlarmActions"])
+			}
+			ops := map[string]bool{}
+			var expression string
+			for _, raw := range p["Metrics"].([]any) {
+				m := raw.(map[string]any)
+				if e, ok := m["Expression"].(string); ok {
+					expression = e
+					if m["ReturnData"] == false {
+						t.Errorf("%s: the expression does not return data", name)
+					}
+					continue
+				}
+				if m["ReturnData"] != false {
+					t.Errorf("%s: metric %v returns data; only the sum should", name, m["Id"])
+				}
+				stat := m["MetricStat"].(map[string]any)
+				metric := stat["Metric"].(map[string]any)
+				if metric["Namespace"] != "AWS/DynamoDB" || metric["MetricName"] != "ThrottledRequests" || stat["Stat"] != "Sum" || stat["Period"] != float64(300) {
+					t.Errorf("%s: throttle alarm metric %s", name, mustJSON(m))
+				}
+				dims := map[string]any{}
+				for _, d := range metric["Dimensions"].([]any) {
+					dims[d.(map[string]any)["Name"].(string)] = d.(map[string]any)["Value"]
+				}
+				if !reflect.DeepEqual(dims["TableName"], map[string]any{"Ref": tableID}) || len(dims) != 2 {
+					t.Errorf("%s: throttle alarm metric dimensions %v, want the state table and an operation", name, dims)
+				}
+				op, _ := dims["Operation"].(string)
+				ops[op] = true
+				if !strings.Contains(mustJSON(p["Metrics"]), `FILL(`+m["Id"].(string)+`,0)`) {
+					t.Errorf("%s: metric %v is not FILLed with 0 in the expression", name, m["Id"])
+				}
+			}
+			if !reflect.DeepEqual(ops, calls) {
+				t.Errorf("%s: throttle alarm operations %v, want the operations pkg/state calls %v", name, ops, calls)
+			}
+			if "math "+expression != stateThrottlesSignature {
+				t.Errorf("%s: throttle alarm expression %q", name, expression)
+			}
+		}
+		if found != 1 {
+			t.Errorf("%s: %d alarms on the state table's throttled requests, want 1", name, found)
+		}
 	}
 }

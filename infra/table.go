@@ -1,7 +1,10 @@
 package main
 
 import (
+	"strings"
+
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
@@ -84,4 +87,33 @@ func newStateTable(stack awscdk.Stack) (awskms.Key, awsdynamodb.Table) {
 		})
 	}
 	return key, table
+}
+
+// stateOperations are the DynamoDB operations pkg/state calls
+// (TestStateTableThrottleAlarm reads them from its source).
+var stateOperations = []string{"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "TransactWriteItems"}
+
+// stateThrottles is the sum over stateOperations of the table's
+// ThrottledRequests in 5 minutes. DynamoDB publishes the metric only when
+// a request is throttled, so each operation's series is FILLed with 0: a
+// quiet table sums to 0 instead of having no data.
+func stateThrottles(table awsdynamodb.Table) awscloudwatch.IMetric {
+	five := awscdk.Duration_Minutes(jsii.Number(5))
+	using := map[string]awscloudwatch.IMetric{}
+	terms := make([]string, len(stateOperations))
+	for i, op := range stateOperations {
+		id := strings.ToLower(op)
+		using[id] = table.Metric(jsii.String("ThrottledRequests"), &awscloudwatch.MetricOptions{
+			DimensionsMap: &map[string]*string{"TableName": table.TableName(), "Operation": jsii.String(op)},
+			Statistic:     jsii.String("Sum"),
+			Period:        five,
+		})
+		terms[i] = "FILL(" + id + ",0)"
+	}
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression:   jsii.String(strings.Join(terms, "+")),
+		UsingMetrics: &using,
+		Label:        jsii.String("state table throttled requests"),
+		Period:       five,
+	})
 }
