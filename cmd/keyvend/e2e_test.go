@@ -77,6 +77,7 @@ func TestServeVendedKeysAreScoped(t *testing.T) {
 	rulesPath := filepath.Join(dir, "rules.json")
 	writeFile(t, rulesPath, `{"rules":[{"principals":["`+e2eCaller+`"],"buckets":["*.example.com"],"access":["read-only","read-write"]}]}`)
 
+	table := awstest.Table(t, seed).Table()
 	if err := srv.EnforceIAM(ctx, true); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +102,7 @@ func TestServeVendedKeysAreScoped(t *testing.T) {
 	kv := startServe(t, dir, cleanEnv(dir, append(adminEnv,
 		"KEYVEND_LISTEN="+freeAddr(t),
 		"KEYVEND_BOUNDARY_ARN="+aws.ToString(boundary.Policy.Arn),
+		"KEYVEND_TABLE="+table,
 		"KEYVEND_RULES="+rulesPath,
 		"KEYVEND_LOCAL_CALLER="+e2eCaller,
 	)...))

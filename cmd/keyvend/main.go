@@ -10,7 +10,10 @@ const usage = `usage: keyvend <command> [flags]
 
 commands:
   serve   run the HTTP API locally (embedded moto unless AWS_ENDPOINT_URL or --aws)
-  reap    deprovision expired users, repair or remove half-made ones; print a JSON report
+  reap    deprovision expired users, repair or remove half-made ones, reconcile a
+          slice of IAM, the state table and Secrets Manager; print a JSON report
+  reindex record in the state table every keyvend user it lacks (once, after
+          upgrading a deployment that vended users before the table); print a JSON report
 `
 
 func main() {
@@ -24,6 +27,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "reap":
 		err = reap(os.Args[2:], os.Stdout)
+	case "reindex":
+		err = reindex(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -99,8 +99,9 @@ func TestReapCommand(t *testing.T) {
 	}
 	svcCfg := cfg.Copy()
 	awstest.RequireBoundary(t, &svcCfg, reapBoundary)
+	store := awstest.Table(t, svcCfg)
 	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{BoundaryARN: reapBoundary, Region: awstest.Region}, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+		provision.Settings{Store: store, BoundaryARN: reapBoundary, Region: awstest.Region}, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +128,8 @@ func TestReapCommand(t *testing.T) {
 		stdout, stderr, code := runKeyvend(t, bin, []string{
 			"AWS_ENDPOINT_URL_IAM=" + proxy.URL,
 			"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + proxy.URL,
+			"AWS_ENDPOINT_URL_DYNAMODB=" + proxy.URL,
+			"KEYVEND_TABLE=" + store.Table(),
 		}, "reap", "--now", now)
 		if code == 0 {
 			t.Fatalf("exit 0, want non-zero; stdout %q", stdout)
@@ -146,7 +149,7 @@ func TestReapCommand(t *testing.T) {
 	})
 
 	t.Run("reaps the expired user and prints only the JSON report", func(t *testing.T) {
-		stdout, stderr, code := runKeyvend(t, bin, []string{"AWS_ENDPOINT_URL=" + srv.URL}, "reap", "--now", now)
+		stdout, stderr, code := runKeyvend(t, bin, []string{"AWS_ENDPOINT_URL=" + srv.URL, "KEYVEND_TABLE=" + store.Table()}, "reap", "--now", now)
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}

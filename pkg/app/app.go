@@ -244,12 +244,9 @@ func NewStore(c Config, awsCfg aws.Config) (*state.Store, error) {
 
 // newService builds the provisioning service with rules already loaded.
 func newService(c Config, awsCfg aws.Config, rules *authz.Rules, log *slog.Logger, adjust ...func(*provision.Settings)) (*provision.Service, error) {
-	var store *state.Store
-	if c.Table != "" {
-		var err error
-		if store, err = NewStore(c, awsCfg); err != nil {
-			return nil, err
-		}
+	store, err := NewStore(c, awsCfg)
+	if err != nil {
+		return nil, err
 	}
 	settings := provision.Settings{
 		Store:              store,

@@ -65,7 +65,7 @@ func newHandler(t *testing.T, cfg aws.Config) http.Handler {
 	logs := &errorLog{}
 	t.Cleanup(func() { logs.report(t) })
 	awstest.RequireBoundary(t, &cfg, testBoundary)
-	h, err := app.NewHandler(app.Config{RulesPath: rules, BoundaryARN: testBoundary}, cfg, caller.Static{ARN: testCaller}, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := app.NewHandler(app.Config{RulesPath: rules, BoundaryARN: testBoundary, Table: awstest.Table(t, cfg).Table()}, cfg, caller.Static{ARN: testCaller}, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,6 +101,7 @@ func slackFunctionEnv(t *testing.T) (*opCounter, string) {
 		"AWS_SECRET_ACCESS_KEY": "keyvend-test-secret", "AWS_CONFIG_FILE": filepath.Join(dir, "config"),
 		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"), "AWS_PROFILE": "",
 		"KEYVEND_RULES": rules, "KEYVEND_BOUNDARY_ARN": "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary",
+		"KEYVEND_TABLE":                    awstest.Table(t, awstest.Config(t, srv.URL)).Table(),
 		"KEYVEND_SLACK_SIGNING_SECRET_ARN": aws.ToString(sec.ARN), "KEYVEND_SLACK_SIGNING_SECRET": "",
 		"KEYVEND_CHATOPS_QUEUE_URL": aws.ToString(q.QueueUrl), "KEYVEND_SLACK_RESPONSE_HOSTS": "127.0.0.1",
 	} {

@@ -19,9 +19,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/keyvend/keyvend/pkg/moto"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // Region of every test configuration.
@@ -50,7 +52,11 @@ func Shared(tb testing.TB) *moto.Server {
 	tb.Helper()
 	sharedOnce.Do(func() {
 		os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-		shared, sharedErr = moto.Start(context.Background(), moto.Options{})
+		var opts moto.Options
+		if os.Getenv("KEYVEND_MOTO_LOG") != "" { // moto's own log on stderr, to debug a 500
+			opts.Output = os.Stderr
+		}
+		shared, sharedErr = moto.Start(context.Background(), opts)
 	})
 	if sharedErr != nil {
 		tb.Fatalf("start moto: %v", sharedErr)
@@ -133,4 +139,40 @@ func Name(prefix string) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s-%s", prefix, hex.EncodeToString(b[:]))
+}
+
+// Table returns a store on the state table of the moto at cfg's
+// endpoint, creating it on first use (as the stack and the embedded moto
+// make it: state.CreateTable). Every service on one moto shares it, as
+// Lambda instances share the deployment's table; each call returns its
+// own Store (its own lease clock).
+func Table(tb testing.TB, cfg aws.Config) *state.Store {
+	tb.Helper()
+	db := dynamodb.NewFromConfig(cfg)
+	endpoint := aws.ToString(cfg.BaseEndpoint)
+	tables.Lock()
+	name, ok := tables.names[endpoint]
+	if !ok {
+		name = Name("keyvend-state")
+		if err := state.CreateTable(context.Background(), db, name); err != nil {
+			tables.Unlock()
+			tb.Fatalf("create state table: %v", err)
+		}
+		if tables.names == nil {
+			tables.names = map[string]string{}
+		}
+		tables.names[endpoint] = name
+	}
+	tables.Unlock()
+	s, err := state.New(db, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// tables are the state tables made, by endpoint.
+var tables struct {
+	sync.Mutex
+	names map[string]string
 }

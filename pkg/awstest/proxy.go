@@ -36,6 +36,9 @@ type Proxy struct {
 	throttled int           // of those, answered with a throttling error
 	delayed   int           // requests held for delay
 	late      time.Duration // how much longer than delay they were held, in all
+
+	strict         bool // StrictSecrets
+	refusedDeleted int  // PutSecretValue calls refused as AWS would
 }
 
 var (
@@ -135,6 +138,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 	}
 	if p.throttleNow(auth) {
 		writeThrottling(w, r)
+		return
+	}
+	if p.refuseDeletedSecret(w, r, next) {
 		return
 	}
 	next.ServeHTTP(w, r)

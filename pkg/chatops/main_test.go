@@ -83,7 +83,7 @@ func newSlackEnv(t *testing.T) *slackEnv {
 	}
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
 	e.svc, err = provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}, log)
+		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,13 @@ func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, pr)
 		return
 	}
+	version, pr := ifMatch(r)
+	if pr != nil {
+		writeProblem(w, r, pr)
+		return
+	}
 	p, _ := caller.FromContext(r.Context())
-	err := a.svc.Delete(r.Context(), provision.DeleteInput{Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Force: force})
+	err := a.svc.Delete(r.Context(), provision.DeleteInput{Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Force: force, IfMatch: version})
 	if err != nil {
 		writeProblem(w, r, problemFor(r.Context(), a.log, err))
 		return

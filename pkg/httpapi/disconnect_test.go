@@ -52,6 +52,9 @@ func newLiveServer(t *testing.T, endpoint string, instrument func(*aws.Config), 
 	settings.BoundaryARN, settings.Region = testBoundary, awstest.Region
 	awstest.RequireBoundary(t, &cfg, testBoundary)
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	if settings.Store == nil {
+		settings.Store = awstest.Table(t, cfg)
+	}
 	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules, settings, discard)
 	if err != nil {
 		t.Fatal(err)

@@ -34,7 +34,7 @@ func faultyAPI(t *testing.T) (http.Handler, *awstest.Faults, *syncBuffer) {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules,
-		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}, log)
+		provision.Settings{Store: awstest.Table(t, cfg), BoundaryARN: testBoundary, Region: awstest.Region}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestUnreachableAWS(t *testing.T) {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules,
-		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}, log)
+		provision.Settings{Store: awstest.Table(t, cfg), BoundaryARN: testBoundary, Region: awstest.Region}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ type Service interface {
 	UpdateGrants(ctx context.Context, in provision.UpdateInput) (*provision.Description, error)
 	Delete(ctx context.Context, in provision.DeleteInput) error
 	List(ctx context.Context, in provision.ListInput) (*provision.ListResult, error)
+	History(ctx context.Context, in provision.HistoryInput) (*provision.HistoryResult, error)
 }
 
 type api struct {
@@ -69,6 +70,7 @@ func New(svc Service, who caller.Resolver, log *slog.Logger, opts ...Option) htt
 		"DELETE /v1/users/{name}":      a.deleteUser,
 		"POST /v1/users/{name}/rotate": a.rotateUser,
 		"PUT /v1/users/{name}/grants":  a.updateGrants,
+		"GET /v1/users/{name}/history": a.userHistory,
 		"GET /v1/openapi.json":         serveOpenAPI,
 	}
 	allowed := map[string][]string{}
@@ -96,6 +98,7 @@ func Routes() []string {
 		"DELETE /v1/users/{name}",
 		"POST /v1/users/{name}/rotate",
 		"PUT /v1/users/{name}/grants",
+		"GET /v1/users/{name}/history",
 		"GET /v1/openapi.json",
 	}
 }
@@ -103,8 +106,9 @@ func Routes() []string {
 // queryParams are the query parameters each route takes; a route not
 // listed takes none.
 var queryParams = map[string][]string{
-	"GET /v1/users":           {"bucket", "requester", "limit", "next"},
-	"DELETE /v1/users/{name}": {"force"},
+	"GET /v1/users":                {"bucket", "requester", "expiring_before", "limit", "next"},
+	"DELETE /v1/users/{name}":      {"force"},
+	"GET /v1/users/{name}/history": {"limit", "next"},
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {

@@ -76,7 +76,7 @@ func newIdentityEnv(t *testing.T) (func(context.Context, events.APIGatewayV2HTTP
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}, log)
+		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func newLambdaEnv(t *testing.T) *lambdaEnv {
 	// The service's clients check its CreateUser calls; e's look at moto.
 	svcCfg := cfg.Copy()
 	awstest.RequireBoundary(t, &svcCfg, testBoundary)
-	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, provision.Settings{
+	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, provision.Settings{Store: awstest.Table(t, svcCfg),
 		BoundaryARN: testBoundary,
 		Region:      awstest.Region,
 	}, log)

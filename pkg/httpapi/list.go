@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -26,8 +27,44 @@ func (a *api) listUsers(w http.ResponseWriter, r *http.Request) {
 			limit = -1 // explicit 0 is invalid, not "default"
 		}
 	}
+	var before *time.Time
+	if v := q.Get("expiring_before"); q.Has("expiring_before") {
+		at, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			pr := newProblem(http.StatusBadRequest, "validation", "Invalid request", "the query is not valid")
+			pr.Errors = []policy.FieldError{{Field: "expiring_before", Detail: "must be an RFC 3339 time, e.g. 2030-01-02T15:04:05Z"}}
+			writeProblem(w, r, pr)
+			return
+		}
+		before = &at
+	}
 	p, _ := caller.FromContext(r.Context())
-	res, err := a.svc.List(r.Context(), provision.ListInput{Principal: p, Bucket: q.Get("bucket"), Requester: q.Get("requester"), Limit: limit, Next: q.Get("next")})
+	res, err := a.svc.List(r.Context(), provision.ListInput{Principal: p, Bucket: q.Get("bucket"), Requester: q.Get("requester"),
+		ExpiringBefore: before, Limit: limit, Next: q.Get("next")})
+	if err != nil {
+		writeProblem(w, r, problemFor(r.Context(), a.log, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, "application/json", res)
+}
+
+// userHistory serves GET /v1/users/{name}/history?limit=&next=: the
+// user's changes, newest first, to whoever may describe the user.
+func (a *api) userHistory(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); q.Has("limit") {
+		n, err := strconv.Atoi(v)
+		if err != nil || n == 0 {
+			pr := newProblem(http.StatusBadRequest, "validation", "Invalid request", "the query is not valid")
+			pr.Errors = []policy.FieldError{{Field: "limit", Detail: "must be a whole number from 1 to 100"}}
+			writeProblem(w, r, pr)
+			return
+		}
+		limit = n
+	}
+	p, _ := caller.FromContext(r.Context())
+	res, err := a.svc.History(r.Context(), provision.HistoryInput{Principal: p, User: r.PathValue("name"), Limit: limit, Next: q.Get("next")})
 	if err != nil {
 		writeProblem(w, r, problemFor(r.Context(), a.log, err))
 		return

@@ -50,7 +50,7 @@ func newAPI(t *testing.T, who caller.Resolver, opts ...httpapi.Option) *apiEnv {
 	}
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}, discard)
+		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}

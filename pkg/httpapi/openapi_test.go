@@ -516,14 +516,14 @@ func newExampleEnv(t *testing.T) *exampleEnv {
 	}
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region, KeyCheck: &keycheck.Checker{Base: cfg, Timeout: 10 * time.Second}}, discard)
+		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region, KeyCheck: &keycheck.Checker{Base: cfg, Timeout: 10 * time.Second}}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.h = httpapi.New(svc, caller.Static{ARN: localDev}, discard)
 	e.anon = httpapi.New(svc, caller.Static{}, discard)
 	groupSvc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region, GrantMode: grantmode.Group}, discard)
+		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region, GrantMode: grantmode.Group}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}

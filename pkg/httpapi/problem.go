@@ -64,6 +64,8 @@ func problemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
 		case provision.KindInProgress:
 			p = newProblem(http.StatusConflict, "in-progress", "In progress", pe.Detail)
 			p.retryAfter = pe.RetryAfter
+		case provision.KindPrecondition:
+			p = newProblem(http.StatusPreconditionFailed, "precondition-failed", "Precondition failed", pe.Detail)
 		}
 		if p != nil {
 			return p

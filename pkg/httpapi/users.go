@@ -37,5 +37,6 @@ func (a *api) describeUser(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problemFor(r.Context(), a.log, err))
 		return
 	}
+	setETag(w, d.Version)
 	writeJSON(w, http.StatusOK, "application/json", d)
 }

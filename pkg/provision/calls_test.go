@@ -12,29 +12,41 @@ import (
 
 // TestAWSCallsPerProvision pins the AWS calls of one provision in each
 // grant mode: with a new group, with a group that already exists (group
-// mode), and the replay of a complete user. Every call is expected to
-// succeed except the replay's CreateUser, which is the cross-process claim
-// and fails with EntityAlreadyExists. Grant mode policy makes fewer calls
-// than grant mode group: no group to read, create or join.
+// mode), and the replay of a complete user. The state table's writes go
+// alongside the IAM calls: the claim (PutItem) beside CreateUser, the
+// commit (TransactWriteItems) beside CreateSecret. Every call is expected
+// to succeed except the replay's claims: CreateUser fails with
+// EntityAlreadyExists and the table's claim with a failed condition; the
+// replay then leases the record (UpdateItem), reads IAM, and releases it
+// (UpdateItem). Grant mode policy makes fewer calls than grant mode group:
+// no group to read, create or join.
 func TestAWSCallsPerProvision(t *testing.T) {
 	type want struct {
 		name string
 		ops  []string
 		fail map[string]string // operation → expected error code
 	}
-	replayReads := []string{"CreateUser", "GetUser", "ListGroupsForUser", "GetUserPolicy", "ListAccessKeys", "GetSecretValue"}
+	replayReads := []string{"CreateUser", "PutItem", "UpdateItem", "GetUser", "ListGroupsForUser", "GetUserPolicy", "ListAccessKeys", "GetSecretValue", "UpdateItem"}
+	claimed := map[string]string{"CreateUser": "EntityAlreadyExists", "PutItem": "ConditionalCheckFailedException"}
+	with := func(m map[string]string, k, v string) map[string]string {
+		out := map[string]string{k: v}
+		for a, b := range m {
+			out[a] = b
+		}
+		return out
+	}
 	cases := map[grants.Mode][]want{
 		grants.Policy: {
-			{"new user", []string{"CreateUser", "CreateAccessKey", "PutUserPolicy", "CreateSecret"}, nil},
-			{"second user, same grant", []string{"CreateUser", "CreateAccessKey", "PutUserPolicy", "CreateSecret"}, nil},
-			{"replay", replayReads, map[string]string{"CreateUser": "EntityAlreadyExists", "GetUserPolicy": ""}},
+			{"new user", []string{"CreateUser", "PutItem", "CreateAccessKey", "PutUserPolicy", "CreateSecret", "TransactWriteItems"}, nil},
+			{"second user, same grant", []string{"CreateUser", "PutItem", "CreateAccessKey", "PutUserPolicy", "CreateSecret", "TransactWriteItems"}, nil},
+			{"replay", replayReads, with(claimed, "GetUserPolicy", "")},
 		},
 		grants.Group: {
-			{"new group", []string{"GetGroup", "CreateGroup", "PutGroupPolicy", "CreateUser", "AddUserToGroup", "CreateAccessKey", "CreateSecret"},
+			{"new group", []string{"GetGroup", "CreateGroup", "PutGroupPolicy", "CreateUser", "PutItem", "AddUserToGroup", "CreateAccessKey", "CreateSecret", "TransactWriteItems"},
 				map[string]string{"GetGroup": "NoSuchEntity"}},
-			{"existing group", []string{"GetGroup", "PutGroupPolicy", "CreateUser", "AddUserToGroup", "CreateAccessKey", "CreateSecret"}, nil},
+			{"existing group", []string{"GetGroup", "PutGroupPolicy", "CreateUser", "PutItem", "AddUserToGroup", "CreateAccessKey", "CreateSecret", "TransactWriteItems"}, nil},
 			{"replay", append([]string{"GetGroup", "PutGroupPolicy", "GetGroupPolicy"}, replayReads...),
-				map[string]string{"CreateUser": "EntityAlreadyExists", "GetUserPolicy": "NoSuchEntity"}},
+				with(claimed, "GetUserPolicy", "NoSuchEntity")},
 		},
 	}
 	firstCalls := map[grants.Mode]int{}

@@ -11,6 +11,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 type outcome struct {
@@ -18,49 +19,68 @@ type outcome struct {
 	err error
 }
 
-// race sends in from n goroutines released together, the i-th through
-// services[i%len(services)].
+// race sends in from n goroutines, the i-th through services[i%len(services)].
+// The services' configurations carry barrier (awstest.Barrier on
+// CreateUser, n calls): no CreateUser is sent before all n requests have
+// reached it, so they overlap at the claim whatever the scheduler does.
 func race(n int, in provision.Input, services ...*provision.Service) []outcome {
 	out := make([]outcome, n)
-	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			<-start
 			r, err := services[i%len(services)].Create(ctx(), in)
 			out[i] = outcome{r, err}
 		}()
 	}
-	close(start)
 	wg.Wait()
 	return out
 }
 
 // TestConcurrentIdenticalRequestsAcrossInstances: 20 identical requests
-// spread over 4 Services (4 Lambda instances, each with its own in-process
-// lock) on one moto. CreateUser is the cross-process claim: one request
-// wins and creates the key; the others either see the complete user (the
-// same key) or are told the user is in progress. Never a second key.
+// spread over 4 Services (4 Lambda instances) on one moto and one state
+// table, all held at CreateUser until every one is there. The claim on the
+// name in the table is the cross-process lock: one request holds it and
+// creates the key; the others see the complete user (the same key) or are
+// told the user is in progress. Never a second key, never a deleted one.
 func TestConcurrentIdenticalRequestsAcrossInstances(t *testing.T) {
-	bothModes(t, testConcurrentIdenticalRequestsAcrossInstances)
+	bothModes(t, func(t *testing.T, mode grants.Mode) {
+		const n = 20
+		gate := awstest.Barrier("CreateUser", n)
+		envs := make([]*env, 4)
+		services := make([]*provision.Service, 4)
+		for i := range envs {
+			envs[i] = newEnvWith(t, gate.Attach, grantMode(mode))
+			services[i] = envs[i].svc
+		}
+		testIdenticalRace(t, n, envs, services)
+	})
 }
 
-func testConcurrentIdenticalRequestsAcrossInstances(t *testing.T, mode grants.Mode) {
-	envs := make([]*env, 4)
-	services := make([]*provision.Service, 4)
-	for i := range envs {
-		envs[i] = newEnv(t, grantMode(mode))
-		services[i] = envs[i].svc
-	}
+// TestConcurrentIdenticalRequestsOneInstance: the same on one Service: its
+// goroutines are as independent as instances (no in-process lock; the
+// lease is the only one).
+func TestConcurrentIdenticalRequestsOneInstance(t *testing.T) {
+	bothModes(t, func(t *testing.T, mode grants.Mode) {
+		const n = 20
+		gate := awstest.Barrier("CreateUser", n)
+		e := newEnvWith(t, gate.Attach, grantMode(mode))
+		testIdenticalRace(t, n, []*env{e}, []*provision.Service{e.svc})
+	})
+}
+
+func testIdenticalRace(t *testing.T, n int, envs []*env, services []*provision.Service) {
 	e := envs[0]
 	user := awstest.Name("race")
 	grant := rw(awstest.Name("race") + ".example.com")
-	outs := race(20, input(user, grant), services...)
+	outs := race(n, input(user, grant), services...)
 
 	ids, _ := e.keyIDs(t, user)
 	if len(ids) != 1 {
+		for i, o := range outs {
+			t.Logf("request %d: %v", i, o.err)
+		}
 		t.Fatalf("keys = %v, want exactly one", ids)
 	}
 	key := ids[0]
@@ -95,7 +115,7 @@ func testConcurrentIdenticalRequestsAcrossInstances(t *testing.T, mode grants.Mo
 		}
 	}
 	if total != 1 {
-		t.Errorf("CreateAccessKey called %d times across instances, want 1", total)
+		t.Errorf("CreateAccessKey called %d times, want 1", total)
 	}
 	var res *provision.Result
 	for _, o := range outs {
@@ -106,70 +126,26 @@ func testConcurrentIdenticalRequestsAcrossInstances(t *testing.T, mode grants.Mo
 	e.assertComplete(t, res, user, grant)
 }
 
-// TestConcurrentIdenticalRequestsOneInstance: on one Service the in-process
-// lock serialises requests for one user, so all 20 succeed with the same
-// key and exactly one of them created it.
-func TestConcurrentIdenticalRequestsOneInstance(t *testing.T) {
-	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		testConcurrentIdenticalRequestsOneInstance(t, newEnv(t, grantMode(mode)))
-	})
-}
-
-func testConcurrentIdenticalRequestsOneInstance(t *testing.T, e *env) {
-	user := awstest.Name("race1")
-	grant := rw(awstest.Name("race1") + ".example.com")
-	outs := race(20, input(user, grant), e.svc)
-	created := 0
-	key := ""
-	for i, o := range outs {
-		if o.err != nil {
-			t.Fatalf("request %d: %v", i, o.err)
-		}
-		if key == "" {
-			key = o.res.AccessKeyID
-		}
-		if o.res.AccessKeyID != key {
-			t.Errorf("request %d got key %s, another got %s", i, o.res.AccessKeyID, key)
-		}
-		if o.res.Created {
-			created++
-		}
-	}
-	if created != 1 {
-		t.Errorf("%d requests say Created, want exactly 1", created)
-	}
-	if n := e.calls.Count("CreateAccessKey"); n != 1 {
-		t.Errorf("CreateAccessKey called %d times", n)
-	}
-	e.assertComplete(t, outs[0].res, user, grant)
-}
-
 // TestRequestDuringAnotherInstancesCompensation: instance A's saga fails
-// and compensates (deleting the user it created) while instance B, which
-// lost the CreateUser claim to A, has already read the user and is reading
-// its state. B must answer "in progress, retry" — as it does when the user
-// vanishes before its GetUser — not fail with an internal error. The
-// interleaving is forced with hooks and channels, not timing.
+// and compensates (deleting the user it created) while instance B asks for
+// the same user. B must answer "in progress, retry" — A holds the user's
+// lease — and never see a half-made user as its own; A's compensation
+// leaves no trace (no user, no key, no secret, no record), and B's retry
+// succeeds. The interleaving is forced with hooks, not timing.
 func TestRequestDuringAnotherInstancesCompensation(t *testing.T) {
 	bothModes(t, testRequestDuringAnotherInstancesCompensation)
 }
 
 func testRequestDuringAnotherInstancesCompensation(t *testing.T, mode grants.Mode) {
 	aAtKey := make(chan struct{})    // A has created its key and waits
-	bReadUser := make(chan struct{}) // B has read the user and waits
-	aDone := make(chan struct{})     // A has compensated
+	bAnswered := make(chan struct{}) // B has answered
 	a := newEnvWith(t, func(cfg *aws.Config) {
 		awstest.AfterSuccess(cfg, "CreateAccessKey", func(context.Context) {
 			close(aAtKey)
-			<-bReadUser
+			<-bAnswered
 		})
 	}, grantMode(mode))
-	b := newEnvWith(t, func(cfg *aws.Config) {
-		awstest.AfterSuccess(cfg, "GetUser", func(context.Context) {
-			close(bReadUser)
-			<-aDone
-		})
-	}, grantMode(mode))
+	b := newEnv(t, grantMode(mode))
 	user := awstest.Name("vanish")
 	grant := rw(awstest.Name("vanish") + ".example.com")
 	a.faults.FailNth("CreateSecret", 1)
@@ -184,21 +160,19 @@ func testRequestDuringAnotherInstancesCompensation(t *testing.T, mode grants.Mod
 	case err := <-aErr: // A failed before its key: the hooks never fire
 		t.Fatalf("A ended before creating its key: %v", err)
 	}
-	bOut := make(chan outcome, 1)
-	go func() {
-		r, err := b.svc.Create(ctx(), input(user, grant))
-		bOut <- outcome{r, err}
-	}()
+	_, err := b.svc.Create(ctx(), input(user, grant))
+	close(bAnswered)
+	if pe := wantKind(t, err, provision.KindInProgress); pe.RetryAfter <= 0 {
+		t.Errorf("RetryAfter = %v", pe.RetryAfter)
+	}
 	if err := <-aErr; err == nil {
 		t.Fatal("A succeeded despite the fault")
 	}
-	close(aDone)
-	o := <-bOut
 	t.Logf("B: %s", opsLine(b.calls.Calls()))
-	if pe := wantKind(t, o.err, provision.KindInProgress); pe.RetryAfter <= 0 {
-		t.Errorf("RetryAfter = %v", pe.RetryAfter)
-	}
 	a.assertNoTrace(t, user)
+	if _, err := a.store.Get(ctx(), user); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("record after compensation: %v, want none", err)
+	}
 
 	// The retry the client is told to make succeeds.
 	res, err := b.svc.Create(ctx(), input(user, grant))

@@ -18,6 +18,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // Input is one create request with who made it.
@@ -91,15 +92,23 @@ func (s *Service) admit(in *Input) error {
 // Create provisions the user the request describes, or returns the same
 // user if an identical request already did. The saga, in three round trips:
 //
-//  1. CreateUser (the cross-process claim on the name; grant mode group:
-//     ‖ GetGroup for each grant)
+//  1. CreateUser ‖ claim the name in the state table (a record in phase
+//     creating, leased to this request) (grant mode group: ‖ GetGroup for
+//     each grant)
 //  2. CreateAccessKey ‖ PutUserPolicy (grant mode group: per group
 //     PutGroupPolicy if it exists, CreateGroup if it does not)
 //  3. store the key in the user's secret (grant mode group: ‖
 //     AddUserToGroup for each group ‖ PutGroupPolicy on each new group)
 //
-// A failure after step 1 is compensated (rollback.go): the key is deleted,
-// the grants removed and the user deleted, so a retry starts clean.
+// and then the record is committed (ready, the key id, history; the lease
+// released): a single DynamoDB write, a few milliseconds.
+//
+// The claim is the cross-process lock on the name: of two requests for it,
+// the one whose claim fails and whose CreateUser succeeded deletes the user
+// it made (the claim's holder is making it) unless the record it found is
+// stale, which it then takes over. A failure after step 1 is compensated
+// (rollback.go): the key is deleted, the grants removed, the user deleted
+// and the record removed, so a retry starts clean.
 func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error) {
 	start := time.Now()
 	defer func() {
@@ -109,22 +118,94 @@ func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error)
 		return nil, err
 	}
 	req := in.Request
-	unlock := s.locks.Lock(strings.ToLower(req.User))
-	defer unlock()
+	h := s.newHold(req.User, in.RequestID)
+	defer h.release(ctx)
 
 	setup := s.grants.Prepare(ctx, req.Grants)
+	claimed := make(chan error, 1)
+	go func() { claimed <- h.claim(ctx, s.newRecord(in)) }()
 	user, err := s.createUser(ctx, in)
+	claimErr := <-claimed
+	exists := isCode(err, codeEntityExists)
 	switch {
-	case isCode(err, codeEntityExists):
+	case claimErr != nil && !errors.Is(claimErr, state.ErrExists):
+		_ = setup.Wait()
+		if err == nil {
+			s.dropUser(ctx, req.User)
+		}
+		return nil, wrapf(claimErr, "claim user %s", req.User)
+	case errors.Is(claimErr, state.ErrExists):
+		// Another request's record: take it over unless its lease is live.
+		rec, lerr := h.take(ctx, state.LeaseOpts{})
+		if lerr == nil && h.rec == nil {
+			rec, lerr = nil, state.ErrBusy // removed between the claim and the lease
+		}
+		if lerr != nil {
+			_ = setup.Wait()
+			if err == nil && !sameRequest(rec, in) {
+				// Our CreateUser won the race in IAM, but the name is
+				// claimed by a live request for something else: the
+				// user we made is in its way. (For the same request, the
+				// claim's holder finds the user and completes it.)
+				s.dropUser(ctx, req.User)
+			}
+			if errors.Is(lerr, state.ErrBusy) || errors.Is(lerr, state.ErrPhase) {
+				return nil, refused(req.User, rec, lerr, 0)
+			}
+			return nil, lerr
+		}
+		if h.rec.Phase == state.Deleting && exists {
+			// A delete died half-way: finish it; the retry starts clean.
+			_ = setup.Wait()
+			return nil, s.finishStaleDelete(ctx, h)
+		}
+		switch {
+		case exists:
+			if err := setup.Wait(); err != nil {
+				return nil, grantError(err)
+			}
+			// A stale creating record: nobody else is making the user. A
+			// ready one may be a create that committed beside its last
+			// steps (group memberships): a young user may still be busy.
+			return s.existing(ctx, in, h, h.rec.Phase == state.Ready)
+		case err != nil:
+			_ = setup.Wait()
+			return nil, fmt.Errorf("create IAM user %s: %w", req.User, err)
+		}
+		// The record was stale and its user gone: the user is ours.
+		return s.finish(ctx, in, &saga{user: req.User, createdUser: true, hold: h}, user, setup, nil)
+	case exists:
+		// The name is ours in the table but taken in IAM: a user vended
+		// before the table, or one a request that lost the claim made and
+		// is about to delete (young: in progress).
 		if err := setup.Wait(); err != nil {
 			return nil, grantError(err)
 		}
-		return s.existing(ctx, in)
+		return s.existing(ctx, in, h, true)
 	case err != nil:
-		_ = setup.Wait() // let group setup finish before answering
+		_ = setup.Wait()
+		if rerr := h.remove(ctx, nil); rerr != nil {
+			s.log.ErrorContext(ctx, "create: record of a user IAM refused to create not removed", "user", req.User, "error", rerr)
+		}
 		return nil, fmt.Errorf("create IAM user %s: %w", req.User, err)
 	}
-	return s.finish(ctx, in, &saga{user: req.User, createdUser: true}, user, setup, nil)
+	return s.finish(ctx, in, &saga{user: req.User, createdUser: true, hold: h}, user, setup, nil)
+}
+
+// sameRequest reports whether rec was claimed for what in asks: the same
+// requester and grants (a retry, or a twin request).
+func sameRequest(rec *state.Record, in Input) bool {
+	return rec != nil && rec.Requester == in.Principal.Requester() && sameSet(rec.Grants, in.Request.Grants)
+}
+
+// dropUser deletes a user this request created and then found claimed by
+// another: it has nothing attached yet.
+func (s *Service) dropUser(ctx context.Context, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CompensationTimeout)
+	defer cancel()
+	if _, err := s.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &name}); err != nil && !isCode(err, codeNoSuchEntity) {
+		s.log.ErrorContext(ctx, "create: a user made for a name another request holds was not deleted; the reconciliation finds it", "user", name, "error", err)
+	}
 }
 
 // finish completes a user that exists, on the critical path
@@ -132,12 +213,13 @@ func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error)
 // (setup):
 //
 //	CreateAccessKey ─────────┐
-//	grants (setup.Attach) ───┴→ store key (‖ group memberships)
+//	grants (setup.Attach) ───┴→ store key (‖ group memberships) → commit the record
 //
 // The key is stored only once the grants are in place (setup.Ready): a
 // key in its secret is a working key with exactly its grants. have is what
-// the user holds already (repair), nil for a user just created. On any
-// failure it compensates sg.
+// the user holds already (repair), nil for a user just created. The record
+// is committed ready, releasing the lease, last (one DynamoDB write). On
+// any failure it compensates sg.
 func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes.User, setup *grants.Setup, have *grants.Held) (*Result, error) {
 	name := aws.ToString(user.UserName)
 	type created struct {
@@ -172,6 +254,21 @@ func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes
 	if err := setup.Wait(); err != nil && stepErr == nil {
 		stepErr = grantError(err)
 	}
+	if stepErr == nil {
+		// The record says ready, and the lease is released, only once the
+		// key is in its secret and every grant is given: committing any
+		// earlier would let a delete in between the commit and the store
+		// (it would leave a secret with no user).
+		next := s.readyRecord(in, sg, user, c.key)
+		entry := s.entry("create", in.Principal, in.RequestID, name, nil, in.Request.Grants, sg.keyID, createInputs(in))
+		if !sg.createdUser {
+			entry.Action = "repair"
+		}
+		if _, err := sg.hold.commit(ctx, next, entry); err != nil {
+			stepErr = err
+			sg.leaseLost = KindOf(err) == KindInProgress
+		}
+	}
 	if stepErr != nil {
 		stepErr = firstErr(stepErr)
 		s.compensate(ctx, sg, stepErr)
@@ -183,6 +280,34 @@ func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes
 		r.Readiness = s.checkReady(ctx, c.key, aws.ToString(user.Arn))
 	}
 	return r, nil
+}
+
+// readyRecord is the record of a user this request completed: its own
+// request's record for a user it created, the user's as IAM holds it for
+// one it repaired, with the new key.
+func (s *Service) readyRecord(in Input, sg *saga, user *iamtypes.User, key *iamtypes.AccessKey) state.Record {
+	r := s.newRecord(in)
+	if !sg.createdUser {
+		r = s.recordOf(user, nil, nil)
+	}
+	r.Phase, r.UserARN, r.Grants, r.Intact, r.GrantMode = state.Ready, aws.ToString(user.Arn), in.Request.Grants, true, string(s.cfg.GrantMode)
+	r.KeyID, r.KeyAt = aws.ToString(key.AccessKeyId), aws.ToTime(key.CreateDate).UTC()
+	if r.KeyAt.IsZero() {
+		r.KeyAt = s.cfg.Now().UTC()
+	}
+	return r
+}
+
+// createInputs is what a create's history entry records of its request.
+func createInputs(in Input) map[string]any {
+	m := map[string]any{}
+	if in.Request.Reason != "" {
+		m["reason"] = in.Request.Reason
+	}
+	if in.expiresAt != nil {
+		m["expires_at"] = in.expiresAt.UTC().Format(time.RFC3339)
+	}
+	return m
 }
 
 // grantError turns a grant carrier's refusal into the caller-facing error:

@@ -15,6 +15,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // DeleteInput asks to deprovision a managed user.
@@ -25,6 +26,9 @@ type DeleteInput struct {
 	// Force deletes the secret at once instead of scheduling it with the
 	// recovery window. Only a rule with the force-delete action allows it.
 	Force bool
+	// IfMatch, when not 0, is the version (ETag) the caller last read
+	// (KindPrecondition, 412, if the user changed since).
+	IfMatch int64
 }
 
 // userInventory is everything attached to a user that blocks DeleteUser.
@@ -41,12 +45,14 @@ type userInventory struct {
 	secretOurs bool
 }
 
-// Delete deprovisions the user in three round trips:
+// Delete deprovisions the user in three round trips and a table write:
 //
 //  1. GetUser ‖ ListAccessKeys ‖ ListGroupsForUser ‖ ListUserPolicies ‖ ListAttachedUserPolicies ‖ GetUserPolicy ‖ DescribeSecret
+//     ‖ the user's lease, marking it deleting (UpdateItem)
 //     (‖ GetGroupPolicy of prefixed grant groups, for a user in grant mode group)
 //  2. DeleteAccessKey… ‖ RemoveUserFromGroup… ‖ DeleteUserPolicy… ‖ DetachUserPolicy… ‖ DeleteSecret
 //  3. DeleteUser ‖ grant groups left empty deleted (grant mode group)
+//  4. the record removed with the history entry (TransactWriteItems)
 //
 // It works on half-made users too, and is safe to repeat until it
 // succeeds. A user outside the keyvend path, or without keyvend's tag, is
@@ -58,23 +64,74 @@ func (s *Service) Delete(ctx context.Context, in DeleteInput) (err error) {
 	if err := checkName(in.User); err != nil {
 		return err
 	}
+	// The lease (marking the user deleting) is taken beside the inventory:
+	// round 1. An inventory that raced a change another request committed
+	// just before this one got the lease can only miss something that then
+	// makes DeleteUser fail (409, retry): the user is never half-deleted
+	// behind a live operation.
+	h := s.newHold(in.User, in.RequestID)
+	defer h.release(ctx)
+	type taken struct {
+		rec *state.Record
+		err error
+	}
+	leased := make(chan taken, 1)
+	go func() {
+		rec, err := h.take(ctx, state.LeaseOpts{Version: in.IfMatch, SetPhase: state.Deleting})
+		leased <- taken{rec, err}
+	}()
 	inv, err := s.inventory(ctx, in.User)
+	l := <-leased
 	if err != nil {
 		return err
+	}
+	if l.err != nil {
+		if l.rec == nil {
+			return l.err
+		}
+		held, herr := s.heldBy(ctx, in.User, inv)
+		if herr != nil {
+			return herr
+		}
+		if err := s.authorizeOnUser(in.Principal, authz.Delete, inv.user, held); err != nil {
+			return err
+		}
+		return refused(in.User, l.rec, l.err, in.IfMatch)
+	}
+	entry := func(held *grants.Held) *state.History {
+		var before []policy.Grant
+		if held != nil {
+			before = held.Grants
+		}
+		e := s.entry("delete", in.Principal, in.RequestID, in.User, before, nil, "", nil)
+		if in.Force {
+			e.Inputs = map[string]any{"force": true}
+		}
+		return e
 	}
 	if owns(in.Principal, inv.user) && !in.Force {
 		// Its requester may delete it whatever it holds: its grants (in
 		// grant mode group, the policies of its groups: one more round
-		// trip) are read alongside the deletion, for the audit line only.
+		// trip) are read alongside the deletion, for the audit line and
+		// history only.
+		var held *grants.Held
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			if held, err := s.heldBy(ctx, in.User, inv); err == nil {
-				audited = held.Grants
+			if h, err := s.heldBy(ctx, in.User, inv); err == nil {
+				held, audited = h, h.Grants
 			}
 		}()
-		defer func() { <-done }()
-		return s.finishDelete(ctx, in.User, inv, in.Force)
+		if err := h.adopt(ctx, inv.user, nil, state.Deleting); err != nil {
+			<-done
+			return err
+		}
+		err := s.finishDelete(ctx, in.User, inv, in.Force, h)
+		<-done
+		if err != nil {
+			return err
+		}
+		return h.remove(ctx, entry(held))
 	}
 	held, err := s.heldBy(ctx, in.User, inv)
 	if err != nil {
@@ -89,7 +146,13 @@ func (s *Service) Delete(ctx context.Context, in DeleteInput) (err error) {
 			return err
 		}
 	}
-	return s.finishDelete(ctx, in.User, inv, in.Force)
+	if err := h.adopt(ctx, inv.user, &userState{held: held}, state.Deleting); err != nil {
+		return err
+	}
+	if err := s.finishDelete(ctx, in.User, inv, in.Force, h); err != nil {
+		return err
+	}
+	return h.remove(ctx, entry(held))
 }
 
 // heldBy is what the inventoried user holds, from what round 1 read.
@@ -105,21 +168,45 @@ func (s *Service) heldBy(ctx context.Context, name string, inv *userInventory) (
 	return held, nil
 }
 
-// deprovision deletes a managed user without an authorization check: for
-// the reaper, which acts on the rules' expiry and on half-made users.
-func (s *Service) deprovision(ctx context.Context, name string, force bool) error {
-	inv, err := s.inventory(ctx, name)
-	if err != nil {
-		if KindOf(err) == KindNotFound {
-			return nil
-		}
+// deprovision deletes a managed user without an authorization check, for
+// the reaper, which acts on the rules' expiry and on half-made users. The
+// caller holds the user's lease (h, marked deleting); the record is
+// removed with entry once the user is gone.
+func (s *Service) deprovision(ctx context.Context, h *hold, force bool, entry *state.History) error {
+	inv, err := s.inventory(ctx, h.name)
+	switch {
+	case KindOf(err) == KindNotFound:
+		// Gone already (or not keyvend's): the record describes nothing.
+		return h.remove(ctx, entry)
+	case err != nil:
 		return err
 	}
-	return s.finishDelete(ctx, name, inv, force)
+	if err := h.adopt(ctx, inv.user, nil, state.Deleting); err != nil {
+		return err
+	}
+	if err := s.finishDelete(ctx, h.name, inv, force, h); err != nil {
+		return err
+	}
+	return h.remove(ctx, entry)
 }
 
-// finishDelete runs rounds 2 and 3 of Delete.
-func (s *Service) finishDelete(ctx context.Context, name string, inv *userInventory, force bool) error {
+// finishStaleDelete finishes a delete whose request died (a record left in
+// deleting, taken over by a create): the user goes, and the create is
+// told to retry, which then starts clean.
+func (s *Service) finishStaleDelete(ctx context.Context, h *hold) error {
+	e := s.entry("delete", caller.Principal{ID: ReaperPrincipal}, h.holder, h.name, h.rec.Grants, nil, "", map[string]any{"finished": "a delete whose request died"})
+	if err := s.deprovision(ctx, h, false, e); err != nil {
+		return err
+	}
+	return userChanging(h.name)
+}
+
+// finishDelete runs rounds 2 and 3 of Delete, holding the user's lease
+// (h). Once it starts, a refusal no longer puts the record back: a
+// half-deleted user stays deleting, and the next delete (or the reaper)
+// finishes it.
+func (s *Service) finishDelete(ctx context.Context, name string, inv *userInventory, force bool, h *hold) error {
+	h.back = ""
 	if err := s.detach(ctx, name, inv, force); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -11,6 +12,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // Description is a managed user as keyvend sees it. No secret values.
@@ -39,6 +41,10 @@ type Description struct {
 	// expiry.
 	ExpiryCapped bool              `json:"expiry_capped,omitempty"`
 	Tags         map[string]string `json:"tags"`
+	// Version is the user's record version in the state table: the ETag
+	// of GET /v1/users/{name}, for If-Match on PUT grants and DELETE. 0 for
+	// a user not yet recorded (vended before the table; reindex records it).
+	Version int64 `json:"version"`
 }
 
 // KeyInfo is an access key's metadata; InSecret marks the one the user's
@@ -55,11 +61,31 @@ type KeyInfo struct {
 // grants; anyone else is told, as for a user that does not exist or that
 // keyvend does not manage, KindNotFound.
 func (s *Service) Describe(ctx context.Context, p caller.Principal, name string) (*Description, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	type got struct {
+		rec *state.Record
+		err error
+	}
+	recDone := make(chan got, 1)
+	go func() {
+		rec, err := s.store.Get(ctx, name)
+		recDone <- got{rec, err}
+	}()
 	user, st, err := s.load(ctx, p, authz.Describe, name, allState)
+	r := <-recDone
 	if err != nil {
 		return nil, err
 	}
-	return s.describe(user, st), nil
+	d := s.describe(user, st)
+	switch {
+	case r.err == nil:
+		d.Version = r.rec.Version
+	case !errors.Is(r.err, state.ErrNotFound):
+		return nil, wrapf(r.err, "read the record of user %s", name)
+	}
+	return d, nil
 }
 
 // describe assembles a Description from what was read.

@@ -79,28 +79,61 @@ func sameSet(a, b []policy.Grant) bool {
 	return h.Same(b)
 }
 
-// existing handles a create request whose CreateUser found the name taken:
-// a user keyvend does not manage (or spelled differently: IAM names are
-// case-insensitive) is a conflict; a keyvend user gets decide's verdict.
-func (s *Service) existing(ctx context.Context, in Input) (*Result, error) {
+// existing handles a create request whose CreateUser found the name taken
+// in IAM, holding the name's lease (h): a user keyvend does not manage (or
+// spelled differently: IAM names are case-insensitive) is a conflict; a
+// keyvend user gets decide's verdict. mayBeYoung is false when the lease
+// says nobody else is making it (a record this request took over): then
+// a half-made user is repaired whatever its age.
+func (s *Service) existing(ctx context.Context, in Input, h *hold, mayBeYoung bool) (*Result, error) {
 	name := in.Request.User
 	user, st, err := s.readExisting(ctx, name)
 	if err != nil {
+		if h.claimed {
+			// The record this request wrote describes nothing keyvend made.
+			if rerr := h.remove(ctx, nil); rerr != nil {
+				s.log.ErrorContext(ctx, "create: claim on a name keyvend cannot use not removed", "user", name, "error", rerr)
+			}
+		}
 		return nil, err
 	}
-	switch decide(s.view(in, user, st)) {
+	v := s.view(in, user, st)
+	if mayBeYoung && v.young && v.madeFor && st.secret == nil && len(st.keys) == 0 && h.claimed &&
+		requesterOf(user) == in.Principal.Requester() && st.held.Within(in.Request.Grants) {
+		// A twin request made it: its CreateUser won in IAM while this
+		// request won the claim, and it left the user to the claim's
+		// holder. Complete it as this request's own.
+		return s.finish(ctx, in, &saga{user: name, createdUser: true, hold: h}, user, s.grants.Prepare(ctx, in.Request.Grants), st.held)
+	}
+	v.young = v.young && mayBeYoung
+	switch decide(v) {
 	case replay:
+		if err := h.record(ctx, s.recordOf(user, nil, st)); err != nil {
+			return nil, err
+		}
 		return s.replayResult(in, user, st), nil
 	case putAgain:
 		if err := s.applyGrants(ctx, name, in.Request.Grants, st.held); err != nil {
 			return nil, err
 		}
 		s.log.WarnContext(ctx, "user policy had drifted from its grants; put it again", "user", name)
+		r := s.recordOf(user, nil, st)
+		r.Grants, r.Intact = in.Request.Grants, true
+		if err := h.record(ctx, r); err != nil {
+			return nil, err
+		}
 		return s.replayResult(in, user, st), nil
 	case inProgress:
+		if h.claimed {
+			_ = h.remove(ctx, nil) // whoever is making it records it
+		}
 		return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", name)}
 	case repairIt:
-		return s.repair(ctx, in, user)
+		return s.repair(ctx, in, user, st, h)
+	}
+	// Record the user as it is (adoption), then refuse.
+	if err := h.record(ctx, s.recordOf(user, nil, st)); err != nil {
+		return nil, err
 	}
 	return nil, conflictGrants(name)
 }

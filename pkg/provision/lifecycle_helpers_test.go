@@ -113,6 +113,9 @@ func (e *lcEnv) serviceOn(t *testing.T, cfg aws.Config, rulesJSON string, more .
 		m(&settings)
 	}
 	awstest.RequireBoundary(t, &cfg, settings.BoundaryARN)
+	if settings.Store == nil {
+		settings.Store = awstest.Table(t, cfg)
+	}
 	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

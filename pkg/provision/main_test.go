@@ -17,6 +17,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -37,6 +38,8 @@ type env struct {
 	calls  *awstest.Recorder
 	faults *awstest.Faults
 	cfg    aws.Config
+	// store is the service's state table (shared by every env on the moto).
+	store *state.Store
 	// mode is the service's grant mode (policy unless a test says group).
 	mode grants.Mode
 }
@@ -92,6 +95,10 @@ func newEnvWith(t *testing.T, instrument func(*aws.Config), mutate ...func(*prov
 	// Every CreateUser the service makes must carry its boundary (moto
 	// drops it, so only the request can show it).
 	awstest.RequireBoundary(t, &svcCfg, settings.BoundaryARN)
+	if settings.Store == nil {
+		settings.Store = awstest.Table(t, svcCfg)
+	}
+	e.store = settings.Store
 	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -2,14 +2,16 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
-	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // HalfMadeAfter is how old a half-made user must be before the reaper
@@ -18,13 +20,36 @@ const HalfMadeAfter = 15 * time.Minute
 
 // ReapReport is what one reaper run did, as JSON.
 type ReapReport struct {
-	StartedAt        time.Time   `json:"started_at"`
+	StartedAt time.Time `json:"started_at"`
+	// Due is how many records the expiry index gave (expired users, and
+	// records a request that died left in creating or deleting).
+	Due int `json:"due"`
+	// Checked is how many IAM users the reconciliation's slice looked at.
 	Checked          int         `json:"checked"`
 	Expired          []string    `json:"expired_deleted"`
 	HalfMadeDeleted  []string    `json:"half_made_deleted"`
 	StrayKeysDeleted []KeyOfUser `json:"stray_keys_deleted"`
 	Repaired         []string    `json:"repaired"`
-	Errors           []ReapError `json:"errors"`
+	// Adopted are keyvend users the table had no record of (vended before
+	// it existed, or a record lost): recorded as IAM holds them.
+	Adopted []string `json:"adopted"`
+	// RecordsRemoved are records whose IAM user is gone.
+	RecordsRemoved []string `json:"records_removed"`
+	// OrphanSecretsDeleted are keyvend secrets whose user is gone
+	// (scheduled for deletion with the recovery window).
+	OrphanSecretsDeleted []string `json:"orphan_secrets_deleted"`
+	// Reconciled says where the reconciliation's walks stand: each run
+	// takes a bounded slice and resumes where the last one stopped.
+	Reconciled ReconcileProgress `json:"reconciled"`
+	Errors     []ReapError       `json:"errors"`
+}
+
+// ReconcileProgress is how far each reconciliation walk got this run;
+// true when it reached the end (the next run starts it over).
+type ReconcileProgress struct {
+	Users   bool `json:"users_complete"`
+	Records bool `json:"records_complete"`
+	Secrets bool `json:"secrets_complete"`
 }
 
 // KeyOfUser names one access key.
@@ -39,153 +64,147 @@ type ReapError struct {
 	Error string `json:"error"`
 }
 
-// Reap goes over every managed user once:
-//   - past its expiry → deprovisioned (secret scheduled for deletion);
-//   - older than HalfMadeAfter and without a secret → deprovisioned;
-//   - older than HalfMadeAfter with keys that are not in its secret →
-//     those keys deleted, and if the secret holds no live key, a new key
-//     stored in it (repaired); decided under the user's repair lock, so a
-//     rotation's new key is never taken for a stray one (a user a request
-//     holds the lock on is left for the next run).
-//
-// Running it again changes nothing more. Errors on one user do not stop
-// the others; they are in the report.
-func (s *Service) Reap(ctx context.Context) (*ReapReport, error) {
-	rep := &ReapReport{StartedAt: s.cfg.Now().UTC(), Expired: []string{}, HalfMadeDeleted: []string{},
-		StrayKeysDeleted: []KeyOfUser{}, Repaired: []string{}, Errors: []ReapError{}}
-	var mu sync.Mutex
-	sem := make(chan struct{}, 4)
-	var wg sync.WaitGroup
-	p := iam.NewListUsersPaginator(s.iam, &iam.ListUsersInput{PathPrefix: &s.cfg.UserPath})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			wg.Wait()
-			return rep, wrapf(err, "list users under %s", s.cfg.UserPath)
-		}
-		for _, u := range page.Users {
-			if aws.ToString(u.Path) != s.cfg.UserPath {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				s.reapOne(ctx, u, rep, &mu)
-			}()
-		}
-	}
-	wg.Wait()
-	return rep, nil
+func newReport(now time.Time) *ReapReport {
+	return &ReapReport{StartedAt: now.UTC(), Expired: []string{}, HalfMadeDeleted: []string{}, StrayKeysDeleted: []KeyOfUser{},
+		Repaired: []string{}, Adopted: []string{}, RecordsRemoved: []string{}, OrphanSecretsDeleted: []string{}, Errors: []ReapError{}}
 }
 
-func (s *Service) reapOne(ctx context.Context, u iamtypes.User, rep *ReapReport, mu *sync.Mutex) {
-	name := aws.ToString(u.UserName)
-	fail := func(err error) {
-		mu.Lock()
-		rep.Errors = append(rep.Errors, ReapError{User: name, Error: err.Error()})
-		mu.Unlock()
-	}
-	tags, err := s.iam.ListUserTags(ctx, &iam.ListUserTagsInput{UserName: &name})
-	if isCode(err, codeNoSuchEntity) {
-		return
-	}
+// reporter adds to a report from concurrent workers.
+type reporter struct {
+	mu  sync.Mutex
+	rep *ReapReport
+}
+
+func (r *reporter) add(f func(*ReapReport)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r.rep)
+}
+
+func (r *reporter) fail(user string, err error) {
+	r.add(func(rep *ReapReport) { rep.Errors = append(rep.Errors, ReapError{User: user, Error: err.Error()}) })
+}
+
+// Reap does what is due, then a slice of reconciliation:
+//
+//  1. What is due, from one query of the state table's expiry index, so a
+//     run costs what is due, not what exists: users past their expiry are
+//     deprovisioned (secret scheduled for deletion); a record a request
+//     that died left in creating is finished (its user complete) or the
+//     user deprovisioned; one left in deleting is deleted.
+//  2. Reconciliation (reconcile.go), a bounded slice per run, resumed from
+//     a checkpoint in the table: IAM users (adopting keyvend users with no
+//     record; half-made users older than HalfMadeAfter deprovisioned; keys
+//     outside the secret deleted, a secret with no live key restocked),
+//     records (removed when their user is gone) and secrets (a keyvend
+//     secret whose user is gone scheduled for deletion).
+//  3. History retention: entries of deleted users get their TTL.
+//
+// Every change to a user is made holding its lease; a user a request holds
+// is left for the next run. Running it again changes nothing more. Errors
+// on one user do not stop the others; they are in the report.
+func (s *Service) Reap(ctx context.Context) (*ReapReport, error) {
+	r := &reporter{rep: newReport(s.cfg.Now())}
+	due, err := s.store.Due(ctx, s.cfg.Now(), s.cfg.ReapBatch)
 	if err != nil {
-		fail(wrapf(err, "list tags of %s", name))
-		return
+		return r.rep, wrapf(err, "read the users due")
 	}
-	u.Tags = tags.Tags
-	if !s.managedUser(&u) {
-		return
+	r.rep.Due = len(due)
+	each(due, 4, func(rec *state.Record) { s.reapDue(ctx, rec, r) })
+	if err := s.reconcile(ctx, r, s.cfg.ReconcileSlice, false); err != nil {
+		return r.rep, err
 	}
-	mu.Lock()
-	rep.Checked++
-	mu.Unlock()
+	s.expireHistory(ctx, r)
+	return r.rep, nil
+}
+
+// each runs f on every item, n at a time.
+func each[T any](items []T, n int, f func(T)) {
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for _, it := range items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(it)
+		}()
+	}
+	wg.Wait()
+}
+
+// reapDue handles one record the expiry index gave.
+func (s *Service) reapDue(ctx context.Context, rec *state.Record, r *reporter) {
+	h := s.newHold(rec.Name, "reaper")
+	defer h.release(ctx)
+	if _, err := h.take(ctx, state.LeaseOpts{SetPhase: state.Deleting}); err != nil {
+		if !errors.Is(err, state.ErrBusy) {
+			r.fail(rec.Name, err)
+		}
+		return // a request holds it: the next run looks again
+	}
+	if h.rec == nil {
+		return // removed since the query
+	}
 	now := s.cfg.Now()
-	if at := expiryOf(u.Tags); at != nil && !now.Before(*at) {
-		if err := s.reapDelete(ctx, name, "reap-expired"); err != nil {
-			fail(err)
-			return
+	expired := h.rec.ExpiresAt != nil && !now.Before(*h.rec.ExpiresAt)
+	if !expired && h.back == state.Ready {
+		return // not due any more (its expiry moved); released as it was
+	}
+	if !expired && h.back == state.Creating {
+		// A create died after its user was made: keep the user if it is
+		// complete (the record was all it missed), else remove it.
+		st, err := s.readUserState(ctx, rec.Name, allState)
+		if err == nil && st.complete() {
+			if u, gerr := s.lookupManaged(ctx, rec.Name); gerr == nil {
+				next := s.recordOf(u, nil, st)
+				if _, err := h.commit(ctx, next, s.entry("repair", caller.Principal{ID: ReaperPrincipal}, "reaper", rec.Name, nil, next.Grants, next.KeyID, nil)); err != nil {
+					r.fail(rec.Name, err)
+					return
+				}
+				r.add(func(rep *ReapReport) { rep.Repaired = append(rep.Repaired, rec.Name) })
+				return
+			}
 		}
-		mu.Lock()
-		rep.Expired = append(rep.Expired, name)
-		mu.Unlock()
+	}
+	action := "reap-expired"
+	if !expired {
+		action = "reap-half-made"
+	}
+	if err := s.reapDelete(ctx, h, action); err != nil {
+		r.fail(rec.Name, err)
 		return
 	}
-	if now.Sub(aws.ToTime(u.CreateDate)) < HalfMadeAfter {
-		return
-	}
-	st, err := s.readUserState(ctx, name, keyAndSecret)
+	r.add(func(rep *ReapReport) {
+		if expired {
+			rep.Expired = append(rep.Expired, rec.Name)
+		} else {
+			rep.HalfMadeDeleted = append(rep.HalfMadeDeleted, rec.Name)
+		}
+	})
+}
+
+// expireHistory gives the history of users deleted since the last run its
+// retention (HistoryRetention), by TTL.
+func (s *Service) expireHistory(ctx context.Context, r *reporter) {
+	names, err := s.store.Deleted(ctx, s.cfg.ReapBatch)
 	if err != nil {
-		fail(err)
+		r.fail("", wrapf(err, "read deleted users"))
 		return
 	}
-	if st.secret == nil {
-		if err := s.reapDelete(ctx, name, "reap-half-made"); err != nil {
-			fail(err)
-			return
+	each(names, 4, func(name string) {
+		if err := s.store.ExpireHistory(ctx, name, s.cfg.HistoryRetention); err != nil {
+			r.fail(name, err)
 		}
-		mu.Lock()
-		rep.HalfMadeDeleted = append(rep.HalfMadeDeleted, name)
-		mu.Unlock()
-		return
-	}
-	if keep := st.secretKey(); keep != nil && len(st.keys) == 1 {
-		return // complete: its only key is the one in its secret
-	}
-	// A rotation or repair creates its new key before it stores it in the
-	// secret, holding the user's repair lock: a key outside the secret may
-	// be that one. Decide what is stray only holding the lock, on a state
-	// read under it; if another request holds it, the next run looks again.
-	release, err := s.lockRepair(ctx, name)
-	if KindOf(err) == KindInProgress {
-		s.log.InfoContext(ctx, "reaper: user is being changed by a request; left for the next run", "user", name)
-		return
-	}
-	if err != nil {
-		fail(err)
-		return
-	}
-	defer release()
-	if st, err = s.readUserState(ctx, name, keyAndSecret); err != nil {
-		fail(err)
-		return
-	}
-	if st.secret == nil {
-		return // deleted meanwhile; the next run sees what is left
-	}
-	keep := st.secretKey()
-	var stray []KeyOfUser
-	for _, k := range st.keys {
-		if keep == nil || aws.ToString(k.AccessKeyId) != aws.ToString(keep.AccessKeyId) {
-			stray = append(stray, KeyOfUser{User: name, AccessKeyID: aws.ToString(k.AccessKeyId)})
-		}
-	}
-	if len(stray) > 0 {
-		if err := s.deleteKeysExcept(ctx, name, st.keys, keep); err != nil {
-			fail(err)
-			return
-		}
-		mu.Lock()
-		rep.StrayKeysDeleted = append(rep.StrayKeysDeleted, stray...)
-		mu.Unlock()
-	}
-	if keep == nil {
-		if err := s.restock(ctx, name); err != nil {
-			fail(err)
-			return
-		}
-		mu.Lock()
-		rep.Repaired = append(rep.Repaired, name)
-		mu.Unlock()
-	}
+	})
 }
 
 // restock puts a new key in the secret of a user whose secret holds no
 // live key, if the secret is keyvend's for that user (ownSecret). The
-// caller holds the user's repair lock.
-func (s *Service) restock(ctx context.Context, name string) error {
+// caller holds the user's lease (h) and commits the new key id.
+func (s *Service) restock(ctx context.Context, h *hold) error {
+	name := h.name
 	if _, err := s.ownSecret(ctx, name); err != nil && !isCode(err, codeResourceNotFound) {
 		return err
 	}
@@ -197,13 +216,21 @@ func (s *Service) restock(ctx context.Context, name string) error {
 		s.compensate(ctx, &saga{user: name, keyID: aws.ToString(out.AccessKey.AccessKeyId)}, err)
 		return err
 	}
-	return nil
+	next := *h.rec
+	next.Phase, next.KeyID, next.KeyAt = state.Ready, aws.ToString(out.AccessKey.AccessKeyId), s.cfg.Now().UTC()
+	_, err = h.commit(ctx, next, s.entry("repair", caller.Principal{ID: ReaperPrincipal}, "reaper", name, next.Grants, next.Grants, next.KeyID, nil))
+	return err
 }
 
 // ReaperPrincipal is who the audit log names for the reaper's changes.
 const ReaperPrincipal = "keyvend:reaper"
 
-func (s *Service) reapDelete(ctx context.Context, name, action string) (err error) {
-	defer s.audit(ctx, time.Now(), action, caller.Principal{ID: ReaperPrincipal}, "reaper", name, nil, &err)
-	return s.deprovision(ctx, name, false)
+// reapDelete deprovisions the user h holds for the reaper.
+func (s *Service) reapDelete(ctx context.Context, h *hold, action string) (err error) {
+	var before []policy.Grant
+	if h.rec != nil {
+		before = h.rec.Grants
+	}
+	defer s.audit(ctx, time.Now(), action, caller.Principal{ID: ReaperPrincipal}, "reaper", h.name, before, &err)
+	return s.deprovision(ctx, h, false, s.entry(action, caller.Principal{ID: ReaperPrincipal}, "reaper", h.name, before, nil, "", nil))
 }

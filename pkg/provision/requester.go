@@ -86,7 +86,11 @@ func requesterOf(u *iamtypes.User) string { return decodeRequester(userTag(u, Ta
 // recorded before sessions were (with the role's ARN as requester) stays
 // owned by every session of that role, as it was.
 func owns(p caller.Principal, u *iamtypes.User) bool {
-	rec := requesterOf(u)
+	return ownsRequester(p, requesterOf(u))
+}
+
+// ownsRequester is owns on a recorded requester.
+func ownsRequester(p caller.Principal, rec string) bool {
 	if rec == "" || p.Requester() == "" {
 		return false
 	}

@@ -21,6 +21,11 @@ type saga struct {
 	// saga then fails for a user it created, the secret (holding a key that
 	// compensation deletes) is scheduled for deletion; a retry restores it.
 	storedSecret bool
+	// hold is the request's lease on the user's record; leaseLost says
+	// the lease went stale and another request took the user over.
+	hold        *hold
+	leaseLost   bool
+	userDeleted bool
 }
 
 // compensate undoes sg after cause, on a context detached from the
@@ -37,6 +42,36 @@ func (s *Service) compensate(ctx context.Context, sg *saga, cause error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CompensationTimeout)
 	defer cancel()
 	log := s.log.With("user", sg.user, "cause", cause.Error())
+	if h := sg.hold; h != nil {
+		// Undo only holding the user: re-lease it at the version this
+		// request last wrote. If another request took it over meanwhile
+		// (this one stalled past its lease), only this request's own key
+		// goes, and only if it is not the one in the secret.
+		if !sg.leaseLost && !h.retake(ctx) {
+			sg.leaseLost = true
+		}
+		switch {
+		case sg.leaseLost && sg.storedSecret:
+			// The key is in the user's secret: consistent. Whoever took the
+			// user over decides what becomes of it.
+			log.WarnContext(ctx, "compensation: lease lost after the key was stored; left to the request that took the user over")
+			return
+		case sg.leaseLost:
+			sg.createdUser = false
+		}
+		defer func() {
+			if sg.leaseLost {
+				return
+			}
+			if sg.createdUser && sg.userDeleted {
+				if err := h.remove(ctx, nil); err != nil {
+					log.ErrorContext(ctx, "compensation: record of the deleted user not removed; the reconciliation removes it", "error", err)
+				}
+				return
+			}
+			h.release(ctx)
+		}()
+	}
 
 	keys := []string{}
 	if sg.keyID != "" {
@@ -102,6 +137,8 @@ func (s *Service) compensate(ctx context.Context, sg *saga, cause error) {
 		if _, err := s.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &sg.user}); err != nil && !isCode(err, codeNoSuchEntity) {
 			ok = false
 			log.ErrorContext(ctx, "compensation: user not deleted; a later request or the reaper repairs it", "error", err)
+		} else {
+			sg.userDeleted = true
 		}
 	}
 	if sg.createdUser && sg.storedSecret && ok {

@@ -3,7 +3,6 @@ package provision
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // RotateInput asks for a new access key for a managed user.
@@ -48,50 +48,51 @@ type Readiness struct {
 
 // Rotate replaces the user's access key: a leftover key that is not the one
 // in the secret is deleted first (IAM allows two per user), the new key is
-// stored as the secret's new current version, then the old key is deleted.
-// If storing fails, the new key is deleted and the old one keeps working.
-// The secret is written only if keyvend made it for this user (ownSecret).
+// stored as the secret's new current version, then the old key is deleted
+// beside the commit of the record. If storing fails, the new key is
+// deleted and the old one keeps working. The secret is written only if
+// keyvend made it for this user (ownSecret).
 //
-// The user and its grants are read together (for authorization); its keys
-// and secret are read once, under the cross-process repair lock, so a
-// rotation another process finished meanwhile is seen.
+// It holds the user's lease throughout (taken first, in phase ready: a
+// user being created or deleted is "in progress"), so a delete cannot
+// remove the user or schedule its secret under a rotation, and the store
+// step never brings back a secret of a user that is gone. The user, its
+// grants (for authorization), keys and secret are read once, under it.
 func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult, err error) {
 	start := time.Now()
 	var audited []policy.Grant
 	defer func() { s.audit(ctx, start, "rotate", in.Principal, in.RequestID, in.User, audited, &err) }()
-	user, st, err := s.load(ctx, in.Principal, authz.Rotate, in.User, grantState)
-	if err != nil {
+	if err := checkName(in.User); err != nil {
 		return nil, err
 	}
-	audited = st.held.Grants
-	name := aws.ToString(user.UserName)
-	unlock := s.locks.Lock(strings.ToLower(name))
-	defer unlock()
-	release, err := s.lockRepair(ctx, name)
-	if err != nil {
-		return nil, err
+	h := s.newHold(in.User, in.RequestID)
+	defer h.release(ctx)
+	if rec, err := h.take(ctx, state.LeaseOpts{Phases: []state.Phase{state.Ready}}); err != nil {
+		return nil, s.refusedAfterAuth(ctx, in.Principal, authz.Rotate, in.User, rec, err, 0)
 	}
-	defer release()
-	var (
-		owned   = make(chan error, 1)
-		readErr error
-	)
+	var owned = make(chan error, 1)
 	go func() {
-		_, err := s.ownSecret(ctx, name)
+		_, err := s.ownSecret(ctx, in.User)
 		if isCode(err, codeResourceNotFound) {
 			err = nil // no secret: storing creates it
 		}
 		owned <- err
 	}()
-	st, readErr = s.readUserState(ctx, name, keyAndSecret)
-	if err := <-owned; err != nil {
+	user, st, err := s.load(ctx, in.Principal, authz.Rotate, in.User, allState)
+	ownErr := <-owned
+	if err != nil {
 		return nil, err
 	}
-	if readErr != nil {
-		return nil, readErr
+	if ownErr != nil {
+		return nil, ownErr
 	}
-	if st.secret == nil && s.cfg.Now().Sub(aws.ToTime(user.CreateDate)) < s.cfg.RepairAfter {
+	audited = st.held.Grants
+	name := aws.ToString(user.UserName)
+	if st.secret == nil && h.rec == nil && s.cfg.Now().Sub(aws.ToTime(user.CreateDate)) < s.cfg.RepairAfter {
 		return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", name)}
+	}
+	if err := h.adopt(ctx, user, st, ""); err != nil {
+		return nil, err
 	}
 
 	current := st.secretKey()
@@ -124,6 +125,16 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 		SecretARN:         secretARN,
 		CredentialProcess: s.credentialProcess(secretARN),
 	}
+	next := *h.rec
+	next.Phase, next.KeyID, next.KeyAt = state.Ready, res.AccessKeyID, aws.ToTime(key.CreateDate).UTC()
+	if next.KeyAt.IsZero() {
+		next.KeyAt = s.cfg.Now().UTC()
+	}
+	committed := make(chan error, 1)
+	go func() {
+		_, err := h.commit(ctx, next, s.entry("rotate", in.Principal, in.RequestID, name, st.held.Grants, st.held.Grants, res.AccessKeyID, nil))
+		committed <- err
+	}()
 	if current != nil {
 		res.PreviousAccessKeyID = aws.ToString(current.AccessKeyId)
 		_, derr := s.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &name, AccessKeyId: current.AccessKeyId})
@@ -131,6 +142,12 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 		if !res.PreviousKeyDeleted {
 			s.log.ErrorContext(ctx, "rotate: previous access key not deleted", "user", name, "access_key_id", res.PreviousAccessKeyID, "error", derr.Error())
 		}
+	}
+	if err := <-committed; err != nil {
+		// The new key is in the secret; the table is behind: the next
+		// operation or the reconciliation records it.
+		s.log.ErrorContext(ctx, "rotate: the new key is stored but its record was not committed", "user", name, "error", err)
+		return nil, err
 	}
 	if in.Wait {
 		res.Readiness = s.checkReady(ctx, key, aws.ToString(user.Arn))

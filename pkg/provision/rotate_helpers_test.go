@@ -91,6 +91,9 @@ func rotService(t *testing.T, cfg aws.Config, rules string, mutate ...func(*prov
 		m(&settings)
 	}
 	awstest.RequireBoundary(t, &cfg, settings.BoundaryARN)
+	if settings.Store == nil {
+		settings.Store = awstest.Table(t, cfg)
+	}
 	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rs, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

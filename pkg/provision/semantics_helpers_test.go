@@ -40,6 +40,9 @@ func semService(t *testing.T, e *lcEnv, rulesJSON string, log io.Writer, more ..
 	for _, m := range append(slices.Clone(e.mutate), more...) {
 		m(&settings)
 	}
+	if settings.Store == nil {
+		settings.Store = awstest.Table(t, e.cfg)
+	}
 	svc, err := provision.New(iam.NewFromConfig(e.cfg), secretsmanager.NewFromConfig(e.cfg), rules, settings, slog.New(slog.NewJSONHandler(log, nil)))
 	if err != nil {
 		t.Fatal(err)

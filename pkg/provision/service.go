@@ -34,10 +34,6 @@ type IAM interface {
 	DeleteAccessKey(context.Context, *iam.DeleteAccessKeyInput, ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error)
 	ListAccessKeys(context.Context, *iam.ListAccessKeysInput, ...func(*iam.Options)) (*iam.ListAccessKeysOutput, error)
 	TagUser(context.Context, *iam.TagUserInput, ...func(*iam.Options)) (*iam.TagUserOutput, error)
-	// the repair lock (repair.go)
-	CreateGroup(context.Context, *iam.CreateGroupInput, ...func(*iam.Options)) (*iam.CreateGroupOutput, error)
-	DeleteGroup(context.Context, *iam.DeleteGroupInput, ...func(*iam.Options)) (*iam.DeleteGroupOutput, error)
-	GetGroup(context.Context, *iam.GetGroupInput, ...func(*iam.Options)) (*iam.GetGroupOutput, error)
 	RemoveUserFromGroup(context.Context, *iam.RemoveUserFromGroupInput, ...func(*iam.Options)) (*iam.RemoveUserFromGroupOutput, error)
 	ListGroupsForUser(context.Context, *iam.ListGroupsForUserInput, ...func(*iam.Options)) (*iam.ListGroupsForUserOutput, error)
 	ListUsers(context.Context, *iam.ListUsersInput, ...func(*iam.Options)) (*iam.ListUsersOutput, error)
@@ -60,6 +56,8 @@ type Secrets interface {
 	RestoreSecret(context.Context, *secretsmanager.RestoreSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.RestoreSecretOutput, error)
 	TagResource(context.Context, *secretsmanager.TagResourceInput, ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
 	DeleteSecret(context.Context, *secretsmanager.DeleteSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.DeleteSecretOutput, error)
+	// the reconciliation's walk over keyvend's secrets (reconcile.go)
+	ListSecrets(context.Context, *secretsmanager.ListSecretsInput, ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretsOutput, error)
 	GetResourcePolicy(context.Context, *secretsmanager.GetResourcePolicyInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetResourcePolicyOutput, error)
 }
 
@@ -86,6 +84,15 @@ type Settings struct {
 	// Store is keyvend's state table (records, leases, history, the
 	// index). Required.
 	Store *state.Store
+	// ReapBatch bounds how many due users one reaper run handles (500);
+	// the rest are due on the next run.
+	ReapBatch int
+	// ReconcileSlice is how many IAM users, records and secrets one
+	// reaper run reconciles (100); the next run resumes after them.
+	ReconcileSlice int
+	// HistoryRetention is how long a deleted user's history is kept
+	// (400 days), by the table's TTL.
+	HistoryRetention time.Duration
 	// CompensationTimeout bounds the undo of a failed saga, which runs on a
 	// context detached from the request's (20s).
 	CompensationTimeout time.Duration
@@ -106,7 +113,6 @@ type Service struct {
 	rules *authz.Rules
 	cfg   Settings
 	log   *slog.Logger
-	locks keyedMutex
 	// store is the state table; instance names this Service in lease
 	// holders (with each operation's request id).
 	store    *state.Store
@@ -129,6 +135,15 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	if cfg.RepairAfter == 0 {
 		cfg.RepairAfter = time.Minute
 	}
+	if cfg.ReapBatch <= 0 {
+		cfg.ReapBatch = 500
+	}
+	if cfg.ReconcileSlice <= 0 {
+		cfg.ReconcileSlice = 100
+	}
+	if cfg.HistoryRetention <= 0 {
+		cfg.HistoryRetention = 400 * 24 * time.Hour
+	}
 	if cfg.CompensationTimeout == 0 {
 		cfg.CompensationTimeout = 20 * time.Second
 	}
@@ -148,6 +163,9 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 		log = slog.Default()
 	}
 	var problems []string
+	if cfg.Store == nil {
+		problems = append(problems, "a state table is required (KEYVEND_TABLE)")
+	}
 	if cfg.BoundaryARN == "" {
 		problems = append(problems, "a permissions boundary ARN is required (KEYVEND_BOUNDARY_ARN)")
 	} else if policy.PartitionOf(cfg.BoundaryARN) == "" || !strings.Contains(cfg.BoundaryARN, ":policy/") {

@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,6 +12,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // UpdateInput replaces a managed user's grants.
@@ -23,6 +23,9 @@ type UpdateInput struct {
 	Grants    []policy.Grant
 	// Lifetime optionally sets a new expiry, as a create's does.
 	Lifetime Lifetime
+	// IfMatch, when not 0, is the version (ETag) the caller last read:
+	// the update is refused (KindPrecondition, 412) if the user changed since.
+	IfMatch int64
 }
 
 // UpdateGrants replaces the user's grants, in the deployment's grant mode
@@ -52,10 +55,16 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateInput) (d *Descript
 	if err := s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.Create, in.Grants); err != nil {
 		return nil, forbidden("%s", err.Error())
 	}
-	unlock := s.locks.Lock(strings.ToLower(in.User))
-	defer unlock()
+	h := s.newHold(in.User, in.RequestID)
+	defer h.release(ctx)
+	if rec, err := h.take(ctx, state.LeaseOpts{Version: in.IfMatch, Phases: []state.Phase{state.Ready}}); err != nil {
+		return nil, s.refusedAfterAuth(ctx, in.Principal, authz.Update, in.User, rec, err, in.IfMatch)
+	}
 	user, st, err := s.load(ctx, in.Principal, authz.Update, in.User, allState)
 	if err != nil {
+		return nil, err
+	}
+	if err := h.adopt(ctx, user, st, ""); err != nil {
 		return nil, err
 	}
 	ttl, err := s.requestedTTL(in.Lifetime)
@@ -99,12 +108,22 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateInput) (d *Descript
 			return nil, wrapf(err, "tag user %s with its new grants", in.User)
 		}
 	}
+	next := *h.rec
+	next.Grants, next.Intact, next.GrantMode, next.ExpiresAt = in.Grants, true, string(s.cfg.GrantMode), expires
+	inputs := map[string]any{}
+	if expires != nil {
+		inputs["expires_at"] = expires.UTC().Format(time.RFC3339)
+	}
+	rec, err := h.commit(ctx, next, s.entry("update", in.Principal, in.RequestID, in.User, st.held.Grants, in.Grants, "", inputs))
 	<-dropped
+	if err != nil {
+		return nil, err
+	}
 	user.Tags = mergeTags(user.Tags, tags)
 	groups := applied.Groups
 	held := &grants.Held{Grants: in.Grants, Intact: true, Policy: len(groups) == 0, PolicyExact: true, GroupsIntact: true, Groups: groups}
 	d = s.describe(user, &userState{held: held, keys: st.keys, secret: st.secret})
-	d.ExpiresAt, d.ExpiryCapped = expires, capped
+	d.ExpiresAt, d.ExpiryCapped, d.Version = expires, capped, rec.Version
 	return d, nil
 }
 

@@ -103,7 +103,7 @@ func vend(t *testing.T) *fixture {
 	}
 	svcCfg := config(t, f.url)
 	awstest.RequireBoundary(t, &svcCfg, boundary)
-	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, provision.Settings{BoundaryARN: boundary}, quiet())
+	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: boundary}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,3 +149,27 @@ func (s *Store) ExpireHistory(ctx context.Context, name string, retain time.Dura
 	}
 	return nil
 }
+
+// Checkpoint is where the named walk of the reconciliation stopped (""
+// for its start): it resumes there on its next run.
+func (s *Store) Checkpoint(ctx context.Context, walk string) (string, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: key(metaPK, "CHECKPOINT#"+walk), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return "", fmt.Errorf("state: read checkpoint %s: %w", walk, err)
+	}
+	if v, ok := out.Item["at"].(*types.AttributeValueMemberS); ok {
+		return v.Value, nil
+	}
+	return "", nil
+}
+
+// SetCheckpoint records where the named walk stopped ("" starts it over).
+func (s *Store) SetCheckpoint(ctx context.Context, walk, at string) error {
+	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: map[string]types.AttributeValue{
+		"pk": str(metaPK), "sk": str("CHECKPOINT#" + walk), "at": str(at), "updated_at": str(timeString(s.now())),
+	}})
+	if err != nil {
+		return fmt.Errorf("state: write checkpoint %s: %w", walk, err)
+	}
+	return nil
+}

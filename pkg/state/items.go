@@ -95,7 +95,9 @@ func (r *Record) item() recordItem {
 	}
 	if r.ExpiresAt != nil {
 		it.ExpiresAt = timeString(*r.ExpiresAt)
-		it.ExpiryPK, it.ExpirySK = expiryPK, r.ExpiresAt.UTC().Format(time.RFC3339)+"#"+strings.ToLower(r.Name)
+	}
+	if due := r.Due(); due != nil {
+		it.ExpiryPK, it.ExpirySK = expiryPK, due.UTC().Format(time.RFC3339)+"#"+strings.ToLower(r.Name)
 	}
 	if !r.LeaseUntil.IsZero() {
 		it.LeaseUntil = r.LeaseUntil.UnixMilli()

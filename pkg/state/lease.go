@@ -92,7 +92,7 @@ func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duratio
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: &s.table, Key: key(userPK(name), recordSK),
 		UpdateExpression: aws.String(update), ConditionExpression: aws.String(cond),
-		ExpressionAttributeValues: values, ReturnValues: types.ReturnValueAllNew,
+		ExpressionAttributeValues: values, ReturnValues: types.ReturnValueAllOld,
 	})
 	if conditionFailed(err) {
 		return s.whyNotLeased(ctx, name, holder, o)
@@ -104,7 +104,12 @@ func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duratio
 	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
 		return nil, fmt.Errorf("state: decode the record of %s: %w", name, err)
 	}
-	return it.record(), nil
+	r := it.record()
+	r.Was, r.LeaseHolder, r.LeaseUntil = r.Phase, holder, time.UnixMilli(now.Add(ttl).UnixMilli())
+	if o.SetPhase != "" {
+		r.Phase = o.SetPhase
+	}
+	return r, nil
 }
 
 // whyNotLeased reads the record to tell the caller why Lease's condition

@@ -94,6 +94,29 @@ type Record struct {
 	// presumed dead and anyone may take the lease over.
 	LeaseHolder string
 	LeaseUntil  time.Time
+
+	// Was is the phase the record was in before Lease moved it (SetPhase);
+	// not stored.
+	Was Phase
+}
+
+// StaleAfter is how long a record may stay in creating or deleting before
+// the reaper finishes it (the request that left it there died): far longer
+// than any lease.
+const StaleAfter = 15 * time.Minute
+
+// Due is when the reaper must look at r: its expiry, or, for a record left
+// in creating or deleting, StaleAfter past its last write, whichever comes
+// first; nil for a ready user that never expires.
+func (r *Record) Due() *time.Time {
+	due := r.ExpiresAt
+	if r.Phase != Ready {
+		stale := r.UpdatedAt.Add(StaleAfter)
+		if due == nil || stale.Before(*due) {
+			due = &stale
+		}
+	}
+	return due
 }
 
 // Leased reports whether holder holds r's lease at now.
