@@ -269,7 +269,7 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 	read := "a read: no Deny covers reads"
 	plumbing := "a write to keyvend's own queues or Slack secret, not a grant: no Deny covers it"
 	stateItems := "an item write keyvend does not make, not a grant: no Deny covers item writes"
-	keyUse := "a use of the state key keyvend does not need (DynamoDB keeps the table key); the key policy (not modelled here) names keyvend's roles for kms:Decrypt through DynamoDB only"
+	keyUse := "a use of the state key keyvend does not need (DynamoDB keeps the table key); the key policy (not modelled here) lets the account's principals use the key through DynamoDB only, so IAM, these policies, decides"
 
 	return []escalationCase{
 		// Escalations: denied to every function.
@@ -446,7 +446,7 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 		{what: "dynamodb:PutItem on another table", req: req("dynamodb:PutItem", otherTable, nil), allowed: none, uncovered: stateItems},
 		{what: "dynamodb:GetItem on another table", req: req("dynamodb:GetItem", otherTable, nil), allowed: none, uncovered: read},
 		{what: "kms:Decrypt with the state key, not through DynamoDB", req: req("kms:Decrypt", stateKey, nil), allowed: none,
-			uncovered: read + "; the state key's policy (not modelled here) allows keyvend's roles kms:Decrypt only through DynamoDB"},
+			uncovered: read + "; the state key's policy (not modelled here) allows the account's principals kms:Decrypt only through DynamoDB"},
 		{what: "kms:Decrypt with the state key through Secrets Manager", req: req("kms:Decrypt", stateKey, viaSM), allowed: none, uncovered: read},
 		{what: "kms:GenerateDataKey with the state key through DynamoDB", req: req("kms:GenerateDataKey", stateKey, viaDynamoDB), allowed: none, uncovered: keyUse},
 		{what: "kms:Encrypt with the state key through DynamoDB", req: req("kms:Encrypt", stateKey, viaDynamoDB), allowed: none, uncovered: keyUse},
