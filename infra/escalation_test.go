@@ -400,6 +400,8 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 		{what: "secretsmanager:TagResource", req: req("secretsmanager:TagResource", mySecret, nil), allowed: sweepers},
 		{what: "secretsmanager:GetResourcePolicy on a user secret", req: req("secretsmanager:GetResourcePolicy", mySecret, nil), allowed: sweepers,
 			note: "keyvend refuses to adopt a secret that carries a resource policy"},
+		{what: "secretsmanager:ListSecrets (no resource type: '*')", req: req("secretsmanager:ListSecrets", "*", nil), allowed: []string{FnReaper},
+			note: "the reaper walks keyvend's secrets for ones without a user; ListSecrets cannot be scoped to a prefix"},
 		{what: "secretsmanager:UpdateSecretVersionStage", req: req("secretsmanager:UpdateSecretVersionStage", mySecret, nil), allowed: []string{FnRotate}},
 		{what: "kms:GenerateDataKey through Secrets Manager", req: req("kms:GenerateDataKey", keyARN, viaSM), allowed: keyFns},
 		{what: "kms:Decrypt through Secrets Manager", req: req("kms:Decrypt", keyARN, viaSM), allowed: keyFns},
@@ -574,7 +576,8 @@ func escalationTable(t *testing.T, mode string, s *synthesized) {
 
 // TestEveryFunctionIsFenced checks the statements themselves, in each
 // grant mode: every Allow names only keyvend's resources (or '*' for
-// iam:ListUsers alone), user-permission Allows carry the boundary
+// iam:ListUsers alone, and the reaper's secretsmanager:ListSecrets
+// alone), user-permission Allows carry the boundary
 // condition, and NotResource appears only in Denies. That the Denies deny
 // what they must is TestEscalation's (by evaluation, not by name).
 func TestEveryFunctionIsFenced(t *testing.T) {
@@ -598,6 +601,7 @@ func TestEveryFunctionIsFenced(t *testing.T) {
 				}
 				for _, r := range st.Resources {
 					ok := r == "*" && len(st.Actions) == 1 && st.Actions[0] == "iam:ListUsers" ||
+						r == "*" && len(st.Actions) == 1 && st.Actions[0] == "secretsmanager:ListSecrets" && fn == FnReaper ||
 						r == "*" && onlyXRayWrites(st.Actions) ||
 						strings.HasPrefix(r, "arn:aws:iam::"+testAccount+":user/keyvend/") ||
 						strings.HasPrefix(r, "arn:aws:iam::"+testAccount+":group/keyvend/") ||
@@ -669,7 +673,9 @@ func TestAllowsAreExactlyTheDesign(t *testing.T) {
 		on("S", "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
 			"secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret", "secretsmanager:TagResource", "secretsmanager:GetResourcePolicy")...),
 		on("K", "kms:Decrypt", "kms:GenerateDataKey")...)
-	reaper = join(reaper, stateItems, stateQuery, stateKey)
+	// The reaper walks keyvend's secrets too (ListSecrets has no
+	// resource type).
+	reaper = join(reaper, on("*", "secretsmanager:ListSecrets"), stateItems, stateQuery, stateKey)
 	rotate := append(append(
 		users("iam:GetUser", "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys"),
 		on("S", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage")...),
