@@ -435,7 +435,8 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		// Synth and deploy print it; make deploy says it first, too.
 		awscdk.Annotations_Of(stack).AddWarningV2(jsii.String("keyvend:noAlarmSubscriber"), jsii.String(
 			"no alarmEmail: the alarm topic has no subscriber, so this deployment's alarms (function errors, the reaper "+
-				"not running, unauthenticated Slack requests) notify nobody; set -c alarmEmail=you@example.com or subscribe "+
+				"not running, throttled state-table requests, unauthenticated Slack requests) notify nobody; set "+
+				"-c alarmEmail=you@example.com or subscribe "+
 				"to the AlarmTopicArn output"), nil)
 	}
 	action := awscloudwatchactions.NewSnsAction(topic)
