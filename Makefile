@@ -130,7 +130,7 @@ deploy-check:
 	@email="$$(node -p 'require("./cdk.json").context.alarmEmail || ""')"; \
 	case " $(CDK_ARGS) " in *alarmEmail=[!\ ]*) email=set;; esac; \
 	if [ -z "$$email" ]; then \
-		echo "WARNING: no alarmEmail: this deployment's alarms (function errors, the reaper not running, unauthenticated Slack requests) notify nobody. Set it with CDK_ARGS=\"-c alarmEmail=you@example.com\" or in cdk.json, or subscribe to the AlarmTopicArn output yourself."; \
+		echo "WARNING: no alarmEmail: this deployment's alarms (function errors, the reaper not running, throttled state-table requests, unauthenticated Slack requests) notify nobody. Set it with CDK_ARGS=\"-c alarmEmail=you@example.com\" or in cdk.json, or subscribe to the AlarmTopicArn output yourself."; \
 	fi
 
 ## cfn-lint: lint the synthesized templates. W3005 ("dependency already

@@ -269,7 +269,7 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 	read := "a read: no Deny covers reads"
 	plumbing := "a write to keyvend's own queues or Slack secret, not a grant: no Deny covers it"
 	stateItems := "an item write keyvend does not make, not a grant: no Deny covers item writes"
-	keyUse := "a use of the state key keyvend does not need (DynamoDB keeps the table key); the key policy (not modelled here) names keyvend's roles for kms:Decrypt through DynamoDB only"
+	keyUse := "a use of the state key keyvend does not need (DynamoDB keeps the table key); the key policy (not modelled here) lets the account's principals use the key through DynamoDB only, so IAM, these policies, decides"
 
 	return []escalationCase{
 		// Escalations: denied to every function.
@@ -400,6 +400,8 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 		{what: "secretsmanager:TagResource", req: req("secretsmanager:TagResource", mySecret, nil), allowed: sweepers},
 		{what: "secretsmanager:GetResourcePolicy on a user secret", req: req("secretsmanager:GetResourcePolicy", mySecret, nil), allowed: sweepers,
 			note: "keyvend refuses to adopt a secret that carries a resource policy"},
+		{what: "secretsmanager:ListSecrets (no resource type: '*')", req: req("secretsmanager:ListSecrets", "*", nil), allowed: []string{FnReaper},
+			note: "the reaper walks keyvend's secrets for ones without a user; ListSecrets cannot be scoped to a prefix"},
 		{what: "secretsmanager:UpdateSecretVersionStage", req: req("secretsmanager:UpdateSecretVersionStage", mySecret, nil), allowed: []string{FnRotate}},
 		{what: "kms:GenerateDataKey through Secrets Manager", req: req("kms:GenerateDataKey", keyARN, viaSM), allowed: keyFns},
 		{what: "kms:Decrypt through Secrets Manager", req: req("kms:Decrypt", keyARN, viaSM), allowed: keyFns},
@@ -446,7 +448,7 @@ func escalationCases(s *synthesized, boundary string) []escalationCase {
 		{what: "dynamodb:PutItem on another table", req: req("dynamodb:PutItem", otherTable, nil), allowed: none, uncovered: stateItems},
 		{what: "dynamodb:GetItem on another table", req: req("dynamodb:GetItem", otherTable, nil), allowed: none, uncovered: read},
 		{what: "kms:Decrypt with the state key, not through DynamoDB", req: req("kms:Decrypt", stateKey, nil), allowed: none,
-			uncovered: read + "; the state key's policy (not modelled here) allows keyvend's roles kms:Decrypt only through DynamoDB"},
+			uncovered: read + "; the state key's policy (not modelled here) allows the account's principals kms:Decrypt only through DynamoDB"},
 		{what: "kms:Decrypt with the state key through Secrets Manager", req: req("kms:Decrypt", stateKey, viaSM), allowed: none, uncovered: read},
 		{what: "kms:GenerateDataKey with the state key through DynamoDB", req: req("kms:GenerateDataKey", stateKey, viaDynamoDB), allowed: none, uncovered: keyUse},
 		{what: "kms:Encrypt with the state key through DynamoDB", req: req("kms:Encrypt", stateKey, viaDynamoDB), allowed: none, uncovered: keyUse},
@@ -574,7 +576,8 @@ func escalationTable(t *testing.T, mode string, s *synthesized) {
 
 // TestEveryFunctionIsFenced checks the statements themselves, in each
 // grant mode: every Allow names only keyvend's resources (or '*' for
-// iam:ListUsers alone), user-permission Allows carry the boundary
+// iam:ListUsers alone, and the reaper's secretsmanager:ListSecrets
+// alone), user-permission Allows carry the boundary
 // condition, and NotResource appears only in Denies. That the Denies deny
 // what they must is TestEscalation's (by evaluation, not by name).
 func TestEveryFunctionIsFenced(t *testing.T) {
@@ -598,6 +601,7 @@ func TestEveryFunctionIsFenced(t *testing.T) {
 				}
 				for _, r := range st.Resources {
 					ok := r == "*" && len(st.Actions) == 1 && st.Actions[0] == "iam:ListUsers" ||
+						r == "*" && len(st.Actions) == 1 && st.Actions[0] == "secretsmanager:ListSecrets" && fn == FnReaper ||
 						r == "*" && onlyXRayWrites(st.Actions) ||
 						strings.HasPrefix(r, "arn:aws:iam::"+testAccount+":user/keyvend/") ||
 						strings.HasPrefix(r, "arn:aws:iam::"+testAccount+":group/keyvend/") ||
@@ -669,7 +673,9 @@ func TestAllowsAreExactlyTheDesign(t *testing.T) {
 		on("S", "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
 			"secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret", "secretsmanager:TagResource", "secretsmanager:GetResourcePolicy")...),
 		on("K", "kms:Decrypt", "kms:GenerateDataKey")...)
-	reaper = join(reaper, stateItems, stateQuery, stateKey)
+	// The reaper walks keyvend's secrets too (ListSecrets has no
+	// resource type).
+	reaper = join(reaper, on("*", "secretsmanager:ListSecrets"), stateItems, stateQuery, stateKey)
 	rotate := append(append(
 		users("iam:GetUser", "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys"),
 		on("S", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage")...),

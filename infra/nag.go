@@ -74,6 +74,13 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 			"ListUsersHasNoResourceType) has no resource type in the IAM Service Authorization Reference, so it cannot be " +
 			"scoped; it returns names and paths only, and keyvend always sends PathPrefix=" + cfg.UserPath + ". " + xray +
 			". The Deny statements on '*' are denies, not grants"}
+	listUsersAndSecrets := listUsers
+	listUsersAndSecrets.Reason = "only iam:ListUsers, secretsmanager:ListSecrets and X-Ray's trace upload are allowed on '*'. " +
+		"iam:ListUsers (statement ListUsersHasNoResourceType) has no resource type in the IAM Service Authorization " +
+		"Reference, so it cannot be scoped; it returns names and paths only, and keyvend always sends PathPrefix=" +
+		cfg.UserPath + ". secretsmanager:ListSecrets (statement ListSecretsHasNoResourceType) has no resource type either; " +
+		"it returns secrets' metadata, never their values, and the reaper's DeleteSecret and every other secret action " +
+		"stay on " + cfg.SecretPrefix + "*. " + xray + ". The Deny statements on '*' are denies, not grants"
 	traceOnly := NagSuppression{Rule: "AwsSolutions-IAM5", AppliesTo: []string{"Resource::*"},
 		Reason: "keyvend's only Allow on '*' for this function: " + xray + ". The Deny statements on '*' are denies, not grants"}
 
@@ -99,8 +106,10 @@ func NagSuppressions(k *Keyvend, cfg Config) []NagSuppression {
 		id := *k.Roles[fn].Node().Id()
 		var sups []NagSuppression
 		switch fn {
-		case FnAPI, FnWorker, FnReaper:
+		case FnAPI, FnWorker:
 			sups = []NagSuppression{users(fn), secrets, groups, locks, listUsers}
+		case FnReaper:
+			sups = []NagSuppression{users(fn), secrets, groups, locks, listUsersAndSecrets}
 		case FnRotate:
 			sups = []NagSuppression{users(fn), secrets, traceOnly}
 		case FnSlack:

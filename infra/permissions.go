@@ -232,6 +232,12 @@ func ProvisionerStatements(fn, mode string, f Fence) []Stmt {
 		add(Stmt{Sid: "RepairLocks", Effect: "Allow", Actions: lockActions, Resources: []string{f.Locks}})
 	}
 	add(Stmt{Sid: "UserSecrets", Effect: "Allow", Actions: secretActions[fn], Resources: []string{f.Secrets}})
+	if fn == FnReaper {
+		// The reaper walks Secrets Manager for keyvend's secrets whose
+		// user is gone; it deletes them only on secret:<prefix>*
+		// (UserSecrets). ListSecrets has no resource type: '*'.
+		add(Stmt{Sid: "ListSecretsHasNoResourceType", Effect: "Allow", Actions: []string{"secretsmanager:ListSecrets"}, Resources: []string{"*"}})
+	}
 	add(Stmt{Sid: "SecretsKeyThroughSecretsManager", Effect: "Allow",
 		Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{f.Key},
 		Conditions: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + f.Region + ".amazonaws.com"}}})

@@ -282,8 +282,9 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		// their own: the key policy names the role, so the role itself
 		// must not depend on the key (a dependency cycle otherwise).
 		inline, keyStmts := splitByResource(stmts, fence.Key)
-		// So do the statements that name the state table or its key:
-		// the table depends on its key, whose policy names the role.
+		// So do the statements that name the state table or its key
+		// (keyvend-<fn>-state): the functions wait for them, so their
+		// Denies hold from the first invocation.
 		inline, stateStmts := splitByResource(inline, fence.Table, stateIndexes(fence), stateTableParts(fence), fence.StateKey)
 		role := awsiam.NewRole(stack, jsii.String(name+"Role"), &awsiam.RoleProps{
 			AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
@@ -318,17 +319,6 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 				Document:   awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: toStatements(stateStmts)}),
 			})
 			k.StatePolicies[fn] = statePolicy
-		}
-		if slices.Contains(StateFunctions, fn) {
-			// The state key's side: this role may decrypt with it, only
-			// through DynamoDB.
-			k.StateKey.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-				Sid:        jsii.String("Keyvend" + name + "DecryptsTheStateTableThroughDynamoDB"),
-				Principals: &[]awsiam.IPrincipal{awsiam.NewArnPrincipal(role.RoleArn())},
-				Actions:    jsii.Strings("kms:Decrypt"),
-				Resources:  jsii.Strings("*"),
-				Conditions: &map[string]any{"StringEquals": map[string]any{"kms:ViaService": "dynamodb." + region + ".amazonaws.com"}},
-			}), nil)
 		}
 		fnEnv := env[fn]
 		var reserved *float64
@@ -445,7 +435,8 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		// Synth and deploy print it; make deploy says it first, too.
 		awscdk.Annotations_Of(stack).AddWarningV2(jsii.String("keyvend:noAlarmSubscriber"), jsii.String(
 			"no alarmEmail: the alarm topic has no subscriber, so this deployment's alarms (function errors, the reaper "+
-				"not running, unauthenticated Slack requests) notify nobody; set -c alarmEmail=you@example.com or subscribe "+
+				"not running, throttled state-table requests, unauthenticated Slack requests) notify nobody; set "+
+				"-c alarmEmail=you@example.com or subscribe "+
 				"to the AlarmTopicArn output"), nil)
 	}
 	action := awscloudwatchactions.NewSnsAction(topic)
@@ -699,7 +690,9 @@ func withEnv(envs ...map[string]*string) map[string]*string {
 // CloudFormation deploying this stack) may do with the secrets key:
 // administer it, never use it (no Decrypt, Encrypt, GenerateDataKey*,
 // ReEncrypt* or CreateGrant). An administrator who rewrites the key
-// policy to read secrets does so in CloudTrail.
+// policy to read secrets does so in CloudTrail. The state key's policy
+// has them too, and lets the account use that key through DynamoDB
+// (newStateTable).
 var keyAdminActions = []string{
 	"kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:ListKeyPolicies",
 	"kms:GetKeyRotationStatus", "kms:EnableKeyRotation", "kms:DisableKeyRotation", "kms:RotateKeyOnDemand", "kms:ListKeyRotations",

@@ -570,6 +570,10 @@ func TestReaperNotRunAlarm(t *testing.T) {
 	}
 }
 
+// alarmListStateTable is how the no-alarmEmail warnings (the synth's and
+// make deploy-check's) name the state table's throttle alarm.
+const alarmListStateTable = "throttled state-table requests"
+
 // noSubscriberWarnings are the stack's warning annotations about the
 // alarms reaching nobody.
 func noSubscriberWarnings(s *synthesized) int {
@@ -583,6 +587,12 @@ func noSubscriberWarnings(s *synthesized) int {
 func TestNoAlarmSubscriberWarns(t *testing.T) {
 	if n := noSubscriberWarnings(defaultStack(t)); n != 1 {
 		t.Errorf("%d warnings about alarmEmail without one, want 1", n)
+	}
+	// The warning lists the alarms that would notify nobody, the state
+	// table's throttle alarm among them.
+	ann := assertions.Annotations_FromStack(defaultStack(t).K.Stack)
+	if n := len(*ann.FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String(".*alarmEmail.*"+alarmListStateTable+".*")))); n != 1 {
+		t.Errorf("the alarmEmail warning does not name the state table's throttle alarm (%q)", alarmListStateTable)
 	}
 	s, err := synthWith(t, map[string]any{"alarmEmail": "ops@example.com"})
 	if err != nil {
@@ -633,6 +643,9 @@ func TestMakeDeployWarnsFirstWithoutAlarmSubscriber(t *testing.T) {
 		out := makeOut(a...)
 		if strings.HasPrefix(out, "WARNING") != warn {
 			t.Errorf("make deploy-check %s: %q, want a WARNING line: %v", args, out, warn)
+		}
+		if warn && !strings.Contains(out, alarmListStateTable) {
+			t.Errorf("make deploy-check %s: %q does not name the state table's throttle alarm (%q)", args, out, alarmListStateTable)
 		}
 	}
 	// deploy runs the check before anything else (make -n lists the

@@ -165,26 +165,23 @@ func TestStateTableReachesTheFunctions(t *testing.T) {
 	}
 }
 
-// TestStateKeyPolicy: the account (IAM) administers the state key but
-// cannot use it, and may create grants only through DynamoDB for an AWS
-// resource (DynamoDB's grants for the table, made when CloudFormation
-// creates it); DynamoDB may describe the key; keyvend's roles that keep
-// state may decrypt only through DynamoDB, which decrypts the table key as
-// the caller; nobody else is in the key policy.
+// TestStateKeyPolicy: the state key's policy is the pattern of the
+// AWS-managed aws/dynamodb key. The account (IAM) administers the key, and
+// any principal of the account may use it, but only through DynamoDB in
+// this region (kms:ViaService) and only as a caller of this account
+// (kms:CallerAccount): Encrypt, Decrypt, ReEncrypt*, GenerateDataKey*,
+// DescribeKey, and CreateGrant only for an AWS resource; that is what the
+// principal that creates or restores a table with a customer-managed key
+// needs (AWS KMS developer guide, "How Amazon DynamoDB uses AWS KMS").
+// IAM decides who reaches the table, and so the key: no role is named.
+// DynamoDB may describe the key. Nobody else is in the key policy.
 func TestStateKeyPolicy(t *testing.T) {
 	for name, s := range stateStacks(t) {
 		policies := keyPolicyOf(t, s, stateKeyID(t, s))
 		root := "AWS:arn:aws:iam::" + testAccount + ":root"
 		dynamodb := "Service:dynamodb.amazonaws.com"
-		roleARN := func(fn string) string { return "AWS:arn:aws:iam::" + testAccount + ":role/" + s.id(s.K.Roles[fn]) }
-		deployed := mustConfig(t, s).DeployedFunctions()
 
 		want := map[string]bool{root: true, dynamodb: true}
-		for _, fn := range deployed {
-			if wantStateFunctions[fn] {
-				want[roleARN(fn)] = true
-			}
-		}
 		for p := range policies {
 			if !want[p] {
 				t.Errorf("%s: state key policy names %s", name, p)
@@ -196,9 +193,17 @@ func TestStateKeyPolicy(t *testing.T) {
 			}
 		}
 
-		via := func(service string) map[string][]string {
-			return map[string][]string{"kms:ViaService": {service + "." + testRegion + ".amazonaws.com"}}
+		ctx := func(caller, service string) map[string][]string {
+			c := map[string][]string{}
+			if caller != "" {
+				c["kms:CallerAccount"] = []string{caller}
+			}
+			if service != "" {
+				c["kms:ViaService"] = []string{service + "." + testRegion + ".amazonaws.com"}
+			}
+			return c
 		}
+		viaDynamoDB := ctx(testAccount, "dynamodb")
 		forResource := func(c map[string][]string, v string) map[string][]string {
 			out := map[string][]string{"kms:GrantIsForAWSResource": {v}}
 			for k, x := range c {
@@ -212,35 +217,33 @@ func TestStateKeyPolicy(t *testing.T) {
 			allowed           bool
 		}
 		var rows []row
-		for _, a := range []string{"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"} {
-			rows = append(rows, row{root, a, via("dynamodb"), false}, row{root, a, nil, false}, row{dynamodb, a, nil, false})
+		for _, a := range []string{"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext",
+			"kms:ReEncryptFrom", "kms:ReEncryptTo"} {
+			rows = append(rows,
+				row{root, a, viaDynamoDB, true},
+				row{root, a, nil, false},
+				row{root, a, ctx(testAccount, ""), false},
+				row{root, a, ctx(testAccount, "secretsmanager"), false},
+				row{root, a, ctx("444455556666", "dynamodb"), false},
+				row{root, a, ctx("", "dynamodb"), false},
+				row{dynamodb, a, nil, false})
 		}
 		for _, a := range []string{"kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:EnableKeyRotation", "kms:ScheduleKeyDeletion", "kms:ListGrants", "kms:RevokeGrant"} {
 			rows = append(rows, row{root, a, nil, true})
 		}
 		rows = append(rows,
-			row{root, "kms:CreateGrant", forResource(via("dynamodb"), "true"), true},
-			row{root, "kms:CreateGrant", forResource(via("dynamodb"), "false"), false},
-			row{root, "kms:CreateGrant", via("dynamodb"), false},
-			row{root, "kms:CreateGrant", forResource(via("secretsmanager"), "true"), false},
-			row{root, "kms:CreateGrant", forResource(nil, "true"), false},
+			row{root, "kms:DescribeKey", viaDynamoDB, true},
+			row{root, "kms:CreateGrant", forResource(viaDynamoDB, "true"), true},
+			row{root, "kms:CreateGrant", forResource(viaDynamoDB, "false"), false},
+			row{root, "kms:CreateGrant", viaDynamoDB, false},
+			row{root, "kms:CreateGrant", forResource(ctx(testAccount, "secretsmanager"), "true"), false},
+			row{root, "kms:CreateGrant", forResource(ctx("444455556666", "dynamodb"), "true"), false},
+			row{root, "kms:CreateGrant", forResource(ctx("", "dynamodb"), "true"), false},
+			row{root, "kms:CreateGrant", forResource(ctx(testAccount, ""), "true"), false},
+			row{root, "kms:Sign", viaDynamoDB, false},
 			row{dynamodb, "kms:DescribeKey", nil, true},
-			row{dynamodb, "kms:CreateGrant", forResource(via("dynamodb"), "true"), false},
+			row{dynamodb, "kms:CreateGrant", forResource(viaDynamoDB, "true"), false},
 		)
-		for _, fn := range deployed {
-			if !wantStateFunctions[fn] {
-				rows = append(rows, row{roleARN(fn), "kms:Decrypt", via("dynamodb"), false})
-				continue
-			}
-			rows = append(rows,
-				row{roleARN(fn), "kms:Decrypt", via("dynamodb"), true},
-				row{roleARN(fn), "kms:Decrypt", nil, false},
-				row{roleARN(fn), "kms:Decrypt", via("secretsmanager"), false},
-				row{roleARN(fn), "kms:Encrypt", via("dynamodb"), false},
-				row{roleARN(fn), "kms:GenerateDataKey", via("dynamodb"), false},
-				row{roleARN(fn), "kms:CreateGrant", forResource(via("dynamodb"), "true"), false},
-				row{roleARN(fn), "kms:PutKeyPolicy", nil, false})
-		}
 		keyARN := "arn:aws:kms:" + testRegion + ":" + testAccount + ":key/x"
 		var table strings.Builder
 		for _, r := range rows {
@@ -250,7 +253,7 @@ func TestStateKeyPolicy(t *testing.T) {
 				mark = " <-- WRONG"
 				t.Errorf("%s: state key policy: %s %s %v: got %s, want allowed=%v", name, r.principal, r.action, r.ctx, d, r.allowed)
 			}
-			fmt.Fprintf(&table, "%-62s %-36s %-100s %s%s\n", r.principal, r.action, ctxString(r.ctx), d, mark)
+			fmt.Fprintf(&table, "%-40s %-36s %-110s %s%s\n", r.principal, r.action, ctxString(r.ctx), d, mark)
 		}
 		t.Logf("%s: state key policy:\n%s", name, table.String())
 	}

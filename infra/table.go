@@ -23,31 +23,43 @@ import (
 // names the table, so a stack deployed again after a deletion does not
 // collide with the retained one.
 //
-// The key policy, like the secrets key's, lets the account administer the
-// key but not use it (no Decrypt, Encrypt, GenerateDataKey*, ReEncrypt*):
-// NewKeyvend names each role of StateFunctions, for kms:Decrypt through
-// DynamoDB only.
-// DynamoDB may describe the key, and the account may create grants only
-// through DynamoDB and only for an AWS resource: that is how DynamoDB gets
-// the grants it keeps for the table when CloudFormation creates it.
+// The key policy follows the AWS-managed aws/dynamodb key: the account
+// administers the key, and any principal of the account may use it, but
+// only through DynamoDB in this region (kms:ViaService) and only as a
+// caller of this account (kms:CallerAccount): kms:Encrypt, Decrypt,
+// ReEncrypt*, GenerateDataKey*, DescribeKey, and CreateGrant only for an
+// AWS resource (DynamoDB's grants for the table). That is what the
+// principal that creates or restores a table with a customer-managed key
+// needs (AWS KMS developer guide, "How Amazon DynamoDB uses AWS KMS";
+// CloudFormation creates the table as the deploying principal), and what
+// an operator running `keyvend reindex` needs to read and write items.
+// IAM decides who reaches the table, and so the key: keyvend's roles are
+// allowed kms:Decrypt through DynamoDB in their keyvend-<fn>-state
+// policies, and no role is named here. DynamoDB itself may describe the
+// key.
 func newStateTable(stack awscdk.Stack) (awskms.Key, awsdynamodb.Table) {
-	viaDynamoDB := "dynamodb." + *awscdk.Aws_REGION() + ".amazonaws.com"
+	viaDynamoDB := map[string]any{
+		"kms:CallerAccount": *awscdk.Aws_ACCOUNT_ID(),
+		"kms:ViaService":    "dynamodb." + *awscdk.Aws_REGION() + ".amazonaws.com",
+	}
 	key := awskms.NewKey(stack, jsii.String("StateKey"), &awskms.KeyProps{
 		Description:       jsii.String("keyvend: encrypts the state table (records, leases, history)"),
 		EnableKeyRotation: jsii.Bool(true),
 		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
 		Policy: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: &[]awsiam.PolicyStatement{
 			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-				Sid:        jsii.String("AccountAdministersTheKeyButCannotUseIt"),
+				Sid:        jsii.String("AccountAdministersTheKey"),
 				Principals: &[]awsiam.IPrincipal{awsiam.NewAccountRootPrincipal()},
 				Actions:    jsii.Strings(keyAdminActions...),
 				Resources:  jsii.Strings("*"),
 			}),
 			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-				Sid:        jsii.String("DynamoDBDescribesTheKey"),
-				Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("dynamodb.amazonaws.com"), nil)},
-				Actions:    jsii.Strings("kms:DescribeKey"),
+				Sid:        jsii.String("AccountUsesTheKeyOnlyThroughDynamoDB"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewAccountRootPrincipal()},
+				Actions: jsii.Strings("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+					"kms:DescribeKey"),
 				Resources:  jsii.Strings("*"),
+				Conditions: &map[string]any{"StringEquals": viaDynamoDB},
 			}),
 			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 				Sid:        jsii.String("AccountCreatesGrantsOnlyForDynamoDBTables"),
@@ -55,9 +67,15 @@ func newStateTable(stack awscdk.Stack) (awskms.Key, awsdynamodb.Table) {
 				Actions:    jsii.Strings("kms:CreateGrant"),
 				Resources:  jsii.Strings("*"),
 				Conditions: &map[string]any{
-					"StringEquals": map[string]any{"kms:ViaService": viaDynamoDB},
+					"StringEquals": viaDynamoDB,
 					"Bool":         map[string]any{"kms:GrantIsForAWSResource": "true"},
 				},
+			}),
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid:        jsii.String("DynamoDBDescribesTheKey"),
+				Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("dynamodb.amazonaws.com"), nil)},
+				Actions:    jsii.Strings("kms:DescribeKey"),
+				Resources:  jsii.Strings("*"),
 			}),
 		}}),
 	})
