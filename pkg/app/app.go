@@ -332,6 +332,13 @@ func NewRotator(c Config, awsCfg aws.Config, log *slog.Logger) (*rotation.Rotato
 		KMSKeyID:     c.KMSKeyID,
 		BoundaryARN:  c.BoundaryARN,
 	}
+	if c.Table != "" {
+		store, err := NewStore(c, awsCfg)
+		if err != nil {
+			return nil, err
+		}
+		r.Store = store
+	}
 	if err := r.CheckSettings(); err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -141,15 +142,18 @@ func Name(prefix string) string {
 	return fmt.Sprintf("%s-%s", prefix, hex.EncodeToString(b[:]))
 }
 
-// Table returns a store on the state table of the moto at cfg's
-// endpoint, creating it on first use (as the stack and the embedded moto
-// make it: state.CreateTable). Every service on one moto shares it, as
-// Lambda instances share the deployment's table; each call returns its
-// own Store (its own lease clock).
+// Table returns a store on the state table of the moto at cfg's endpoint
+// for tb's top-level test, creating it on first use (as the stack and the
+// embedded moto make it: state.CreateTable). Every service of one test
+// (and its subtests) on one moto shares it, as Lambda instances share the
+// deployment's table; each call returns its own Store (its own lease
+// clock). A table per test keeps each small: moto copies a whole table for
+// every transaction.
 func Table(tb testing.TB, cfg aws.Config) *state.Store {
 	tb.Helper()
 	db := dynamodb.NewFromConfig(cfg)
-	endpoint := aws.ToString(cfg.BaseEndpoint)
+	top, _, _ := strings.Cut(tb.Name(), "/")
+	endpoint := aws.ToString(cfg.BaseEndpoint) + " " + top
 	tables.Lock()
 	name, ok := tables.names[endpoint]
 	if !ok {

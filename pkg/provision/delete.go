@@ -83,6 +83,9 @@ func (s *Service) Delete(ctx context.Context, in DeleteInput) (err error) {
 	inv, err := s.inventory(ctx, in.User)
 	l := <-leased
 	if err != nil {
+		if KindOf(err) == KindNotFound && l.err == nil && h.rec != nil {
+			return s.finishGone(ctx, in, h, err)
+		}
 		return err
 	}
 	if l.err != nil {
@@ -153,6 +156,24 @@ func (s *Service) Delete(ctx context.Context, in DeleteInput) (err error) {
 		return err
 	}
 	return h.remove(ctx, entry(held))
+}
+
+// finishGone answers a delete of a user IAM no longer has but the table
+// still records. A record already deleting is a delete that removed the
+// user and died before removing the record: its retry (by whoever may
+// delete it by the record) finishes it, 204. Anything else is drift the
+// reconciliation repairs: notFound, and the record is left as it was.
+func (s *Service) finishGone(ctx context.Context, in DeleteInput, h *hold, notFound error) error {
+	rec := h.rec
+	if h.back != state.Deleting {
+		return notFound
+	}
+	if !ownsRequester(in.Principal, rec.Requester) && !(rec.Intact && s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.Delete, rec.Grants) == nil) {
+		return notFound
+	}
+	h.back = ""
+	e := s.entry("delete", in.Principal, in.RequestID, in.User, rec.Grants, nil, "", map[string]any{"finished": "the user was already gone"})
+	return h.remove(ctx, e)
 }
 
 // heldBy is what the inventoried user holds, from what round 1 read.

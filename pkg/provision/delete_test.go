@@ -130,9 +130,10 @@ func testDeleteRemovesEverythingInThreeRoundTrips(t *testing.T, mode grants.Mode
 		t.Fatal(err)
 	}
 
-	// The recorder shows the calls as they start: round 1 reads all, round 2
-	// removes all, round 3 deletes the user (and, in grant mode group, the
-	// grant groups it leaves empty).
+	// The recorder shows the calls as they start: round 1 reads all and
+	// leases the user (marking it deleting), round 2 removes all, round 3
+	// deletes the user (and, in grant mode group, the grant groups it leaves
+	// empty), and last the record is removed with its history entry.
 	calls := e.calls.Calls()
 	// The requester deletes: the policies of its grant groups (grant mode
 	// group) are read beside rounds 2 and 3, for the audit line only.
@@ -147,12 +148,17 @@ func testDeleteRemovesEverythingInThreeRoundTrips(t *testing.T, mode grants.Mode
 	if want := len(e.groupNames(a, b)); groupPolicyReads != want {
 		t.Errorf("%d GetGroupPolicy calls, want %d", groupPolicyReads, want)
 	}
-	round1 := []string{"DescribeSecret", "GetUser", "GetUserPolicy", "ListAccessKeys", "ListAttachedUserPolicies", "ListGroupsForUser", "ListUserPolicies"}
+	round1 := []string{"DescribeSecret", "GetUser", "GetUserPolicy", "ListAccessKeys", "ListAttachedUserPolicies", "ListGroupsForUser", "ListUserPolicies", "UpdateItem"}
 	round2 := []string{"DeleteAccessKey", "DeleteSecret", "DeleteUserPolicy", "DeleteUserPolicy", "DetachUserPolicy", "RemoveUserFromGroup"}
 	round3 := []string{"DeleteUser"}
 	if mode == grants.Group {
 		round2 = []string{"DeleteAccessKey", "DeleteSecret", "DeleteUserPolicy", "DetachUserPolicy", "RemoveUserFromGroup", "RemoveUserFromGroup", "RemoveUserFromGroup"}
 		round3 = []string{"DeleteGroup", "DeleteGroup", "DeleteGroupPolicy", "DeleteGroupPolicy", "DeleteUser", "GetGroup", "GetGroup"}
+	}
+	if last := calls[len(calls)-1]; last.Operation != "TransactWriteItems" {
+		t.Errorf("last call %s, want the record's removal (TransactWriteItems)", last)
+	} else {
+		calls = calls[:len(calls)-1]
 	}
 	if len(calls) != len(round1)+len(round2)+len(round3) {
 		t.Fatalf("%d calls, want %d + %d + %d: %v", len(calls), len(round1), len(round2), len(round3), calls)
@@ -604,7 +610,7 @@ func testDeleteFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 		seen[c.Operation]++
 		every = append(every, nthCall{c.Operation, seen[c.Operation]})
 	}
-	if want := 14; len(every) != want {
+	if want := 16; len(every) != want { // 14 to IAM and Secrets Manager, the lease and the record's removal
 		t.Fatalf("baseline made %d calls, want %d: %v", len(every), want, every)
 	}
 

@@ -63,7 +63,9 @@ func testCompensationErrorPaths(t *testing.T, mode grants.Mode) {
 	for i, c := range numbered(opsInOrder(calls)) {
 		// Memberships and new groups' policies run alongside the store
 		// and may start after CreateSecret: they are the saga's.
-		if i > at && c.op != "AddUserToGroup" && c.op != "PutGroupPolicy" {
+		// The state table's calls (the lease taken back to undo, the
+		// record removed) are the compensation's too, but not faulted here.
+		if i > at && c.op != "AddUserToGroup" && c.op != "PutGroupPolicy" && c.op != "UpdateItem" && c.op != "TransactWriteItems" {
 			comp = append(comp, c)
 		}
 	}
@@ -204,7 +206,10 @@ func testCompensationErrorPaths(t *testing.T, mode grants.Mode) {
 			// an earlier case: the reaper has nothing to do but this one.
 			want := reapReport{checked: len(users)}
 			if c.left.user {
+				// Its record, left creating, is due: deprovisioned from the
+				// expiry index before the reconciliation walks IAM.
 				want.halfMade = []string{user}
+				want.checked--
 			}
 			wantReport(t, rep, want)
 			if e.userExists(t, user) {

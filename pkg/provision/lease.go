@@ -177,11 +177,14 @@ func (h *hold) remove(ctx context.Context, entry *state.History) error {
 		return nil
 	}
 	err := h.s.store.Remove(ctx, h.holder, h.rec, entry)
-	h.done = true
-	if errors.Is(err, state.ErrLeaseLost) {
+	switch {
+	case err == nil:
+		h.done = true
+	case errors.Is(err, state.ErrLeaseLost):
+		h.done = true
 		return userChanging(h.name)
 	}
-	return err
+	return err // not removed: release gives the lease back
 }
 
 // retake leases the record again at the version h last committed (a

@@ -9,39 +9,41 @@ import (
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // halfMadeForRepair builds the half-made user that makes a repair take
 // every step: keyvend's user with no grant, a secret holding a key the
-// user no longer has, a stray key, and a stale repair lock (a request died
-// holding it). It returns the stray key and the lock's GroupId.
-func halfMadeForRepair(t *testing.T, e *env, user string) (stray, lock string) {
+// user no longer has, a stray key, and a record whose lease is stale (a
+// request died holding it). It returns the stray key.
+func halfMadeForRepair(t *testing.T, e *env, user string) (stray string) {
 	t.Helper()
 	e.makeManagedUser(t, user)
 	gone := e.handKey(t, user)
 	e.makeManagedSecret(t, user, gone)
 	deleteKey(t, e, user, gone)
-	return e.handKey(t, user), makeStaleLock(t, e, user)
+	if _, err := e.store.Claim(ctx(), state.Record{Name: user, Phase: state.Creating, Requester: testCaller}, "dead-request", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	return e.handKey(t, user)
 }
 
 // TestRepairFaultAtEveryCallThenRetryConverges: a half-made user is
 // repaired by a request whose RepairAfter has passed, while each AWS call
 // of that request fails in turn. The calls are those of a clean repair of
-// the same state (the lock broken and taken again, the state read twice,
-// the stray deleted, a key made and stored in the existing secret, the
-// grants given). With the fault, the request answers an internal error
-// carrying the failed call's error; no key it created is outside the
-// secret (the user's keys are the secret's, or the stray that was there
-// before); the lock it took is released (only the stale lock it found may
-// still be there, to be broken again); and the same request without the
-// fault repairs the user completely.
+// the same state (the claim refused, the stale lease taken over, the state
+// read, the stray deleted, a key made and stored in the existing secret,
+// the grants given, the record committed). With the fault, the request
+// answers an internal error carrying the failed call's error; no key it
+// created is outside the secret (the user's keys are the secret's, or the
+// stray that was there before); the lease is not left held; and the same
+// request without the fault repairs the user completely.
 //
-// Two calls are best effort and have their own cases: the release of the
-// lock — its failure is logged and the request still succeeds; the lock
-// stays until a later repair finds it stale and breaks it — and the tags
-// of the reused secret, written once the key is in it: failing then would
-// delete a key that is in its secret, so the request succeeds with the
-// secret's old requester tags.
+// One call is best effort and has its own case: the tags of the reused
+// secret, written once the key is in it: failing then would delete a key
+// that is in its secret, so the request succeeds with the secret's old
+// requester tags.
 func TestRepairFaultAtEveryCallThenRetryConverges(t *testing.T) {
 	bothModes(t, testRepairFaultAtEveryCallThenRetryConverges)
 }
@@ -64,29 +66,19 @@ func testRepairFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 	t.Logf("clean repair: %s", opsLine(calls))
 	every := numbered(opsInOrder(calls))
 	// The steps this state must make a repair take, so that each is faulted.
-	for _, op := range []string{"CreateGroup", "GetGroup", "DeleteGroup", "DeleteAccessKey", "CreateAccessKey",
-		"CreateSecret", "DescribeSecret", "GetResourcePolicy", "PutSecretValue", "TagResource"} {
+	for _, op := range []string{"PutItem", "UpdateItem", "DeleteAccessKey", "CreateAccessKey",
+		"CreateSecret", "DescribeSecret", "GetResourcePolicy", "PutSecretValue", "TagResource", "TransactWriteItems"} {
 		if !slices.ContainsFunc(every, func(c nthCall) bool { return c.op == op }) {
 			t.Fatalf("the clean repair made no %s: %s", op, opsLine(calls))
 		}
 	}
-	release := nthCall{"DeleteGroup", 0}
-	for _, c := range every {
-		if c.op == "DeleteGroup" {
-			release = c // the last DeleteGroup: the lock's release
-		}
-	}
-	if release.nth != 2 {
-		t.Fatalf("%d DeleteGroup calls, want the stale lock's and the release", release.nth)
-	}
-
 	for _, fc := range every {
 		t.Run(fc.String(), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, repairAfter(time.Nanosecond), grantMode(mode))
 			user := awstest.Name("RepErr")
 			grant := rw(awstest.Name("reperr") + ".example.com") // its own group: cases run in parallel
-			stray, staleLock := halfMadeForRepair(t, e, user)
+			stray := halfMadeForRepair(t, e, user)
 			e.faults.FailNth(fc.op, fc.nth)
 			res, err := e.svc.Create(ctx(), input(user, grant))
 			t.Logf("run: %s", opsLine(e.calls.Calls()))
@@ -102,33 +94,6 @@ func testRepairFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 				e.assertComplete(t, res, user, grant) // the key is the one in the secret
 				return
 			}
-			if fc == release {
-				if err != nil {
-					t.Fatalf("a failed lock release failed the request: %v", err)
-				}
-				e.assertComplete(t, res, user, grant)
-				id := lockGroupID(t, e, user)
-				if id == "" || id == staleLock {
-					t.Fatalf("lock after a failed release = %q, want the one the request took (the stale one was %s)", id, staleLock)
-				}
-				// The lock left expires: a later repair of the user (half-made
-				// again) finds it stale and breaks it.
-				deleteKey(t, e, user, res.AccessKeyID)
-				e.calls.Reset()
-				again, err := e.svc.Create(ctx(), input(user, grant))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !again.Repaired || e.calls.Count("DeleteGroup") != 2 {
-					t.Errorf("the left lock was not broken: Repaired=%v, %s", again.Repaired, opsLine(e.calls.Calls()))
-				}
-				e.assertComplete(t, again, user, grant)
-				if lockGroupID(t, e, user) != "" {
-					t.Error("lock not released")
-				}
-				return
-			}
-
 			if err == nil {
 				t.Fatalf("the request succeeded despite the fault: %+v", res)
 			}
@@ -147,9 +112,8 @@ func testRepairFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 			if len(keys) > 2 {
 				t.Errorf("keys %v", keys)
 			}
-			// The lock: released, or the stale one it found still there.
-			if id := lockGroupID(t, e, user); id != "" && id != staleLock {
-				t.Errorf("the request left the lock it took (%s)", id)
+			if rotLockHeld(t, e, user) {
+				t.Error("the failed request left the user's lease held")
 			}
 
 			res, err = e.svc.Create(ctx(), input(user, grant))
@@ -160,8 +124,8 @@ func testRepairFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 				t.Errorf("retry: Repaired=%v key %s (stray %s)", res.Repaired, res.AccessKeyID, stray)
 			}
 			e.assertComplete(t, res, user, grant)
-			if lockGroupID(t, e, user) != "" {
-				t.Error("repair lock left after the retry")
+			if rotLockHeld(t, e, user) {
+				t.Error("lease left held after the retry")
 			}
 			if mode == grants.Group {
 				if m := e.groupMembers(t, policy.GroupName(grant)); !slices.Equal(m, []string{user}) {

@@ -1,6 +1,7 @@
 package provision_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // Half-made users, as a crash at each point of the saga leaves them, are
@@ -56,7 +58,8 @@ func testRepairHalfMadeUsers(t *testing.T, mode grants.Mode) {
 		// member: the user already holds the grant (grant mode group: is in
 		// its group, so the repair must not call AddUserToGroup).
 		member bool
-		// staleLock: the repair must find the lock taken and break it.
+		// staleLock: the repair must find the user's lease stale and take
+		// it over (then any request repairs at once, whatever the age).
 		staleLock bool
 	}{
 		{"its grants, no key, no secret", func(t *testing.T, e *env, user string, g policy.Grant) []string {
@@ -77,12 +80,14 @@ func testRepairHalfMadeUsers(t *testing.T, mode grants.Mode) {
 			}
 			return []string{gone, e.handKey(t, user)}
 		}, false, false},
-		{"stale repair lock", func(t *testing.T, e *env, user string, g policy.Grant) []string {
+		{"stale lease", func(t *testing.T, e *env, user string, g policy.Grant) []string {
+			// A request that died holding the user: its record says
+			// creating, its lease has run out.
 			e.makeManagedUser(t, user)
-			lock := lockName(user)
-			if _, err := e.iam.CreateGroup(ctx(), &iam.CreateGroupInput{GroupName: &lock, Path: aws.String("/keyvend/locks/")}); err != nil {
+			if _, err := e.store.Claim(ctx(), state.Record{Name: user, Phase: state.Creating, Requester: testCaller, Grants: []policy.Grant{g}}, "dead-request", time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
+			time.Sleep(5 * time.Millisecond)
 			return []string{e.handKey(t, user)}
 		}, false, true},
 	}
@@ -96,20 +101,26 @@ func testRepairHalfMadeUsers(t *testing.T, mode grants.Mode) {
 			secretBefore, _, hadSecret := old.secretCredential(t, user)
 			keysBefore, _ := old.keyIDs(t, user)
 
-			// Default RepairAfter: a young half-made user may be another
-			// request's work in progress. Nothing is touched.
-			young.calls.Reset()
-			_, err := young.svc.Create(ctx(), input(user, grant))
-			if pe := wantKind(t, err, provision.KindInProgress); pe.RetryAfter <= 0 {
-				t.Errorf("RetryAfter = %v", pe.RetryAfter)
-			}
-			for _, w := range young.calls.SucceededWrites() {
-				if w.Operation != "PutGroupPolicy" && w.Operation != "CreateGroup" {
-					t.Errorf("in-progress answer wrote %s", w)
+			// Default RepairAfter: a young half-made user with no record may
+			// be the work in progress of a keyvend from before the table.
+			// Nothing is touched, and the claim it wrote is taken back.
+			if !c.staleLock {
+				young.calls.Reset()
+				_, err := young.svc.Create(ctx(), input(user, grant))
+				if pe := wantKind(t, err, provision.KindInProgress); pe.RetryAfter <= 0 {
+					t.Errorf("RetryAfter = %v", pe.RetryAfter)
 				}
-			}
-			if ids, _ := old.keyIDs(t, user); !sameStrings(ids, keysBefore) {
-				t.Errorf("keys changed from %v to %v", keysBefore, ids)
+				for _, w := range young.calls.SucceededWrites() {
+					if w.Operation != "PutGroupPolicy" && w.Operation != "CreateGroup" {
+						t.Errorf("in-progress answer wrote %s", w)
+					}
+				}
+				if ids, _ := old.keyIDs(t, user); !sameStrings(ids, keysBefore) {
+					t.Errorf("keys changed from %v to %v", keysBefore, ids)
+				}
+				if _, err := old.store.Get(ctx(), user); !errors.Is(err, state.ErrNotFound) {
+					t.Errorf("the in-progress answer left a record (%v)", err)
+				}
 			}
 
 			old.calls.Reset()
@@ -129,10 +140,10 @@ func testRepairHalfMadeUsers(t *testing.T, mode grants.Mode) {
 			if c.staleLock {
 				taken := false
 				for _, call := range old.calls.Calls() {
-					taken = taken || call.Operation == "CreateGroup" && call.Code() == "EntityAlreadyExists"
+					taken = taken || call.Operation == "PutItem" && call.Code() == "ConditionalCheckFailedException"
 				}
-				if !taken || old.calls.Count("DeleteGroup") != 2 { // break, then release
-					t.Errorf("stale lock not found and broken: %s", opsLine(old.calls.Calls()))
+				if !taken || old.calls.Count("UpdateItem") != 1 { // the claim fails, the stale lease is taken over
+					t.Errorf("stale lease not found and taken over: %s", opsLine(old.calls.Calls()))
 				}
 			}
 			if c.member && old.calls.Count("AddUserToGroup") != 0 {
@@ -145,8 +156,11 @@ func testRepairHalfMadeUsers(t *testing.T, mode grants.Mode) {
 				}
 			}
 			old.assertComplete(t, res, user, grant)
-			if old.lockExists(t, user) {
-				t.Error("repair lock not released")
+			if rotLockHeld(t, old, user) {
+				t.Error("lease not released")
+			}
+			if rec, err := old.store.Get(ctx(), user); err != nil || rec.Phase != state.Ready || rec.KeyID != res.AccessKeyID {
+				t.Errorf("record after repair: %+v (%v)", rec, err)
 			}
 
 			// And the repaired user now replays.
@@ -161,44 +175,30 @@ func testRepairHalfMadeUsers(t *testing.T, mode grants.Mode) {
 	}
 }
 
-// TestRepairRespectsLiveLock: a half-made user old enough to repair, whose
-// repair lock is younger than RepairAfter (another request is repairing
-// it), is answered "in progress" and left alone. The clock is pinned to the
-// lock's creation time and RepairAfter set between the two ages, so the
-// test depends only on moto's timestamps being ordered.
-func TestRepairRespectsLiveLock(t *testing.T) {
-	e := newEnv(t)
+// TestRepairRespectsLiveLease: a half-made user old enough to repair, whose
+// record another request holds (a live lease), is answered "in progress"
+// and left alone.
+func TestRepairRespectsLiveLease(t *testing.T) {
+	e := newEnv(t, repairAfter(time.Nanosecond))
 	user := awstest.Name("Locked")
 	grant := rw(awstest.Name("locked") + ".example.com")
 	e.makeManagedUser(t, user)
 	stray := e.handKey(t, user)
-	lock := lockName(user)
-	lg, err := e.iam.CreateGroup(ctx(), &iam.CreateGroupInput{GroupName: &lock, Path: aws.String("/keyvend/locks/")})
-	if err != nil {
+	if _, err := e.store.Claim(ctx(), state.Record{Name: user, Phase: state.Creating, Requester: testCaller, Grants: []policy.Grant{grant}}, "live-request", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	u, err := e.iam.GetUser(ctx(), &iam.GetUserInput{UserName: &user})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lockAt, userAt := aws.ToTime(lg.Group.CreateDate), aws.ToTime(u.User.CreateDate)
-	if !userAt.Before(lockAt) {
-		t.Fatalf("moto timestamps out of order: user %v, lock %v", userAt, lockAt)
-	}
-	svc := newEnv(t, func(s *provision.Settings) {
-		s.Now = func() time.Time { return lockAt }
-		s.RepairAfter = lockAt.Sub(userAt) / 2
-	})
-	_, err = svc.svc.Create(ctx(), input(user, grant))
+	e.calls.Reset()
+	_, err := e.svc.Create(ctx(), input(user, grant))
 	wantKind(t, err, provision.KindInProgress)
-	if n := svc.calls.Count("CreateGroup"); n < 1 || svc.calls.Count("DeleteGroup") != 0 {
-		t.Errorf("lock handling: %s", opsLine(svc.calls.Calls()))
+	if w := e.calls.SucceededWrites(); len(w) != 0 {
+		t.Errorf("in-progress answer wrote %s", opsLine(w))
 	}
 	if ids, _ := e.keyIDs(t, user); len(ids) != 1 || ids[0] != stray {
 		t.Errorf("keys = %v, want the untouched %s", ids, stray)
 	}
-	if !e.lockExists(t, user) {
-		t.Error("live lock was broken")
+	rec, err := e.store.Get(ctx(), user)
+	if err != nil || rec.LeaseHolder != "live-request" {
+		t.Errorf("record %+v (%v), want still held by the live request", rec, err)
 	}
 }
 

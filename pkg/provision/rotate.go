@@ -48,8 +48,8 @@ type Readiness struct {
 
 // Rotate replaces the user's access key: a leftover key that is not the one
 // in the secret is deleted first (IAM allows two per user), the new key is
-// stored as the secret's new current version, then the old key is deleted
-// beside the commit of the record. If storing fails, the new key is
+// stored as the secret's new current version, the record takes the new key
+// id, then the old key is deleted. If storing fails, the new key is
 // deleted and the old one keeps working. The secret is written only if
 // keyvend made it for this user (ownSecret).
 //
@@ -130,24 +130,23 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 	if next.KeyAt.IsZero() {
 		next.KeyAt = s.cfg.Now().UTC()
 	}
-	committed := make(chan error, 1)
-	go func() {
-		_, err := h.commit(ctx, next, s.entry("rotate", in.Principal, in.RequestID, name, st.held.Grants, st.held.Grants, res.AccessKeyID, nil))
-		committed <- err
-	}()
-	if current != nil {
+	// The record takes the new key id (and the lease is released) before
+	// the old key goes. If that write fails, the rotation stands — the new
+	// key is in the secret — but the old key is kept, as when its deletion
+	// fails: the next operation on the user, or the reconciliation,
+	// records the key and removes the old one.
+	if _, err := h.commit(ctx, next, s.entry("rotate", in.Principal, in.RequestID, name, st.held.Grants, st.held.Grants, res.AccessKeyID, nil)); err != nil {
+		s.log.ErrorContext(ctx, "rotate: the new key is stored but its record was not written; the previous key is kept", "user", name, "error", err)
+		if current != nil {
+			res.PreviousAccessKeyID = aws.ToString(current.AccessKeyId)
+		}
+	} else if current != nil {
 		res.PreviousAccessKeyID = aws.ToString(current.AccessKeyId)
 		_, derr := s.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &name, AccessKeyId: current.AccessKeyId})
 		res.PreviousKeyDeleted = derr == nil || isCode(derr, codeNoSuchEntity)
 		if !res.PreviousKeyDeleted {
 			s.log.ErrorContext(ctx, "rotate: previous access key not deleted", "user", name, "access_key_id", res.PreviousAccessKeyID, "error", derr.Error())
 		}
-	}
-	if err := <-committed; err != nil {
-		// The new key is in the secret; the table is behind: the next
-		// operation or the reconciliation records it.
-		s.log.ErrorContext(ctx, "rotate: the new key is stored but its record was not committed", "user", name, "error", err)
-		return nil, err
 	}
 	if in.Wait {
 		res.Readiness = s.checkReady(ctx, key, aws.ToString(user.Arn))

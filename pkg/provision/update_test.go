@@ -120,7 +120,9 @@ func testUpdateReplacesGrants(t *testing.T, e *lcEnv) {
 	// three wanted groups (two new; the one the user is in is not read
 	// again, only its policy put), leaves two, joins two, and deletes the
 	// two it left, now empty, alongside the new fingerprint tag.
-	reads := []string{"GetSecretValue", "GetUser", "GetUserPolicy", "ListAccessKeys", "ListGroupsForUser"}
+	// The state table: the lease first (UpdateItem), the record committed
+	// with the new grants last (TransactWriteItems).
+	reads := []string{"GetSecretValue", "GetUser", "GetUserPolicy", "ListAccessKeys", "ListGroupsForUser", "UpdateItem", "TransactWriteItems"}
 	want := append(slices.Clone(reads), "PutUserPolicy", "TagUser")
 	if e.mode == grants.Group {
 		want = append(slices.Clone(reads), "GetGroupPolicy", "GetGroupPolicy", "GetGroupPolicy", "TagUser", "GetGroup", "GetGroup", "CreateGroup", "CreateGroup",
@@ -309,7 +311,7 @@ func testUpdateFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 		seen[c.Operation]++
 		every = append(every, nthCall{c.Operation, seen[c.Operation]})
 	}
-	want := map[grants.Mode]int{grants.Policy: 7, grants.Group: 20}[mode]
+	want := map[grants.Mode]int{grants.Policy: 9, grants.Group: 22}[mode] // the lease and the commit included
 	if len(every) != want {
 		t.Fatalf("baseline update made %d calls, want %d: %v", len(every), want, e.calls.Calls())
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/keycheck"
+	"github.com/keyvend/keyvend/pkg/state"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -91,6 +92,9 @@ type Rotator struct {
 	// BoundaryARN is the permissions boundary of every keyvend user.
 	// Required: without it every event is refused.
 	BoundaryARN string
+	// Store is keyvend's state table: the steps that change keys hold the
+	// user's lease. Required.
+	Store *state.Store
 }
 
 // Defaults of the Rotator's settings (keyvend's own).
@@ -124,6 +128,9 @@ func (r *Rotator) userPath() string {
 // refuses every event while it reports an error.
 func (r *Rotator) CheckSettings() error {
 	var problems []string
+	if r.Store == nil {
+		problems = append(problems, "keyvend's state table is required (KEYVEND_TABLE)")
+	}
 	if r.BoundaryARN == "" {
 		problems = append(problems, "keyvend's permissions boundary ARN is required (KEYVEND_BOUNDARY_ARN)")
 	} else if policy.PartitionOf(r.BoundaryARN) == "" || !strings.Contains(r.BoundaryARN, ":policy/") {
@@ -175,6 +182,11 @@ func (r *Rotator) Handle(ctx context.Context, ev Event) error {
 	}
 	switch ev.Step {
 	case StepCreate:
+		_, holder, err := r.lease(ctx, info.user, ev.ClientRequestToken)
+		if err != nil {
+			return err
+		}
+		defer r.release(ctx, info.user, holder)
 		return r.create(ctx, log, info, ev.ClientRequestToken)
 	case StepSet:
 		// IAM keys are active when created: nothing to set.
@@ -183,7 +195,20 @@ func (r *Rotator) Handle(ctx context.Context, ev Event) error {
 	case StepTest:
 		return r.test(ctx, log, info, ev.ClientRequestToken)
 	case StepFinish:
-		return r.finish(ctx, log, info, ev.ClientRequestToken)
+		rec, holder, err := r.lease(ctx, info.user, ev.ClientRequestToken)
+		if err != nil {
+			return err
+		}
+		keyID, err := r.finish(ctx, log, info, ev.ClientRequestToken)
+		if err != nil {
+			r.release(ctx, info.user, holder)
+			return err
+		}
+		if err := r.record(ctx, rec, holder, keyID, ev.ClientRequestToken); err != nil {
+			r.release(ctx, info.user, holder)
+			return err
+		}
+		return nil
 	default:
 		return fmt.Errorf("rotation of %s: unknown step %q", info.arn, ev.Step)
 	}
@@ -428,7 +453,7 @@ func (r *Rotator) test(ctx context.Context, log *slog.Logger, info *secretInfo, 
 
 // finish makes the pending version current and deletes every other key of
 // the user, so only the key in AWSCURRENT remains.
-func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo, token string) error {
+func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo, token string) (string, error) {
 	if !has(info.versions[token], stageCurrent) {
 		// Promote only a key that still exists: keyvend's own rotate may
 		// have run since testSecret, deleting the pending key as a stray
@@ -436,14 +461,14 @@ func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo
 		// delete that new key below, leaving the user with no key at all.
 		pending, err := r.value(ctx, info.arn, token, stagePending)
 		if err != nil {
-			return err
+			return "", err
 		}
 		keys, err := r.keyIDs(ctx, info.user)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if !keys[pending.AccessKeyID] {
-			return fmt.Errorf("finishSecret: pending key %q of %s no longer exists (rotated by keyvend meanwhile?); AWSCURRENT left as it is", pending.AccessKeyID, info.user)
+			return "", fmt.Errorf("finishSecret: pending key %q of %s no longer exists (rotated by keyvend meanwhile?); AWSCURRENT left as it is", pending.AccessKeyID, info.user)
 		}
 		from := ""
 		for id, stages := range info.versions {
@@ -454,7 +479,7 @@ func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo
 		if _, err := r.Secrets.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
 			SecretId: &info.arn, VersionStage: aws.String(stageCurrent), MoveToVersionId: &token, RemoveFromVersionId: aws.String(from),
 		}); err != nil {
-			return fmt.Errorf("make version %s current: %w", token, err)
+			return "", fmt.Errorf("make version %s current: %w", token, err)
 		}
 		log.InfoContext(ctx, "finishSecret: version is current", "previous_version", from)
 	}
@@ -465,22 +490,22 @@ func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo
 	}
 	current, err := r.value(ctx, info.arn, "", stageCurrent)
 	if err != nil {
-		return err
+		return "", err
 	}
 	keys, err := r.keyIDs(ctx, info.user)
 	if err != nil {
-		return err
+		return "", err
 	}
 	for id := range keys {
 		if id == current.AccessKeyID {
 			continue
 		}
 		if _, err := r.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &info.user, AccessKeyId: aws.String(id)}); err != nil && !awserr.Is(err, "NoSuchEntity") {
-			return fmt.Errorf("delete previous key %s of %s: %w", id, info.user, err)
+			return "", fmt.Errorf("delete previous key %s of %s: %w", id, info.user, err)
 		}
 		log.InfoContext(ctx, "finishSecret: previous key deleted", "access_key_id", id)
 	}
-	return nil
+	return current.AccessKeyID, nil
 }
 
 // value reads one version of the secret as a credential.

@@ -45,6 +45,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 	"github.com/keyvend/keyvend/pkg/rotation"
 )
 
@@ -264,6 +265,7 @@ func rotator(t *testing.T, cfg aws.Config, endpoint string, timeout time.Duratio
 		Check:       &keycheck.Checker{Base: awstest.Config(t, endpoint), First: time.Millisecond, Max: 5 * time.Millisecond, Timeout: timeout},
 		Log:         quiet(),
 		BoundaryARN: boundary,
+		Store:       awstest.Table(t, cfg),
 	}
 }
 
@@ -590,6 +592,15 @@ func handMade(t *testing.T, change func(*made)) *fixture {
 	if got := aws.ToString(f.describe().KmsKeyId); got != m.kmsKeyID {
 		t.Fatalf("setup: DescribeSecret reports KmsKeyId %q, want %q", got, m.kmsKeyID)
 	}
+	// The user's record, as keyvend reindex makes it for a user vended
+	// before the state table.
+	store := awstest.Table(t, config(t, f.url))
+	if _, err := store.Claim(bg, state.Record{Name: f.user, UserARN: f.userARN, Phase: state.Ready, KeyID: f.old.AccessKeyID}, "setup", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Release(bg, f.user, "setup"); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -811,5 +822,46 @@ func TestLogsNameRefusalsAndNoSecret(t *testing.T) {
 		if strings.Contains(logs.String(), c.SecretAccessKey) {
 			t.Errorf("the log holds the secret access key of %s", c.AccessKeyID)
 		}
+	}
+}
+
+// TestRotationHoldsTheUsersLease: the steps that change keys hold the
+// user's lease in keyvend's state table. While a keyvend request holds it
+// (a delete, say), createSecret refuses and changes nothing — Secrets
+// Manager retries it — and once the lease is free the rotation runs and
+// records the new key, with a history entry, releasing the lease.
+func TestRotationHoldsTheUsersLease(t *testing.T) {
+	f := vend(t)
+	token := f.enableRotation()
+	r := f.rotator()
+	store := awstest.Table(t, config(t, f.url))
+	if _, err := store.Lease(bg, f.user, "a-keyvend-request", time.Minute, state.LeaseOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	before := f.snapshot()
+	err := step(r, f.secret, token, rotation.StepCreate)
+	if err == nil || !strings.Contains(err.Error(), "being changed by another keyvend operation") {
+		t.Fatalf("createSecret under another holder's lease: %v, want a refusal", err)
+	}
+	f.unchanged(before)
+	if err := store.Release(bg, f.user, "a-keyvend-request"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{rotation.StepCreate, rotation.StepSet, rotation.StepTest, rotation.StepFinish} {
+		if err := step(r, f.secret, token, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	cur := f.current()
+	rec, err := store.Get(bg, f.user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.KeyID != cur.AccessKeyID || cur.AccessKeyID == f.old.AccessKeyID || rec.LeaseHolder != "" {
+		t.Errorf("record: key %s, lease %q; want the rotated key %s, released", rec.KeyID, rec.LeaseHolder, cur.AccessKeyID)
+	}
+	h, err := store.History(bg, f.user, 1, "")
+	if err != nil || len(h.Entries) != 1 || h.Entries[0].Action != "rotate" || h.Entries[0].Principal != rotation.Principal || h.Entries[0].KeyID != cur.AccessKeyID {
+		t.Errorf("last history entry %+v (%v), want the rotation's", h, err)
 	}
 }

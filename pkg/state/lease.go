@@ -2,12 +2,15 @@ package state
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -277,8 +280,33 @@ func (s *Store) indexWrites(prev, next *Record) ([]types.TransactWriteItem, erro
 	return out, nil
 }
 
+// transactAttempts bounds transact's own retries of a transaction that
+// failed with a server error.
+const transactAttempts = 4
+
+// transact writes items in one transaction. It carries a client request
+// token, which makes DynamoDB apply it at most once for ten minutes
+// whatever the retries, so a server error (500) is retried here as well
+// as by the SDK: moto fails a transaction with a 500 when another request
+// changes the table while it snapshots it (its copy.deepcopy raises
+// "dictionary changed size during iteration"), before writing anything.
 func (s *Store) transact(ctx context.Context, name string, items []types.TransactWriteItem) error {
-	_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+	var tok [16]byte
+	_, _ = rand.Read(tok[:])
+	token := hex.EncodeToString(tok[:])
+	var err error
+	for attempt := 1; ; attempt++ {
+		_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items, ClientRequestToken: &token})
+		var re *awshttp.ResponseError
+		if attempt >= transactAttempts || !errors.As(err, &re) || re.HTTPStatusCode() < 500 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("state: write the change of %s: %w", name, ctx.Err())
+		case <-time.After(time.Duration(attempt*attempt) * 20 * time.Millisecond):
+		}
+	}
 	var tce *types.TransactionCanceledException
 	if errors.As(err, &tce) {
 		for _, r := range tce.CancellationReasons {
