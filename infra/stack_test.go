@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -141,6 +142,11 @@ func TestJWTAuthorizerWhenConfigured(t *testing.T) {
 		cors := a["Properties"].(map[string]any)["CorsConfiguration"].(map[string]any)
 		if !reflect.DeepEqual(cors["AllowOrigins"], []any{"https://portal.example.com"}) {
 			t.Errorf("CORS %v", cors)
+		}
+		// The handler's idempotency headers (pkg/httpapi/cors.go): a
+		// browser may send a key and read whether the answer is a replay.
+		if !slices.Contains(asStrings(cors["AllowHeaders"]), "Idempotency-Key") || !slices.Contains(asStrings(cors["ExposeHeaders"]), "Idempotency-Replayed") {
+			t.Errorf("CORS headers %v / %v, want Idempotency-Key allowed and Idempotency-Replayed exposed", cors["AllowHeaders"], cors["ExposeHeaders"])
 		}
 	}
 	noPanic(t, "nag", func() {
@@ -620,4 +626,14 @@ func TestMakeDeployWarnsFirstWithoutAlarmSubscriber(t *testing.T) {
 	if check < 0 || build < 0 || check > build {
 		t.Errorf("make -n deploy does not run the alarm check first:\n%s", plan)
 	}
+}
+
+// asStrings is a synthesized list of strings.
+func asStrings(v any) []string {
+	var out []string
+	for _, e := range v.([]any) {
+		s, _ := e.(string)
+		out = append(out, s)
+	}
+	return out
 }
