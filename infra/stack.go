@@ -544,8 +544,8 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 		props.CorsPreflight = &awsapigatewayv2.CorsPreflightOptions{
 			AllowOrigins:  jsii.Strings(cfg.CORSOrigins...),
 			AllowMethods:  &[]awsapigatewayv2.CorsHttpMethod{awsapigatewayv2.CorsHttpMethod_GET, awsapigatewayv2.CorsHttpMethod_POST, awsapigatewayv2.CorsHttpMethod_PUT, awsapigatewayv2.CorsHttpMethod_DELETE},
-			AllowHeaders:  jsii.Strings("Authorization", "Content-Type", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-Sha256"),
-			ExposeHeaders: jsii.Strings("X-Request-Id", "Retry-After", "Location"),
+			AllowHeaders:  jsii.Strings("Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-Sha256"),
+			ExposeHeaders: jsii.Strings("X-Request-Id", "Retry-After", "Location", "ETag", "Idempotency-Replayed"),
 			MaxAge:        awscdk.Duration_Seconds(jsii.Number(600)),
 		}
 	}

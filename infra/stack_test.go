@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -141,6 +142,12 @@ func TestJWTAuthorizerWhenConfigured(t *testing.T) {
 		cors := a["Properties"].(map[string]any)["CorsConfiguration"].(map[string]any)
 		if !reflect.DeepEqual(cors["AllowOrigins"], []any{"https://portal.example.com"}) {
 			t.Errorf("CORS %v", cors)
+		}
+		// The handler's idempotency headers (pkg/httpapi/cors.go): a
+		// browser may send a key and read whether the answer is a replay.
+		if allow, expose := asStrings(cors["AllowHeaders"]), asStrings(cors["ExposeHeaders"]); !slices.Contains(allow, "Idempotency-Key") || !slices.Contains(allow, "If-Match") ||
+			!slices.Contains(expose, "Idempotency-Replayed") || !slices.Contains(expose, "ETag") {
+			t.Errorf("CORS headers %v / %v, want Idempotency-Key and If-Match allowed, Idempotency-Replayed and ETag exposed", cors["AllowHeaders"], cors["ExposeHeaders"])
 		}
 	}
 	noPanic(t, "nag", func() {
@@ -655,4 +662,14 @@ func TestMakeDeployWarnsFirstWithoutAlarmSubscriber(t *testing.T) {
 	if check < 0 || build < 0 || check > build {
 		t.Errorf("make -n deploy does not run the alarm check first:\n%s", plan)
 	}
+}
+
+// asStrings is a synthesized list of strings.
+func asStrings(v any) []string {
+	var out []string
+	for _, e := range v.([]any) {
+		s, _ := e.(string)
+		out = append(out, s)
+	}
+	return out
 }

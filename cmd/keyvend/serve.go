@@ -71,6 +71,9 @@ func serve(args []string) error {
 		if cfg.RulesPath == "" {
 			cfg.RulesPath = "rules/demo.json"
 		}
+		if cfg.Table == "" {
+			cfg.Table = localenv.Table
+		}
 		if cfg.ChatopsQueueURL == "" {
 			cfg.ChatopsQueueURL = env.QueueURL
 			cfg.ChatopsMaxReceives = localenv.MaxReceives
@@ -95,7 +98,11 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	var h http.Handler = httpapi.New(svc, who, log, httpapi.WithCORSOrigins(cfg.CORSOrigins...))
+	idem, err := app.NewIdempotency(cfg, awsCfg)
+	if err != nil {
+		return err
+	}
+	var h http.Handler = httpapi.New(svc, who, log, httpapi.WithCORSOrigins(cfg.CORSOrigins...), httpapi.WithIdempotency(idem))
 	chat := "off (set KEYVEND_SLACK_SIGNING_SECRET)"
 	workerDone := make(chan struct{})
 	workerCtx, stopWorker := context.WithCancel(context.Background())
@@ -116,6 +123,7 @@ func serve(args []string) error {
 		mux.Handle("/", h)
 		h = mux
 		worker := app.NewWorker(cfg, svc, log)
+		worker.Idempotency = idem
 		poller := &chatops.Poller{Client: queue, QueueURL: cfg.ChatopsQueueURL, Handle: worker.Handle, Log: log}
 		go func() { defer close(workerDone); poller.Run(workerCtx) }()
 		chat = fmt.Sprintf("POST %s, worker on %s, results to %s", chatops.Path, cfg.ChatopsQueueURL, strings.Join(slack.Hosts, ","))

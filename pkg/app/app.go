@@ -27,6 +27,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/httpapi"
+	"github.com/keyvend/keyvend/pkg/idempotency"
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/provision"
 	"github.com/keyvend/keyvend/pkg/rotation"
@@ -242,6 +243,16 @@ func NewStore(c Config, awsCfg aws.Config) (*state.Store, error) {
 	return state.New(dynamodb.NewFromConfig(awsCfg), c.Table)
 }
 
+// NewIdempotency is the store of idempotency keys, in the state table
+// named by c.Table; nil when there is none (the API then refuses requests
+// with an Idempotency-Key, and the worker runs jobs without keys).
+func NewIdempotency(c Config, awsCfg aws.Config) (*idempotency.Store, error) {
+	if c.Table == "" {
+		return nil, nil
+	}
+	return idempotency.New(dynamodb.NewFromConfig(awsCfg), c.Table)
+}
+
 // newService builds the provisioning service with rules already loaded.
 func newService(c Config, awsCfg aws.Config, rules *authz.Rules, log *slog.Logger, adjust ...func(*provision.Settings)) (*provision.Service, error) {
 	store, err := NewStore(c, awsCfg)
@@ -272,7 +283,11 @@ func NewHandler(c Config, awsCfg aws.Config, who caller.Resolver, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	return httpapi.New(svc, who, log, httpapi.WithCORSOrigins(c.CORSOrigins...)), nil
+	idem, err := NewIdempotency(c, awsCfg)
+	if err != nil {
+		return nil, err
+	}
+	return httpapi.New(svc, who, log, httpapi.WithCORSOrigins(c.CORSOrigins...), httpapi.WithIdempotency(idem)), nil
 }
 
 // Logger is keyvend's JSON logger on stdout.

@@ -57,7 +57,8 @@ func NewSlackEndpoint(c Config, checks chatops.Prechecker, sender chatops.SQSSen
 	}, nil
 }
 
-// NewWorker builds the job worker over svc.
+// NewWorker builds the job worker over svc; its Idempotency store
+// (NewIdempotency) is the caller's to set.
 func NewWorker(c Config, svc chatops.Service, log *slog.Logger) *chatops.Worker {
 	return &chatops.Worker{
 		Service:     svc,
@@ -110,7 +111,8 @@ func SlackHandlerFromEnv(log *slog.Logger) (http.Handler, error) {
 	return NewSlackEndpoint(c, checks, sender, secrets, log)
 }
 
-// WorkerFromEnv builds the worker function's handler from the environment.
+// WorkerFromEnv builds the worker function's handler from the environment,
+// with its jobs' idempotency keys in KEYVEND_TABLE's table.
 func WorkerFromEnv(ctx context.Context, log *slog.Logger) (*chatops.Worker, error) {
 	c, awsCfg, err := fromEnv(ctx)
 	if err != nil {
@@ -120,7 +122,11 @@ func WorkerFromEnv(ctx context.Context, log *slog.Logger) (*chatops.Worker, erro
 	if err != nil {
 		return nil, err
 	}
-	return NewWorker(c, svc, log), nil
+	w := NewWorker(c, svc, log)
+	if w.Idempotency, err = NewIdempotency(c, awsCfg); err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // lazy makes a value on first use and keeps it. A failed build is not

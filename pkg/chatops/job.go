@@ -96,3 +96,12 @@ func DecodeJob(body string) (Job, error) {
 	}
 	return j, nil
 }
+
+// JobFingerprint is what makes two deliveries of a job the same job (its
+// idempotency fingerprint): the job less the time it was queued, which a
+// job sent again may not share.
+func JobFingerprint(j Job) []byte {
+	j.QueuedAt = time.Time{}
+	b, _ := json.Marshal(j) // a Job always encodes
+	return b
+}

@@ -2,7 +2,10 @@ package chatops
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/idempotency"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -62,6 +66,13 @@ type Worker struct {
 	Log         *slog.Logger
 	// Concurrency bounds the jobs of one batch that run at once (4).
 	Concurrency int
+	// Idempotency, when set, runs provision, rotate and delete jobs under
+	// their job id as an idempotency key of the job's principal, so that a
+	// message SQS delivers again (at least once) does not act again: the
+	// result of the first delivery is stored before it is posted, a later
+	// delivery posts it if it was not posted and otherwise does nothing,
+	// and a delivery that finds another one running is a failed attempt.
+	Idempotency *idempotency.Store
 }
 
 // Handle is the SQS event handler, with partial batch failures: every
@@ -123,7 +134,14 @@ func (w *Worker) process(ctx context.Context, m events.SQSMessage) error {
 	log = log.With(slog.String("request_id", job.ID), slog.String("op", string(job.Command.Op)),
 		slog.String("principal", job.Principal().ID), slog.String("user", job.Command.User))
 	final := attempt >= w.maxReceives()
-	msg, err := w.run(ctx, job)
+	claim, err := w.claim(ctx, job)
+	if err == nil && claim != nil && claim.Outcome != idempotency.Proceed {
+		return w.repeated(ctx, log, job, claim, final)
+	}
+	var msg *slack.WebhookMessage
+	if err == nil {
+		msg, err = w.run(ctx, job)
+	}
 	result := "done"
 	var failed error
 	switch kind := provision.KindOf(err); {
@@ -132,15 +150,22 @@ func (w *Worker) process(ctx context.Context, m events.SQSMessage) error {
 		result = resultOfKind(kind)
 		msg = RefusalMessage(job.Command, err)
 	case !final:
+		w.abandon(ctx, log, claim) // the next delivery acts again
 		log.WarnContext(ctx, "chatops job failed; SQS delivers it again", slog.String("error", err.Error()),
 			slog.Float64("duration_ms", ms(time.Since(start))))
 		return err
 	default:
+		w.abandon(ctx, log, claim) // a job redriven from the dead-letter queue acts again
 		result, failed = "failed", err
 		msg = FailureMessage(job.Command, err, job.ID, attempt)
 	}
+	if failed == nil {
+		w.finish(ctx, log, claim, result, msg)
+	}
 	if perr := w.Poster.Post(ctx, job.ResponseURL, msg); perr != nil {
 		log.ErrorContext(ctx, "chatops result not posted to Slack", slog.String("result", result), slog.String("error", perr.Error()))
+	} else if failed == nil {
+		w.delivered(ctx, log, claim)
 	}
 	level := slog.LevelInfo
 	attrs := []slog.Attr{slog.String("result", result), slog.Float64("duration_ms", ms(time.Since(start)))}
@@ -153,6 +178,113 @@ func (w *Worker) process(ctx context.Context, m events.SQSMessage) error {
 	}
 	log.LogAttrs(ctx, level, "chatops job", attrs...)
 	return failed
+}
+
+// errJobBusy and errJobReused fail a delivery that must not act: another
+// delivery of the job is running, or the job id is another job's.
+var (
+	errJobBusy   = errors.New("chatops: another delivery of the job is in progress")
+	errJobReused = errors.New("chatops: the job id is another job's")
+)
+
+// storedResult is a job's outcome as its idempotency key keeps it: what
+// the job log says and the message posted.
+type storedResult struct {
+	Result  string                `json:"result"`
+	Message *slack.WebhookMessage `json:"message"`
+}
+
+// claim takes the job's idempotency key if the job changes something and
+// the worker keeps keys; nil when it does not.
+func (w *Worker) claim(ctx context.Context, job Job) (*idempotency.Claim, error) {
+	if w.Idempotency == nil {
+		return nil, nil
+	}
+	switch job.Command.Op {
+	case OpProvision, OpRotate, OpDelete:
+		return w.Idempotency.Begin(ctx, job.Principal().Requester(), job.ID, JobFingerprint(job))
+	}
+	return nil, nil
+}
+
+// repeated handles a delivery whose job another delivery ran, or runs.
+func (w *Worker) repeated(ctx context.Context, log *slog.Logger, job Job, c *idempotency.Claim, final bool) error {
+	switch c.Outcome {
+	case idempotency.Replay:
+		if c.Answer.Delivered {
+			log.InfoContext(ctx, "chatops job", slog.String("result", "repeat"), slog.String("note", "delivered again; already done and posted"))
+			return nil
+		}
+		var out storedResult
+		if err := json.Unmarshal(c.Answer.Body, &out); err != nil || out.Message == nil {
+			log.ErrorContext(ctx, "chatops job done, but its stored result is unreadable: not posted", slog.Any("error", err))
+			return nil
+		}
+		if perr := w.Poster.Post(ctx, job.ResponseURL, out.Message); perr != nil {
+			log.ErrorContext(ctx, "chatops result not posted to Slack", slog.String("result", out.Result), slog.String("error", perr.Error()))
+		} else {
+			w.delivered(ctx, log, c)
+		}
+		log.InfoContext(ctx, "chatops job", slog.String("result", out.Result), slog.String("note", "delivered again; the stored result posted"))
+		return nil
+	case idempotency.InProgress:
+		if final {
+			// The running delivery posts the result; this one goes to the
+			// dead-letter queue without telling the user anything.
+			log.ErrorContext(ctx, "chatops job: another delivery of the job is in progress; last attempt", slog.String("next", "dead-letter queue"))
+		} else {
+			log.WarnContext(ctx, "chatops job: another delivery of the job is in progress; SQS delivers it again")
+		}
+		return errJobBusy
+	default: // Mismatch
+		log.ErrorContext(ctx, "chatops job not run: its id is the idempotency key of another job")
+		return errJobReused
+	}
+}
+
+// settle is the context of the writes that settle a claim: they happen
+// even if the delivery's context is done.
+func settle(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
+// finish stores the job's result under its key before it is posted: a
+// delivery after a crash posts it instead of acting again.
+func (w *Worker) finish(ctx context.Context, log *slog.Logger, c *idempotency.Claim, result string, msg *slack.WebhookMessage) {
+	if c == nil {
+		return
+	}
+	ctx, cancel := settle(ctx)
+	defer cancel()
+	body, err := json.Marshal(storedResult{Result: result, Message: msg})
+	if err == nil {
+		err = w.Idempotency.Finish(ctx, c, idempotency.Answer{Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: body})
+	}
+	if err != nil {
+		log.ErrorContext(ctx, "chatops job result not stored under its idempotency key", slog.String("error", err.Error()))
+	}
+}
+
+func (w *Worker) abandon(ctx context.Context, log *slog.Logger, c *idempotency.Claim) {
+	if c == nil {
+		return
+	}
+	ctx, cancel := settle(ctx)
+	defer cancel()
+	if err := w.Idempotency.Abandon(ctx, c); err != nil {
+		log.ErrorContext(ctx, "chatops job idempotency key not released", slog.String("error", err.Error()))
+	}
+}
+
+func (w *Worker) delivered(ctx context.Context, log *slog.Logger, c *idempotency.Claim) {
+	if c == nil {
+		return
+	}
+	ctx, cancel := settle(ctx)
+	defer cancel()
+	if err := w.Idempotency.MarkDelivered(ctx, c); err != nil {
+		log.WarnContext(ctx, "chatops job: the post is not recorded; a repeated delivery may post it again", slog.String("error", err.Error()))
+	}
 }
 
 // run performs the job's operation and returns the message that reports it.

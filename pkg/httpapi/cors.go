@@ -38,10 +38,10 @@ func (a *api) withCORS(next http.Handler) http.Handler {
 		}
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
-		h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, Location, ETag")
+		h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, Location, ETag, Idempotency-Replayed")
 		if preflight {
 			h.Set("Access-Control-Allow-Methods", strings.Join([]string{"GET", "POST", "PUT", "DELETE"}, ", "))
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match, X-Amz-Date, X-Amz-Security-Token, X-Amz-Content-Sha256")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match, Idempotency-Key, X-Amz-Date, X-Amz-Security-Token, X-Amz-Content-Sha256")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 			return

@@ -24,7 +24,7 @@ func corsRequest(h http.Handler, preflight bool, origins ...string) *httptest.Re
 	if preflight {
 		r = httptest.NewRequest(http.MethodOptions, "/v1/users", nil)
 		r.Header.Set("Access-Control-Request-Method", http.MethodPost)
-		r.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+		r.Header.Set("Access-Control-Request-Headers", "authorization, content-type, idempotency-key")
 	}
 	for _, o := range origins {
 		r.Header.Add("Origin", o)
@@ -76,8 +76,10 @@ func TestCORS(t *testing.T) {
 			if !varyOrigin(w) {
 				t.Errorf("GET: Vary = %q, want Origin", w.Header().Values("Vary"))
 			}
-			if !strings.Contains(w.Header().Get("Access-Control-Expose-Headers"), "X-Request-Id") {
-				t.Errorf("GET: Access-Control-Expose-Headers = %q, want X-Request-Id", w.Header().Get("Access-Control-Expose-Headers"))
+			for _, h := range []string{"X-Request-Id", "Idempotency-Replayed"} {
+				if !strings.Contains(w.Header().Get("Access-Control-Expose-Headers"), h) {
+					t.Errorf("GET: Access-Control-Expose-Headers = %q, want %s", w.Header().Get("Access-Control-Expose-Headers"), h)
+				}
 			}
 			if got := w.Header().Get("Access-Control-Allow-Credentials"); got != "" {
 				t.Errorf("GET: Access-Control-Allow-Credentials = %q: keyvend uses no cookies", got)
@@ -96,8 +98,8 @@ func TestCORS(t *testing.T) {
 			if m := w.Header().Get("Access-Control-Allow-Methods"); !strings.Contains(m, "POST") {
 				t.Errorf("preflight: Access-Control-Allow-Methods = %q, want POST", m)
 			}
-			if h := w.Header().Get("Access-Control-Allow-Headers"); !strings.Contains(h, "Authorization") || !strings.Contains(h, "Content-Type") {
-				t.Errorf("preflight: Access-Control-Allow-Headers = %q, want Authorization and Content-Type", h)
+			if h := w.Header().Get("Access-Control-Allow-Headers"); !strings.Contains(h, "Authorization") || !strings.Contains(h, "Content-Type") || !strings.Contains(h, "Idempotency-Key") {
+				t.Errorf("preflight: Access-Control-Allow-Headers = %q, want Authorization, Content-Type and Idempotency-Key", h)
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/idempotency"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -35,6 +36,7 @@ type api struct {
 	who     caller.Resolver
 	log     *slog.Logger
 	origins map[string]bool
+	idem    *idempotency.Store // nil: requests with an Idempotency-Key are refused
 }
 
 // Option configures the handler.
@@ -75,8 +77,12 @@ func New(svc Service, who caller.Resolver, log *slog.Logger, opts ...Option) htt
 	}
 	allowed := map[string][]string{}
 	for _, route := range Routes() {
-		mux.HandleFunc(route, strictQuery(queryParams[route], handlers[route]))
 		method, path, _ := strings.Cut(route, " ")
+		h := handlers[route]
+		if method == http.MethodPost || method == http.MethodPut || method == http.MethodDelete {
+			h = a.idempotent(h)
+		}
+		mux.HandleFunc(route, strictQuery(queryParams[route], h))
 		allowed[path] = append(allowed[path], method)
 	}
 	for path, methods := range allowed {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -36,9 +38,11 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	grantmode "github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/httpapi"
+	"github.com/keyvend/keyvend/pkg/idempotency"
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // localDev is the caller of `keyvend serve` and of the document's examples.
@@ -149,6 +153,20 @@ func TestOpenAPIDocument(t *testing.T) {
 	ids := map[string]bool{}
 	for _, op := range doc.operations() {
 		name := op.method + " " + op.path
+		if op.method == "POST" || op.method == "PUT" || op.method == "DELETE" {
+			// Every mutating operation takes an Idempotency-Key.
+			if op.parameterIn("header", "Idempotency-Key") == nil {
+				t.Errorf("%s: no Idempotency-Key parameter", name)
+			}
+			if _, ok := op.responses()["422"]; !ok {
+				t.Errorf("%s: the 422 of a reused Idempotency-Key is not documented", name)
+			}
+			for status, resp := range op.responses() {
+				if status[0] == '2' && obj(resp.obj["headers"])["Idempotency-Replayed"] == nil {
+					t.Errorf("%s %s: Idempotency-Replayed is not documented", name, status)
+				}
+			}
+		}
 		id, _ := op.obj["operationId"].(string)
 		if id == "" || ids[id] {
 			t.Errorf("%s: operationId %q missing or not unique", name, id)
@@ -218,14 +236,16 @@ type exchange struct {
 	raw          string // a request path outside the document's operations
 	user         string // {name}; default: the document's example
 	query        []string
-	rawQuery     string // a query string as sent, instead of query
-	example      string // request body: this request example of the operation
-	body         string // or this raw body
-	contentType  string // of body ("" for none)
-	anonymous    bool   // send without a caller identity
-	groupMode    bool   // send to the API in grant mode group
+	rawQuery     string            // a query string as sent, instead of query
+	example      string            // request body: this request example of the operation
+	body         string            // or this raw body
+	contentType  string            // of body ("" for none)
+	headers      map[string]string // request headers besides Content-Type
+	anonymous    bool              // send without a caller identity
+	groupMode    bool              // send to the API in grant mode group
 	setup        func(t *testing.T, e *exampleEnv)
 	status       int
+	replayed     bool   // the answer is a stored one (Idempotency-Replayed: true)
 	response     string // the documented example the answer must match; "" for none
 	responseFrom string // the example is in this components.responses entry, not the operation's
 }
@@ -263,6 +283,8 @@ func TestOpenAPIExamples(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The document's Idempotency-Key example.
+	idemKey := map[string]string{"Idempotency-Key": fmt.Sprint(obj(obj(obj(doc.root["components"])["parameters"])["IdempotencyKey"])["example"])}
 	fail := func(op string, err error) func(*testing.T, *exampleEnv) {
 		return func(t *testing.T, e *exampleEnv) { e.faults.set(op, err) }
 	}
@@ -277,7 +299,8 @@ func TestOpenAPIExamples(t *testing.T) {
 		// Create, then the same request again, then a second user.
 		{name: "create site-deployer", method: "POST", path: users, example: "site-deployer", status: 201, response: "site-deployer"},
 		{name: "create site-deployer again", method: "POST", path: users, example: "site-deployer", status: 200, response: "replay"},
-		{name: "create assets-uploader", method: "POST", path: users, example: "assets-uploader", status: 201, response: "assets-uploader"},
+		{name: "create assets-uploader", method: "POST", path: users, example: "assets-uploader", headers: idemKey, status: 201, response: "assets-uploader"},
+		{name: "create assets-uploader again, the same key", method: "POST", path: users, example: "assets-uploader", headers: idemKey, status: 201, response: "assets-uploader", replayed: true},
 		{name: "describe", method: "GET", path: user, status: 200, response: "site-deployer"},
 		{name: "rotate and wait", method: "POST", path: rotate, example: "wait", status: 200, response: "wait"},
 		{name: "rotate without a body", method: "POST", path: rotate, status: 200, response: "no-body"},
@@ -295,6 +318,8 @@ func TestOpenAPIExamples(t *testing.T) {
 		{name: "create in progress", method: "POST", path: users, setup: halfMade, body: `{"user":"half-made","grants":[{"bucket":"site.example.com","access":"read-only"}],"reason":"tests"}`, contentType: jsonCT, status: 409, response: "in-progress"},
 		{name: "create too large", method: "POST", path: users, body: badGrant("prefix", strings.Repeat("p", httpapi.MaxBodyBytes)), contentType: jsonCT, status: 413, response: "too-large"},
 		{name: "create not JSON", method: "POST", path: users, body: valid, contentType: "text/plain", status: 415, response: "unsupported-media-type"},
+		{name: "create, the key of another request", method: "POST", path: users, body: valid, contentType: jsonCT, headers: idemKey, status: 422, response: "idempotency-key-reused"},
+		{name: "create, a bad key", method: "POST", path: users, body: valid, contentType: jsonCT, headers: map[string]string{"Idempotency-Key": strings.Repeat("k", 256)}, status: 400, response: "idempotency-key"},
 
 		// The other operations' own errors, and the AWS failures.
 		{name: "rotate in progress", method: "POST", path: rotate, user: "half-made", status: 409, response: "in-progress"},
@@ -394,7 +419,21 @@ func TestOpenAPIExamples(t *testing.T) {
 			case x.groupMode:
 				h = e.groups
 			}
-			w := send(h, x.method, target, contentType, body)
+			r := httptest.NewRequest(x.method, target, body)
+			if contentType != "" {
+				r.Header.Set("Content-Type", contentType)
+			}
+			for k, v := range x.headers {
+				if op != nil && k != "Content-Type" && op.parameterIn("header", k) == nil {
+					t.Fatalf("header %s is not a documented parameter of %s %s", k, x.method, x.path)
+				}
+				r.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if got := w.Header().Get("Idempotency-Replayed") == "true"; got != x.replayed {
+				t.Errorf("Idempotency-Replayed: %q, want a replay: %v", w.Header().Get("Idempotency-Replayed"), x.replayed)
+			}
 
 			// The answer, against the document.
 			if w.Code != x.status {
@@ -417,7 +456,7 @@ func TestOpenAPIExamples(t *testing.T) {
 					t.Errorf("documented header %s is missing", name)
 				}
 			}
-			for _, name := range []string{"Location", "Retry-After", "Allow"} {
+			for _, name := range []string{"Location", "Retry-After", "Allow", "Idempotency-Replayed"} {
 				if w.Header().Get(name) != "" && obj(resp.obj["headers"])[name] == nil {
 					t.Errorf("header %s: %q is not documented", name, w.Header().Get(name))
 				}
@@ -520,8 +559,16 @@ func newExampleEnv(t *testing.T) *exampleEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.h = httpapi.New(svc, caller.Static{ARN: localDev}, discard)
-	e.anon = httpapi.New(svc, caller.Static{}, discard)
+	db := dynamodb.NewFromConfig(cfg)
+	if err := state.CreateTable(context.Background(), db, "keyvend-state"); err != nil {
+		t.Fatal(err)
+	}
+	idem, err := idempotency.New(db, "keyvend-state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h = httpapi.New(svc, caller.Static{ARN: localDev}, discard, httpapi.WithIdempotency(idem))
+	e.anon = httpapi.New(svc, caller.Static{}, discard, httpapi.WithIdempotency(idem))
 	groupSvc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
 		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region, GrantMode: grantmode.Group}, discard)
 	if err != nil {
@@ -754,6 +801,17 @@ func (o *docOperation) parameters() []map[string]any {
 func (o *docOperation) parameter(name string) map[string]any {
 	for _, p := range o.parameters() {
 		if p["name"] == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// parameterIn is the parameter named name in in (header names match
+// case-insensitively).
+func (o *docOperation) parameterIn(in, name string) map[string]any {
+	for _, p := range o.parameters() {
+		if n, _ := p["name"].(string); p["in"] == in && (n == name || in == "header" && strings.EqualFold(n, name)) {
 			return p
 		}
 	}

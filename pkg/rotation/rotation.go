@@ -27,9 +27,9 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/keycheck"
-	"github.com/keyvend/keyvend/pkg/state"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // Event is what Secrets Manager sends the rotation function.

@@ -45,8 +45,8 @@ import (
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
-	"github.com/keyvend/keyvend/pkg/state"
 	"github.com/keyvend/keyvend/pkg/rotation"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }

@@ -1,0 +1,103 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/keyvend/keyvend/pkg/app"
+	"github.com/keyvend/keyvend/pkg/awstest"
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/idempotency"
+	"github.com/keyvend/keyvend/pkg/state"
+)
+
+// stateTable creates a state table on the shared moto.
+func stateTable(t *testing.T) (endpoint, table string) {
+	t.Helper()
+	srv := awstest.Shared(t)
+	table = awstest.Name("state")
+	if err := state.CreateTable(context.Background(), dynamodb.NewFromConfig(awstest.Config(t, srv.URL)), table); err != nil {
+		t.Fatal(err)
+	}
+	return srv.URL, table
+}
+
+func postKeyed(h http.Handler, body, key string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodPost, "/v1/users", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Idempotency-Key", key)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// TestHandlerKeepsIdempotencyKeys: app.NewHandler keeps idempotency keys
+// in the table KEYVEND_TABLE names; without one, a keyed request is a 500
+// naming it.
+func TestHandlerKeepsIdempotencyKeys(t *testing.T) {
+	endpoint, table := stateTable(t)
+	cfg := loadAWS(t, endpoint)
+	awstest.RequireBoundary(t, &cfg, testBoundary)
+	rules := filepath.Join(t.TempDir(), "rules.json")
+	if err := os.WriteFile(rules, []byte(testRules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	body := createBody(awstest.Name("app-idem"), "site.example.com")
+
+	h, err := app.NewHandler(app.Config{RulesPath: rules, BoundaryARN: testBoundary, Table: table}, cfg, caller.Static{ARN: testCaller}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := postKeyed(h, body, "app-key")
+	again := postKeyed(h, body, "app-key")
+	if first.Code != http.StatusCreated || again.Code != http.StatusCreated || again.Header().Get("Idempotency-Replayed") != "true" || again.Body.String() != first.Body.String() {
+		t.Errorf("with KEYVEND_TABLE: %d, then %d replayed=%q", first.Code, again.Code, again.Header().Get("Idempotency-Replayed"))
+	}
+
+	bare, err := app.NewHandler(app.Config{RulesPath: rules, BoundaryARN: testBoundary}, cfg, caller.Static{ARN: testCaller}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := postKeyed(bare, body, "app-key"); w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "KEYVEND_TABLE") {
+		t.Errorf("without KEYVEND_TABLE: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestWorkerFromEnvKeepsIdempotencyKeys: the worker function keeps its
+// jobs' idempotency keys in KEYVEND_TABLE's table; without the setting it
+// keeps none.
+func TestWorkerFromEnvKeepsIdempotencyKeys(t *testing.T) {
+	endpoint, table := stateTable(t)
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	rotateFunctionEnv(t)
+	t.Setenv("AWS_ENDPOINT_URL", endpoint)
+	t.Setenv("KEYVEND_BOUNDARY_ARN", testBoundary)
+	t.Setenv("KEYVEND_TABLE", table)
+	w, err := app.WorkerFromEnv(context.Background(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Idempotency == nil {
+		t.Fatal("the worker keeps no idempotency keys")
+	}
+	// The store is on that table: a key can be claimed in it.
+	c, err := w.Idempotency.Begin(context.Background(), "slack:T0KEYVEND/U0ALICE", "job-1", []byte("job"))
+	if err != nil || c.Outcome != idempotency.Proceed {
+		t.Errorf("claim a key in %s: %v %v", table, c, err)
+	}
+
+	t.Setenv("KEYVEND_TABLE", "")
+	if w, err := app.WorkerFromEnv(context.Background(), log); err != nil || w.Idempotency != nil {
+		t.Errorf("without KEYVEND_TABLE: idempotency %v, err %v", w.Idempotency, err)
+	}
+}
