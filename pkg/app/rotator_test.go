@@ -27,6 +27,7 @@ func rotateFunctionEnv(t *testing.T) {
 		"KEYVEND_KMS_KEY_ID":          "",
 		"KEYVEND_USER_PATH":           "",
 		"KEYVEND_BOUNDARY_ARN":        "",
+		"KEYVEND_TABLE":               "",
 	} {
 		t.Setenv(k, v)
 	}
@@ -72,9 +73,13 @@ func TestRotatorFromEnvTakesKeyvendsSettings(t *testing.T) {
 	t.Setenv("KEYVEND_USER_PATH", want.UserPath)
 	t.Setenv("KEYVEND_KMS_KEY_ID", want.KMSKeyID)
 	t.Setenv("KEYVEND_BOUNDARY_ARN", want.BoundaryARN)
+	t.Setenv("KEYVEND_TABLE", "keyvend-state")
 	r, err := app.RotatorFromEnv(context.Background(), log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r.Store == nil || r.Store.Table() != "keyvend-state" {
+		t.Errorf("the rotator's state table is %v, want KEYVEND_TABLE's", r.Store)
 	}
 	if r.SecretPrefix != want.SecretPrefix || r.UserPath != want.UserPath || r.KMSKeyID != want.KMSKeyID || r.BoundaryARN != want.BoundaryARN {
 		t.Errorf("settings: prefix %q, path %q, key %q, boundary %q; want %q, %q, %q, %q",

@@ -102,6 +102,7 @@ func ConfigWithKeys(tb testing.TB, endpoint, id, secret string) aws.Config {
 		tb.Fatalf("aws config: %v", err)
 	}
 	cfg.APIOptions = append(cfg.APIOptions, noRetryForWrites)
+	SerializeDynamoDBWrites(&cfg)
 	return cfg
 }
 
@@ -158,7 +159,10 @@ func Table(tb testing.TB, cfg aws.Config) *state.Store {
 	name, ok := tables.names[endpoint]
 	if !ok {
 		name = Name("keyvend-state")
-		if err := state.CreateTable(context.Background(), db, name); err != nil {
+		// Made through a plain client: a test's recorder or faults on cfg
+		// see the service's calls, not the setup's.
+		plain := dynamodb.NewFromConfig(Config(tb, aws.ToString(cfg.BaseEndpoint)))
+		if err := state.CreateTable(context.Background(), plain, name); err != nil {
 			tables.Unlock()
 			tb.Fatalf("create state table: %v", err)
 		}

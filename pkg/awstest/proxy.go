@@ -39,6 +39,7 @@ type Proxy struct {
 
 	strict         bool // StrictSecrets
 	refusedDeleted int  // PutSecretValue calls refused as AWS would
+	serverErrors   int  // moto's own 5xx answers
 }
 
 var (
@@ -143,7 +144,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 	if p.refuseDeletedSecret(w, r, next) {
 		return
 	}
-	next.ServeHTTP(w, r)
+	sw := &statusWriter{ResponseWriter: w}
+	next.ServeHTTP(sw, r)
+	if sw.status >= 500 {
+		p.mu.Lock()
+		p.serverErrors++
+		p.mu.Unlock()
+	}
 }
 
 // SetDelay adds d to every AWS API request (one signed with SigV4) before
@@ -175,13 +182,17 @@ type ProxyStats struct {
 	// which a loaded machine adds to every round trip).
 	Delayed int
 	Late    time.Duration
+	// ServerErrors are answers of 500 or more from moto itself (its
+	// DynamoDB fails a transaction that races another write with a 500,
+	// which the SDK retries).
+	ServerErrors int
 }
 
 // Stats returns the counts so far.
 func (p *Proxy) Stats() ProxyStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return ProxyStats{Requests: p.requests, Throttled: p.throttled, Delayed: p.delayed, Late: p.late}
+	return ProxyStats{Requests: p.requests, Throttled: p.throttled, Delayed: p.delayed, Late: p.late, ServerErrors: p.serverErrors}
 }
 
 func (p *Proxy) throttleNow(auth string) bool {
@@ -253,4 +264,30 @@ func accessKeyOf(r *http.Request) string {
 		return ""
 	}
 	return m[1]
+}
+
+// statusWriter remembers the status of the answer it writes.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }

@@ -62,7 +62,7 @@ func newIdemEnv(t *testing.T, instrument func(*aws.Config)) *idemEnv {
 		t.Fatal(err)
 	}
 	e.svc, err = provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}, e.log)
+		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region}, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}

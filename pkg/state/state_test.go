@@ -257,15 +257,20 @@ func TestListAndIndexes(t *testing.T) {
 }
 
 // TestDueReadsWhatIsDue: the expiry index answers the users expiring by a
-// time, and only those.
+// time, and only those — and a record left creating (or deleting) by a
+// request that died, StaleAfter past its last write.
 func TestDueReadsWhatIsDue(t *testing.T) {
 	s, _ := newStore(t)
 	base := time.Now().UTC().Truncate(time.Second)
-	for i := range 6 {
+	for i := range 7 {
 		r := newRecord(fmt.Sprintf("e%d", i), grant("e.example.com"))
+		r.Phase = state.Ready
 		if i < 5 {
 			at := base.Add(time.Duration(i) * time.Hour)
 			r.ExpiresAt = &at
+		}
+		if i == 6 {
+			r.Phase = state.Creating // due StaleAfter (15 min) from now, before base+2h
 		}
 		if _, err := s.Claim(ctx(), r, "w", time.Minute); err != nil {
 			t.Fatal(err)
@@ -280,8 +285,8 @@ func TestDueReadsWhatIsDue(t *testing.T) {
 		got = append(got, r.Name)
 	}
 	sort.Strings(got)
-	if strings.Join(got, ",") != "e0,e1,e2" {
-		t.Errorf("due = %v, want e0,e1,e2", got)
+	if strings.Join(got, ",") != "e0,e1,e2,e6" {
+		t.Errorf("due = %v, want e0,e1,e2 (expired) and e6 (creating, stale)", got)
 	}
 }
 
