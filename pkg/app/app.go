@@ -49,6 +49,7 @@ type Config struct {
 	JWTPrincipal string        // KEYVEND_JWT_PRINCIPAL_CLAIM (sub)
 	JWTGroups    string        // KEYVEND_JWT_GROUPS_CLAIM (groups)
 	Table        string        // KEYVEND_TABLE: keyvend's state table (required)
+	HistoryDays  int           // KEYVEND_HISTORY_RETENTION_DAYS: how long a deleted user's history is kept (400)
 
 	// The Slack command (pkg/chatops).
 	SlackSigningSecret    string // KEYVEND_SLACK_SIGNING_SECRET: the signing secret itself (local mode)
@@ -99,6 +100,13 @@ func FromEnv() (Config, error) {
 			}
 			*dst = d
 		}
+	}
+	if v := os.Getenv("KEYVEND_HISTORY_RETENTION_DAYS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 3650 {
+			return c, fmt.Errorf("KEYVEND_HISTORY_RETENTION_DAYS=%q: want 1 to 3650 days", v)
+		}
+		c.HistoryDays = n
 	}
 	if v := os.Getenv("KEYVEND_SECRET_RECOVERY_DAYS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -261,6 +269,7 @@ func newService(c Config, awsCfg aws.Config, rules *authz.Rules, log *slog.Logge
 	}
 	settings := provision.Settings{
 		Store:              store,
+		HistoryRetention:   time.Duration(c.HistoryDays) * 24 * time.Hour,
 		UserPath:           c.UserPath,
 		GrantMode:          c.GrantMode,
 		BoundaryARN:        c.BoundaryARN,

@@ -26,3 +26,23 @@ func TestGrantModeFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestStateSettingsFromEnv: KEYVEND_TABLE names the state table and
+// KEYVEND_HISTORY_RETENTION_DAYS how long a deleted user's history is kept
+// (unset: the service's 400 days); a retention that is not 1 to 3650 days
+// stops keyvend from starting with a message naming the variable.
+func TestStateSettingsFromEnv(t *testing.T) {
+	t.Setenv("KEYVEND_GRANT_MODE", "")
+	t.Setenv("KEYVEND_TABLE", "keyvend-state-x")
+	t.Setenv("KEYVEND_HISTORY_RETENTION_DAYS", "30")
+	c, err := app.FromEnv()
+	if err != nil || c.Table != "keyvend-state-x" || c.HistoryDays != 30 {
+		t.Errorf("table %q, history %d days, %v; want keyvend-state-x, 30", c.Table, c.HistoryDays, err)
+	}
+	for _, bad := range []string{"0", "-1", "3651", "400d", "1.5"} {
+		t.Setenv("KEYVEND_HISTORY_RETENTION_DAYS", bad)
+		if _, err := app.FromEnv(); err == nil || !strings.Contains(err.Error(), "KEYVEND_HISTORY_RETENTION_DAYS") {
+			t.Errorf("KEYVEND_HISTORY_RETENTION_DAYS=%q: %v, want an error naming the variable", bad, err)
+		}
+	}
+}
