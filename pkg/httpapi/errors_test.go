@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // faultyAPI is the real handler over a service whose AWS calls fail as
@@ -107,8 +109,12 @@ func TestUnreachableAWS(t *testing.T) {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
+	st, err := state.New(dynamodb.NewFromConfig(cfg), "keyvend-state") // unreachable too: never created
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules,
-		provision.Settings{Store: awstest.Table(t, cfg), BoundaryARN: testBoundary, Region: awstest.Region}, log)
+		provision.Settings{Store: st, BoundaryARN: testBoundary, Region: awstest.Region}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
