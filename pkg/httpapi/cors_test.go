@@ -24,7 +24,7 @@ func corsRequest(h http.Handler, preflight bool, origins ...string) *httptest.Re
 	if preflight {
 		r = httptest.NewRequest(http.MethodOptions, "/v1/users", nil)
 		r.Header.Set("Access-Control-Request-Method", http.MethodPost)
-		r.Header.Set("Access-Control-Request-Headers", "authorization, content-type, idempotency-key")
+		r.Header.Set("Access-Control-Request-Headers", "authorization, content-type, idempotency-key, if-match")
 	}
 	for _, o := range origins {
 		r.Header.Add("Origin", o)
@@ -76,7 +76,7 @@ func TestCORS(t *testing.T) {
 			if !varyOrigin(w) {
 				t.Errorf("GET: Vary = %q, want Origin", w.Header().Values("Vary"))
 			}
-			for _, h := range []string{"X-Request-Id", "Idempotency-Replayed"} {
+			for _, h := range []string{"X-Request-Id", "Idempotency-Replayed", "ETag", "Retry-After", "Location"} {
 				if !strings.Contains(w.Header().Get("Access-Control-Expose-Headers"), h) {
 					t.Errorf("GET: Access-Control-Expose-Headers = %q, want %s", w.Header().Get("Access-Control-Expose-Headers"), h)
 				}
@@ -98,8 +98,14 @@ func TestCORS(t *testing.T) {
 			if m := w.Header().Get("Access-Control-Allow-Methods"); !strings.Contains(m, "POST") {
 				t.Errorf("preflight: Access-Control-Allow-Methods = %q, want POST", m)
 			}
-			if h := w.Header().Get("Access-Control-Allow-Headers"); !strings.Contains(h, "Authorization") || !strings.Contains(h, "Content-Type") || !strings.Contains(h, "Idempotency-Key") {
-				t.Errorf("preflight: Access-Control-Allow-Headers = %q, want Authorization, Content-Type and Idempotency-Key", h)
+			allowed := strings.Split(w.Header().Get("Access-Control-Allow-Headers"), ", ")
+			for _, h := range []string{"Authorization", "Content-Type", "Idempotency-Key", "If-Match"} {
+				if !slices.Contains(allowed, h) {
+					t.Errorf("preflight: Access-Control-Allow-Headers = %q, want %s", allowed, h)
+				}
+			}
+			if m := w.Header().Get("Access-Control-Allow-Methods"); !strings.Contains(m, "PUT") || !strings.Contains(m, "DELETE") {
+				t.Errorf("preflight: Access-Control-Allow-Methods = %q, want PUT and DELETE (they take If-Match)", m)
 			}
 		})
 	}

@@ -109,12 +109,12 @@ func TestUnreachableAWS(t *testing.T) {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	store, err := state.New(dynamodb.NewFromConfig(cfg), "keyvend-state") // as unreachable as the rest
+	st, err := state.New(dynamodb.NewFromConfig(cfg), "keyvend-state") // unreachable too: never created
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules,
-		provision.Settings{Store: store, BoundaryARN: testBoundary, Region: awstest.Region}, log)
+		provision.Settings{Store: st, BoundaryARN: testBoundary, Region: awstest.Region}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,8 +61,12 @@ func newIdemEnv(t *testing.T, instrument func(*aws.Config)) *idemEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st, err := state.New(dynamodb.NewFromConfig(svcCfg), table) // records and keys share the table, as in keyvend serve
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.svc, err = provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region}, e.log)
+		provision.Settings{Store: st, BoundaryARN: testBoundary, Region: awstest.Region}, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}

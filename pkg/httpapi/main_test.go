@@ -41,6 +41,7 @@ func newAPI(t *testing.T, who caller.Resolver, opts ...httpapi.Option) *apiEnv {
 	srv := awstest.Shared(t)
 	cfg := awstest.Config(t, srv.URL)
 	e := &apiEnv{calls: &awstest.Recorder{}}
+	awstest.Table(t, cfg) // the state table, made before calls are recorded
 	svcCfg := cfg.Copy()
 	e.calls.Attach(&svcCfg)
 	awstest.RequireBoundary(t, &svcCfg, testBoundary)

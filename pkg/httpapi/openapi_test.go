@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -241,6 +242,8 @@ type exchange struct {
 	body         string            // or this raw body
 	contentType  string            // of body ("" for none)
 	headers      map[string]string // request headers besides Content-Type
+	ifMatch      string            // If-Match: "latest" or "first" ETag the user was answered with, or this value
+	tamperNext   bool              // send the previous page's next token with one character changed
 	anonymous    bool              // send without a caller identity
 	groupMode    bool              // send to the API in grant mode group
 	setup        func(t *testing.T, e *exampleEnv)
@@ -252,7 +255,8 @@ type exchange struct {
 
 // TestOpenAPIExamples runs the document's examples through the real handler
 // and a real provisioning service on a fresh moto, in the order of a user's
-// life: create → describe → rotate → update grants → list → delete. Every
+// life: create → describe → rotate → update grants (If-Match) → list →
+// history → delete (If-Match) → history. Every
 // request example is sent and gets its documented status; every documented
 // example answer has the same JSON keys, recursively, as the real answer,
 // and each real answer is valid against the documented schema. Errors are
@@ -290,11 +294,24 @@ func TestOpenAPIExamples(t *testing.T) {
 	}
 
 	const (
-		users  = "/v1/users"
-		user   = "/v1/users/{name}"
-		rotate = "/v1/users/{name}/rotate"
-		grants = "/v1/users/{name}/grants"
+		users   = "/v1/users"
+		user    = "/v1/users/{name}"
+		rotate  = "/v1/users/{name}/rotate"
+		grants  = "/v1/users/{name}/grants"
+		history = "/v1/users/{name}/history"
 	)
+	// leased: another request holds site-deployer's lease for the step.
+	leased := func(t *testing.T, e *exampleEnv) {
+		ctx := context.Background()
+		if _, err := e.store.Lease(ctx, "site-deployer", "another-request", time.Minute, state.LeaseOpts{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := e.store.Release(ctx, "site-deployer", "another-request"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
 	steps := []exchange{
 		// Create, then the same request again, then a second user.
 		{name: "create site-deployer", method: "POST", path: users, example: "site-deployer", status: 201, response: "site-deployer"},
@@ -304,10 +321,20 @@ func TestOpenAPIExamples(t *testing.T) {
 		{name: "describe", method: "GET", path: user, status: 200, response: "site-deployer"},
 		{name: "rotate and wait", method: "POST", path: rotate, example: "wait", status: 200, response: "wait"},
 		{name: "rotate without a body", method: "POST", path: rotate, status: 200, response: "no-body"},
-		{name: "replace grants", method: "PUT", path: grants, example: "add-assets", status: 200, response: "add-assets"},
+		{name: "replace grants, a weak If-Match", method: "PUT", path: grants, example: "add-assets", ifMatch: `W/"2"`, status: 400, response: "if-match"},
+		{name: "replace grants, the If-Match before the rotations", method: "PUT", path: grants, example: "add-assets", ifMatch: "first", status: 412, response: "precondition-failed"},
+		{name: "replace grants while another request holds the user", method: "PUT", path: grants, setup: leased, example: "add-assets", status: 409, response: "in-progress"},
+		{name: "describe before replacing grants", method: "GET", path: user, status: 200, response: "site-deployer"},
+		{name: "replace grants", method: "PUT", path: grants, example: "add-assets", ifMatch: "latest", status: 200, response: "add-assets"},
 		{name: "list first page", method: "GET", path: users, query: []string{"requester", "limit"}, status: 200, response: "first-page"},
 		{name: "list next page", method: "GET", path: users, query: []string{"requester", "limit", "next"}, status: 200, response: "last-page"},
 		{name: "list by bucket", method: "GET", path: users, query: []string{"bucket"}, status: 200, response: "by-bucket"},
+		{name: "list expiring before", method: "GET", path: users, query: []string{"expiring_before"}, status: 200, response: "expiring"},
+		{name: "history first page", method: "GET", path: history, query: []string{"limit"}, status: 200, response: "first-page"},
+		{name: "history next page", method: "GET", path: history, query: []string{"limit", "next"}, status: 200, response: "last-page"},
+		{name: "history first page again", method: "GET", path: history, query: []string{"limit"}, status: 200, response: "first-page"},
+		{name: "history, a changed next", method: "GET", path: history, query: []string{"limit", "next"}, tamperNext: true, status: 400, response: "page-token"},
+		{name: "history of a user keyvend does not manage", method: "GET", path: history, user: "nobody-here", status: 404, response: "not-found"},
 
 		// Create's errors.
 		{name: "create invalid", method: "POST", path: users, body: badGrant("bucket", "192.168.1.1"), contentType: jsonCT, status: 400, response: "validation"},
@@ -339,14 +366,18 @@ func TestOpenAPIExamples(t *testing.T) {
 		{name: "openapi.json with a query", method: "GET", path: "/v1/openapi.json", rawQuery: "format=yaml", status: 400},
 		{name: "describe, a path not in canonical form", raw: "/v1/users/site-deployer/.", method: "GET", status: 404, response: "not-canonical", responseFrom: "NotFound"},
 
-		// Delete, and the user is gone.
-		{name: "delete", method: "DELETE", path: user, status: 204},
+		// Delete, and the user is gone; its history is kept.
+		{name: "delete while another request holds the user", method: "DELETE", path: user, setup: leased, status: 409, response: "in-progress"},
+		{name: "delete, an old If-Match", method: "DELETE", path: user, ifMatch: "first", status: 412, response: "precondition-failed"},
+		{name: "delete", method: "DELETE", path: user, ifMatch: "latest", status: 204},
 		{name: "describe deleted", method: "GET", path: user, status: 404, response: "not-found"},
+		{name: "history of the deleted user", method: "GET", path: history, query: []string{"limit"}, status: 200, response: "deleted"},
 		{name: "openapi.json", method: "GET", path: "/v1/openapi.json", status: 200},
 	}
 
 	used := map[string]bool{}
-	var next string // the list's next token, from one page to the next
+	var next string    // a page's next token, from one page to the next
+	var etags []string // the ETags site-deployer was answered with, in order
 	for _, x := range steps {
 		ok := t.Run(x.name, func(t *testing.T) {
 			defer e.faults.clear()
@@ -387,6 +418,11 @@ func TestOpenAPIExamples(t *testing.T) {
 							t.Fatal("the previous page had no next token")
 						}
 						v = next
+						if x.tamperNext {
+							b := []byte(v)
+							b[len(b)/3] ^= 'A' ^ 'B' // A<->B, any other letter to another
+							v = string(b)
+						}
 					}
 					q.Set(name, v)
 				}
@@ -423,7 +459,21 @@ func TestOpenAPIExamples(t *testing.T) {
 			if contentType != "" {
 				r.Header.Set("Content-Type", contentType)
 			}
-			for k, v := range x.headers {
+			headers := maps.Clone(x.headers)
+			switch x.ifMatch {
+			case "":
+			case "latest", "first":
+				if len(etags) == 0 {
+					t.Fatal("no ETag was answered yet")
+				}
+				headers = map[string]string{"If-Match": etags[len(etags)-1]}
+				if x.ifMatch == "first" {
+					headers["If-Match"] = etags[0]
+				}
+			default:
+				headers = map[string]string{"If-Match": x.ifMatch}
+			}
+			for k, v := range headers {
 				if op != nil && k != "Content-Type" && op.parameterIn("header", k) == nil {
 					t.Fatalf("header %s is not a documented parameter of %s %s", k, x.method, x.path)
 				}
@@ -456,7 +506,7 @@ func TestOpenAPIExamples(t *testing.T) {
 					t.Errorf("documented header %s is missing", name)
 				}
 			}
-			for _, name := range []string{"Location", "Retry-After", "Allow", "Idempotency-Replayed"} {
+			for _, name := range []string{"Location", "Retry-After", "Allow", "Idempotency-Replayed", "ETag"} {
 				if w.Header().Get(name) != "" && obj(resp.obj["headers"])[name] == nil {
 					t.Errorf("header %s: %q is not documented", name, w.Header().Get(name))
 				}
@@ -485,8 +535,17 @@ func TestOpenAPIExamples(t *testing.T) {
 					t.Errorf("problem status %v / request_id %v do not match the response", p["status"], p["request_id"])
 				}
 			}
-			if l, ok := got.(map[string]any); ok && x.path == users && x.method == "GET" {
+			if l, ok := got.(map[string]any); ok && x.method == "GET" && op != nil && op.parameter("next") != nil {
 				next, _ = l["next"].(string)
+			}
+			if tag := w.Header().Get("ETag"); tag != "" {
+				// The ETag is the answer's version, quoted.
+				if v, _ := got.(map[string]any)["version"].(float64); tag != fmt.Sprintf(`"%d"`, int64(v)) {
+					t.Errorf("ETag %s, version %v", tag, got.(map[string]any)["version"])
+				}
+				if x.user == "" && (len(etags) == 0 || etags[len(etags)-1] != tag) {
+					etags = append(etags, tag)
+				}
 			}
 			if x.response == "" {
 				return
@@ -538,6 +597,7 @@ type exampleEnv struct {
 	h, anon, groups http.Handler
 	iam             *iam.Client
 	faults          *awsFaults
+	store           *state.Store // the service's state table
 }
 
 func newExampleEnv(t *testing.T) *exampleEnv {
@@ -554,8 +614,9 @@ func newExampleEnv(t *testing.T) *exampleEnv {
 		t.Fatal(err)
 	}
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	e.store = awstest.Table(t, svcCfg)
 	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region, KeyCheck: &keycheck.Checker{Base: cfg, Timeout: 10 * time.Second}}, discard)
+		provision.Settings{Store: e.store, BoundaryARN: testBoundary, Region: awstest.Region, KeyCheck: &keycheck.Checker{Base: cfg, Timeout: 10 * time.Second}}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}

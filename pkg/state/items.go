@@ -42,11 +42,14 @@ type recordItem struct {
 }
 
 // bucketItem is a user's summary under one bucket it holds a grant on:
-// listing by bucket is one query.
+// listing by bucket is one query. Commit rewrites it with the record, so
+// its phase and version are the record's as of its last commit.
 type bucketItem struct {
 	PK        string         `dynamodbav:"pk"`
 	SK        string         `dynamodbav:"sk"`
 	Name      string         `dynamodbav:"name"`
+	Phase     Phase          `dynamodbav:"phase,omitempty"`
+	Version   int64          `dynamodbav:"version,omitempty"`
 	UserARN   string         `dynamodbav:"user_arn,omitempty"`
 	Requester string         `dynamodbav:"requester"`
 	Grants    []policy.Grant `dynamodbav:"grants"`
@@ -129,7 +132,7 @@ func (r *Record) bucketItems() []bucketItem {
 			continue
 		}
 		seen[g.Bucket] = true
-		it := bucketItem{PK: bucketPK(g.Bucket), SK: bucketSK(r.Name), Name: r.Name, UserARN: r.UserARN, Requester: r.Requester, Grants: r.Grants,
+		it := bucketItem{PK: bucketPK(g.Bucket), SK: bucketSK(r.Name), Name: r.Name, Phase: r.Phase, Version: r.Version, UserARN: r.UserARN, Requester: r.Requester, Grants: r.Grants,
 			Intact: r.Intact, Reason: r.Reason, CreatedAt: timeString(r.CreatedAt), KeyID: r.KeyID, KeyAt: timeString(r.KeyAt)}
 		if r.ExpiresAt != nil {
 			it.ExpiresAt = timeString(*r.ExpiresAt)
@@ -140,8 +143,11 @@ func (r *Record) bucketItems() []bucketItem {
 }
 
 func (it bucketItem) record() *Record {
-	r := &Record{Name: it.Name, UserARN: it.UserARN, Phase: Ready, Grants: it.Grants, Intact: it.Intact, Requester: it.Requester, Reason: it.Reason,
+	r := &Record{Name: it.Name, UserARN: it.UserARN, Phase: it.Phase, Version: it.Version, Grants: it.Grants, Intact: it.Intact, Requester: it.Requester, Reason: it.Reason,
 		CreatedAt: parseTime(it.CreatedAt), KeyID: it.KeyID, KeyAt: parseTime(it.KeyAt)}
+	if r.Phase == "" {
+		r.Phase = Ready // a summary written before it carried the phase
+	}
 	if it.ExpiresAt != "" {
 		t := parseTime(it.ExpiresAt)
 		r.ExpiresAt = &t

@@ -227,6 +227,14 @@ func TestListAndIndexes(t *testing.T) {
 	if got := all(state.Query{Bucket: "b1.example.com", Limit: 10}); strings.Join(got, ",") != "u04,u07,u10" {
 		t.Errorf("b1 after the move: %v", got)
 	}
+	// A summary carries the record's phase and version as committed.
+	p, err := s.List(ctx(), state.Query{Bucket: "b2.example.com", Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Records) != 1 || p.Records[0].Name != "u01" || p.Records[0].Version != 3 || p.Records[0].Phase != state.Ready {
+		t.Errorf("b2's first summary: %+v, want u01 ready at version 3", p.Records[0])
+	}
 
 	// Stable under deletes: delete the next page's first user between pages.
 	p1, err := s.List(ctx(), state.Query{Limit: 4})
