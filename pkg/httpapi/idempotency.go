@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/keyvend/keyvend/pkg/caller"
@@ -162,7 +163,9 @@ func fingerprint(r *http.Request, body []byte) []byte {
 		compact.Reset()
 		compact.Write(body) // not JSON (or none): as sent
 	}
-	return append([]byte(r.Method+"\n"+r.URL.EscapedPath()+"\n"+r.URL.RawQuery+"\n"), compact.Bytes()...)
+	// If-Match is part of the request: the same key with another version
+	// precondition is another request (422), not a replay.
+	return append([]byte(r.Method+"\n"+r.URL.EscapedPath()+"\n"+r.URL.RawQuery+"\n"+strings.Join(r.Header.Values("If-Match"), ",")+"\n"), compact.Bytes()...)
 }
 
 // answerRecorder keeps a handler's answer until it is stored.

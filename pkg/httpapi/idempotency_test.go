@@ -245,6 +245,27 @@ func TestIdempotencyKeyReusedForAnotherRequest(t *testing.T) {
 		t.Fatalf("delete: %d %s", w.Code, w.Body)
 	}
 	checkProblem(t, sendKeyed(h, "DELETE", "/v1/users/"+user, "", "k2"), http.StatusUnprocessableEntity, "idempotency-key-reused")
+
+	// So is If-Match: the same key with another version precondition is
+	// another request, not a replay of the first answer.
+	other := awstest.Name("idem-ifmatch")
+	if w := sendKeyed(h, "POST", "/v1/users", createJSON(other), "k3"); w.Code != http.StatusCreated {
+		t.Fatalf("create: %d %s", w.Code, w.Body)
+	}
+	grantsBody := `{"grants":[{"bucket":"site.example.com","access":"read-only"}]}`
+	put := func(ifMatch string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("PUT", "/v1/users/"+other+"/grants", strings.NewReader(grantsBody))
+		r.Header.Set("Content-Type", jsonCT)
+		r.Header.Set("Idempotency-Key", "k4")
+		r.Header.Set("If-Match", ifMatch)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	if w := put(`"1"`); w.Code != http.StatusPreconditionFailed {
+		t.Fatalf("PUT with a stale If-Match: %d %s", w.Code, w.Body)
+	}
+	checkProblem(t, put(`"2"`), http.StatusUnprocessableEntity, "idempotency-key-reused")
 }
 
 // sessions resolves every request as the role testCaller names, in the
