@@ -216,6 +216,10 @@ func (s *Service) reconcileRecords(ctx context.Context, r *reporter, n int) (boo
 		return false, err
 	}
 	each(page.Records, 4, func(rec *state.Record) {
+		if s.staleDeleting(rec) {
+			s.reapDue(ctx, rec, r)
+			return
+		}
 		if rec.Phase != state.Ready || rec.Busy(s.store.Now()) || s.cfg.Now().Sub(rec.UpdatedAt) < HalfMadeAfter {
 			return
 		}
@@ -237,6 +241,20 @@ func (s *Service) reconcileRecords(ctx context.Context, r *reporter, n int) (boo
 		r.add(func(rep *ReapReport) { rep.RecordsRemoved = append(rep.RecordsRemoved, rec.Name) })
 	})
 	return page.Next == "", s.store.SetCheckpoint(ctx, walkRecords, page.Next)
+}
+
+// staleDeleting reports whether rec was left in deleting, past its due
+// time, by a request that died, and is not expired. The expiry index may
+// never give such a record: a delete marks its user deleting as it takes
+// the lease (state.Store.Lease), which leaves the record's place in the
+// index as it was — none for a user that never expires, its expiry for one
+// that does. The records walk hands it to reapDue; an expired one the
+// index gives.
+func (s *Service) staleDeleting(rec *state.Record) bool {
+	now := s.cfg.Now()
+	due := rec.Due()
+	return rec.Phase == state.Deleting && !rec.Busy(s.store.Now()) && due != nil && !now.Before(*due) &&
+		(rec.ExpiresAt == nil || now.Before(*rec.ExpiresAt))
 }
 
 // reconcileSecrets takes the next slice of up to n secrets under the
