@@ -529,3 +529,47 @@ func TestReapListUsersFails(t *testing.T) {
 	}
 	restocked(dead)
 }
+
+// TestReapLegacyRestockFails: a user vended before the table whose secret
+// holds a deleted key is adopted as a user to restock; a restock that
+// fails leaves it recorded ready (not as a create that died, which the
+// expiry index would have removed), and the next run restocks it.
+func TestReapLegacyRestockFails(t *testing.T) {
+	srv := awstest.Dedicated(t)
+	e := serialEnv(t, newStrictEnv(t, srv.URL))
+	store := tableOf(t, e)
+	clock := &settableClock{}
+	reaper := e.service(t, testRules, func(s *provision.Settings) { s.Now = clock.Now })
+	grant := rw("legacy.example.com")
+	user, key := handMade(t, e, "legacy", grant)
+	deleteKey(t, e.env, user, key)
+	clock.Set(time.Now().Add(2 * time.Hour))
+
+	e.faults.FailNth("CreateAccessKey", 1)
+	rep, err := reaper.Reap(ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) != 1 || rep.Errors[0].User != user || !strings.Contains(rep.Errors[0].Error, "create access key for "+user) {
+		t.Fatalf("errors %v, want %s's failed CreateAccessKey", rep.Errors, user)
+	}
+	if !slices.Equal(rep.Adopted, []string{user}) {
+		t.Errorf("adopted %v, want [%s]", rep.Adopted, user)
+	}
+	if rec := recordOf(t, store, user); rec == nil || rec.Phase != state.Ready || rec.Busy(time.Now()) {
+		t.Fatalf("record of %s: %+v, want ready, not held", user, rec)
+	}
+
+	e.resetCounters()
+	rep, err = reaper.Reap(ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReport(t, rep, reapReport{checked: 1, repaired: []string{user}})
+	keys := keyIDsOf(t, e.iam, user)
+	if len(keys) != 1 || secretKeyID(t, e.sm, user) != keys[0] {
+		t.Fatalf("%s: keys %v, want one new key in its secret", user, keys)
+	}
+	e.assertGrants(t, user, grant)
+	wantReadyRecord(t, store, user, keys[0])
+}
