@@ -141,9 +141,19 @@ func (s *Service) reconcileUser(ctx context.Context, u iamtypes.User, r *reporte
 		if !adoptOnly && !old && !st.complete() {
 			return // being made by a request of a keyvend without the table
 		}
-		if err := h.adopt(ctx, &u, st, ""); err != nil {
+		var phase state.Phase
+		if st.secret != nil && !st.complete() {
+			// Vended once (its secret is written last), its key lost
+			// since: recorded ready, to be restocked, not taken for a
+			// create that died (which the expiry index would remove).
+			phase = state.Ready
+		}
+		if err := h.adopt(ctx, &u, st, phase); err != nil {
 			r.fail(name, err)
 			return
+		}
+		if phase != "" {
+			h.back = "" // released as recorded
 		}
 		r.add(func(rep *ReapReport) { rep.Adopted = append(rep.Adopted, name) })
 		if adoptOnly {
