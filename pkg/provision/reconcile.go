@@ -169,8 +169,17 @@ func (s *Service) reconcileUser(ctx context.Context, u iamtypes.User, r *reporte
 	}
 	keep := st.secretKey()
 	if keep != nil && len(st.keys) == 1 {
-		if h.claimed {
+		switch id := aws.ToString(keep.AccessKeyId); {
+		case h.claimed:
 			_, _ = h.commit(ctx, *h.rec, s.entry("adopt", caller.Principal{ID: ReaperPrincipal}, "reaper", name, nil, h.rec.Grants, h.rec.KeyID, nil))
+		case h.rec.KeyID != id:
+			// The record missed the key its secret holds (a restock's
+			// commit failed after the key was stored).
+			next := *h.rec
+			next.Phase, next.KeyID, next.KeyAt = state.Ready, id, aws.ToTime(keep.CreateDate).UTC()
+			if _, err := h.commit(ctx, next, s.entry("repair", caller.Principal{ID: ReaperPrincipal}, "reaper", name, next.Grants, next.Grants, id, nil)); err != nil {
+				r.fail(name, err)
+			}
 		}
 		return // complete: its only key is the one in its secret
 	}
