@@ -518,8 +518,8 @@ func TestReapCostsWhatIsDue(t *testing.T) {
 	if n := dueQueries(calls); n != 1 {
 		t.Errorf("%d queries of the expiry index, want 1", n)
 	}
-	if other, ofSoon := outsideSlice(calls); !slices.Equal(other, slice) || len(ofSoon) != 0 {
-		t.Errorf("IAM and Secrets Manager calls with nothing due: %v and %v about %s; want only the slice's %v", other, ofSoon, soon, slice)
+	if other, ofSoon := outsideSlice(calls); !slices.Equal(sortedCopy(append(other, ofSoon...)), slice) {
+		t.Errorf("IAM and Secrets Manager calls with nothing due: %v, and %v about %s; want only the slice's %v", other, ofSoon, soon, slice)
 	}
 	if w := e.calls.Writes(); len(w) != 0 {
 		t.Errorf("a run with nothing due wrote %v", w)
@@ -536,7 +536,7 @@ func TestReapCostsWhatIsDue(t *testing.T) {
 	if n := dueQueries(calls); n != 1 {
 		t.Errorf("%d queries of the expiry index, want 1", n)
 	}
-	other, ofSoon := outsideSlice(calls)
+	other, ofSoon := outsideSlice(calls) // soon is gone before the slice is listed
 	if !slices.Equal(other, slice) {
 		t.Errorf("IAM and Secrets Manager calls about other users: %v, want only the slice's %v", other, slice)
 	}
