@@ -22,6 +22,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 const (
@@ -165,9 +166,13 @@ func TestReapCommand(t *testing.T) {
 		if !strings.HasPrefix(stdout, "{") {
 			t.Errorf("stdout does not begin with the report: %q", stdout)
 		}
-		if len(rep.Expired) != 1 || rep.Expired[0] != user || rep.Checked != 1 ||
-			len(rep.HalfMadeDeleted)+len(rep.StrayKeysDeleted)+len(rep.Repaired)+len(rep.Errors) != 0 {
-			t.Errorf("report = %+v, want only %s expired", rep, user)
+		// Expiry comes from the table (one user due); the reconciliation
+		// then finds no user left and reaches the end of every walk.
+		if len(rep.Expired) != 1 || rep.Expired[0] != user || rep.Due != 1 || rep.Checked != 0 ||
+			len(rep.HalfMadeDeleted)+len(rep.StrayKeysDeleted)+len(rep.Repaired)+len(rep.Adopted)+
+				len(rep.RecordsRemoved)+len(rep.OrphanSecretsDeleted)+len(rep.Errors) != 0 ||
+			rep.Reconciled != (provision.ReconcileProgress{Users: true, Records: true, Secrets: true}) {
+			t.Errorf("report = %+v, want only %s due and expired, every walk complete", rep, user)
 		}
 		if want := res.ExpiresAt.Add(time.Minute); !rep.StartedAt.Equal(want) {
 			t.Errorf("started_at %s, want --now %s", rep.StartedAt, want)
@@ -178,6 +183,13 @@ func TestReapCommand(t *testing.T) {
 		}
 		if userExists(t, iamClient, user) {
 			t.Error("the expired user still exists")
+		}
+		if _, err := store.Get(t.Context(), user); !errors.Is(err, state.ErrNotFound) {
+			t.Errorf("record of the expired user: %v, want none", err)
+		}
+		hist, err := store.History(t.Context(), user, 10, "")
+		if err != nil || len(hist.Entries) == 0 || hist.Entries[0].Action != "reap-expired" || hist.Entries[0].Principal != provision.ReaperPrincipal {
+			t.Errorf("history of the expired user: %+v, %v; want the reaper's reap-expired last", hist, err)
 		}
 		sec, err := sm.DescribeSecret(t.Context(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("keyvend/users/" + user)})
 		if err != nil || sec.DeletedDate == nil {

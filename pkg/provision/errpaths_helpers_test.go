@@ -140,8 +140,9 @@ func numbered(ops []string) []nthCall {
 }
 
 // pageUsers makes ListUsers through cfg answer at most size users a page
-// (moto answers all at once and ignores MaxItems), with a marker of its
-// own, and records the names of each page it answers.
+// (moto answers all at once and ignores MaxItems), or at most the call's
+// MaxItems when size is 0, with a marker of its own, and records the
+// names of each page it answers.
 type pageUsers struct {
 	size  int
 	mu    sync.Mutex
@@ -171,12 +172,24 @@ func (p *pageUsers) attach(cfg *aws.Config) {
 				})
 				start := 0
 				if marker != "" {
-					start = slices.IndexFunc(all, func(u iamtypes.User) bool { return "page:"+aws.ToString(u.UserName) == marker })
-					if start < 0 {
+					// The page starts at the marker's user or, gone since,
+					// the next one by name (as IAM's opaque markers do).
+					from, ok := strings.CutPrefix(marker, "page:")
+					if !ok {
 						return out, md, &smithy.GenericAPIError{Code: "InvalidInput", Message: "bad marker " + marker}
 					}
+					if start = slices.IndexFunc(all, func(u iamtypes.User) bool { return aws.ToString(u.UserName) >= from }); start < 0 {
+						start = len(all)
+					}
 				}
-				end := min(start+p.size, len(all))
+				size := p.size
+				if size == 0 {
+					size = int(aws.ToInt32(lin.MaxItems))
+				}
+				if size <= 0 {
+					size = len(all)
+				}
+				end := min(start+size, len(all))
 				lout.Users, lout.IsTruncated, lout.Marker = all[start:end], end < len(all), nil
 				if end < len(all) {
 					lout.Marker = aws.String("page:" + aws.ToString(all[end].UserName))

@@ -154,10 +154,20 @@ func (s *Service) reapDue(ctx context.Context, rec *state.Record, r *reporter) {
 	}
 	if !expired && h.back == state.Creating {
 		// A create died after its user was made: keep the user if it is
-		// complete (the record was all it missed), else remove it.
+		// complete (the record was all it missed), else remove it. A read
+		// that fails decides nothing: the next run looks again.
 		st, err := s.readUserState(ctx, rec.Name, allState)
+		if err != nil && !isCode(err, codeNoSuchEntity) {
+			r.fail(rec.Name, err)
+			return
+		}
 		if err == nil && st.complete() {
-			if u, gerr := s.lookupManaged(ctx, rec.Name); gerr == nil {
+			u, gerr := s.lookupManaged(ctx, rec.Name)
+			if gerr != nil && KindOf(gerr) != KindNotFound {
+				r.fail(rec.Name, gerr)
+				return
+			}
+			if gerr == nil {
 				next := s.recordOf(u, nil, st)
 				if _, err := h.commit(ctx, next, s.entry("repair", caller.Principal{ID: ReaperPrincipal}, "reaper", rec.Name, nil, next.Grants, next.KeyID, nil)); err != nil {
 					r.fail(rec.Name, err)

@@ -7,57 +7,69 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // reapVictim is a user the reaper has work on, of one kind.
 type reapVictim struct {
-	name      string
-	grant     policy.Grant
-	stray     string // dead: the key outside its secret
-	staleLock string // dead: GroupId of the lock a dead request left
+	name  string
+	grant policy.Grant
+	key   string // stale: the key in its secret, kept
+	stray string // dead: the key outside its secret
 }
 
 // Kinds of reaper work on a user.
 const (
-	victimExpired  = "expired"   // past its expiry: deprovisioned
-	victimHalfMade = "half-made" // old, no secret: deprovisioned
-	// dead: old, its secret holds a deleted key, a stray key beside it, and
-	// a stale repair lock: the lock is broken and taken, the stray deleted,
-	// a new key stored (restock), the lock released.
+	// expired: past its expiry (the table's expiry index): deprovisioned.
+	victimExpired = "expired"
+	// stale: complete, but its record left in creating by a create that
+	// died (the expiry index, past state.StaleAfter): recorded ready.
+	victimStale = "stale-creating"
+	// half-made: vended before the table, old, no secret, no record (the
+	// reconciliation): deprovisioned.
+	victimHalfMade = "half-made"
+	// dead: recorded, old, its secret holds a deleted key, a stray key
+	// beside it, and its lease left stale by a request that died (the
+	// reconciliation): the lease taken over, the stray deleted, a new key
+	// stored (restock), the record committed with it.
 	victimDead = "dead"
 )
 
 // reapStep is the text the reaper's error names for a failed call of a
 // kind of work: the step, as an operator reads it.
 func reapStep(kind, op, user string) string {
-	switch op {
-	case "ListUserTags":
-		return "list tags of " + user
-	case "ListAccessKeys":
-		return "list access keys of user " + user
-	case "GetSecretValue":
-		return "read secret keyvend/users/" + user
+	reads := map[string]string{
+		"ListUserTags":      "list tags of " + user,
+		"ListAccessKeys":    "list access keys of user " + user,
+		"GetSecretValue":    "read secret keyvend/users/" + user,
+		"GetUserPolicy":     "read grants of user " + user,
+		"ListGroupsForUser": "read grants of user " + user,
+		"GetUser":           "read user " + user,
 	}
-	if kind == victimDead {
-		return map[string]string{
-			"CreateGroup":       "take repair lock " + lockName(user),
-			"GetGroup":          "read repair lock " + lockName(user),
-			"DeleteGroup":       "break stale repair lock " + lockName(user),
+	switch kind {
+	case victimStale, victimHalfMade:
+		return reads[op]
+	case victimDead:
+		if s, ok := map[string]string{
 			"DeleteAccessKey":   "delete stray access key",
 			"DescribeSecret":    "describe existing secret keyvend/users/" + user,
 			"GetResourcePolicy": "read resource policy of secret keyvend/users/" + user,
 			"CreateAccessKey":   "create access key for " + user,
 			"PutSecretValue":    "put new version of secret keyvend/users/" + user,
-		}[op]
+		}[op]; ok {
+			return s
+		}
+		return reads[op]
 	}
 	return map[string]string{ // deprovision: inventory, then detach, then DeleteUser
 		"GetUser":                  "read user " + user,
+		"ListAccessKeys":           "list access keys of user " + user,
 		"ListGroupsForUser":        "list groups of user " + user,
 		"ListUserPolicies":         "list inline policies of user " + user,
 		"ListAttachedUserPolicies": "list attached policies of user " + user,
@@ -74,23 +86,22 @@ func reapStep(kind, op, user string) string {
 // TestReapErrorPaths: the reaper, on its own moto and a clock two hours
 // ahead, goes over a victim and two bystanders (an expired user, a user
 // whose secret holds a deleted key), while each call it makes about the
-// victim fails in turn — for each kind of work: an expired victim, a
-// half-made one, a dead one (see the kinds). The calls are those of a clean
-// run on the same kind of victim. The run finishes for the bystanders; its
-// Errors name exactly the victim, with the failed step and the AWS error;
-// whatever the victim got done before is reported; no lock the run took is
-// left; and a second run without faults finishes the victim's work
-// (deleted with all it had — the services' DeleteUser is refused while
-// anything is left, as in AWS — or complete with one key, the secret's,
-// and its grants) with Errors empty.
+// victim fails in turn — for each kind of work (see the kinds). The calls
+// are those of a clean run on the same kind of victim. The run finishes
+// for the bystanders; its Errors name exactly the victim, with the failed
+// step and the AWS error; whatever the victim got done before is
+// reported; the victim is not removed when its work was to keep it; no
+// lease the run took is left held; and a second run without faults
+// finishes the victim's work (deleted with all it had — the services'
+// DeleteUser is refused while anything is left, as in AWS — and its record
+// gone; or complete with one key, the secret's, its grants, and a ready
+// record of that key) with Errors empty.
 //
-// Faulted once only: ListUserTags (the first call on every user), on the
-// expired victim; the half-made victim's deprovision, the same calls as
-// the expired one's, so only its state reads are faulted. Best effort,
-// with its own case: the release of the dead victim's lock (its failure is
-// logged; the run's work is done; the lock stays, and expires). Not
-// faulted: the deletion of a grant group left empty (grant mode group),
-// best effort and about the group, not the user.
+// Faulted: every call of the expired and the dead victims' work; the
+// stale and half-made victims' reads (their deprovision, when they have
+// one, is the expired victim's). Not faulted: the deletion of a grant
+// group left empty (grant mode group), best effort and about the group,
+// not the user; the table (DynamoDB) calls, TestReapCommitFails.
 func TestReapErrorPaths(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
 		t.Parallel() // each mode on its own moto
@@ -100,7 +111,8 @@ func TestReapErrorPaths(t *testing.T) {
 
 func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 	srv := awstest.Dedicated(t)
-	e := newStrictEnv(t, srv.URL, grantMode(mode))
+	e := serialEnv(t, newStrictEnv(t, srv.URL, grantMode(mode)))
+	store := tableOf(t, e)
 	clock := &settableClock{}
 	reaperFor := func(tg *targeted) *provision.Service {
 		cfg := e.cfg.Copy()
@@ -124,6 +136,14 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 		case victimExpired:
 			user, grant, _ := vend(t, "rv-exp", "1h")
 			return reapVictim{name: user, grant: grant}
+		case victimStale:
+			grant := rw(awstest.Name("rv-stale") + ".example.com")
+			user, key := handMade(t, e, "rv-stale", grant)
+			r := state.Record{Name: user, Phase: state.Creating, Grants: []policy.Grant{grant}, Requester: testCaller, CreatedAt: time.Now()}
+			if _, err := store.Claim(ctx(), r, "create-that-died", time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			return reapVictim{name: user, grant: grant, key: key}
 		case victimHalfMade:
 			v := reapVictim{name: awstest.Name("rv-half"), grant: rw(awstest.Name("rv-half") + ".example.com")}
 			mustCreateUser(t, e.iam, v.name, "/keyvend/", managedTags(testCaller))
@@ -133,7 +153,10 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 		}
 		user, grant, key := vend(t, "rv-dead", "")
 		deleteKey(t, e.env, user, key)
-		return reapVictim{name: user, grant: grant, stray: mustCreateKey(t, e.iam, user), staleLock: makeStaleLock(t, e.env, user)}
+		if _, err := store.Lease(ctx(), user, "request-that-died", time.Millisecond, state.LeaseOpts{}); err != nil {
+			t.Fatal(err)
+		}
+		return reapVictim{name: user, grant: grant, stray: mustCreateKey(t, e.iam, user)}
 	}
 	// bystanders: an expired user and one whose secret holds a deleted key.
 	bystanders := func(t *testing.T) (expired, dead string, deadGrant policy.Grant) {
@@ -143,45 +166,73 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 		deleteKey(t, e.env, dead, key)
 		return expired, dead, deadGrant
 	}
-	// cleanup deletes by hand what a case left, so that the next case's
-	// runs see only their own users.
+	// cleanup deletes by hand what a case left — users, secrets, records —
+	// so that the next case's runs see only their own. Its store's lease
+	// clock is an hour ahead: it takes over any lease (one a failed
+	// removal left, which expires by itself).
+	sweeper := tableOf(t, e)
+	sweeper.SetClock(func() time.Time { return time.Now().Add(time.Hour) })
 	cleanup := func(t *testing.T) {
 		for _, u := range keyvendUsers(t, e) {
-			// moto deletes a user with its keys and groups, not with an
-			// inline policy.
-			if _, err := e.iam.DeleteUserPolicy(ctx(), &iam.DeleteUserPolicyInput{UserName: &u, PolicyName: aws.String(policy.UserPolicyName)}); err != nil && awsCode(err) != "NoSuchEntity" {
+			deleteByHand(t, e, u)
+		}
+		secrets, err := e.sm.ListSecrets(ctx(), &secretsmanager.ListSecretsInput{IncludePlannedDeletion: aws.Bool(true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range secrets.SecretList {
+			if _, err := e.sm.DeleteSecret(ctx(), &secretsmanager.DeleteSecretInput{SecretId: s.Name, ForceDeleteWithoutRecovery: aws.Bool(true)}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.iam.DeleteUser(ctx(), &iam.DeleteUserInput{UserName: &u}); err != nil {
+		}
+		page, err := sweeper.List(ctx(), state.Query{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Records {
+			rec, err := sweeper.Lease(ctx(), r.Name, "cleanup", time.Minute, state.LeaseOpts{})
+			if err != nil {
 				t.Fatal(err)
 			}
-			if lockGroupID(t, e.env, u) != "" {
-				if _, err := e.iam.DeleteGroup(ctx(), &iam.DeleteGroupInput{GroupName: aws.String(lockName(u))}); err != nil {
-					t.Fatal(err)
-				}
+			if err := sweeper.Remove(ctx(), "cleanup", rec, nil); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
 	reapAt := func() { clock.Set(time.Now().Add(2 * time.Hour)) }
-	complete := func(t *testing.T, user string, grant policy.Grant, not ...string) {
+	complete := func(t *testing.T, user string, grant policy.Grant, not ...string) string {
 		t.Helper()
 		keys := keyIDsOf(t, e.iam, user)
 		if got := secretKeyID(t, e.sm, user); len(keys) != 1 || keys[0] != got || slices.Contains(not, got) {
-			t.Errorf("keys of %s = %v, secret holds %s: want one new key, the secret's", user, keys, got)
+			t.Errorf("keys of %s = %v, secret holds %s: want one key, the secret's, not %v", user, keys, got, not)
+			return ""
 		}
 		e.assertGrants(t, user, grant)
+		wantReadyRecord(t, store, user, keys[0])
+		return keys[0]
+	}
+	gone := func(t *testing.T, v reapVictim) {
+		t.Helper()
+		if userExists(t, e.iam, v.name) {
+			t.Fatalf("victim %s still exists", v.name)
+		}
+		if m := e.groupMembers(t, policy.GroupName(v.grant)); len(m) != 0 {
+			t.Errorf("group %s still has members %v", policy.GroupName(v.grant), m)
+		}
+		wantNoRecord(t, store, v.name)
 	}
 
 	// Baselines: the victim's calls in a clean run, per kind.
 	type reapCase struct {
 		kind string
 		call nthCall
-		// strayDone: the dead victim's stray is deleted before the call.
-		strayDone bool
+		// dead victim: its stray was deleted, its new key stored, before
+		// the call.
+		strayDone, restocked bool
 	}
 	var cases []reapCase
-	var release reapCase
-	for _, kind := range []string{victimExpired, victimHalfMade, victimDead} {
+	readOps := []string{"ListUserTags", "GetUserPolicy", "ListGroupsForUser", "ListAccessKeys", "GetSecretValue", "GetUser"}
+	for _, kind := range []string{victimExpired, victimStale, victimHalfMade, victimDead} {
 		v := makeVictim(t, kind)
 		bystanders(t)
 		tg := newTargeted(v.name)
@@ -196,14 +247,12 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 		calls := numbered(tg.calls())
 		t.Logf("clean run, %s victim: %v", kind, calls)
 		strayAt := slices.Index(calls, nthCall{"DeleteAccessKey", 1})
-		lastDeleteGroup := slices.IndexFunc(calls, func(c nthCall) bool { return c == nthCall{"DeleteGroup", 2} })
+		putAt := slices.Index(calls, nthCall{"PutSecretValue", 1})
 		for i, c := range calls {
-			rc := reapCase{kind: kind, call: c, strayDone: kind == victimDead && i > strayAt}
+			rc := reapCase{kind: kind, call: c, strayDone: kind == victimDead && i > strayAt, restocked: kind == victimDead && i > putAt}
 			switch {
-			case kind == victimDead && i == lastDeleteGroup:
-				release = rc
-			case kind != victimExpired && c.op == "ListUserTags":
-			case kind == victimHalfMade && c != nthCall{"ListAccessKeys", 1} && c != nthCall{"GetSecretValue", 1}:
+			case kind == victimStale && (c.nth != 1 || c.op == "ListUserTags" || !slices.Contains(readOps, c.op)):
+			case kind == victimHalfMade && (c.nth != 1 || c.op == "GetUser" || !slices.Contains(readOps, c.op)):
 			default:
 				if reapStep(kind, c.op, v.name) == "" {
 					t.Fatalf("no step text for %s of a %s victim", c, kind)
@@ -212,30 +261,32 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 			}
 		}
 		switch kind {
+		case victimStale:
+			wantReadyRecord(t, store, v.name, v.key)
+			for _, c := range []nthCall{{"GetUser", 1}, {"ListAccessKeys", 1}, {"GetSecretValue", 1}} {
+				if !slices.Contains(calls, c) {
+					t.Fatalf("the stale victim's run made no %s: %v", c, calls)
+				}
+			}
 		case victimHalfMade:
 			if !slices.Contains(calls, nthCall{"GetSecretValue", 1}) || !slices.Contains(calls, nthCall{"ListAccessKeys", 1}) {
 				t.Fatalf("the half-made victim's state was not read: %v", calls)
 			}
 		case victimDead:
-			for _, op := range []string{"CreateGroup", "GetGroup", "DeleteAccessKey", "DescribeSecret", "GetResourcePolicy", "CreateAccessKey", "PutSecretValue"} {
+			for _, op := range []string{"ListUserTags", "DeleteAccessKey", "DescribeSecret", "GetResourcePolicy", "CreateAccessKey", "PutSecretValue"} {
 				if !slices.ContainsFunc(calls, func(c nthCall) bool { return c.op == op }) {
 					t.Fatalf("the dead victim's run made no %s: %v", op, calls)
 				}
 			}
-			if lastDeleteGroup < 0 || strayAt < 0 {
-				t.Fatalf("the dead victim's run did not break its stale lock, release it and delete its stray: %v", calls)
+			if strayAt < 0 || putAt < strayAt {
+				t.Fatalf("the dead victim's run did not delete its stray, then restock: %v", calls)
 			}
 		}
 		cleanup(t)
 	}
-	cases = append(cases, release)
 
 	for _, c := range cases {
-		name := c.kind + "/" + c.call.String()
-		if c == release {
-			name += " (release)"
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(c.kind+"/"+c.call.String(), func(t *testing.T) {
 			defer cleanup(t)
 			v := makeVictim(t, c.kind)
 			bExp, bDead, bDeadGrant := bystanders(t)
@@ -254,14 +305,17 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 			if tg.firedCount() != 1 {
 				t.Fatalf("the fault fired %d times", tg.firedCount())
 			}
-			want := reapReport{checked: 3, expired: []string{bExp}, repaired: []string{bDead}}
+			want := reapReport{due: 1, checked: 2, expired: []string{bExp}, repaired: []string{bDead}}
+			if c.kind == victimExpired || c.kind == victimStale {
+				want.due++
+			}
 			if c.call.op == "ListUserTags" {
-				want.checked = 2
+				want.checked--
 			}
 			if c.strayDone {
 				want.strayKeys = []string{v.name + "/" + v.stray}
 			}
-			if c == release {
+			if c.restocked {
 				want.repaired = append(want.repaired, v.name)
 			}
 			var errText string
@@ -270,12 +324,10 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 					errText = re.Error
 				}
 			}
-			if c != release {
-				want.errors = []string{v.name + ": " + errText}
-				step := reapStep(c.kind, c.call.op, v.name)
-				if !strings.Contains(errText, step) || !strings.Contains(errText, awstest.InjectedCode) {
-					t.Errorf("error of %s = %q, want it to name the step %q and the AWS error", v.name, errText, step)
-				}
+			want.errors = []string{v.name + ": " + errText}
+			step := reapStep(c.kind, c.call.op, v.name)
+			if !strings.Contains(errText, step) || !strings.Contains(errText, awstest.InjectedCode) {
+				t.Errorf("error of %s = %q, want it to name the step %q and the AWS error", v.name, errText, step)
 			}
 			wantReport(t, rep, want)
 			// The bystanders' work is done.
@@ -283,15 +335,19 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 				t.Errorf("expired bystander %s still exists", bExp)
 			}
 			complete(t, bDead, bDeadGrant)
-			// No lock the run took is left (the dead victim's stale lock
-			// may still be there when the run failed before breaking it).
-			lock := lockGroupID(t, e.env, v.name)
-			if c == release {
-				if lock == "" || lock == v.staleLock {
-					t.Fatalf("lock after a failed release = %q, want the one the run took", lock)
+			// No lease the run took is left held, and a user to keep is kept.
+			if rec := recordOf(t, store, v.name); rec != nil && rec.Busy(time.Now()) {
+				t.Errorf("the run left the lease of %s held by %s", v.name, rec.LeaseHolder)
+			}
+			if c.kind == victimStale || c.kind == victimDead {
+				if !userExists(t, e.iam, v.name) {
+					t.Fatalf("victim %s, a user to keep, was removed", v.name)
 				}
-			} else if lock != "" && lock != v.staleLock {
-				t.Errorf("the run left the lock it took on %s", v.name)
+			}
+			if c.kind == victimStale {
+				if keys := keyIDsOf(t, e.iam, v.name); !slices.Equal(keys, []string{v.key}) {
+					t.Errorf("keys of the stale victim %s = %v, want its own %s", v.name, keys, v.key)
+				}
 			}
 
 			// Again, without the fault: the victim's work is finished.
@@ -301,31 +357,31 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 				t.Fatal(err)
 			}
 			want = reapReport{checked: 2}
-			switch {
-			case c == release:
-			case c.kind == victimExpired:
-				want.expired = []string{v.name}
-			case c.kind == victimHalfMade:
+			switch c.kind {
+			case victimExpired:
+				want.due, want.checked, want.expired = 1, 1, []string{v.name}
+			case victimStale:
+				want.due, want.repaired = 1, []string{v.name}
+			case victimHalfMade:
 				want.halfMade = []string{v.name}
-			default:
-				want.repaired = []string{v.name}
+			case victimDead:
+				if !c.restocked {
+					want.repaired = []string{v.name}
+				}
 				if !c.strayDone {
 					want.strayKeys = []string{v.name + "/" + v.stray}
 				}
 			}
 			wantReport(t, rep, want)
-			if c.kind == victimDead {
-				complete(t, v.name, v.grant, v.stray)
-				if id := lockGroupID(t, e.env, v.name); (id != "") != (c == release) {
-					t.Errorf("lock after the second run: %q", id)
+			switch c.kind {
+			case victimStale:
+				if key := complete(t, v.name, v.grant); key != v.key {
+					t.Errorf("the stale victim holds %s, want its own %s", key, v.key)
 				}
-				return
-			}
-			if userExists(t, e.iam, v.name) {
-				t.Fatalf("victim %s still exists", v.name)
-			}
-			if m := e.groupMembers(t, policy.GroupName(v.grant)); len(m) != 0 {
-				t.Errorf("group %s still has members %v", policy.GroupName(v.grant), m)
+			case victimDead:
+				complete(t, v.name, v.grant, v.stray)
+			default:
+				gone(t, v)
 			}
 			if st := secretOf(t, e.sm, v.name); c.kind == victimExpired && st.deleted == nil {
 				t.Errorf("secret of %s not scheduled for deletion", v.name)
@@ -334,39 +390,78 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 	}
 }
 
-// TestReapListUsersFails: a reaper whose ListUsers fails returns the
-// error, and the report of what it did before: nothing when the first page
-// fails; the users of the first page when the second fails (moto answers
-// every user at once; a pager answers two a page). A run without the fault
-// then does the rest. ListUsers is the same in both grant modes.
+// TestReapCommitFails: a restock whose record commit fails (the table, not
+// IAM) is an error naming the user; the key it stored stays the user's
+// only key, and the next run records it: the record converges on what IAM
+// and the secret hold.
+func TestReapCommitFails(t *testing.T) {
+	srv := awstest.Dedicated(t)
+	e := serialEnv(t, newStrictEnv(t, srv.URL))
+	store := tableOf(t, e)
+	clock := &settableClock{}
+	reaper := e.service(t, testRules, func(s *provision.Settings) { s.Now = clock.Now })
+	user, key := vended(t, e, rw("commit.example.com"))
+	deleteKey(t, e.env, user, key)
+	clock.Set(time.Now().Add(2 * time.Hour))
+
+	e.resetCounters()
+	e.faults.FailNth("TransactWriteItems", 1)
+	rep, err := reaper.Reap(ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) != 1 || rep.Errors[0].User != user || !strings.Contains(rep.Errors[0].Error, "record the change of user "+user) ||
+		!strings.Contains(rep.Errors[0].Error, awstest.InjectedCode) {
+		t.Fatalf("errors %v, want %s's failed commit", rep.Errors, user)
+	}
+	keys := keyIDsOf(t, e.iam, user)
+	if len(keys) != 1 || secretKeyID(t, e.sm, user) != keys[0] {
+		t.Fatalf("keys of %s = %v, want one, in its secret", user, keys)
+	}
+	if rec := recordOf(t, store, user); rec == nil || rec.Busy(time.Now()) {
+		t.Errorf("record of %s after the failed commit: %+v", user, rec)
+	}
+
+	e.resetCounters()
+	rep, err = reaper.Reap(ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReport(t, rep, reapReport{checked: 1})
+	wantReadyRecord(t, store, user, keys[0])
+	if w := e.calls.Writes(); len(w) != 0 {
+		t.Errorf("the run after wrote %v in IAM or Secrets Manager", w)
+	}
+}
+
+// TestReapListUsersFails: ListUsers failing does not stop expiry (it comes
+// from the table): the run deprovisions what is due, then returns the
+// error with its report, and reconciles nothing. The walk over IAM users
+// keeps its checkpoint: with slices of two users (a pager: moto ignores
+// MaxItems), a run that fails after the first slice was done resumes, next
+// time, at the second.
 func TestReapListUsersFails(t *testing.T) {
 	srv := awstest.Dedicated(t)
-	e := newStrictEnv(t, srv.URL)
+	e := serialEnv(t, newStrictEnv(t, srv.URL))
 	clock := &settableClock{}
-	pager := &pageUsers{size: 2}
+	pager := &pageUsers{}
 	cfg := e.cfg.Copy()
 	pager.attach(&cfg)
-	reaper := e.serviceOn(t, cfg, testRules, func(s *provision.Settings) { s.Now = clock.Now })
-	var users []string
+	reaper := e.serviceOn(t, cfg, testRules, func(s *provision.Settings) { s.Now = clock.Now; s.ReconcileSlice = 2 })
+	var expiring, dead []string
 	for range 4 {
-		user := awstest.Name("rl")
+		user := awstest.Name("rl-exp")
 		in := input(user, rw(awstest.Name("rl")+".example.com"))
 		in.Request.ExpiresIn = "1h"
 		if _, err := e.svc.Create(ctx(), in); err != nil {
 			t.Fatal(err)
 		}
-		users = append(users, user)
+		expiring = append(expiring, user)
+		u, key := vended(t, e, rw(awstest.Name("rl")+".example.com"))
+		deleteKey(t, e.env, u, key)
+		dead = append(dead, u)
 	}
 	clock.Set(time.Now().Add(2 * time.Hour))
-	exist := func() []string {
-		var out []string
-		for _, u := range users {
-			if userExists(t, e.iam, u) {
-				out = append(out, u)
-			}
-		}
-		return sortedCopy(out)
-	}
 	failed := func(rep *provision.ReapReport, err error) {
 		t.Helper()
 		if err == nil || awsCode(err) != awstest.InjectedCode || !strings.Contains(err.Error(), "list users under /keyvend/") {
@@ -376,27 +471,28 @@ func TestReapListUsersFails(t *testing.T) {
 			t.Fatal("no report with the error")
 		}
 	}
+	restocked := func(users []string) {
+		t.Helper()
+		for _, u := range dead {
+			n := len(keyIDsOf(t, e.iam, u))
+			if want := map[bool]int{true: 1, false: 0}[slices.Contains(users, u)]; n != want {
+				t.Errorf("%s has %d keys, want %d", u, n, want)
+			}
+		}
+	}
 
 	e.faults.FailNth("ListUsers", 1)
 	rep, err := reaper.Reap(ctx())
 	failed(rep, err)
-	wantReport(t, rep, reapReport{})
-	if got := exist(); !slices.Equal(got, sortedCopy(users)) {
-		t.Errorf("users left %v, want all of %v", got, users)
+	wantReport(t, rep, reapReport{due: 4, expired: expiring})
+	for _, u := range expiring {
+		if userExists(t, e.iam, u) {
+			t.Errorf("expired %s still exists", u)
+		}
 	}
-
-	e.resetCounters()
-	e.faults.FailNth("ListUsers", 2)
-	rep, err = reaper.Reap(ctx())
-	failed(rep, err)
-	pages := pager.answered()
-	if len(pages) != 1 || len(pages[0]) != 2 {
-		t.Fatalf("pages answered %v, want one of two users", pages)
-	}
-	wantReport(t, rep, reapReport{checked: 2, expired: pages[0]})
-	rest := slices.DeleteFunc(slices.Clone(users), func(u string) bool { return slices.Contains(pages[0], u) })
-	if got := exist(); !slices.Equal(got, sortedCopy(rest)) {
-		t.Errorf("users left %v, want those of the unread page %v", got, rest)
+	restocked(nil)
+	if rep.Reconciled != (provision.ReconcileProgress{}) {
+		t.Errorf("reconciled %+v after the failed ListUsers", rep.Reconciled)
 	}
 
 	e.resetCounters()
@@ -404,8 +500,76 @@ func TestReapListUsersFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantReport(t, rep, reapReport{checked: 2, expired: rest})
-	if got := exist(); len(got) != 0 {
-		t.Errorf("users left %v", got)
+	pages := pager.answered()
+	if len(pages) != 1 || len(pages[0]) != 2 {
+		t.Fatalf("pages answered %v, want one of two users", pages)
 	}
+	wantReport(t, rep, reapReport{checked: 2, repaired: pages[0]})
+	restocked(pages[0])
+
+	e.faults.FailNth("ListUsers", 1)
+	rep, err = reaper.Reap(ctx())
+	failed(rep, err)
+	wantReport(t, rep, reapReport{})
+	restocked(pages[0])
+
+	e.resetCounters()
+	rep, err = reaper.Reap(ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages = pager.answered()
+	rest := slices.DeleteFunc(slices.Clone(dead), func(u string) bool { return slices.Contains(pages[0], u) })
+	if len(pages) != 2 || !slices.Equal(pages[1], sortedCopy(rest)) {
+		t.Fatalf("pages answered %v, want the second slice %v next", pages, rest)
+	}
+	wantReport(t, rep, reapReport{checked: 2, repaired: rest})
+	if !rep.Reconciled.Users {
+		t.Error("the walk over users did not reach its end")
+	}
+	restocked(dead)
+}
+
+// TestReapLegacyRestockFails: a user vended before the table whose secret
+// holds a deleted key is adopted as a user to restock; a restock that
+// fails leaves it recorded ready (not as a create that died, which the
+// expiry index would have removed), and the next run restocks it.
+func TestReapLegacyRestockFails(t *testing.T) {
+	srv := awstest.Dedicated(t)
+	e := serialEnv(t, newStrictEnv(t, srv.URL))
+	store := tableOf(t, e)
+	clock := &settableClock{}
+	reaper := e.service(t, testRules, func(s *provision.Settings) { s.Now = clock.Now })
+	grant := rw("legacy.example.com")
+	user, key := handMade(t, e, "legacy", grant)
+	deleteKey(t, e.env, user, key)
+	clock.Set(time.Now().Add(2 * time.Hour))
+
+	e.faults.FailNth("CreateAccessKey", 1)
+	rep, err := reaper.Reap(ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) != 1 || rep.Errors[0].User != user || !strings.Contains(rep.Errors[0].Error, "create access key for "+user) {
+		t.Fatalf("errors %v, want %s's failed CreateAccessKey", rep.Errors, user)
+	}
+	if !slices.Equal(rep.Adopted, []string{user}) {
+		t.Errorf("adopted %v, want [%s]", rep.Adopted, user)
+	}
+	if rec := recordOf(t, store, user); rec == nil || rec.Phase != state.Ready || rec.Busy(time.Now()) {
+		t.Fatalf("record of %s: %+v, want ready, not held", user, rec)
+	}
+
+	e.resetCounters()
+	rep, err = reaper.Reap(ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReport(t, rep, reapReport{checked: 1, repaired: []string{user}})
+	keys := keyIDsOf(t, e.iam, user)
+	if len(keys) != 1 || secretKeyID(t, e.sm, user) != keys[0] {
+		t.Fatalf("%s: keys %v, want one new key in its secret", user, keys)
+	}
+	e.assertGrants(t, user, grant)
+	wantReadyRecord(t, store, user, keys[0])
 }

@@ -141,9 +141,19 @@ func (s *Service) reconcileUser(ctx context.Context, u iamtypes.User, r *reporte
 		if !adoptOnly && !old && !st.complete() {
 			return // being made by a request of a keyvend without the table
 		}
-		if err := h.adopt(ctx, &u, st, ""); err != nil {
+		var phase state.Phase
+		if st.secret != nil && !st.complete() {
+			// Vended once (its secret is written last), its key lost
+			// since: recorded ready, to be restocked, not taken for a
+			// create that died (which the expiry index would remove).
+			phase = state.Ready
+		}
+		if err := h.adopt(ctx, &u, st, phase); err != nil {
 			r.fail(name, err)
 			return
+		}
+		if phase != "" {
+			h.back = "" // released as recorded
 		}
 		r.add(func(rep *ReapReport) { rep.Adopted = append(rep.Adopted, name) })
 		if adoptOnly {
@@ -159,8 +169,17 @@ func (s *Service) reconcileUser(ctx context.Context, u iamtypes.User, r *reporte
 	}
 	keep := st.secretKey()
 	if keep != nil && len(st.keys) == 1 {
-		if h.claimed {
+		switch id := aws.ToString(keep.AccessKeyId); {
+		case h.claimed:
 			_, _ = h.commit(ctx, *h.rec, s.entry("adopt", caller.Principal{ID: ReaperPrincipal}, "reaper", name, nil, h.rec.Grants, h.rec.KeyID, nil))
+		case h.rec.KeyID != id:
+			// The record missed the key its secret holds (a restock's
+			// commit failed after the key was stored).
+			next := *h.rec
+			next.Phase, next.KeyID, next.KeyAt = state.Ready, id, aws.ToTime(keep.CreateDate).UTC()
+			if _, err := h.commit(ctx, next, s.entry("repair", caller.Principal{ID: ReaperPrincipal}, "reaper", name, next.Grants, next.Grants, id, nil)); err != nil {
+				r.fail(name, err)
+			}
 		}
 		return // complete: its only key is the one in its secret
 	}
@@ -216,6 +235,10 @@ func (s *Service) reconcileRecords(ctx context.Context, r *reporter, n int) (boo
 		return false, err
 	}
 	each(page.Records, 4, func(rec *state.Record) {
+		if s.staleDeleting(rec) {
+			s.reapDue(ctx, rec, r)
+			return
+		}
 		if rec.Phase != state.Ready || rec.Busy(s.store.Now()) || s.cfg.Now().Sub(rec.UpdatedAt) < HalfMadeAfter {
 			return
 		}
@@ -237,6 +260,20 @@ func (s *Service) reconcileRecords(ctx context.Context, r *reporter, n int) (boo
 		r.add(func(rep *ReapReport) { rep.RecordsRemoved = append(rep.RecordsRemoved, rec.Name) })
 	})
 	return page.Next == "", s.store.SetCheckpoint(ctx, walkRecords, page.Next)
+}
+
+// staleDeleting reports whether rec was left in deleting, past its due
+// time, by a request that died, and is not expired. The expiry index may
+// never give such a record: a delete marks its user deleting as it takes
+// the lease (state.Store.Lease), which leaves the record's place in the
+// index as it was — none for a user that never expires, its expiry for one
+// that does. The records walk hands it to reapDue; an expired one the
+// index gives.
+func (s *Service) staleDeleting(rec *state.Record) bool {
+	now := s.cfg.Now()
+	due := rec.Due()
+	return rec.Phase == state.Deleting && !rec.Busy(s.store.Now()) && due != nil && !now.Before(*due) &&
+		(rec.ExpiresAt == nil || now.Before(*rec.ExpiresAt))
 }
 
 // reconcileSecrets takes the next slice of up to n secrets under the
