@@ -150,7 +150,15 @@ func (s *Service) reapDue(ctx context.Context, rec *state.Record, r *reporter) {
 	now := s.cfg.Now()
 	expired := h.rec.ExpiresAt != nil && !now.Before(*h.rec.ExpiresAt)
 	if !expired && h.back == state.Ready {
-		return // not due any more (its expiry moved); released as it was
+		// Not due any more (its expiry moved, or a refused delete left its
+		// index key at a stale time): written back as it is, which puts
+		// its expiry index key right.
+		next := *h.rec
+		next.Phase = state.Ready
+		if _, err := h.commit(ctx, next, nil); err != nil {
+			r.fail(rec.Name, err)
+		}
+		return
 	}
 	if !expired && h.back == state.Creating {
 		// A create died after its user was made: keep the user if it is

@@ -88,7 +88,16 @@ func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duratio
 		cond += " AND phase IN (" + strings.Join(in, ", ") + ")"
 	}
 	update := "SET lease_holder = :me, lease_until = :until"
-	if o.SetPhase != "" {
+	if o.SetPhase != "" && o.SetPhase != Ready {
+		// A record moved to creating or deleting comes due StaleAfter from
+		// now: the expiry index finds it if its holder dies. (Record.Due
+		// would take an earlier expiry; a holder that dies finishing an
+		// expired user is found StaleAfter later, which is soon enough.)
+		update += ", phase = :phase, exp_pk = :epk, exp_sk = :esk"
+		values[":phase"] = str(string(o.SetPhase))
+		values[":epk"] = str(expiryPK)
+		values[":esk"] = str(now.Add(StaleAfter).UTC().Format(time.RFC3339) + "#" + strings.ToLower(name))
+	} else if o.SetPhase != "" {
 		update += ", phase = :phase"
 		values[":phase"] = str(string(o.SetPhase))
 	}

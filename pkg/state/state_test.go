@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -346,5 +347,38 @@ func TestHistory(t *testing.T) {
 		if got, _ := strconv.ParseInt(n.Value, 10, 64); got < want-60 || got > want+60 {
 			t.Errorf("ttl %d, want about %d (400 days from now)", got, want)
 		}
+	}
+}
+
+// TestLeaseToDeletingComesDue: a lease that moves a record to deleting
+// (or creating) puts it in the expiry index StaleAfter later, so a holder
+// that dies there is found by the reaper — a ready record that never
+// expires is otherwise not in the index at all.
+func TestLeaseToDeletingComesDue(t *testing.T) {
+	s, _ := newStore(t)
+	r := newRecord("del-due", grant("d.example.com"))
+	r.Phase = state.Ready
+	if _, err := s.Claim(ctx(), r, "w", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx(), "del-due", "w"); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(state.StaleAfter + time.Minute)
+	due := func() bool {
+		recs, err := s.Due(ctx(), later, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(recs, func(x *state.Record) bool { return x.Name == "del-due" })
+	}
+	if due() {
+		t.Fatal("a ready record that never expires is due")
+	}
+	if _, err := s.Lease(ctx(), "del-due", "deleter", time.Minute, state.LeaseOpts{SetPhase: state.Deleting}); err != nil {
+		t.Fatal(err)
+	}
+	if !due() {
+		t.Fatal("a record left deleting is never due: a delete that dies there is never finished")
 	}
 }
