@@ -210,6 +210,13 @@ func testCompensationErrorPaths(t *testing.T, mode grants.Mode) {
 				// expiry index before the reconciliation walks IAM.
 				want.halfMade = []string{user}
 				want.checked--
+				want.due = 1
+			}
+			if c.secretLeft {
+				// The user is gone, and so is its record: the secret the
+				// failed compensation left is an orphan, which the
+				// reconciliation schedules for deletion.
+				want.orphanSecrets = []string{"keyvend/users/" + user}
 			}
 			wantReport(t, rep, want)
 			if e.userExists(t, user) {

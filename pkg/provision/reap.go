@@ -111,11 +111,9 @@ func (s *Service) Reap(ctx context.Context) (*ReapReport, error) {
 	}
 	r.rep.Due = len(due)
 	each(due, 4, func(rec *state.Record) { s.reapDue(ctx, rec, r) })
-	if err := s.reconcile(ctx, r, s.cfg.ReconcileSlice, false); err != nil {
-		return r.rep, err
-	}
-	s.expireHistory(ctx, r)
-	return r.rep, nil
+	err = s.reconcile(ctx, r, s.cfg.ReconcileSlice, false)
+	s.expireHistory(ctx, r) // whatever the reconciliation met
+	return r.rep, err
 }
 
 // each runs f on every item, n at a time.

@@ -26,19 +26,17 @@ const (
 // each resumed where its last call stopped. adoptOnly (reindex) only
 // records keyvend users the table lacks and changes nothing in AWS.
 func (s *Service) reconcile(ctx context.Context, r *reporter, n int, adoptOnly bool) error {
-	done, err := s.reconcileUsers(ctx, r, n, adoptOnly)
-	if err != nil {
-		return err
-	}
-	r.rep.Reconciled.Users = done
+	// The walks are independent: one that fails (IAM refusing ListUsers,
+	// say) does not stop the others; the first error is returned.
+	done, usersErr := s.reconcileUsers(ctx, r, n, adoptOnly)
+	r.rep.Reconciled.Users = done && usersErr == nil
 	if adoptOnly {
-		return nil
+		return usersErr
 	}
-	if r.rep.Reconciled.Records, err = s.reconcileRecords(ctx, r, n); err != nil {
-		return err
-	}
-	r.rep.Reconciled.Secrets, err = s.reconcileSecrets(ctx, r, n)
-	return err
+	var recordsErr, secretsErr error
+	r.rep.Reconciled.Records, recordsErr = s.reconcileRecords(ctx, r, n)
+	r.rep.Reconciled.Secrets, secretsErr = s.reconcileSecrets(ctx, r, n)
+	return errors.Join(usersErr, recordsErr, secretsErr)
 }
 
 // Reindex records every keyvend user the state table has no record of, as
