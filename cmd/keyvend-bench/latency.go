@@ -72,7 +72,7 @@ func timed(ctx context.Context, st *stack, into *[]time.Duration, what string, m
 // through the handlers and the proxy that adds the delay to every AWS
 // call. It returns one run per delay.
 func measureLatency(ctx context.Context, st *stack, delays []time.Duration, n, newGroups int, progress func(string)) ([]*latencyRun, error) {
-	if err := st.moto.Reset(ctx); err != nil {
+	if err := st.reset(ctx); err != nil {
 		return nil, err
 	}
 	runs := make([]*latencyRun, len(delays))

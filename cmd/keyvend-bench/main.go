@@ -122,7 +122,7 @@ func run(o options) error {
 			if o.rie, err = filepath.Abs(o.rie); err != nil {
 				return err
 			}
-			if err := st.moto.Reset(ctx); err != nil {
+			if err := st.reset(ctx); err != nil {
 				return err
 			}
 			if rep.cold, err = measureColdStart(ctx, o.rie, dir, st.moto.URL, o.coldRuns, o.warm, progress); err != nil {

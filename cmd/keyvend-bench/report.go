@@ -255,14 +255,14 @@ func (r *report) markdown() string {
 
 	if len(r.calls) > 0 {
 		p("## AWS calls per operation\n\n")
-		p("Counted by SDK middleware (`awstest.Recorder`) on the services' clients, one operation at a time, in each grant mode. *Needed* is what the operation cannot do without (see the notes in `cmd/keyvend-bench/calls.go`); *cleanup* is what grant mode group does beyond that on purpose: deleting a grant group the operation left empty (is it empty, its policy, the group), so groups do not pile up against IAM's quota. Target: no call beyond needed and cleanup.\n\n")
+		p("Counted by SDK middleware (`awstest.Recorder`) on the services' clients, one operation at a time, in each grant mode; the state table's calls (DynamoDB: the claim, lease, commit and record reads of `pkg/state`) are counted with IAM's and Secrets Manager's, and *per service* splits them. *Needed* is what the operation cannot do without (see the notes in `cmd/keyvend-bench/calls.go`); *cleanup* is what grant mode group does beyond that on purpose: deleting a grant group the operation left empty (is it empty, its policy, the group), so groups do not pile up against IAM's quota. Target: no call beyond needed and cleanup.\n\n")
 		for _, mode := range grantModes {
 			cs := r.callsOf(mode)
 			if len(cs) == 0 {
 				continue
 			}
 			p("### %s\n\n", modeTitle(mode))
-			p("| operation | calls | needed | cleanup | beyond needed | target | the calls |\n|---|---|---|---|---|---|---|\n")
+			p("| operation | calls | needed | cleanup | beyond needed | target | the calls | per service |\n|---|---|---|---|---|---|---|---|\n")
 			for _, c := range cs {
 				extra := "none"
 				if e := c.Extra(); len(e) > 0 {
@@ -275,7 +275,7 @@ func (r *report) markdown() string {
 				if len(c.Cleanup) > 0 {
 					cleanup = fmt.Sprintf("%d: %s", len(c.Cleanup), strings.Join(countedOps(c.Cleanup), ", "))
 				}
-				p("| %s | %d | %d | %s | %s | %s | %s |\n", c.Op, len(c.Calls), len(c.Needed), cleanup, extra, mark(len(c.Extra()) == 0), strings.Join(countedOps(c.Calls), ", "))
+				p("| %s | %d | %d | %s | %s | %s | %s | %s |\n", c.Op, len(c.Calls), len(c.Needed), cleanup, extra, mark(len(c.Extra()) == 0), strings.Join(countedOps(c.Calls), ", "), servicesLine(c.PerService))
 			}
 			p("\n")
 		}

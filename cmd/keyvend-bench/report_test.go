@@ -96,7 +96,7 @@ func TestCallOpsPerMode(t *testing.T) {
 		t.Errorf("needed per provision: policy up to %d, group from %d: want policy below", maxProvision[grants.Policy], minProvision[grants.Group])
 	}
 	for _, op := range callOps(grants.Policy) {
-		if op.provision && !slices.Equal(sorted(op.needed), sorted("CreateUser CreateAccessKey PutUserPolicy CreateSecret")) {
+		if op.provision && !slices.Equal(sorted(op.needed), sorted("CreateUser PutItem CreateAccessKey PutUserPolicy CreateSecret TransactWriteItems")) {
 			t.Errorf("policy provision needs %v", sorted(op.needed))
 		}
 	}
