@@ -130,6 +130,17 @@ func (st *stack) makeTable(ctx context.Context) error {
 	return state.CreateTable(ctx, st.db, benchTable)
 }
 
+// emptyTable deletes the state table and makes it again, empty: moto
+// copies a whole table for every item of a transaction (TransactWriteItems),
+// so a table left to grow would make every commit slower as a run goes.
+// The proxy's delay applies: set it to 0 first.
+func (st *stack) emptyTable(ctx context.Context) error {
+	if _, err := st.db.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(benchTable)}); err != nil {
+		return fmt.Errorf("empty the state table: %w", err)
+	}
+	return st.makeTable(ctx)
+}
+
 // reset wipes moto (every user, secret and table) and makes the state
 // table again, empty.
 func (st *stack) reset(ctx context.Context) error {
