@@ -36,6 +36,10 @@ type report struct {
 	// on average: lateness of timers and scheduling on this machine.
 	delayLate time.Duration
 	calls     []callCount
+	rounds    []roundsResult
+	seeding   []seedStep
+	lists     []listRow
+	reap      *reapResult
 	cold      []coldResult // [0]: the empty handler
 	sizes     []sizeResult // [0]: the empty handler
 	memory    *memResult
@@ -188,6 +192,7 @@ func (r *report) missed() []string {
 	if fewer, ok := r.fewerInPolicy(); ok && !fewer {
 		out = append(out, "calls per provision: grant mode policy not below grant mode group")
 	}
+	out = append(out, r.roundsMissed()...)
 	if len(r.cold) > 1 && ratio(percentile(r.cold[1].firstAnswers(), 50), percentile(r.cold[0].firstAnswers(), 50)) > coldTarget {
 		out = append(out, "cold start")
 	}
@@ -294,6 +299,8 @@ func (r *report) markdown() string {
 				strings.Join(parts, "; "), len(r.provisionCalls(grants.Policy)[len(r.provisionCalls(grants.Policy))-1].Calls), len(r.provisionCalls(grants.Group)[0].Calls), mark(fewer))
 		}
 	}
+
+	r.stateSections(p)
 
 	if len(r.cold) > 1 {
 		empty := r.cold[0]
@@ -430,6 +437,7 @@ func (r *report) explain(b *strings.Builder) {
 			p("- **The needed list of %s (grant mode %s) is stale:** %s needed but not made; `cmd/keyvend-bench/calls.go` must say what the operation needs now.\n", c.Op, c.Mode, strings.Join(countedOps(m), ", "))
 		}
 	}
+	r.stateExplain(p)
 	if fewer, ok := r.fewerInPolicy(); ok && !fewer {
 		p("- **Calls per provision:** grant mode policy makes no fewer calls than grant mode group (see the calls tables).\n")
 	}

@@ -31,11 +31,12 @@ type timedCall struct {
 	Err                error
 }
 
-// timeline records every call made through configurations it is attached
-// to, with its start and end: the critical path of one operation is read
-// from it (criticalPath).
+// timeline records the calls made through configurations it is attached
+// to between Start and Stop, each with its start and end: the critical
+// path of one operation is read from it (criticalPath).
 type timeline struct {
 	mu    sync.Mutex
+	on    bool
 	calls []timedCall
 }
 
@@ -48,24 +49,28 @@ func (t *timeline) Attach(cfg *aws.Config) {
 				out, md, err := next.HandleInitialize(ctx, in)
 				c.End, c.Err = time.Now(), err
 				t.mu.Lock()
-				t.calls = append(t.calls, c)
+				if t.on {
+					t.calls = append(t.calls, c)
+				}
 				t.mu.Unlock()
 				return out, md, err
 			}), middleware.Before)
 	})
 }
 
-// Reset forgets the recorded calls.
-func (t *timeline) Reset() {
+// Start forgets the calls recorded and records from now on.
+func (t *timeline) Start() {
 	t.mu.Lock()
-	t.calls = nil
+	t.calls, t.on = nil, true
 	t.mu.Unlock()
 }
 
-// Calls returns the calls that ended since the last Reset, by start.
-func (t *timeline) Calls() []timedCall {
+// Stop stops recording and returns the calls that ended since Start, by
+// start.
+func (t *timeline) Stop() []timedCall {
 	t.mu.Lock()
 	out := append([]timedCall(nil), t.calls...)
+	t.calls, t.on = nil, false
 	t.mu.Unlock()
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out
@@ -99,7 +104,8 @@ func keyOf(params any) string {
 // the one before it ended: the round trips the operation waited for one
 // after another. Of equally long chains it takes the one with the fewest
 // state-table calls (a table write that overlapped an IAM call of the same
-// round is beside it, not on the path).
+// round is beside it, not on the path), then the one through the calls
+// that ended last before the next began (what each step waited for).
 func criticalPath(calls []timedCall) []timedCall {
 	n := len(calls)
 	if n == 0 {
@@ -114,8 +120,17 @@ func criticalPath(calls []timedCall) []timedCall {
 				continue
 			}
 			cand := best{dp[j].length + 1, dp[j].dynamo + isDynamo(c), j}
-			if cand.length > dp[i].length || cand.length == dp[i].length && cand.dynamo < dp[i].dynamo {
-				dp[i] = cand
+			switch {
+			case cand.length != dp[i].length:
+				if cand.length > dp[i].length {
+					dp[i] = cand
+				}
+			case cand.dynamo != dp[i].dynamo:
+				if cand.dynamo < dp[i].dynamo {
+					dp[i] = cand
+				}
+			case dp[i].prev < 0 || calls[j].End.After(calls[dp[i].prev].End):
+				dp[i] = cand // the call it waited for: the last to end before it
 			}
 		}
 	}
