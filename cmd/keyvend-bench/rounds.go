@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/keyvend/keyvend/pkg/grants"
@@ -117,6 +119,24 @@ func (r roundsResult) perServiceLast() map[string]int {
 		return nil
 	}
 	return perService(r.samples[len(r.samples)-1].all)
+}
+
+// tableCalls lists the last sample's state-table calls ("none").
+func (r roundsResult) tableCalls() string {
+	if len(r.samples) == 0 {
+		return "none"
+	}
+	var ops []string
+	for _, c := range r.samples[len(r.samples)-1].all {
+		if c.Service == svcDynamo {
+			ops = append(ops, c.Operation)
+		}
+	}
+	if len(ops) == 0 {
+		return "none"
+	}
+	sort.Strings(ops)
+	return strings.Join(countedOps(ops), ", ")
 }
 
 // met reports whether the typical critical path is within the expected
