@@ -299,7 +299,7 @@ func measureColdStart(ctx context.Context, rie, dir, motoURL string, runs, warm 
 	apiEnv := functionEnv(dir,
 		"AWS_REGION="+benchRegion, "AWS_ENDPOINT_URL="+motoURL,
 		"AWS_ACCESS_KEY_ID=AKIAKEYVENDBENCH0000", "AWS_SECRET_ACCESS_KEY=bench-secret",
-		"KEYVEND_BOUNDARY_ARN="+benchBoundary, "KEYVEND_RULES="+rules)
+		"KEYVEND_BOUNDARY_ARN="+benchBoundary, "KEYVEND_RULES="+rules, "KEYVEND_TABLE="+benchTable)
 	fns := []fnUnderTest{
 		{name: "empty aws-lambda-go handler", bootstrap: empty, env: functionEnv(dir), event: []byte(`{}`)},
 		{name: "functions/api: GET /v1/openapi.json (no AWS call)", bootstrap: api, env: apiEnv, event: apiEvent("/v1/openapi.json"), status: http.StatusOK},

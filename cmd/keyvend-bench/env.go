@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
@@ -22,13 +24,18 @@ import (
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/moto"
+	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 const (
 	benchRegion   = "us-east-1"
 	benchCaller   = "arn:aws:iam::123456789012:user/bench"
 	benchBoundary = "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"
-	benchRules    = `{"rules":[{"principals":["` + benchCaller + `"],"buckets":["*.example.com"],"access":["read-only","write-only","read-write","full"],"actions":["create","describe","list","rotate","update","delete","force-delete"]}]}`
+	// benchTable is keyvend's state table (KEYVEND_TABLE) in the bench's
+	// moto, made as the stack makes it (state.CreateTable).
+	benchTable = "keyvend-bench-state"
+	benchRules = `{"rules":[{"principals":["` + benchCaller + `"],"buckets":["*.example.com"],"access":["read-only","write-only","read-write","full"],"actions":["create","describe","list","rotate","update","delete","force-delete"]}]}`
 )
 
 // grantModes are the deployments the bench measures: grant mode policy
@@ -38,18 +45,28 @@ var grantModes = []grants.Mode{grants.Policy, grants.Group}
 
 // stack is keyvend's real http.Handler over the production SDK settings
 // (app.LoadAWS: retries included), one per grant mode, both talking to the
-// same moto through a loopback proxy that can add latency. Every AWS call
-// the services make is counted (by one recorder: measure one request at a
-// time).
+// same moto through a loopback proxy that can add latency, and the same
+// state table in it. Every AWS call the services make is counted (by one
+// recorder: measure one request at a time) and timed (timeline).
 type stack struct {
-	moto  *moto.Server
-	proxy *awstest.Proxy
-	calls *awstest.Recorder
-	h     map[grants.Mode]http.Handler
-	// iam and sm are uninstrumented clients through the same proxy, for the
-	// sequential reference flow and for checks.
-	iam *iam.Client
-	sm  *secretsmanager.Client
+	moto     *moto.Server
+	proxy    *awstest.Proxy
+	calls    *awstest.Recorder
+	timeline *timeline
+	h        map[grants.Mode]http.Handler
+	// cfg is the services' SDK configuration (recorder and timeline
+	// attached), rules the bench's rules file: for services the bench
+	// builds itself (newService).
+	cfg   aws.Config
+	rules string
+	// iam, sm and db are clients through the same proxy that the recorder
+	// does not count (the timeline times them), for the sequential
+	// reference flow, checks and the table's set-up; plain is their
+	// configuration.
+	iam   *iam.Client
+	sm    *secretsmanager.Client
+	db    *dynamodb.Client
+	plain aws.Config
 }
 
 func newStack(ctx context.Context, dir string) (*stack, error) {
@@ -57,7 +74,7 @@ func newStack(ctx context.Context, dir string) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &stack{moto: srv, calls: &awstest.Recorder{}}
+	st := &stack{moto: srv, calls: &awstest.Recorder{}, timeline: &timeline{}}
 	if st.proxy, err = awstest.StartProxy(srv.URL); err != nil {
 		srv.Stop()
 		return nil, err
@@ -77,13 +94,20 @@ func newStack(ctx context.Context, dir string) (*stack, error) {
 		st.close()
 		return nil, err
 	}
+	// The reference flow's calls are timed too (its critical path).
 	plain := awsCfg.Copy()
-	st.iam, st.sm = iam.NewFromConfig(plain), secretsmanager.NewFromConfig(plain)
+	st.timeline.Attach(&plain)
+	st.iam, st.sm, st.db, st.plain = iam.NewFromConfig(plain), secretsmanager.NewFromConfig(plain), dynamodb.NewFromConfig(plain), plain
+	if err := st.makeTable(ctx); err != nil {
+		st.close()
+		return nil, err
+	}
 	st.calls.Attach(&awsCfg)
-	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	st.timeline.Attach(&awsCfg)
+	st.cfg, st.rules = awsCfg, rules
 	st.h = map[grants.Mode]http.Handler{}
 	for _, mode := range grantModes {
-		svc, err := app.NewServiceWith(app.Config{RulesPath: rules, BoundaryARN: benchBoundary, GrantMode: mode}, awsCfg, discard)
+		svc, err := st.newService(mode)
 		if err != nil {
 			st.close()
 			return nil, err
@@ -92,9 +116,43 @@ func newStack(ctx context.Context, dir string) (*stack, error) {
 			st.close()
 			return nil, fmt.Errorf("service built for grant mode %q runs in %q", mode, got)
 		}
-		st.h[mode] = httpapi.New(svc, caller.Static{ARN: benchCaller}, discard)
+		st.h[mode] = httpapi.New(svc, caller.Static{ARN: benchCaller}, quietLog)
 	}
 	return st, nil
+}
+
+var quietLog = slog.New(slog.NewJSONHandler(io.Discard, nil))
+
+// newService is keyvend's provisioning service in grant mode mode on the
+// stack (production SDK settings, the proxy, the state table), with
+// adjustments to its settings.
+func (st *stack) newService(mode grants.Mode, adjust ...func(*provision.Settings)) (*provision.Service, error) {
+	return app.NewServiceWith(app.Config{RulesPath: st.rules, BoundaryARN: benchBoundary, GrantMode: mode, Table: benchTable}, st.cfg, quietLog, adjust...)
+}
+
+// makeTable creates the state table (uninstrumented, through the proxy).
+func (st *stack) makeTable(ctx context.Context) error {
+	return state.CreateTable(ctx, st.db, benchTable)
+}
+
+// emptyTable deletes the state table and makes it again, empty: moto
+// copies a whole table for every item of a transaction (TransactWriteItems),
+// so a table left to grow would make every commit slower as a run goes.
+// The proxy's delay applies: set it to 0 first.
+func (st *stack) emptyTable(ctx context.Context) error {
+	if _, err := st.db.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(benchTable)}); err != nil {
+		return fmt.Errorf("empty the state table: %w", err)
+	}
+	return st.makeTable(ctx)
+}
+
+// reset wipes moto (every user, secret and table) and makes the state
+// table again, empty.
+func (st *stack) reset(ctx context.Context) error {
+	if err := st.moto.Reset(ctx); err != nil {
+		return err
+	}
+	return st.makeTable(ctx)
 }
 
 func (st *stack) close() {

@@ -72,7 +72,7 @@ func timed(ctx context.Context, st *stack, into *[]time.Duration, what string, m
 // through the handlers and the proxy that adds the delay to every AWS
 // call. It returns one run per delay.
 func measureLatency(ctx context.Context, st *stack, delays []time.Duration, n, newGroups int, progress func(string)) ([]*latencyRun, error) {
-	if err := st.moto.Reset(ctx); err != nil {
+	if err := st.reset(ctx); err != nil {
 		return nil, err
 	}
 	runs := make([]*latencyRun, len(delays))
@@ -132,6 +132,9 @@ func measureLatency(ctx context.Context, st *stack, delays []time.Duration, n, n
 				if err := must("remove "+seqUser, code, body, http.StatusNoContent); err != nil {
 					return nil, err
 				}
+				if err := st.emptyTable(ctx); err != nil {
+					return nil, err
+				}
 			}
 		}
 		if (i+1)%25 == 0 {
@@ -146,6 +149,10 @@ func measureLatency(ctx context.Context, st *stack, delays []time.Duration, n, n
 				return nil, err
 			}
 			if err := timed(ctx, st, &runs[j].LastMember, "deprovision "+user, grants.Group, http.MethodDelete, "/v1/users/"+user, "", http.StatusNoContent); err != nil {
+				return nil, err
+			}
+			st.proxy.SetDelay(0)
+			if err := st.emptyTable(ctx); err != nil {
 				return nil, err
 			}
 		}

@@ -5,7 +5,11 @@
 //     grant mode policy (the default) and grant mode group, with a loopback
 //     proxy adding a fixed delay to every AWS call, next to the same flow
 //     done one call at a time and to the same run with no delay;
-//   - the AWS calls of each operation, in each grant mode;
+//   - the AWS calls of each operation, in each grant mode, per service;
+//   - the round trips on each operation's critical path, measured from
+//     the calls' start and end, the state table's apart from IAM's;
+//   - listing pages and the reaper at thousands of users in the state
+//     table (records seeded through pkg/state);
 //   - cold start of functions/api under the Lambda runtime interface
 //     emulator, next to an empty aws-lambda-go handler;
 //   - the linux/arm64 size of every function, next to the empty handler;
@@ -26,6 +30,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +46,10 @@ type options struct {
 	warm       int
 	memN       int
 	slackN     int
+	roundsN    int
+	listSizes  string
+	reapN      int
+	reapDue    int
 	rie        string
 	sections   string
 	timeout    time.Duration
@@ -55,10 +65,17 @@ func main() {
 	flag.DurationVar(&o.delay, "delay", 25*time.Millisecond, "delay the proxy adds to every AWS call")
 	flag.IntVar(&o.coldRuns, "cold-runs", 30, "launches of each function under the emulator")
 	flag.IntVar(&o.warm, "warm", 50, "warm invocations of each function")
-	flag.IntVar(&o.memN, "memory-provisions", 1000, "sequential provisions before reading keyvend serve's peak RSS")
+	// 200: moto copies the whole state table for every item of a
+	// transaction, so each provision's commit is slower the more users
+	// there are (300 took 97 s on 2 cores; 1000 would take most of an hour).
+	flag.IntVar(&o.memN, "memory-provisions", 200, "sequential provisions before reading keyvend serve's peak RSS")
 	flag.StringVar(&o.rie, "rie", "", "the aws-lambda-rie binary (make bench installs it)")
 	flag.IntVar(&o.slackN, "slack-acks", 500, "signed Slack commands to time the endpoint's answer over")
-	flag.StringVar(&o.sections, "sections", "latency,calls,coldstart,size,slack,memory", "what to measure")
+	flag.IntVar(&o.roundsN, "rounds-n", 20, "times each operation runs for its critical path (grant mode policy)")
+	flag.StringVar(&o.listSizes, "list-sizes", "100,1000,5000", "records in the state table at which listing pages are timed")
+	flag.IntVar(&o.reapN, "reap-n", 5000, "records in the state table when the reaper runs")
+	flag.IntVar(&o.reapDue, "reap-due", 10, "users due when the reaper runs")
+	flag.StringVar(&o.sections, "sections", "latency,calls,rounds,list,reaper,coldstart,size,slack,memory", "what to measure; rounds,list,reaper are the state table's (\"state\" names the three)")
 	flag.DurationVar(&o.timeout, "timeout", 25*time.Minute, "give up (and fail) after this long")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -89,9 +106,12 @@ func run(o options) error {
 	for _, s := range strings.Split(o.sections, ",") {
 		want[strings.TrimSpace(s)] = true
 	}
+	if want["state"] { // the state table's sections alone: -sections state
+		want["rounds"], want["list"], want["reaper"] = true, true, true
+	}
 	rep := &report{opts: o, machine: describeMachine(), started: time.Now()}
 
-	if want["latency"] || want["calls"] || want["coldstart"] {
+	if want["latency"] || want["calls"] || want["rounds"] || want["list"] || want["reaper"] || want["coldstart"] {
 		progress("start moto and the delaying proxy")
 		st, err := newStack(ctx, dir)
 		if err != nil {
@@ -115,6 +135,36 @@ func run(o options) error {
 				return err
 			}
 		}
+		if want["rounds"] {
+			progress(fmt.Sprintf("round trips per operation with %s added to every AWS call", o.delay))
+			if rep.rounds, err = measureRounds(ctx, st, o.delay, o.roundsN, progress); err != nil {
+				return err
+			}
+		}
+		// Listing at the reaper's N is timed on the reaper's table (seeded
+		// once); the other sizes on a table of their own.
+		var sizes []int
+		if want["list"] {
+			if sizes, err = parseSizes(o.listSizes); err != nil {
+				return err
+			}
+		}
+		listAtReap := want["reaper"] && slices.Contains(sizes, o.reapN)
+		if want["list"] {
+			if listAtReap {
+				sizes = slices.DeleteFunc(sizes, func(n int) bool { return n == o.reapN })
+			}
+			if rep.seeding, rep.lists, err = measureLists(ctx, st, sizes, progress); err != nil {
+				return err
+			}
+		}
+		if want["reaper"] {
+			var rows []listRow
+			if rep.reap, rows, err = measureReap(ctx, st, o.reapN, o.reapDue, listAtReap, progress); err != nil {
+				return err
+			}
+			rep.lists = append(rep.lists, rows...)
+		}
 		if want["coldstart"] {
 			if o.rie == "" {
 				return fmt.Errorf("cold start needs the runtime interface emulator: -rie PATH (make bench installs it)")
@@ -122,7 +172,7 @@ func run(o options) error {
 			if o.rie, err = filepath.Abs(o.rie); err != nil {
 				return err
 			}
-			if err := st.moto.Reset(ctx); err != nil {
+			if err := st.reset(ctx); err != nil {
 				return err
 			}
 			if rep.cold, err = measureColdStart(ctx, o.rie, dir, st.moto.URL, o.coldRuns, o.warm, progress); err != nil {
@@ -186,4 +236,17 @@ func describeMachine() machine {
 		m.Moto = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// parseSizes reads a comma-separated list of record counts, ascending.
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("-list-sizes %q: want ascending positive counts such as 100,1000,5000", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

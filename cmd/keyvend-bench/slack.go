@@ -69,7 +69,7 @@ func measureSlackAck(ctx context.Context, dir string, n int, progress func(strin
 	}
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	c := app.Config{RulesPath: rules, BoundaryARN: benchBoundary, SlackSigningSecret: slackSecret,
-		ChatopsQueueURL: aws.ToString(q.QueueUrl), SlackResponseHosts: "hooks.slack.com"}
+		ChatopsQueueURL: aws.ToString(q.QueueUrl), SlackResponseHosts: "hooks.slack.com", Table: benchTable}
 	svc, err := app.NewService(c, awsCfg, discard)
 	if err != nil {
 		return nil, err
