@@ -35,6 +35,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // Lambda settings per function.
@@ -95,8 +96,14 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		return nil, err
 	}
 	// provision.New checks the settings the functions will start with; the
-	// boundary ARN is only known at deploy time, so a well-formed stand-in.
+	// boundary ARN and the table's name are only known at deploy time, so
+	// well-formed stand-ins.
+	standIn, err := state.New(nil, "keyvend-state")
+	if err != nil {
+		return nil, err
+	}
 	if _, err := provision.New(nil, nil, rules, provision.Settings{
+		Store:              standIn,
 		UserPath:           cfg.UserPath,
 		BoundaryARN:        "arn:aws:iam::000000000000:policy/keyvend/boundary",
 		SecretPrefix:       cfg.SecretPrefix,
