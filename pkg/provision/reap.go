@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/state"
 )
@@ -219,7 +220,7 @@ func (s *Service) expireHistory(ctx context.Context, r *reporter) {
 // restock puts a new key in the secret of a user whose secret holds no
 // live key, if the secret is keyvend's for that user (ownSecret). The
 // caller holds the user's lease (h) and commits the new key id.
-func (s *Service) restock(ctx context.Context, h *hold) error {
+func (s *Service) restock(ctx context.Context, h *hold, held *grants.Held) error {
 	name := h.name
 	if _, err := s.ownSecret(ctx, name); err != nil && !isCode(err, codeResourceNotFound) {
 		return err
@@ -232,9 +233,12 @@ func (s *Service) restock(ctx context.Context, h *hold) error {
 		s.compensate(ctx, &saga{user: name, keyID: aws.ToString(out.AccessKey.AccessKeyId)}, err)
 		return err
 	}
-	next := *h.rec
+	next := *h.rec // with the grants IAM holds (read under the lease)
 	next.Phase, next.KeyID, next.KeyAt = state.Ready, aws.ToString(out.AccessKey.AccessKeyId), s.cfg.Now().UTC()
-	_, err = h.commit(ctx, next, s.entry("repair", caller.Principal{ID: ReaperPrincipal}, "reaper", name, next.Grants, next.Grants, next.KeyID, nil))
+	if held != nil {
+		next.Grants, next.Intact = held.Grants, held.Intact
+	}
+	_, err = h.commit(ctx, next, s.entry("repair", caller.Principal{ID: ReaperPrincipal}, "reaper", name, h.rec.Grants, next.Grants, next.KeyID, nil))
 	return err
 }
 

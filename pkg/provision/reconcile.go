@@ -170,12 +170,18 @@ func (s *Service) reconcileUser(ctx context.Context, u iamtypes.User, r *reporte
 		switch id := aws.ToString(keep.AccessKeyId); {
 		case h.claimed:
 			_, _ = h.commit(ctx, *h.rec, s.entry("adopt", caller.Principal{ID: ReaperPrincipal}, "reaper", name, nil, h.rec.Grants, h.rec.KeyID, nil))
-		case h.rec.KeyID != id:
+		case h.rec.KeyID != id || !sameSet(h.rec.Grants, st.held.Grants) || h.rec.Intact != st.held.Intact:
 			// The record missed the key its secret holds (a restock's
-			// commit failed after the key was stored).
+			// commit failed after the key was stored), or the grants IAM
+			// holds (an update died between writing them and its commit;
+			// found by the model, protocol.pml FIX_RECONCILE): it takes
+			// IAM's.
 			next := *h.rec
-			next.Phase, next.KeyID, next.KeyAt = state.Ready, id, aws.ToTime(keep.CreateDate).UTC()
-			if _, err := h.commit(ctx, next, s.entry("repair", caller.Principal{ID: ReaperPrincipal}, "reaper", name, next.Grants, next.Grants, id, nil)); err != nil {
+			next.Phase, next.Grants, next.Intact = state.Ready, st.held.Grants, st.held.Intact
+			if next.KeyID != id {
+				next.KeyID, next.KeyAt = id, aws.ToTime(keep.CreateDate).UTC()
+			}
+			if _, err := h.commit(ctx, next, s.entry("repair", caller.Principal{ID: ReaperPrincipal}, "reaper", name, h.rec.Grants, next.Grants, id, nil)); err != nil {
 				r.fail(name, err)
 			}
 		}
@@ -195,7 +201,7 @@ func (s *Service) reconcileUser(ctx context.Context, u iamtypes.User, r *reporte
 		r.add(func(rep *ReapReport) { rep.StrayKeysDeleted = append(rep.StrayKeysDeleted, stray...) })
 	}
 	if keep == nil {
-		if err := s.restock(ctx, h); err != nil {
+		if err := s.restock(ctx, h, st.held); err != nil {
 			r.fail(name, err)
 			return
 		}
@@ -302,13 +308,24 @@ func (s *Service) reconcileSecrets(ctx context.Context, r *reporter, n int) (boo
 		if aws.ToTime(sec.CreatedDate).After(s.cfg.Now().Add(-HalfMadeAfter)) {
 			return // a create may be storing it right now
 		}
-		if _, err := s.store.Get(ctx, user); !errors.Is(err, state.ErrNotFound) {
+		// Hold the name while deleting the secret (found by the model,
+		// protocol.pml FIX_ORPHAN): claim a record (deleting) — a create
+		// claiming the name now waits, and one that already recorded it
+		// keeps its secret — then check the user is still gone, delete,
+		// and remove the record.
+		h := s.newHold(user, "reaper")
+		defer h.release(ctx)
+		if err := h.claim(ctx, state.Record{Name: user, Phase: state.Deleting, Requester: ReaperPrincipal, Reason: "orphan secret"}); err != nil {
 			return // recorded (or unreadable): the user walks handle it
 		}
 		if _, err := s.iam.GetUser(ctx, &iam.GetUserInput{UserName: &user}); !isCode(err, codeNoSuchEntity) {
+			_ = h.remove(ctx, nil)
 			return
 		}
 		_, err := s.sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: &name, RecoveryWindowInDays: aws.Int64(int64(s.cfg.SecretRecoveryDays))})
+		if rerr := h.remove(ctx, nil); rerr != nil {
+			s.log.ErrorContext(ctx, "reconcile: the record held while deleting an orphan secret was not removed; it is due in 15 minutes", "user", user, "error", rerr)
+		}
 		if err != nil && !isCode(err, codeResourceNotFound, codeInvalidRequest) {
 			r.fail(user, wrapf(err, "delete orphan secret %s", name))
 			return

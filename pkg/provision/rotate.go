@@ -125,8 +125,9 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 		SecretARN:         secretARN,
 		CredentialProcess: s.credentialProcess(secretARN),
 	}
-	next := *h.rec
+	next := *h.rec // with the grants IAM holds, read under the lease
 	next.Phase, next.KeyID, next.KeyAt = state.Ready, res.AccessKeyID, aws.ToTime(key.CreateDate).UTC()
+	next.Grants, next.Intact = st.held.Grants, st.held.Intact
 	if next.KeyAt.IsZero() {
 		next.KeyAt = s.cfg.Now().UTC()
 	}
