@@ -172,6 +172,7 @@ func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error)
 		if err := setup.Wait(); err != nil {
 			return nil, grantError(err)
 		}
+		h.madeUser = err == nil // ours to delete if its repair fails
 		return s.existing(ctx, in, h, false)
 	case exists:
 		// The name is ours in the table but taken in IAM: a user vended

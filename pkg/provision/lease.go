@@ -38,6 +38,9 @@ type hold struct {
 	ifMatch int64
 	// claimed: this request wrote the record (claim), it did not exist.
 	claimed bool
+	// madeUser: this request's CreateUser made the IAM user (a create
+	// that took a record over): a repair that fails deletes it.
+	madeUser bool
 	done    bool
 }
 

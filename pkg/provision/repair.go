@@ -35,7 +35,9 @@ func (s *Service) repair(ctx context.Context, in Input, user *iamtypes.User, st 
 		}
 	}
 	s.log.InfoContext(ctx, "repairing half-made user", "user", name, "stray_keys_deleted", len(st.keys), "had_secret", st.secret != nil)
-	r, err := s.finish(ctx, in, &saga{user: name, hold: h}, user, s.grants.Prepare(ctx, in.Request.Grants), st.held)
+	// A user this request's own CreateUser made is undone whole if the
+	// repair fails; any other keeps all but the key this request made.
+	r, err := s.finish(ctx, in, &saga{user: name, hold: h, createdUser: h.madeUser}, user, s.grants.Prepare(ctx, in.Request.Grants), st.held)
 	if r != nil {
 		r.Repaired = true
 	}
