@@ -41,7 +41,7 @@ type hold struct {
 	// madeUser: this request's CreateUser made the IAM user (a create
 	// that took a record over): a repair that fails deletes it.
 	madeUser bool
-	done    bool
+	done     bool
 }
 
 func (s *Service) newHold(name, requestID string) *hold {
