@@ -53,15 +53,6 @@ func (s *Service) authorizeOnUser(p caller.Principal, action authz.Action, u *ia
 	return forbidden("%s may not %s user %s", orAnonymous(p.ID), action, name)
 }
 
-// mayList reports whether p sees u in a listing: its requester, or a rule
-// with the list action on every one of its (intact) grants.
-func (s *Service) mayList(p caller.Principal, u *iamtypes.User, held *grants.Held) bool {
-	if owns(p, u) {
-		return true
-	}
-	return held != nil && held.Intact && s.rules.DecideIn(p.Names(), p.Channel, authz.List, held.Grants) == nil
-}
-
 func orAnonymous(id string) string {
 	if id == "" {
 		return "(anonymous)"

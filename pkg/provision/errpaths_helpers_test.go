@@ -88,7 +88,7 @@ func (tg *targeted) about(params any) bool {
 		}
 		return f.Elem().String()
 	}
-	return field("UserName") == tg.user || field("SecretId") == secretName(tg.user) || field("GroupName") == lockName(tg.user)
+	return field("UserName") == tg.user || field("SecretId") == secretName(tg.user)
 }
 
 func (tg *targeted) attach(cfg *aws.Config) {
@@ -229,33 +229,6 @@ func keyvendUsers(t *testing.T, e *lcEnv) []string {
 		}
 	}
 	return names
-}
-
-// lockGroupID returns the GroupId of user's repair lock, "" when there is
-// none.
-func lockGroupID(t *testing.T, e *env, user string) string {
-	t.Helper()
-	name := lockName(user)
-	out, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &name})
-	switch {
-	case awsCode(err) == "NoSuchEntity":
-		return ""
-	case err != nil:
-		t.Fatal(err)
-	}
-	return aws.ToString(out.Group.GroupId)
-}
-
-// makeStaleLock creates user's repair lock by hand, as a request that died
-// holding it leaves it, and returns its GroupId.
-func makeStaleLock(t *testing.T, e *env, user string) string {
-	t.Helper()
-	name := lockName(user)
-	out, err := e.iam.CreateGroup(ctx(), &iam.CreateGroupInput{GroupName: &name, Path: aws.String("/keyvend/locks/")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return aws.ToString(out.Group.GroupId)
 }
 
 // deleteKey deletes one access key by hand.

@@ -129,12 +129,3 @@ func (s *Service) mayListRecord(p caller.Principal, r *state.Record) bool {
 	}
 	return r.Intact && s.rules.DecideIn(p.Names(), p.Channel, authz.List, r.Grants) == nil
 }
-
-func hasBucket(grants []policy.Grant, bucket string) bool {
-	for _, g := range grants {
-		if g.Bucket == bucket {
-			return true
-		}
-	}
-	return false
-}

@@ -1,7 +1,6 @@
 package provision_test
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"slices"
@@ -14,8 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
-	"github.com/aws/smithy-go"
-	"github.com/aws/smithy-go/middleware"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
@@ -54,55 +51,6 @@ type listedUser struct {
 	groups    []string // sorted
 	keys      []string // sorted
 	expires   *time.Time
-}
-
-// iamPager makes ListUsers page as IAM does, by MaxItems and Marker. moto
-// 5.2.1 ignores both and always answers with every user, so without it a
-// listing is one page whatever the limit. It asks moto for everything,
-// sorts by name and cuts the page; its marker is "after:<last name>".
-func iamPager(cfg *aws.Config) {
-	cfg.APIOptions = append(slices.Clone(cfg.APIOptions), func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("lifecycle.iamPager",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				p, ok := in.Parameters.(*iam.ListUsersInput)
-				if !ok {
-					return next.HandleInitialize(ctx, in)
-				}
-				all := *p
-				all.MaxItems, all.Marker = nil, nil
-				in.Parameters = &all
-				out, md, err := next.HandleInitialize(ctx, in)
-				if err != nil {
-					return out, md, err
-				}
-				res := out.Result.(*iam.ListUsersOutput)
-				if res.IsTruncated {
-					return out, md, fmt.Errorf("iamPager: moto paged ListUsers itself; the pager is obsolete")
-				}
-				users := slices.Clone(res.Users)
-				sort.Slice(users, func(i, j int) bool { return aws.ToString(users[i].UserName) < aws.ToString(users[j].UserName) })
-				start := 0
-				if m := aws.ToString(p.Marker); m != "" {
-					after, ok := strings.CutPrefix(m, "after:")
-					if !ok {
-						return out, md, &smithy.GenericAPIError{Code: "InvalidInput", Message: "invalid marker " + m}
-					}
-					start = sort.Search(len(users), func(i int) bool { return aws.ToString(users[i].UserName) > after })
-				}
-				limit := 100
-				if p.MaxItems != nil {
-					limit = int(*p.MaxItems)
-				}
-				end := min(start+limit, len(users))
-				page := *res
-				page.Users, page.IsTruncated, page.Marker = users[start:end], end < len(users), nil
-				if page.IsTruncated {
-					page.Marker = aws.String("after:" + aws.ToString(users[end-1].UserName))
-				}
-				out.Result = &page
-				return out, md, nil
-			}), middleware.After)
-	})
 }
 
 // listAll follows Next until it is empty and returns the summaries by

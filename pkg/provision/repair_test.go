@@ -2,7 +2,6 @@ package provision_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,23 +17,8 @@ import (
 
 // Half-made users, as a crash at each point of the saga leaves them, are
 // built by hand with the SDK; RepairAfter is set to 1ns so they count as
-// abandoned. User names have capitals: the repair lock is named after the
+// abandoned. User names have capitals: the state table keys a record by the
 // lowercased user name (IAM names are case-insensitive).
-
-func lockName(user string) string { return "keyvend-lock_" + strings.ToLower(user) }
-
-func (e *env) lockExists(t *testing.T, user string) bool {
-	t.Helper()
-	name := lockName(user)
-	_, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &name})
-	switch {
-	case awsCode(err) == "NoSuchEntity":
-		return false
-	case err != nil:
-		t.Fatal(err)
-	}
-	return true
-}
 
 func (e *env) handKey(t *testing.T, user string) string {
 	t.Helper()
