@@ -324,17 +324,17 @@ func reapAt(ctx context.Context, st *stack, n, due int, list bool, progress func
 	}
 	p := caller.Principal{ID: benchCaller, Raw: benchCaller}
 	start := time.Now()
-	var inputs []provision.Input
+	var inputs []provision.CreateInput
 	for i := range reapLive {
-		inputs = append(inputs, provision.Input{Principal: p, RequestID: fmt.Sprintf("live-%03d", i),
+		inputs = append(inputs, provision.CreateInput{Principal: p, RequestID: fmt.Sprintf("live-%03d", i),
 			Request: provision.CreateRequest{User: fmt.Sprintf("live-%03d", i), Grants: []policy.Grant{{Bucket: seedBucket(i), Access: policy.ReadWrite}}, Reason: "bench reaper"}})
 	}
 	for i := range due {
-		inputs = append(inputs, provision.Input{Principal: p, RequestID: fmt.Sprintf("due-%02d", i),
+		inputs = append(inputs, provision.CreateInput{Principal: p, RequestID: fmt.Sprintf("due-%02d", i),
 			Request: provision.CreateRequest{User: fmt.Sprintf("due-%02d", i), Grants: []policy.Grant{{Bucket: seedBucket(i), Access: policy.ReadWrite}}, Reason: "bench reaper", ExpiresIn: "1h"}})
 	}
 	errs := make([]error, len(inputs))
-	each(inputs, 4, func(i int, in provision.Input) { _, errs[i] = svc.Create(ctx, in) })
+	each(inputs, 4, func(i int, in provision.CreateInput) { _, errs[i] = svc.Create(ctx, in) })
 	for _, err := range errs {
 		if err != nil {
 			return nil, nil, fmt.Errorf("set-up: %w", err)

@@ -107,7 +107,7 @@ func TestReapCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	user := awstest.Name("expiring")
-	res, err := svc.Create(t.Context(), provision.Input{
+	res, err := svc.Create(t.Context(), provision.CreateInput{
 		Principal: caller.Principal{ID: reapRequester},
 		RequestID: "cmd-reap",
 		Request: provision.CreateRequest{User: user, Reason: "reap command test", ExpiresIn: "1h",

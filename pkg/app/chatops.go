@@ -156,7 +156,7 @@ func (l *lazy[T]) get(ctx context.Context) (T, error) {
 // first use.
 type lazyChecks struct{ svc lazy[*provision.Service] }
 
-func (l *lazyChecks) CheckCreate(in provision.Input) error {
+func (l *lazyChecks) CheckCreate(in provision.CreateInput) error {
 	svc, err := l.svc.get(context.Background())
 	if err != nil {
 		return fmt.Errorf("chatops precheck: %w", err)

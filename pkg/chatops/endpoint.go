@@ -26,7 +26,7 @@ const Path = "/v1/chatops/slack"
 // Prechecker decides, before anything is queued, what the service would
 // refuse (provision.Service).
 type Prechecker interface {
-	CheckCreate(in provision.Input) error
+	CheckCreate(in provision.CreateInput) error
 	CheckOnUser(ctx context.Context, p caller.Principal, action authz.Action, name string) error
 }
 
@@ -194,7 +194,7 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 func (e *Endpoint) precheck(ctx context.Context, p caller.Principal, id string, c Command) error {
 	switch c.Op {
 	case OpProvision:
-		return e.Checks.CheckCreate(provision.Input{Principal: p, RequestID: id, Request: c.CreateRequest()})
+		return e.Checks.CheckCreate(provision.CreateInput{Principal: p, RequestID: id, Request: c.CreateRequest()})
 	case OpRotate:
 		return e.Checks.CheckOnUser(ctx, p, authz.Rotate, c.User)
 	case OpStatus:

@@ -136,7 +136,7 @@ func TestStoredOutcomePostedOnRedelivery(t *testing.T) {
 	e := newSlackEnv(t)
 	e.withIdempotency(t)
 	user := awstest.Name("unposted")
-	if _, err := e.svc.Create(context.Background(), provision.Input{Principal: chatops.SlackPrincipal(team, alice, "alice", deploys), RequestID: "setup",
+	if _, err := e.svc.Create(context.Background(), provision.CreateInput{Principal: chatops.SlackPrincipal(team, alice, "alice", deploys), RequestID: "setup",
 		Request: mustParse(t, `provision `+user+` site.example.com:ro "setup"`).CreateRequest()}); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestJobInProgressElsewhereIsAFailedAttempt(t *testing.T) {
 // message a provision, rotate or delete job posts.
 func TestStoredMessagesRoundTrip(t *testing.T) {
 	exp := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
-	res := &provision.Result{Created: true, User: "site-deployer", UserARN: "arn:aws:iam::123456789012:user/keyvend/site-deployer", Path: "/keyvend/",
+	res := &provision.CreateResult{Created: true, User: "site-deployer", UserARN: "arn:aws:iam::123456789012:user/keyvend/site-deployer", Path: "/keyvend/",
 		Grants: mustParse(t, `provision site-deployer site.example.com:rw "r"`).CreateRequest().Grants, AccessKeyID: "AKIAEXAMPLE",
 		SecretName: "keyvend/users/site-deployer", SecretARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:keyvend/users/site-deployer-AbCdEf",
 		CredentialProcess: "credential_process = aws secretsmanager get-secret-value", ExpiresAt: &exp}

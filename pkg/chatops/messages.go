@@ -163,7 +163,7 @@ func profileBlock(user, line string) string {
 }
 
 // ProvisionMessage reports a provisioned user.
-func ProvisionMessage(res *provision.Result, requestID string) *slack.WebhookMessage {
+func ProvisionMessage(res *provision.CreateResult, requestID string) *slack.WebhookMessage {
 	head := fmt.Sprintf(":white_check_mark: Provisioned *%s*: its access key is in secret %s.", escapeSlack(res.User), code(res.SecretName))
 	if !res.Created {
 		head = fmt.Sprintf(":white_check_mark: *%s* already exists with these grants; its key is unchanged, in secret %s.", escapeSlack(res.User), code(res.SecretName))

@@ -21,7 +21,7 @@ import (
 // Service is what the worker needs of the provisioning service: the same
 // operations, and the same code, as the HTTP API's.
 type Service interface {
-	Create(ctx context.Context, in provision.Input) (*provision.Result, error)
+	Create(ctx context.Context, in provision.CreateInput) (*provision.CreateResult, error)
 	Rotate(ctx context.Context, in provision.RotateInput) (*provision.RotateResult, error)
 	Describe(ctx context.Context, p caller.Principal, name string) (*provision.Description, error)
 	List(ctx context.Context, in provision.ListInput) (*provision.ListResult, error)
@@ -292,7 +292,7 @@ func (w *Worker) run(ctx context.Context, job Job) (*slack.WebhookMessage, error
 	p, c := job.Principal(), job.Command
 	switch c.Op {
 	case OpProvision:
-		res, err := w.Service.Create(ctx, provision.Input{Principal: p, RequestID: job.ID, Request: c.CreateRequest()})
+		res, err := w.Service.Create(ctx, provision.CreateInput{Principal: p, RequestID: job.ID, Request: c.CreateRequest()})
 		if err != nil {
 			return nil, err
 		}

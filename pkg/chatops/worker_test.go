@@ -202,7 +202,7 @@ func TestWorkerBatch(t *testing.T) {
 	e := newSlackEnv(t)
 	taken := awstest.Name("taken")
 	// taken exists with read-only; asking for read-write is a conflict.
-	if _, err := e.svc.Create(context.Background(), provision.Input{Principal: chatops.SlackPrincipal(team, alice, "alice", deploys), RequestID: "setup",
+	if _, err := e.svc.Create(context.Background(), provision.CreateInput{Principal: chatops.SlackPrincipal(team, alice, "alice", deploys), RequestID: "setup",
 		Request: mustParse(t, `provision `+taken+` site.example.com:ro "setup"`).CreateRequest()}); err != nil {
 		t.Fatal(err)
 	}

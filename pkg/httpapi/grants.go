@@ -31,7 +31,7 @@ func (a *api) updateGrants(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, _ := caller.FromContext(r.Context())
-	d, err := a.svc.UpdateGrants(r.Context(), provision.UpdateInput{
+	d, err := a.svc.UpdateGrants(r.Context(), provision.UpdateGrantsInput{
 		Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Grants: req.Grants,
 		Lifetime: provision.Lifetime{ExpiresIn: req.ExpiresIn, ExpiresAt: req.ExpiresAt}, IfMatch: version,
 	})

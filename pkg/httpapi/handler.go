@@ -22,10 +22,10 @@ import (
 
 // Service is what the API needs of the provisioning service.
 type Service interface {
-	Create(ctx context.Context, in provision.Input) (*provision.Result, error)
+	Create(ctx context.Context, in provision.CreateInput) (*provision.CreateResult, error)
 	Describe(ctx context.Context, p caller.Principal, name string) (*provision.Description, error)
 	Rotate(ctx context.Context, in provision.RotateInput) (*provision.RotateResult, error)
-	UpdateGrants(ctx context.Context, in provision.UpdateInput) (*provision.Description, error)
+	UpdateGrants(ctx context.Context, in provision.UpdateGrantsInput) (*provision.Description, error)
 	Delete(ctx context.Context, in provision.DeleteInput) error
 	List(ctx context.Context, in provision.ListInput) (*provision.ListResult, error)
 	History(ctx context.Context, in provision.HistoryInput) (*provision.HistoryResult, error)

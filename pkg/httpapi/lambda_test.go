@@ -133,7 +133,7 @@ func (e *lambdaEnv) created(t *testing.T, fixture string, ev events.APIGatewayV2
 	if loc := resp.Headers["Location"]; loc != "/v1/users/"+user {
 		t.Errorf("%s: Location %q, want /v1/users/%s", fixture, loc, user)
 	}
-	var res provision.Result
+	var res provision.CreateResult
 	if err := json.Unmarshal([]byte(resp.Body), &res); err != nil {
 		t.Fatalf("%s: body %q: %v", fixture, resp.Body, err)
 	}

@@ -16,7 +16,7 @@ func (a *api) createUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, _ := caller.FromContext(r.Context())
-	res, err := a.svc.Create(r.Context(), provision.Input{Principal: p, RequestID: RequestID(r.Context()), Request: req})
+	res, err := a.svc.Create(r.Context(), provision.CreateInput{Principal: p, RequestID: RequestID(r.Context()), Request: req})
 	if err != nil {
 		writeProblem(w, r, problemFor(r.Context(), a.log, err))
 		return

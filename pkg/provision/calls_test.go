@@ -92,16 +92,16 @@ func TestForbiddenMakesNoAWSCall(t *testing.T) {
 	user := awstest.Name("forbidden")
 	for _, c := range []struct {
 		name string
-		in   provision.Input
+		in   provision.CreateInput
 	}{
-		{"principal no rule names", func() provision.Input {
+		{"principal no rule names", func() provision.CreateInput {
 			in := input(user, rw(awstest.Name("f")+".example.com"))
 			in.Principal = caller.Principal{ID: "arn:aws:iam::123456789012:user/mallory", Raw: "arn:aws:iam::123456789012:user/mallory"}
 			return in
 		}()},
 		{"bucket outside the rule", input(user, rw(awstest.Name("f")+".example.org"))},
 		{"one of two grants outside the rule", input(user, rw(awstest.Name("f")+".example.com"), policy.Grant{Bucket: awstest.Name("f") + ".example.org", Access: policy.ReadOnly})},
-		{"anonymous", func() provision.Input {
+		{"anonymous", func() provision.CreateInput {
 			in := input(user, rw(awstest.Name("f")+".example.com"))
 			in.Principal = caller.Principal{}
 			return in

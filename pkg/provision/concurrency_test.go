@@ -15,7 +15,7 @@ import (
 )
 
 type outcome struct {
-	res *provision.Result
+	res *provision.CreateResult
 	err error
 }
 
@@ -23,7 +23,7 @@ type outcome struct {
 // The services' configurations carry barrier (awstest.Barrier on
 // CreateUser, n calls): no CreateUser is sent before all n requests have
 // reached it, so they overlap at the claim whatever the scheduler does.
-func race(n int, in provision.Input, services ...*provision.Service) []outcome {
+func race(n int, in provision.CreateInput, services ...*provision.Service) []outcome {
 	out := make([]outcome, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -117,7 +117,7 @@ func testIdenticalRace(t *testing.T, n int, envs []*env, services []*provision.S
 	if total != 1 {
 		t.Errorf("CreateAccessKey called %d times, want 1", total)
 	}
-	var res *provision.Result
+	var res *provision.CreateResult
 	for _, o := range outs {
 		if o.err == nil {
 			res = o.res

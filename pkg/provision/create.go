@@ -21,8 +21,8 @@ import (
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
-// Input is one create request with who made it.
-type Input struct {
+// CreateInput is one create request with who made it.
+type CreateInput struct {
 	Principal caller.Principal
 	RequestID string
 	Request   CreateRequest
@@ -36,8 +36,8 @@ type Input struct {
 // group).
 type GroupRef = grants.GroupRef
 
-// Result describes a vended user. It never holds the secret access key.
-type Result struct {
+// CreateResult describes a vended user. It never holds the secret access key.
+type CreateResult struct {
 	// Created is true when this request created the access key (HTTP 201),
 	// false when it found the same user already complete (HTTP 200).
 	Created  bool `json:"-"`
@@ -65,7 +65,7 @@ type Result struct {
 // call: validation (the request's and the grant mode's limits), the
 // requester it will record, the rules, and the expiry. Create and the
 // Slack precheck (CheckCreate) decide with it.
-func (s *Service) admit(in *Input) error {
+func (s *Service) admit(in *CreateInput) error {
 	req := in.Request
 	if err := req.Validate(); err != nil {
 		return err
@@ -109,7 +109,7 @@ func (s *Service) admit(in *Input) error {
 // stale, which it then takes over. A failure after step 1 is compensated
 // (rollback.go): the key is deleted, the grants removed, the user deleted
 // and the record removed, so a retry starts clean.
-func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error) {
+func (s *Service) Create(ctx context.Context, in CreateInput) (res *CreateResult, err error) {
 	start := time.Now()
 	defer func() {
 		s.audit(ctx, start, "create", in.Principal, in.RequestID, in.Request.User, in.Request.Grants, &err)
@@ -194,7 +194,7 @@ func (s *Service) Create(ctx context.Context, in Input) (res *Result, err error)
 
 // sameRequest reports whether rec was claimed for what in asks: the same
 // requester and grants (a retry, or a twin request).
-func sameRequest(rec *state.Record, in Input) bool {
+func sameRequest(rec *state.Record, in CreateInput) bool {
 	return rec != nil && rec.Requester == in.Principal.Requester() && sameSet(rec.Grants, in.Request.Grants)
 }
 
@@ -220,7 +220,7 @@ func (s *Service) dropUser(ctx context.Context, name string) {
 // the user holds already (repair), nil for a user just created. The record
 // is committed ready, releasing the lease, last (one DynamoDB write). On
 // any failure it compensates sg.
-func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes.User, setup *grants.Setup, have *grants.Held) (*Result, error) {
+func (s *Service) finish(ctx context.Context, in CreateInput, sg *saga, user *iamtypes.User, setup *grants.Setup, have *grants.Held) (*CreateResult, error) {
 	name := aws.ToString(user.UserName)
 	type created struct {
 		key *iamtypes.AccessKey
@@ -285,7 +285,7 @@ func (s *Service) finish(ctx context.Context, in Input, sg *saga, user *iamtypes
 // readyRecord is the record of a user this request completed: its own
 // request's record for a user it created, the user's as IAM holds it for
 // one it repaired, with the new key.
-func (s *Service) readyRecord(in Input, sg *saga, user *iamtypes.User, key *iamtypes.AccessKey) state.Record {
+func (s *Service) readyRecord(in CreateInput, sg *saga, user *iamtypes.User, key *iamtypes.AccessKey) state.Record {
 	r := s.newRecord(in)
 	if !sg.createdUser {
 		r = s.recordOf(user, nil, nil)
@@ -299,7 +299,7 @@ func (s *Service) readyRecord(in Input, sg *saga, user *iamtypes.User, key *iamt
 }
 
 // createInputs is what a create's history entry records of its request.
-func createInputs(in Input) map[string]any {
+func createInputs(in CreateInput) map[string]any {
 	m := map[string]any{}
 	if in.Request.Reason != "" {
 		m["reason"] = in.Request.Reason
@@ -338,7 +338,7 @@ func firstErr(err error) error {
 	return err
 }
 
-func (s *Service) result(user *iamtypes.User, gs []policy.Grant, groups []GroupRef, keyID, secretARN string, created bool) *Result {
+func (s *Service) result(user *iamtypes.User, gs []policy.Grant, groups []GroupRef, keyID, secretARN string, created bool) *CreateResult {
 	name := aws.ToString(user.UserName)
 	if groups == nil {
 		groups = []GroupRef{}
@@ -347,7 +347,7 @@ func (s *Service) result(user *iamtypes.User, gs []policy.Grant, groups []GroupR
 	if len(groups) > 0 {
 		mode = grants.Group
 	}
-	return &Result{
+	return &CreateResult{
 		Created:           created,
 		User:              name,
 		UserARN:           aws.ToString(user.Arn),
@@ -376,7 +376,7 @@ func (s *Service) credentialProcess(secretARN string) string {
 
 // createUser is CreateUser with the permissions boundary and every tag in
 // the one call: a user never exists without them.
-func (s *Service) createUser(ctx context.Context, in Input) (*iamtypes.User, error) {
+func (s *Service) createUser(ctx context.Context, in CreateInput) (*iamtypes.User, error) {
 	now := s.cfg.Now().UTC().Format(time.RFC3339)
 	tags := []iamtypes.Tag{
 		{Key: aws.String(TagManagedBy), Value: aws.String(managedByValue)},

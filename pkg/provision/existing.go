@@ -85,7 +85,7 @@ func sameSet(a, b []policy.Grant) bool {
 // keyvend user gets decide's verdict. mayBeYoung is false when the lease
 // says nobody else is making it (a record this request took over): then
 // a half-made user is repaired whatever its age.
-func (s *Service) existing(ctx context.Context, in Input, h *hold, mayBeYoung bool) (*Result, error) {
+func (s *Service) existing(ctx context.Context, in CreateInput, h *hold, mayBeYoung bool) (*CreateResult, error) {
 	name := in.Request.User
 	user, st, err := s.readExisting(ctx, name)
 	if err != nil {
@@ -176,7 +176,7 @@ func (s *Service) readExisting(ctx context.Context, name string) (*iamtypes.User
 	return user, st, nil
 }
 
-func (s *Service) view(in Input, user *iamtypes.User, st *userState) existingUser {
+func (s *Service) view(in CreateInput, user *iamtypes.User, st *userState) existingUser {
 	return existingUser{
 		complete: st.complete(),
 		held:     st.held,
@@ -186,7 +186,7 @@ func (s *Service) view(in Input, user *iamtypes.User, st *userState) existingUse
 	}
 }
 
-func (s *Service) replayResult(in Input, user *iamtypes.User, st *userState) *Result {
+func (s *Service) replayResult(in CreateInput, user *iamtypes.User, st *userState) *CreateResult {
 	return s.result(user, in.Request.Grants, st.held.Groups, st.secret.AccessKeyID, st.secret.ARN, false)
 }
 

@@ -147,7 +147,7 @@ func (e *env) assertNoTrace(t *testing.T, user string) {
 // under /keyvend/, exactly one access key, which is the one in its secret
 // (and the one res reports), and membership in exactly the groups of
 // grants, each under /keyvend/ with exactly its grant's policy.
-func (e *env) assertComplete(t *testing.T, res *provision.Result, user string, grants ...policy.Grant) {
+func (e *env) assertComplete(t *testing.T, res *provision.CreateResult, user string, grants ...policy.Grant) {
 	t.Helper()
 	u, err := e.iam.GetUser(ctx(), &iam.GetUserInput{UserName: &user})
 	if err != nil {

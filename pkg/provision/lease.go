@@ -223,7 +223,7 @@ func (h *hold) release(ctx context.Context) {
 }
 
 // newRecord is a create request's record, as it claims the name.
-func (s *Service) newRecord(in Input) state.Record {
+func (s *Service) newRecord(in CreateInput) state.Record {
 	now := s.cfg.Now().UTC()
 	return state.Record{
 		Name: in.Request.User, Phase: state.Creating, Grants: in.Request.Grants, GrantMode: string(s.cfg.GrantMode), Intact: true,

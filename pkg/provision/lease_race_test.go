@@ -159,7 +159,7 @@ func TestRaceDeleteWhileCreating(t *testing.T) {
 		var gate *awstest.Gate
 		a, b := twoInstances(t, mode, func(c *aws.Config) { gate = awstest.HoldAll(c, "CreateSecret") })
 		user := awstest.Name("credel")
-		created := make(chan *provision.Result, 1)
+		created := make(chan *provision.CreateResult, 1)
 		createErr := async(func() error {
 			r, err := a.svc.Create(ctx(), input(user, rw(awstest.Name("credel")+".example.com")))
 			created <- r
@@ -206,11 +206,11 @@ func TestRaceUpdateUpdate(t *testing.T) {
 		}
 		first, second := []policy.Grant{rw(base + "-1.example.com")}, []policy.Grant{rw(base + "-2.example.com")}
 		upErr := async(func() error {
-			_, err := a.svc.UpdateGrants(ctx(), provision.UpdateInput{Principal: owner, RequestID: "up1", User: user, Grants: first})
+			_, err := a.svc.UpdateGrants(ctx(), provision.UpdateGrantsInput{Principal: owner, RequestID: "up1", User: user, Grants: first})
 			return err
 		})
 		gate.Wait(t)
-		_, err2 := b.svc.UpdateGrants(ctx(), provision.UpdateInput{Principal: owner, RequestID: "up2", User: user, Grants: second})
+		_, err2 := b.svc.UpdateGrants(ctx(), provision.UpdateGrantsInput{Principal: owner, RequestID: "up2", User: user, Grants: second})
 		gate.Open()
 		wantKind(t, err2, provision.KindInProgress)
 		if err := <-upErr; err != nil {
@@ -246,14 +246,14 @@ func TestUpdateIfMatch(t *testing.T) {
 	if read < 1 {
 		t.Fatalf("version %d, want ≥ 1", read)
 	}
-	d2, err := e.svc.UpdateGrants(ctx(), provision.UpdateInput{Principal: owner, RequestID: "u1", User: user, Grants: []policy.Grant{rw(base + "-1.example.com")}, IfMatch: read})
+	d2, err := e.svc.UpdateGrants(ctx(), provision.UpdateGrantsInput{Principal: owner, RequestID: "u1", User: user, Grants: []policy.Grant{rw(base + "-1.example.com")}, IfMatch: read})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d2.Version != read+1 {
 		t.Errorf("version after update %d, want %d", d2.Version, read+1)
 	}
-	_, err = e.svc.UpdateGrants(ctx(), provision.UpdateInput{Principal: owner, RequestID: "u2", User: user, Grants: []policy.Grant{rw(base + "-2.example.com")}, IfMatch: read})
+	_, err = e.svc.UpdateGrants(ctx(), provision.UpdateGrantsInput{Principal: owner, RequestID: "u2", User: user, Grants: []policy.Grant{rw(base + "-2.example.com")}, IfMatch: read})
 	wantKind(t, err, provision.KindPrecondition)
 	e.assertGrants(t, user, rw(base+"-1.example.com"))
 	err = e.svc.Delete(ctx(), provision.DeleteInput{Principal: owner, RequestID: "d1", User: user, IfMatch: read})

@@ -98,7 +98,7 @@ func TestList(t *testing.T) {
 	// 5 users through Create, one per requester, one of them expiring.
 	for i := range listRequesters {
 		name := fmt.Sprintf("lc-%d", i)
-		in := provision.Input{
+		in := provision.CreateInput{
 			Principal: who(listRequester(i)), RequestID: "req-" + name,
 			Request: provision.CreateRequest{User: name, Reason: "list test", Grants: []policy.Grant{
 				{Bucket: listBucket(i), Access: policy.ReadOnly},

@@ -107,8 +107,8 @@ func newEnvWith(t *testing.T, instrument func(*aws.Config), mutate ...func(*prov
 	return e
 }
 
-func input(user string, grants ...policy.Grant) provision.Input {
-	return provision.Input{
+func input(user string, grants ...policy.Grant) provision.CreateInput {
+	return provision.CreateInput{
 		Principal: caller.Principal{ID: testCaller, Raw: testCaller},
 		RequestID: "req-" + user,
 		Request:   provision.CreateRequest{User: user, Grants: grants, Reason: "test deploys"},

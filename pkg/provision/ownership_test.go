@@ -29,7 +29,7 @@ func ownRefused(t *testing.T, e *lcEnv, svc *provision.Service, p caller.Princip
 	_, err = svc.Rotate(ctx(), provision.RotateInput{Principal: p, RequestID: "rot", User: user})
 	wantKind(t, err, provision.KindNotFound)
 	wantKind(t, svc.Delete(ctx(), provision.DeleteInput{Principal: p, RequestID: "del", User: user}), provision.KindNotFound)
-	_, err = svc.UpdateGrants(ctx(), provision.UpdateInput{Principal: p, RequestID: "upd", User: user, Grants: gs})
+	_, err = svc.UpdateGrants(ctx(), provision.UpdateGrantsInput{Principal: p, RequestID: "upd", User: user, Grants: gs})
 	wantKind(t, err, provision.KindNotFound)
 	if w := e.calls.Writes(); len(w) != 0 {
 		t.Errorf("refused requests of %s wrote: %s", p.Requester(), opsLine(w))
@@ -184,7 +184,7 @@ func TestSessionsOwnTheirUsers(t *testing.T) {
 		}
 
 		next := []policy.Grant{rw(semBucket("sess"))}
-		if _, err := svc.UpdateGrants(ctx(), provision.UpdateInput{Principal: alice, RequestID: "upd", User: user, Grants: next}); err != nil {
+		if _, err := svc.UpdateGrants(ctx(), provision.UpdateGrantsInput{Principal: alice, RequestID: "upd", User: user, Grants: next}); err != nil {
 			t.Errorf("alice's session updating its user: %v", err)
 		}
 		if _, err := svc.Rotate(ctx(), provision.RotateInput{Principal: alice, RequestID: "rot", User: user}); err != nil {

@@ -19,7 +19,7 @@ import (
 // requirements (KindInvalid) — Create's own admit. It makes no AWS call.
 // nil does not promise success: AWS state (an existing user with other
 // grants, say) is only seen when Create runs.
-func (s *Service) CheckCreate(in Input) error {
+func (s *Service) CheckCreate(in CreateInput) error {
 	return s.admit(&in)
 }
 

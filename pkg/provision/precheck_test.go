@@ -31,8 +31,8 @@ func TestCheckCreateDecidesAsCreate(t *testing.T) {
 	e := newEnv(t)
 	svc := rotServiceWithRules(t, e, precheckRules)
 	bucket := awstest.Name("pre") + ".example.com"
-	in := func(p caller.Principal, req provision.CreateRequest) provision.Input {
-		return provision.Input{Principal: p, RequestID: "req-precheck", Request: req}
+	in := func(p caller.Principal, req provision.CreateRequest) provision.CreateInput {
+		return provision.CreateInput{Principal: p, RequestID: "req-precheck", Request: req}
 	}
 	req := func(user string, g policy.Grant, expires string) provision.CreateRequest {
 		return provision.CreateRequest{User: user, Grants: []policy.Grant{g}, Reason: "precheck", ExpiresIn: expires}
@@ -40,7 +40,7 @@ func TestCheckCreateDecidesAsCreate(t *testing.T) {
 	ro := policy.Grant{Bucket: bucket, Access: policy.ReadOnly}
 	cases := []struct {
 		name string
-		in   provision.Input
+		in   provision.CreateInput
 		want provision.Kind // 0: allowed
 	}{
 		{"slack caller in its channel", in(slackIn("U1", "C1"), req(awstest.Name("pre-ok"), rw(bucket), "")), 0},
@@ -91,7 +91,7 @@ func testCheckOnUser(t *testing.T, e *env, mode grants.Mode) {
 	bucket := awstest.Name("preu") + ".example.com"
 	user := awstest.Name("preu")
 	prefixed := policy.Grant{Bucket: bucket, Access: policy.ReadWrite, Prefix: "site/"}
-	if _, err := svc.Create(ctx(), provision.Input{Principal: slackIn("U1", "C1"), RequestID: "req-preu",
+	if _, err := svc.Create(ctx(), provision.CreateInput{Principal: slackIn("U1", "C1"), RequestID: "req-preu",
 		Request: provision.CreateRequest{User: user, Grants: []policy.Grant{prefixed}, Reason: "precheck"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 // was read under it: it deletes every key that is not in the secret (none
 // is), gives the user its grants in the deployment's mode, then creates
 // and stores a new key.
-func (s *Service) repair(ctx context.Context, in Input, user *iamtypes.User, st *userState, h *hold) (*Result, error) {
+func (s *Service) repair(ctx context.Context, in CreateInput, user *iamtypes.User, st *userState, h *hold) (*CreateResult, error) {
 	name := aws.ToString(user.UserName)
 	var wg sync.WaitGroup
 	errs := make([]error, len(st.keys))

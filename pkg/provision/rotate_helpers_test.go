@@ -63,7 +63,7 @@ func rotRotate(e *env, user string) (*provision.RotateResult, error) {
 }
 
 // rotCreate vends user with one plain read-write grant and returns the result.
-func rotCreate(t *testing.T, e *env, user string) *provision.Result {
+func rotCreate(t *testing.T, e *env, user string) *provision.CreateResult {
 	t.Helper()
 	res, err := e.svc.Create(ctx(), input(user, rw(awstest.Name("rot")+".example.com")))
 	if err != nil {

@@ -31,7 +31,7 @@ func (c Credential) LogValue() any { return c.String() }
 // storeKey puts the key in the user's secret, creating the secret or, when
 // a secret of that name is left from an earlier user, overwriting it with a
 // new current version. It returns the secret's ARN.
-func (s *Service) storeKey(ctx context.Context, in Input, user string, key *iamtypes.AccessKey) (string, error) {
+func (s *Service) storeKey(ctx context.Context, in CreateInput, user string, key *iamtypes.AccessKey) (string, error) {
 	value, err := json.Marshal(Credential{Version: 1, AccessKeyID: aws.ToString(key.AccessKeyId), SecretAccessKey: aws.ToString(key.SecretAccessKey)})
 	if err != nil {
 		return "", fmt.Errorf("encode credential for %s: %w", user, err)
@@ -62,7 +62,7 @@ func (s *Service) storeKey(ctx context.Context, in Input, user string, key *iamt
 // version, but only a secret keyvend made for this user (ownSecret):
 // anything else is a conflict and nothing is written. A secret scheduled
 // for deletion is restored under the same conditions.
-func (s *Service) overwriteSecret(ctx context.Context, in Input, user, value string) (string, error) {
+func (s *Service) overwriteSecret(ctx context.Context, in CreateInput, user, value string) (string, error) {
 	name := s.SecretName(user)
 	desc, err := s.ownSecret(ctx, user)
 	if err != nil {
@@ -174,7 +174,7 @@ func sameKMSKey(got, want string) bool {
 	return !strings.Contains(got, "alias/") && !strings.Contains(want, "alias/") && id(got) == id(want)
 }
 
-func (s *Service) secretTags(in Input, user string) []smtypes.Tag {
+func (s *Service) secretTags(in CreateInput, user string) []smtypes.Tag {
 	requester := in.requester
 	if requester == "" { // the reaper, a rotation: the principal is keyvend's own
 		requester, _ = encodeRequester(in.Principal.Requester())

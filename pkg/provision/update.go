@@ -15,8 +15,8 @@ import (
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
-// UpdateInput replaces a managed user's grants.
-type UpdateInput struct {
+// UpdateGrantsInput replaces a managed user's grants.
+type UpdateGrantsInput struct {
 	Principal caller.Principal
 	RequestID string
 	User      string
@@ -36,7 +36,7 @@ type UpdateInput struct {
 // what is left of the current expiry, is refused or capped); changing a
 // user also needs its requester or a rule with the update action on its
 // current grants. The key is unchanged.
-func (s *Service) UpdateGrants(ctx context.Context, in UpdateInput) (d *Description, err error) {
+func (s *Service) UpdateGrants(ctx context.Context, in UpdateGrantsInput) (d *Description, err error) {
 	start := time.Now()
 	defer func() { s.audit(ctx, start, "update", in.Principal, in.RequestID, in.User, in.Grants, &err) }()
 	if err := checkName(in.User); err != nil {

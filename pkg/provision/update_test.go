@@ -53,8 +53,8 @@ func groupNames(grants []policy.Grant) []string {
 	return sortedCopy(out)
 }
 
-func updInput(p, user string, grants []policy.Grant) provision.UpdateInput {
-	return provision.UpdateInput{Principal: who(p), RequestID: "upd-" + user, User: user, Grants: grants}
+func updInput(p, user string, grants []policy.Grant) provision.UpdateGrantsInput {
+	return provision.UpdateGrantsInput{Principal: who(p), RequestID: "upd-" + user, User: user, Grants: grants}
 }
 
 // wantGrants checks the user holds exactly grants, as its env's grant

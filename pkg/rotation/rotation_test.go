@@ -110,7 +110,7 @@ func vend(t *testing.T) *fixture {
 	}
 	f.svc = svc
 	f.user = awstest.Name("rotfn")
-	res, err := svc.Create(bg, provision.Input{
+	res, err := svc.Create(bg, provision.CreateInput{
 		Principal: caller.Principal{ID: requester, Raw: requester},
 		RequestID: "rotation-test",
 		Request: provision.CreateRequest{
