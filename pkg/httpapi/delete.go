@@ -32,7 +32,7 @@ func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
 	p, _ := caller.FromContext(r.Context())
 	err := a.svc.Delete(r.Context(), provision.DeleteInput{Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Force: force, IfMatch: version})
 	if err != nil {
-		writeProblem(w, r, problemFor(r.Context(), a.log, err))
+		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

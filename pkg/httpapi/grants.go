@@ -36,7 +36,7 @@ func (a *api) updateGrants(w http.ResponseWriter, r *http.Request) {
 		Lifetime: provision.Lifetime{ExpiresIn: req.ExpiresIn, ExpiresAt: req.ExpiresAt}, IfMatch: version,
 	})
 	if err != nil {
-		writeProblem(w, r, problemFor(r.Context(), a.log, err))
+		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
 		return
 	}
 	setETag(w, d.Version)

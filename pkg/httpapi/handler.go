@@ -132,19 +132,22 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// withRequestID assigns the request id: API Gateway's in Lambda, a random
-// one locally. A client-supplied id is never used.
+// NewRequestID is the id of request r: API Gateway's in Lambda, a random
+// one locally. A client-supplied id is never used. Every front end (the
+// API, the Slack endpoint) names its requests with it.
+func NewRequestID(r *http.Request) string {
+	if rc, ok := core.GetAPIGatewayV2ContextFromContext(r.Context()); ok && rc.RequestID != "" {
+		return rc.RequestID
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// withRequestID assigns the request id (NewRequestID).
 func (a *api) withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := ""
-		if rc, ok := core.GetAPIGatewayV2ContextFromContext(r.Context()); ok {
-			id = rc.RequestID
-		}
-		if id == "" {
-			var b [12]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
+		id := NewRequestID(r)
 		w.Header().Set("X-Request-Id", id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
 	})
@@ -231,7 +234,7 @@ func (a *api) withCaller(next http.Handler) http.Handler {
 			if note != nil {
 				note.err = err
 			}
-			writeProblem(w, r, problemFor(r.Context(), a.log, err))
+			writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
 			return
 		}
 		if note != nil {

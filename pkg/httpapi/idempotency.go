@@ -78,7 +78,7 @@ func (a *api) idempotent(next http.HandlerFunc) http.HandlerFunc {
 		p, _ := caller.FromContext(r.Context())
 		claim, err := a.idem.Begin(r.Context(), p.Requester(), keys[0], fingerprint(r, body))
 		if err != nil {
-			writeProblem(w, r, problemFor(r.Context(), a.log, err))
+			writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
 			return
 		}
 		switch claim.Outcome {
@@ -94,7 +94,7 @@ func (a *api) idempotent(next http.HandlerFunc) http.HandlerFunc {
 		case idempotency.Proceed:
 			a.proceed(w, r, claim, next)
 		default:
-			writeProblem(w, r, problemFor(r.Context(), a.log, errors.New("idempotency: unknown outcome "+claim.Outcome.String())))
+			writeProblem(w, r, ProblemFor(r.Context(), a.log, errors.New("idempotency: unknown outcome "+claim.Outcome.String())))
 		}
 	}
 }

@@ -42,7 +42,7 @@ func (a *api) listUsers(w http.ResponseWriter, r *http.Request) {
 	res, err := a.svc.List(r.Context(), provision.ListInput{Principal: p, Bucket: q.Get("bucket"), Requester: q.Get("requester"),
 		ExpiringBefore: before, Limit: limit, Next: q.Get("next")})
 	if err != nil {
-		writeProblem(w, r, problemFor(r.Context(), a.log, err))
+		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, "application/json", res)
@@ -66,7 +66,7 @@ func (a *api) userHistory(w http.ResponseWriter, r *http.Request) {
 	p, _ := caller.FromContext(r.Context())
 	res, err := a.svc.History(r.Context(), provision.HistoryInput{Principal: p, User: r.PathValue("name"), Limit: limit, Next: q.Get("next")})
 	if err != nil {
-		writeProblem(w, r, problemFor(r.Context(), a.log, err))
+		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, "application/json", res)

@@ -44,10 +44,10 @@ var throttleCodes = map[string]bool{
 	"RequestThrottled": true, "RequestThrottledException": true, "SlowDown": true,
 }
 
-// problemFor maps an error from the service to the problem the caller sees.
+// ProblemFor maps an error from the service to the problem the caller sees.
 // Errors that are keyvend's or AWS's are logged in full and answered with a
 // generic 5xx: their details (ARNs, permissions) stay in the log.
-func problemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
+func ProblemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
 	var pe *provision.Error
 	if errors.As(err, &pe) {
 		var p *Problem
@@ -117,6 +117,11 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 		w.Header().Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
 	}
 	writeJSON(w, p.Status, "application/problem+json", p)
+}
+
+// WriteJSON answers v as application/json with status, uncached.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	writeJSON(w, status, "application/json", v)
 }
 
 func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {

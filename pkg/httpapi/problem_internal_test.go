@@ -37,7 +37,7 @@ func TestUnreachableAWSIsAServiceUnavailable(t *testing.T) {
 		{"deadline while sending", &smithyhttp.RequestSendError{Err: context.DeadlineExceeded}, http.StatusGatewayTimeout, "timeout"},
 		{"a plain bug", errors.New("nil map"), http.StatusInternalServerError, "internal"},
 	} {
-		p := problemFor(context.Background(), discard, c.err)
+		p := ProblemFor(context.Background(), discard, c.err)
 		if p.Status != c.status || p.Type != problemBase+c.slug {
 			t.Errorf("%s: %d %s, want %d %s", c.name, p.Status, p.Type, c.status, c.slug)
 		}

@@ -24,7 +24,7 @@ func (a *api) rotateUser(w http.ResponseWriter, r *http.Request) {
 	p, _ := caller.FromContext(r.Context())
 	res, err := a.svc.Rotate(r.Context(), provision.RotateInput{Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Wait: req.Wait})
 	if err != nil {
-		writeProblem(w, r, problemFor(r.Context(), a.log, err))
+		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, "application/json", res)

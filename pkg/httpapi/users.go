@@ -18,7 +18,7 @@ func (a *api) createUser(w http.ResponseWriter, r *http.Request) {
 	p, _ := caller.FromContext(r.Context())
 	res, err := a.svc.Create(r.Context(), provision.CreateInput{Principal: p, RequestID: RequestID(r.Context()), Request: req})
 	if err != nil {
-		writeProblem(w, r, problemFor(r.Context(), a.log, err))
+		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
 		return
 	}
 	status := http.StatusOK
@@ -34,7 +34,7 @@ func (a *api) describeUser(w http.ResponseWriter, r *http.Request) {
 	p, _ := caller.FromContext(r.Context())
 	d, err := a.svc.Describe(r.Context(), p, r.PathValue("name"))
 	if err != nil {
-		writeProblem(w, r, problemFor(r.Context(), a.log, err))
+		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
 		return
 	}
 	setETag(w, d.Version)
