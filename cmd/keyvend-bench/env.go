@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyvend/keyvend/pkg/app"
+	"github.com/keyvend/keyvend/pkg/awsclient"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
@@ -44,7 +45,7 @@ const (
 var grantModes = []grants.Mode{grants.Policy, grants.Group}
 
 // stack is keyvend's real http.Handler over the production SDK settings
-// (app.LoadAWS: retries included), one per grant mode, both talking to the
+// (awsclient.Load: retries included), one per grant mode, both talking to the
 // same moto through a loopback proxy that can add latency, and the same
 // state table in it. Every AWS call the services make is counted (by one
 // recorder: measure one request at a time) and timed (timeline).
@@ -84,7 +85,7 @@ func newStack(ctx context.Context, dir string) (*stack, error) {
 		st.close()
 		return nil, err
 	}
-	awsCfg, err := app.LoadAWS(ctx,
+	awsCfg, err := awsclient.Load(ctx,
 		config.WithRegion(benchRegion),
 		config.WithBaseEndpoint(st.proxy.URL),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIAKEYVENDBENCH0000", "bench-secret", "")),

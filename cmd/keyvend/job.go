@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyvend/keyvend/pkg/app"
+	"github.com/keyvend/keyvend/pkg/awsclient"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -37,7 +38,7 @@ func jobService(name string, args []string, clock bool) (*provision.Service, err
 	if err != nil {
 		return nil, err
 	}
-	awsCfg, err := app.LoadAWS(context.Background())
+	awsCfg, err := awsclient.Load(context.Background())
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyvend/keyvend/pkg/app"
+	"github.com/keyvend/keyvend/pkg/awsclient"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/httpapi"
@@ -83,7 +84,7 @@ func serve(args []string) error {
 		}
 		defer os.Remove(*envFile) // it points at this moto, which stops with us
 	default:
-		if awsCfg, err = app.LoadAWS(ctx); err != nil {
+		if awsCfg, err = awsclient.Load(ctx); err != nil {
 			return err
 		}
 		if endpoint == "" {

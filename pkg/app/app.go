@@ -15,15 +15,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/awsclient"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/httpapi"
@@ -124,113 +121,6 @@ func (c Config) Resolver() caller.APIGateway {
 	return caller.APIGateway{PrincipalClaim: c.JWTPrincipal, GroupsClaim: c.JWTGroups}
 }
 
-// Retry settings of every AWS client keyvend makes (LoadAWS).
-//
-// The SDK's adaptive mode is its standard mode — exponential backoff with
-// full jitter, 1 s base for throttling errors, a retry quota of 500 tokens
-// (a throttled retry holds 5, refunded when it succeeds; a call that
-// succeeds at once adds 1) — plus a client-side rate limiter that lowers
-// the send rate after a throttling error and raises it again as calls
-// succeed. IAM's request quotas are per account, so a throttled keyvend
-// slows down instead of adding load.
-//
-//   - RetryMaxAttempts 8: a call fails only if 8 attempts in a row are
-//     throttled (at a 30% throttling rate: 0.3^8 ≈ 7 in 100,000 calls).
-//
-//   - RetryMaxBackoff 2 s: no single backoff exceeds 2 s, so even 7
-//     retries of a call (≤ 14 s of backoff, ≤ 4 s of rate-limiter waits)
-//     fit the API function's 28 s timeout.
-//
-//   - RateLimitMaxWait 0.5 s: how long one attempt waits for the adaptive
-//     rate limiter before it is sent anyway. Unbounded, the limiter
-//     starves: its first throttling error, before it has measured a send
-//     rate, drops it to 0.5 calls/s, and steady throttling keeps it there —
-//     24 provisions with 30% of calls throttled took 130 s, the slowest
-//     48 s, past the function timeout (TestThrottledProvisions).
-//
-//   - No retry quota (ratelimit.None): under steady throttling from many
-//     concurrent requests the 500-token quota ran dry and a throttled
-//     attempt was not retried at all (a 503 in TestThrottledProvisions on
-//     a loaded machine). The adaptive limiter already slows the client
-//     down; the attempts and the function timeout bound the rest.
-//
-// The limiter is per client (IAM and Secrets Manager each have theirs)
-// and per process.
-const (
-	RetryMaxAttempts = 8
-	RetryMaxBackoff  = 2 * time.Second
-	RateLimitMaxWait = 500 * time.Millisecond
-)
-
-// Retryer is keyvend's retry strategy (see RetryMaxAttempts).
-func Retryer() aws.Retryer {
-	return boundedAdaptive{
-		AdaptiveMode: retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
-			o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
-				so.MaxAttempts = RetryMaxAttempts
-				so.MaxBackoff = RetryMaxBackoff
-				so.RateLimiter = ratelimit.None
-			})
-		}),
-		maxWait: RateLimitMaxWait,
-	}
-}
-
-// boundedAdaptive is the SDK's adaptive retry mode with a bound on how long
-// an attempt waits for the client-side rate limiter.
-type boundedAdaptive struct {
-	*retry.AdaptiveMode
-	maxWait time.Duration
-}
-
-// GetAttemptToken waits at most maxWait for the rate limiter, then lets
-// the attempt go without it (that attempt's outcome does not feed the
-// limiter).
-func (b boundedAdaptive) GetAttemptToken(ctx context.Context) (func(error) error, error) {
-	wait, cancel := context.WithTimeout(ctx, b.maxWait)
-	defer cancel()
-	release, err := b.AdaptiveMode.GetAttemptToken(wait)
-	switch {
-	case err == nil:
-		return release, nil
-	case ctx.Err() != nil: // the caller gave up, not the bound
-		return nil, err
-	default:
-		return func(error) error { return nil }, nil
-	}
-}
-
-// AWSConnsPerHost bounds the connections a process opens to one AWS
-// endpoint, and how many it keeps idle for reuse (the SDK's defaults: 2048
-// and 10). A burst of concurrent requests then queues for 64 connections
-// instead of opening hundreds at once, and reuses them afterwards instead
-// of dialling (and, against AWS, a TLS handshake) again. It matters to
-// keyvend serve and the reaper; a Lambda instance serves one request at a
-// time. Measured: 220 concurrent provisions on one keyvend against moto
-// answered 25 to 33 of them 500 with the defaults (moto reset connections
-// past its accept queue, and the retries emptied the SDK's retry quota);
-// none with the bound (TestLoadOverLoopback).
-const AWSConnsPerHost = 64
-
-// LoadAWS loads the AWS SDK configuration from the environment (including
-// AWS_ENDPOINT_URL), with keyvend's retries (Retryer) and connection
-// bounds (AWSConnsPerHost), plus any extra options.
-func LoadAWS(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Config, error) {
-	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
-		tr.MaxConnsPerHost = AWSConnsPerHost
-		tr.MaxIdleConnsPerHost = AWSConnsPerHost
-	})
-	base := []func(*config.LoadOptions) error{config.WithRetryer(Retryer), config.WithHTTPClient(httpClient)}
-	cfg, err := config.LoadDefaultConfig(ctx, append(base, opts...)...)
-	if err != nil {
-		return cfg, fmt.Errorf("load AWS configuration: %w", err)
-	}
-	if cfg.Region == "" {
-		return cfg, fmt.Errorf("load AWS configuration: no region: set AWS_REGION")
-	}
-	return cfg, nil
-}
-
 // NewService builds the provisioning service. A bad rules file or setting
 // is an error: keyvend refuses to start rather than run misconfigured.
 func NewService(c Config, awsCfg aws.Config, log *slog.Logger) (*provision.Service, error) {
@@ -316,7 +206,7 @@ func fromEnv(ctx context.Context) (Config, aws.Config, error) {
 	if err != nil {
 		return c, aws.Config{}, err
 	}
-	awsCfg, err := LoadAWS(ctx)
+	awsCfg, err := awsclient.Load(ctx)
 	return c, awsCfg, err
 }
 

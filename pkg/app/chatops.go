@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/awsclient"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -86,7 +87,7 @@ func SlackHandlerFromEnv(log *slog.Logger) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	awsCfg := &lazy[aws.Config]{build: func(ctx context.Context) (aws.Config, error) { return LoadAWS(ctx) }}
+	awsCfg := &lazy[aws.Config]{build: func(ctx context.Context) (aws.Config, error) { return awsclient.Load(ctx) }}
 	checks := &lazyChecks{svc: lazy[*provision.Service]{build: func(ctx context.Context) (*provision.Service, error) {
 		cfg, err := awsCfg.get(ctx)
 		if err != nil {

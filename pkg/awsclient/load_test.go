@@ -1,4 +1,4 @@
-package app_test
+package awsclient_test
 
 import (
 	"context"
