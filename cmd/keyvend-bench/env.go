@@ -128,7 +128,7 @@ var quietLog = slog.New(slog.NewJSONHandler(io.Discard, nil))
 // stack (production SDK settings, the proxy, the state table), with
 // adjustments to its settings.
 func (st *stack) newService(mode grants.Mode, adjust ...func(*provision.Settings)) (*provision.Service, error) {
-	return app.NewServiceWith(app.Config{RulesPath: st.rules, BoundaryARN: benchBoundary, GrantMode: mode, Table: benchTable}, st.cfg, quietLog, adjust...)
+	return app.Service(app.Config{RulesPath: st.rules, BoundaryARN: benchBoundary, GrantMode: mode, Table: benchTable}, st.cfg, quietLog, adjust...)
 }
 
 // makeTable creates the state table (uninstrumented, through the proxy).

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/keyvend/keyvend/pkg/app"
+	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/moto"
 )
 
@@ -70,14 +71,11 @@ func measureSlackAck(ctx context.Context, dir string, n int, progress func(strin
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	c := app.Config{RulesPath: rules, BoundaryARN: benchBoundary, SlackSigningSecret: slackSecret,
 		ChatopsQueueURL: aws.ToString(q.QueueUrl), SlackResponseHosts: "hooks.slack.com", Table: benchTable}
-	svc, err := app.NewService(c, awsCfg, discard)
+	local, err := app.Serve(c, awsCfg, caller.Static{}, discard)
 	if err != nil {
 		return nil, err
 	}
-	ep, err := app.NewSlackEndpoint(c, svc, sqsc, nil, discard)
-	if err != nil {
-		return nil, err
-	}
+	ep := local.Slack
 	progress(fmt.Sprintf("Slack ack: %d signed provision commands", n))
 	res := &slackResult{}
 	for i := 0; i < n+10; i++ { // the first 10 warm up the clients

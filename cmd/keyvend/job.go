@@ -50,7 +50,7 @@ func jobService(name string, args []string, clock bool) (*provision.Service, err
 		}
 		now = func() time.Time { return at }
 	}
-	return app.NewServiceWith(cfg, awsCfg, app.LoggerTo(os.Stderr), func(s *provision.Settings) { s.Now = now })
+	return app.Service(cfg, awsCfg, app.LoggerTo(os.Stderr), func(s *provision.Settings) { s.Now = now })
 }
 
 // printReport writes a job's report as indented JSON on stdout; users the

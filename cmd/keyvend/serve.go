@@ -15,15 +15,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyvend/keyvend/pkg/app"
 	"github.com/keyvend/keyvend/pkg/awsclient"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/chatops"
-	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/localenv"
 )
 
@@ -95,39 +92,18 @@ func serve(args []string) error {
 		}
 	}
 	who := caller.Static{ARN: envOr("KEYVEND_LOCAL_CALLER", defaultCaller)}
-	svc, err := app.NewService(cfg, awsCfg, log)
+	local, err := app.Serve(cfg, awsCfg, who, log)
 	if err != nil {
 		return err
 	}
-	idem, err := app.NewIdempotency(cfg, awsCfg)
-	if err != nil {
-		return err
-	}
-	var h http.Handler = httpapi.New(svc, who, log, httpapi.WithCORSOrigins(cfg.CORSOrigins...), httpapi.WithIdempotency(idem))
 	chat := "off (set KEYVEND_SLACK_SIGNING_SECRET)"
 	workerDone := make(chan struct{})
 	workerCtx, stopWorker := context.WithCancel(context.Background())
 	defer stopWorker()
-	if cfg.Chatops() {
-		if cfg.ChatopsQueueURL == "" {
-			return errors.New("chatops: set KEYVEND_CHATOPS_QUEUE_URL (only the embedded moto has a queue of its own)")
-		}
-		queue := sqs.NewFromConfig(awsCfg)
-		slack, err := app.NewSlackEndpoint(cfg, svc, queue, secretsmanager.NewFromConfig(awsCfg), log)
-		if err != nil {
-			return err
-		}
-		// The Slack route is verified by Slack's signature, not by the
-		// local caller: it sits next to the API, not inside it.
-		mux := http.NewServeMux()
-		mux.Handle(chatops.Path, slack)
-		mux.Handle("/", h)
-		h = mux
-		worker := app.NewWorker(cfg, svc, log)
-		worker.Idempotency = idem
-		poller := &chatops.Poller{Client: queue, QueueURL: cfg.ChatopsQueueURL, Handle: worker.Handle, Log: log}
+	if local.Worker != nil {
+		poller := &chatops.Poller{Client: local.Queue, QueueURL: cfg.ChatopsQueueURL, Handle: local.Worker.Handle, Log: log}
 		go func() { defer close(workerDone); poller.Run(workerCtx) }()
-		chat = fmt.Sprintf("POST %s, worker on %s, results to %s", chatops.Path, cfg.ChatopsQueueURL, strings.Join(slack.Hosts, ","))
+		chat = fmt.Sprintf("POST %s, worker on %s, results to %s", chatops.Path, cfg.ChatopsQueueURL, strings.Join(local.Slack.Hosts, ","))
 	} else {
 		close(workerDone)
 	}
@@ -135,7 +111,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: local.Handler, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Printf("keyvend ready on http://%s (AWS: %s, caller: %s, rules: %s, chatops: %s)\n", ln.Addr(), endpoint, who.ARN, orNone(cfg.RulesPath), chat)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

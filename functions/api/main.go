@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -15,7 +16,11 @@ import (
 
 func main() {
 	log := app.Logger()
-	h, err := app.LambdaHandlerFromEnv(context.Background(), log)
+	c, err := app.FromEnv()
+	var h http.Handler
+	if err == nil {
+		h, err = app.API(context.Background(), c, log)
+	}
 	if err != nil {
 		log.Error("keyvend api cannot start", "error", err.Error())
 		os.Exit(1)

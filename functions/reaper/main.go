@@ -14,7 +14,11 @@ import (
 
 func main() {
 	log := app.Logger()
-	svc, err := app.ServiceFromEnv(context.Background(), log)
+	c, err := app.FromEnv()
+	var svc *provision.Service
+	if err == nil {
+		svc, err = app.Reaper(context.Background(), c, log)
+	}
 	if err != nil {
 		log.Error("keyvend reaper cannot start", "error", err.Error())
 		os.Exit(1)

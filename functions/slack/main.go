@@ -3,10 +3,11 @@
 // SigV4): the handler (pkg/chatops) verifies Slack's signature itself,
 // prechecks the command against the rules, queues it and answers within
 // Slack's 3 seconds. It only wires; nothing is made before a request needs
-// it (app.SlackHandlerFromEnv).
+// it (app.Slack).
 package main
 
 import (
+	"net/http"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -17,7 +18,11 @@ import (
 
 func main() {
 	log := app.Logger()
-	h, err := app.SlackHandlerFromEnv(log)
+	c, err := app.FromEnv()
+	var h http.Handler
+	if err == nil {
+		h, err = app.Slack(c, log)
+	}
 	if err != nil {
 		log.Error("keyvend slack cannot start", "error", err.Error())
 		os.Exit(1)

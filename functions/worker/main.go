@@ -12,11 +12,16 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/keyvend/keyvend/pkg/app"
+	"github.com/keyvend/keyvend/pkg/chatops"
 )
 
 func main() {
 	log := app.Logger()
-	w, err := app.WorkerFromEnv(context.Background(), log)
+	c, err := app.FromEnv()
+	var w *chatops.Worker
+	if err == nil {
+		w, err = app.Worker(context.Background(), c, log)
+	}
 	if err != nil {
 		log.Error("keyvend worker cannot start", "error", err.Error())
 		os.Exit(1)

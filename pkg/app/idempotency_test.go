@@ -16,6 +16,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/app"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/idempotency"
 	"github.com/keyvend/keyvend/pkg/state"
 )
@@ -40,9 +41,9 @@ func postKeyed(h http.Handler, body, key string) *httptest.ResponseRecorder {
 	return w
 }
 
-// TestHandlerKeepsIdempotencyKeys: app.NewHandler keeps idempotency keys
-// in the table KEYVEND_TABLE names; without one, a keyed request is a 500
-// naming it.
+// TestHandlerKeepsIdempotencyKeys: the HTTP API (app.API, and app.Serve's
+// here, for a static caller) keeps idempotency keys in the table
+// KEYVEND_TABLE names; without one, keyvend does not start.
 func TestHandlerKeepsIdempotencyKeys(t *testing.T) {
 	endpoint, table := stateTable(t)
 	cfg := loadAWS(t, endpoint)
@@ -54,10 +55,11 @@ func TestHandlerKeepsIdempotencyKeys(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	body := createBody(awstest.Name("app-idem"), "site.example.com")
 
-	h, err := app.NewHandler(app.Config{RulesPath: rules, BoundaryARN: testBoundary, Table: table}, cfg, caller.Static{ARN: testCaller}, log)
+	srv, err := app.Serve(app.Config{RulesPath: rules, BoundaryARN: testBoundary, Table: table}, cfg, caller.Static{ARN: testCaller}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	h := srv.Handler
 	first := postKeyed(h, body, "app-key")
 	again := postKeyed(h, body, "app-key")
 	if first.Code != http.StatusCreated || again.Code != http.StatusCreated || again.Header().Get("Idempotency-Replayed") != "true" || again.Body.String() != first.Body.String() {
@@ -65,22 +67,22 @@ func TestHandlerKeepsIdempotencyKeys(t *testing.T) {
 	}
 
 	// The table is required: without it keyvend does not start.
-	if _, err := app.NewHandler(app.Config{RulesPath: rules, BoundaryARN: testBoundary}, cfg, caller.Static{ARN: testCaller}, log); err == nil || !strings.Contains(err.Error(), "KEYVEND_TABLE") {
+	if _, err := app.Serve(app.Config{RulesPath: rules, BoundaryARN: testBoundary}, cfg, caller.Static{ARN: testCaller}, log); err == nil || !strings.Contains(err.Error(), "KEYVEND_TABLE") {
 		t.Errorf("without KEYVEND_TABLE: %v, want a refusal naming it", err)
 	}
 }
 
-// TestWorkerFromEnvKeepsIdempotencyKeys: the worker function keeps its
+// TestWorkerKeepsIdempotencyKeys: the worker function keeps its
 // jobs' idempotency keys in KEYVEND_TABLE's table; without the setting it
 // keeps none.
-func TestWorkerFromEnvKeepsIdempotencyKeys(t *testing.T) {
+func TestWorkerKeepsIdempotencyKeys(t *testing.T) {
 	endpoint, table := stateTable(t)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	rotateFunctionEnv(t)
 	t.Setenv("AWS_ENDPOINT_URL", endpoint)
 	t.Setenv("KEYVEND_BOUNDARY_ARN", testBoundary)
 	t.Setenv("KEYVEND_TABLE", table)
-	w, err := app.WorkerFromEnv(context.Background(), log)
+	w, err := workerFromEnv(log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,17 @@ func TestWorkerFromEnvKeepsIdempotencyKeys(t *testing.T) {
 	}
 
 	t.Setenv("KEYVEND_TABLE", "")
-	if _, err := app.WorkerFromEnv(context.Background(), log); err == nil || !strings.Contains(err.Error(), "KEYVEND_TABLE") {
+	if _, err := workerFromEnv(log); err == nil || !strings.Contains(err.Error(), "KEYVEND_TABLE") {
 		t.Errorf("without KEYVEND_TABLE: %v, want a refusal naming it", err)
 	}
+}
+
+// workerFromEnv builds the worker function's handler as its main does: the
+// configuration from the environment, then app.Worker.
+func workerFromEnv(log *slog.Logger) (*chatops.Worker, error) {
+	c, err := app.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return app.Worker(context.Background(), c, log)
 }

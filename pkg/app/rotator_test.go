@@ -33,7 +33,7 @@ func rotateFunctionEnv(t *testing.T) {
 	}
 }
 
-func TestRotatorFromEnvRefusesToStartWithoutBoundary(t *testing.T) {
+func TestRotatorRefusesToStartWithoutBoundary(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	for name, env := range map[string]map[string]string{
 		"no boundary":        {},
@@ -45,7 +45,7 @@ func TestRotatorFromEnvRefusesToStartWithoutBoundary(t *testing.T) {
 			for k, v := range env {
 				t.Setenv(k, v)
 			}
-			r, err := app.RotatorFromEnv(context.Background(), log)
+			r, err := rotatorFromEnv(log)
 			if err == nil || r != nil {
 				t.Fatalf("started: rotator %v, err %v", r, err)
 			}
@@ -60,7 +60,7 @@ func TestRotatorFromEnvRefusesToStartWithoutBoundary(t *testing.T) {
 	}
 }
 
-func TestRotatorFromEnvTakesKeyvendsSettings(t *testing.T) {
+func TestRotatorTakesKeyvendsSettings(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	rotateFunctionEnv(t)
 	want := rotation.Rotator{
@@ -74,7 +74,7 @@ func TestRotatorFromEnvTakesKeyvendsSettings(t *testing.T) {
 	t.Setenv("KEYVEND_KMS_KEY_ID", want.KMSKeyID)
 	t.Setenv("KEYVEND_BOUNDARY_ARN", want.BoundaryARN)
 	t.Setenv("KEYVEND_TABLE", "keyvend-state")
-	r, err := app.RotatorFromEnv(context.Background(), log)
+	r, err := rotatorFromEnv(log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,4 +88,14 @@ func TestRotatorFromEnvTakesKeyvendsSettings(t *testing.T) {
 	if r.IAM == nil || r.Secrets == nil || r.Check == nil || r.Log != log {
 		t.Error("rotator without its clients, key checker or logger")
 	}
+}
+
+// rotatorFromEnv builds the rotation function's handler as its main does:
+// the configuration from the environment, then app.Rotator.
+func rotatorFromEnv(log *slog.Logger) (*rotation.Rotator, error) {
+	c, err := app.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return app.Rotator(context.Background(), c, log)
 }

@@ -55,7 +55,7 @@ func loadAWS(t *testing.T, endpoint string) aws.Config {
 	return cfg
 }
 
-// newHandler is keyvend's real handler, as app.NewHandler assembles it,
+// newHandler is keyvend's real HTTP API, as app.Serve assembles it,
 // over cfg, with every request made by testCaller. If the test fails, the
 // service's error log lines are shown.
 func newHandler(t *testing.T, cfg aws.Config) http.Handler {
@@ -67,11 +67,11 @@ func newHandler(t *testing.T, cfg aws.Config) http.Handler {
 	logs := &errorLog{}
 	t.Cleanup(func() { logs.report(t) })
 	awstest.RequireBoundary(t, &cfg, testBoundary)
-	h, err := app.NewHandler(app.Config{RulesPath: rules, BoundaryARN: testBoundary, Table: awstest.Table(t, cfg).Table()}, cfg, caller.Static{ARN: testCaller}, slog.New(slog.NewJSONHandler(logs, nil)))
+	srv, err := app.Serve(app.Config{RulesPath: rules, BoundaryARN: testBoundary, Table: awstest.Table(t, cfg).Table()}, cfg, caller.Static{ARN: testCaller}, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h
+	return srv.Handler
 }
 
 func createBody(user, bucket string) string {

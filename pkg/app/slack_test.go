@@ -132,7 +132,7 @@ func slashRequest(t *testing.T, secret, text string) *http.Request {
 func TestSlackFunctionIsLazy(t *testing.T) {
 	counter, _ := slackFunctionEnv(t)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	h, err := app.SlackHandlerFromEnv(log)
+	h, err := slackFromEnv(log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestSlackFunctionRefusesToStartMisconfigured(t *testing.T) {
 			for k, v := range env {
 				t.Setenv(k, v)
 			}
-			if _, err := app.SlackHandlerFromEnv(log); err == nil {
+			if _, err := slackFromEnv(log); err == nil {
 				t.Error("started")
 			}
 		})
@@ -191,4 +191,14 @@ func sortedStrings(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
+}
+
+// slackFromEnv builds the Slack function's handler as its main does: the
+// configuration from the environment, then app.Slack.
+func slackFromEnv(log *slog.Logger) (http.Handler, error) {
+	c, err := app.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return app.Slack(c, log)
 }

@@ -19,67 +19,13 @@ import (
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
-// Chatops reports whether the Slack command is configured (a signing
-// secret, or the secret that holds it).
-func (c Config) Chatops() bool {
-	return c.SlackSigningSecret != "" || c.SlackSigningSecretARN != ""
-}
-
-// signingSecret is the configured source of the Slack signing secret; the
-// ARN wins over a literal secret.
-func (c Config) signingSecret(secrets chatops.SecretsGetter) (chatops.SecretSource, error) {
-	switch {
-	case c.SlackSigningSecretARN != "":
-		return &chatops.ManagedSecret{ARN: c.SlackSigningSecretARN, Client: secrets}, nil
-	case c.SlackSigningSecret != "":
-		return chatops.StaticSecret(c.SlackSigningSecret), nil
-	}
-	return nil, errors.New("chatops: no Slack signing secret: set KEYVEND_SLACK_SIGNING_SECRET_ARN (or KEYVEND_SLACK_SIGNING_SECRET locally)")
-}
-
-// NewSlackEndpoint builds the Slack command's endpoint: checks decides
-// what the rules refuse before queueing, sender sends jobs to
-// KEYVEND_CHATOPS_QUEUE_URL, secrets reads the signing secret when it is in
-// Secrets Manager.
-func NewSlackEndpoint(c Config, checks chatops.Prechecker, sender chatops.SQSSender, secrets chatops.SecretsGetter, log *slog.Logger) (*chatops.Endpoint, error) {
-	source, err := c.signingSecret(secrets)
-	if err != nil {
-		return nil, err
-	}
-	if c.ChatopsQueueURL == "" {
-		return nil, errors.New("chatops: no job queue: set KEYVEND_CHATOPS_QUEUE_URL")
-	}
-	return &chatops.Endpoint{
-		Verifier: &chatops.Verifier{Secret: source, Replay: chatops.NewReplayCache(0)},
-		Checks:   checks,
-		Queue:    chatops.SQSQueue{Client: sender, URL: c.ChatopsQueueURL},
-		Hosts:    chatops.ParseResponseHosts(c.SlackResponseHosts),
-		Log:      log,
-	}, nil
-}
-
-// NewWorker builds the job worker over svc; its Idempotency store
-// (NewIdempotency) is the caller's to set.
-func NewWorker(c Config, svc chatops.Service, log *slog.Logger) *chatops.Worker {
-	return &chatops.Worker{
-		Service:     svc,
-		Poster:      &chatops.Responder{Hosts: chatops.ParseResponseHosts(c.SlackResponseHosts)},
-		MaxReceives: c.ChatopsMaxReceives,
-		Log:         log,
-	}
-}
-
-// SlackHandlerFromEnv builds the Slack function's handler. At start it only
-// reads the environment and the rules file (a bad one stops the function
-// before it answers anything); the AWS configuration, each client, the
+// Slack builds the Slack function's handler. At start it only reads the
+// rules file (a bad one stops the function before it answers anything);
+// the AWS configuration (from the environment), each client, the
 // provisioning service and the signing secret are made when a request
 // first needs them: a forged request never gets past the signing secret,
 // help needs nothing more, and only commands on existing users read IAM.
-func SlackHandlerFromEnv(log *slog.Logger) (http.Handler, error) {
-	c, err := FromEnv()
-	if err != nil {
-		return nil, err
-	}
+func Slack(c Config, log *slog.Logger) (http.Handler, error) {
 	if !c.Chatops() {
 		return nil, errors.New("chatops: no Slack signing secret: set KEYVEND_SLACK_SIGNING_SECRET_ARN")
 	}
@@ -93,7 +39,7 @@ func SlackHandlerFromEnv(log *slog.Logger) (http.Handler, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newService(c, cfg, rules, log)
+		return service(c, cfg, rules, log)
 	}}}
 	sender := &lazySQS{c: lazy[*sqs.Client]{build: func(ctx context.Context) (*sqs.Client, error) {
 		cfg, err := awsCfg.get(ctx)
@@ -109,25 +55,28 @@ func SlackHandlerFromEnv(log *slog.Logger) (http.Handler, error) {
 		}
 		return secretsmanager.NewFromConfig(cfg), nil
 	}}}
-	return NewSlackEndpoint(c, checks, sender, secrets, log)
+	return slackEndpoint(c, checks, sender, secrets, log)
 }
 
-// WorkerFromEnv builds the worker function's handler from the environment,
-// with its jobs' idempotency keys in KEYVEND_TABLE's table.
-func WorkerFromEnv(ctx context.Context, log *slog.Logger) (*chatops.Worker, error) {
-	c, awsCfg, err := fromEnv(ctx)
+// slackEndpoint builds the Slack command's endpoint: checks decides
+// what the rules refuse before queueing, sender sends jobs to
+// KEYVEND_CHATOPS_QUEUE_URL, secrets reads the signing secret when it is in
+// Secrets Manager.
+func slackEndpoint(c Config, checks chatops.Prechecker, sender chatops.SQSSender, secrets chatops.SecretsGetter, log *slog.Logger) (*chatops.Endpoint, error) {
+	source, err := c.signingSecret(secrets)
 	if err != nil {
 		return nil, err
 	}
-	svc, err := NewService(c, awsCfg, log)
-	if err != nil {
-		return nil, err
+	if c.ChatopsQueueURL == "" {
+		return nil, errors.New("chatops: no job queue: set KEYVEND_CHATOPS_QUEUE_URL")
 	}
-	w := NewWorker(c, svc, log)
-	if w.Idempotency, err = NewIdempotency(c, awsCfg); err != nil {
-		return nil, err
-	}
-	return w, nil
+	return &chatops.Endpoint{
+		Verifier: &chatops.Verifier{Secret: source, Replay: chatops.NewReplayCache(0)},
+		Checks:   checks,
+		Queue:    chatops.SQSQueue{Client: sender, URL: c.ChatopsQueueURL},
+		Hosts:    chatops.ParseResponseHosts(c.SlackResponseHosts),
+		Log:      log,
+	}, nil
 }
 
 // lazy makes a value on first use and keeps it. A failed build is not
