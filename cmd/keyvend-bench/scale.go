@@ -373,7 +373,7 @@ func reapAt(ctx context.Context, st *stack, n, due int, list bool, progress func
 	if len(rep.Errors) > 0 || len(rep.Expired) != due {
 		return nil, nil, fmt.Errorf("reap: %d of %d due users deleted, errors %v", len(rep.Expired), due, rep.Errors)
 	}
-	res.Slice = 100 // provision.Settings' default, as deployed (app.NewService sets none)
+	res.Slice = 100 // provision.Settings' default, as deployed (app.Service sets none)
 	res.Parts = splitReap(calls, begin, end)
 	progress(fmt.Sprintf("reaper: %d due deleted in %s", due, res.Took.Round(time.Second)))
 	return res, rows, nil
