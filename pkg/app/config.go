@@ -103,9 +103,9 @@ func (c Config) resolver() caller.APIGateway {
 	return caller.APIGateway{PrincipalClaim: c.JWTPrincipal, GroupsClaim: c.JWTGroups}
 }
 
-// Chatops reports whether the Slack command is configured (a signing
+// ChatopsEnabled reports whether the Slack command is configured (a signing
 // secret, or the secret that holds it).
-func (c Config) Chatops() bool {
+func (c Config) ChatopsEnabled() bool {
 	return c.SlackSigningSecret != "" || c.SlackSigningSecretARN != ""
 }
 

@@ -28,7 +28,7 @@ type Server struct {
 }
 
 // Serve builds `keyvend serve` over awsCfg, every API request made by
-// who. With the Slack command configured (c.Chatops) it needs the job
+// who. With the Slack command configured (c.ChatopsEnabled) it needs the job
 // queue (c.ChatopsQueueURL).
 func Serve(c Config, awsCfg aws.Config, who caller.Resolver, log *slog.Logger) (*Server, error) {
 	svc, err := Service(c, awsCfg, log)
@@ -40,7 +40,7 @@ func Serve(c Config, awsCfg aws.Config, who caller.Resolver, log *slog.Logger) (
 		return nil, err
 	}
 	s := &Server{Handler: api(c, svc, idem, who, log)}
-	if !c.Chatops() {
+	if !c.ChatopsEnabled() {
 		return s, nil
 	}
 	if c.ChatopsQueueURL == "" {

@@ -26,7 +26,7 @@ import (
 // first needs them: a forged request never gets past the signing secret,
 // help needs nothing more, and only commands on existing users read IAM.
 func Slack(c Config, log *slog.Logger) (http.Handler, error) {
-	if !c.Chatops() {
+	if !c.ChatopsEnabled() {
 		return nil, errors.New("chatops: no Slack signing secret: set KEYVEND_SLACK_SIGNING_SECRET_ARN")
 	}
 	rules, err := authz.Load(c.RulesPath)
