@@ -567,10 +567,9 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 		PayloadFormatVersion: awsapigatewayv2.PayloadFormatVersion_VERSION_2_0(),
 	})
 	for _, route := range httpapi.Routes() {
-		method, path, _ := strings.Cut(route, " ")
 		api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
-			Path:        jsii.String(path),
-			Methods:     &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod(method)},
+			Path:        jsii.String(route.Path),
+			Methods:     &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod(route.Method)},
 			Integration: integration,
 			Authorizer:  auth,
 		})

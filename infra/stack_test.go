@@ -72,7 +72,7 @@ func TestRoutesAreTheHandlersWithIAMAuth(t *testing.T) {
 	}
 	want := map[string]string{}
 	for _, r := range httpapi.Routes() {
-		want[r] = "AWS_IAM"
+		want[r.String()] = "AWS_IAM"
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("routes:\n got %v\nwant %v", got, want)

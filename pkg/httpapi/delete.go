@@ -3,7 +3,6 @@ package httpapi
 import (
 	"net/http"
 
-	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -11,9 +10,9 @@ import (
 // deleteUser serves DELETE /v1/users/{name}[?force=true]: 204 when the
 // user is gone. force, when given, is true or false: a bare ?force, or
 // ?force=, would read as forcing to some and not to others.
-func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
+func (a *api) deleteUser(c *call) (response, error) {
 	force := false
-	q := r.URL.Query()
+	q := c.URL.Query()
 	switch v := q.Get("force"); {
 	case !q.Has("force"), v == "false":
 	case v == "true":
@@ -21,19 +20,15 @@ func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
 	default:
 		pr := newProblem(http.StatusBadRequest, "validation", "Invalid request", "force must be true or false")
 		pr.Errors = []policy.FieldError{{Field: "force", Detail: "must be true or false"}}
-		writeProblem(w, r, pr)
-		return
+		return response{}, pr
 	}
-	version, pr := ifMatch(r)
+	version, pr := ifMatch(c.Request)
 	if pr != nil {
-		writeProblem(w, r, pr)
-		return
+		return response{}, pr
 	}
-	p, _ := caller.FromContext(r.Context())
-	err := a.svc.Delete(r.Context(), provision.DeleteInput{Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Force: force, IfMatch: version})
+	err := a.svc.Delete(c.Context(), provision.DeleteInput{Principal: c.who, RequestID: c.id, User: c.PathValue("name"), Force: force, IfMatch: version})
 	if err != nil {
-		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
-		return
+		return response{}, err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return response{status: http.StatusNoContent}, nil
 }

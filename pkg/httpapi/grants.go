@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -19,35 +18,33 @@ type grantsRequest struct {
 
 // updateGrants serves PUT /v1/users/{name}/grants: the user's new grants,
 // answered with the user as GET describes it.
-func (a *api) updateGrants(w http.ResponseWriter, r *http.Request) {
+func (a *api) updateGrants(c *call) (response, error) {
 	var req grantsRequest
-	if p := decodeJSON(w, r, &req); p != nil {
-		writeProblem(w, r, p)
-		return
+	if err := c.decode(&req); err != nil {
+		return response{}, err
 	}
-	version, pr := ifMatch(r)
+	version, pr := ifMatch(c.Request)
 	if pr != nil {
-		writeProblem(w, r, pr)
-		return
+		return response{}, pr
 	}
-	p, _ := caller.FromContext(r.Context())
-	d, err := a.svc.UpdateGrants(r.Context(), provision.UpdateGrantsInput{
-		Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Grants: req.Grants,
+	d, err := a.svc.UpdateGrants(c.Context(), provision.UpdateGrantsInput{
+		Principal: c.who, RequestID: c.id, User: c.PathValue("name"), Grants: req.Grants,
 		Lifetime: provision.Lifetime{ExpiresIn: req.ExpiresIn, ExpiresAt: req.ExpiresAt}, IfMatch: version,
 	})
 	if err != nil {
-		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
-		return
+		return response{}, err
 	}
-	setETag(w, d.Version)
-	writeJSON(w, http.StatusOK, "application/json", d)
+	return withETag(ok(d), d.Version), nil
 }
 
-// setETag sets the ETag of a user at version v (none before it has one).
-func setETag(w http.ResponseWriter, v int64) {
+// withETag gives res the ETag of a user at version v (none before it has
+// one).
+func withETag(res response, v int64) response {
 	if v > 0 {
-		w.Header().Set("ETag", fmt.Sprintf("%q", strconv.FormatInt(v, 10)))
+		res.header = http.Header{}
+		res.header.Set("ETag", fmt.Sprintf("%q", strconv.FormatInt(v, 10)))
 	}
+	return res
 }
 
 // ifMatch reads If-Match: one strong ETag as keyvend issues them ("3"),

@@ -65,25 +65,14 @@ func New(svc Service, who caller.Resolver, log *slog.Logger, opts ...Option) htt
 		o(a)
 	}
 	mux := http.NewServeMux()
-	handlers := map[string]http.HandlerFunc{
-		"POST /v1/users":               a.createUser,
-		"GET /v1/users":                a.listUsers,
-		"GET /v1/users/{name}":         a.describeUser,
-		"DELETE /v1/users/{name}":      a.deleteUser,
-		"POST /v1/users/{name}/rotate": a.rotateUser,
-		"PUT /v1/users/{name}/grants":  a.updateGrants,
-		"GET /v1/users/{name}/history": a.userHistory,
-		"GET /v1/openapi.json":         serveOpenAPI,
-	}
 	allowed := map[string][]string{}
-	for _, route := range Routes() {
-		method, path, _ := strings.Cut(route, " ")
-		h := handlers[route]
-		if method == http.MethodPost || method == http.MethodPut || method == http.MethodDelete {
+	for _, route := range routes {
+		h := a.serve(route.handle)
+		if route.mutates() {
 			h = a.idempotent(h)
 		}
-		mux.HandleFunc(route, strictQuery(queryParams[route], h))
-		allowed[path] = append(allowed[path], method)
+		mux.HandleFunc(route.String(), strictQuery(route.query, h))
+		allowed[route.Path] = append(allowed[route.Path], route.Method)
 	}
 	for path, methods := range allowed {
 		mux.HandleFunc(path, methodNotAllowed(strings.Join(methods, ", ")))
@@ -92,29 +81,6 @@ func New(svc Service, who caller.Resolver, log *slog.Logger, opts ...Option) htt
 		writeProblem(w, r, newProblem(http.StatusNotFound, "not-found", "Not found", "no such endpoint"))
 	})
 	return a.withRequestID(a.withAccessLog(a.withRecover(a.withCORS(a.withCaller(canonicalPath(mux))))))
-}
-
-// Routes lists the method and path patterns the handler serves, in the
-// order of the OpenAPI document.
-func Routes() []string {
-	return []string{
-		"POST /v1/users",
-		"GET /v1/users",
-		"GET /v1/users/{name}",
-		"DELETE /v1/users/{name}",
-		"POST /v1/users/{name}/rotate",
-		"PUT /v1/users/{name}/grants",
-		"GET /v1/users/{name}/history",
-		"GET /v1/openapi.json",
-	}
-}
-
-// queryParams are the query parameters each route takes; a route not
-// listed takes none.
-var queryParams = map[string][]string{
-	"GET /v1/users":                {"bucket", "requester", "expiring_before", "limit", "next"},
-	"DELETE /v1/users/{name}":      {"force"},
-	"GET /v1/users/{name}/history": {"limit", "next"},
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {

@@ -5,22 +5,20 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
 // listUsers serves GET /v1/users?bucket=&requester=&limit=&next=.
-func (a *api) listUsers(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+func (a *api) listUsers(c *call) (response, error) {
+	q := c.URL.Query()
 	limit := 0
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			pr := newProblem(http.StatusBadRequest, "validation", "Invalid request", "the query is not valid")
 			pr.Errors = []policy.FieldError{{Field: "limit", Detail: "must be a whole number"}}
-			writeProblem(w, r, pr)
-			return
+			return response{}, pr
 		}
 		limit = n
 		if n == 0 {
@@ -33,41 +31,14 @@ func (a *api) listUsers(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			pr := newProblem(http.StatusBadRequest, "validation", "Invalid request", "the query is not valid")
 			pr.Errors = []policy.FieldError{{Field: "expiring_before", Detail: "must be an RFC 3339 time, e.g. 2030-01-02T15:04:05Z"}}
-			writeProblem(w, r, pr)
-			return
+			return response{}, pr
 		}
 		before = &at
 	}
-	p, _ := caller.FromContext(r.Context())
-	res, err := a.svc.List(r.Context(), provision.ListInput{Principal: p, Bucket: q.Get("bucket"), Requester: q.Get("requester"),
+	res, err := a.svc.List(c.Context(), provision.ListInput{Principal: c.who, Bucket: q.Get("bucket"), Requester: q.Get("requester"),
 		ExpiringBefore: before, Limit: limit, Next: q.Get("next")})
 	if err != nil {
-		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
-		return
+		return response{}, err
 	}
-	writeJSON(w, http.StatusOK, "application/json", res)
-}
-
-// userHistory serves GET /v1/users/{name}/history?limit=&next=: the
-// user's changes, newest first, to whoever may describe the user.
-func (a *api) userHistory(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit := 0
-	if v := q.Get("limit"); q.Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n == 0 {
-			pr := newProblem(http.StatusBadRequest, "validation", "Invalid request", "the query is not valid")
-			pr.Errors = []policy.FieldError{{Field: "limit", Detail: "must be a whole number from 1 to 100"}}
-			writeProblem(w, r, pr)
-			return
-		}
-		limit = n
-	}
-	p, _ := caller.FromContext(r.Context())
-	res, err := a.svc.History(r.Context(), provision.HistoryInput{Principal: p, User: r.PathValue("name"), Limit: limit, Next: q.Get("next")})
-	if err != nil {
-		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, "application/json", res)
+	return ok(res), nil
 }

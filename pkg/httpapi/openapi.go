@@ -10,9 +10,10 @@ import (
 //go:embed openapi.json
 var OpenAPI []byte
 
-// serveOpenAPI serves GET /v1/openapi.json.
-func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "max-age=300")
-	_, _ = w.Write(OpenAPI)
+// openAPI serves GET /v1/openapi.json: the document as it is, cacheable.
+func (a *api) openAPI(*call) (response, error) {
+	return response{status: http.StatusOK, body: OpenAPI, header: http.Header{
+		"Content-Type":  {"application/json"},
+		"Cache-Control": {"max-age=300"},
+	}}, nil
 }

@@ -33,6 +33,14 @@ type Problem struct {
 
 const problemBase = "https://keyvend.dev/problems/"
 
+// Error makes a problem an endpoint's error: served as it is.
+func (p *Problem) Error() string {
+	if p.Detail == "" {
+		return p.Title
+	}
+	return p.Title + ": " + p.Detail
+}
+
 func newProblem(status int, slug, title, detail string) *Problem {
 	return &Problem{Type: problemBase + slug, Title: title, Status: status, Detail: detail}
 }

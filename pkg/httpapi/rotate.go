@@ -1,9 +1,6 @@
 package httpapi
 
 import (
-	"net/http"
-
-	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -13,19 +10,16 @@ type rotateRequest struct {
 }
 
 // rotateUser serves POST /v1/users/{name}/rotate.
-func (a *api) rotateUser(w http.ResponseWriter, r *http.Request) {
+func (a *api) rotateUser(c *call) (response, error) {
 	var req rotateRequest
-	if r.ContentLength != 0 {
-		if p := decodeJSON(w, r, &req); p != nil {
-			writeProblem(w, r, p)
-			return
+	if c.ContentLength != 0 {
+		if err := c.decode(&req); err != nil {
+			return response{}, err
 		}
 	}
-	p, _ := caller.FromContext(r.Context())
-	res, err := a.svc.Rotate(r.Context(), provision.RotateInput{Principal: p, RequestID: RequestID(r.Context()), User: r.PathValue("name"), Wait: req.Wait})
+	res, err := a.svc.Rotate(c.Context(), provision.RotateInput{Principal: c.who, RequestID: c.id, User: c.PathValue("name"), Wait: req.Wait})
 	if err != nil {
-		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
-		return
+		return response{}, err
 	}
-	writeJSON(w, http.StatusOK, "application/json", res)
+	return ok(res), nil
 }

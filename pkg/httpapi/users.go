@@ -3,40 +3,31 @@ package httpapi
 import (
 	"net/http"
 
-	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
 // createUser serves POST /v1/users: 201 when this request vended the key,
 // 200 when an identical request already had.
-func (a *api) createUser(w http.ResponseWriter, r *http.Request) {
+func (a *api) createUser(c *call) (response, error) {
 	var req provision.CreateRequest
-	if p := decodeJSON(w, r, &req); p != nil {
-		writeProblem(w, r, p)
-		return
+	if err := c.decode(&req); err != nil {
+		return response{}, err
 	}
-	p, _ := caller.FromContext(r.Context())
-	res, err := a.svc.Create(r.Context(), provision.CreateInput{Principal: p, RequestID: RequestID(r.Context()), Request: req})
+	res, err := a.svc.Create(c.Context(), provision.CreateInput{Principal: c.who, RequestID: c.id, Request: req})
 	if err != nil {
-		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
-		return
+		return response{}, err
 	}
-	status := http.StatusOK
-	if res.Created {
-		status = http.StatusCreated
-		w.Header().Set("Location", "/v1/users/"+res.User)
+	if !res.Created {
+		return ok(res), nil
 	}
-	writeJSON(w, status, "application/json", res)
+	return response{status: http.StatusCreated, body: res, header: http.Header{"Location": {"/v1/users/" + res.User}}}, nil
 }
 
 // describeUser serves GET /v1/users/{name}.
-func (a *api) describeUser(w http.ResponseWriter, r *http.Request) {
-	p, _ := caller.FromContext(r.Context())
-	d, err := a.svc.Describe(r.Context(), p, r.PathValue("name"))
+func (a *api) describeUser(c *call) (response, error) {
+	d, err := a.svc.Describe(c.Context(), c.who, c.PathValue("name"))
 	if err != nil {
-		writeProblem(w, r, ProblemFor(r.Context(), a.log, err))
-		return
+		return response{}, err
 	}
-	setETag(w, d.Version)
-	writeJSON(w, http.StatusOK, "application/json", d)
+	return withETag(ok(d), d.Version), nil
 }
