@@ -1,3 +1,13 @@
+// Package chatops is keyvend's Slack slash command: the endpoint that
+// verifies Slack's signature, parses the command (pkg/slashcmd) and
+// authorizes it and queues it (answering within Slack's 3 seconds), and
+// the worker that runs the queued job through the provisioning service
+// and posts the result to the command's response_url. One file per
+// concern: signatures (verify.go, replay.go, secret.go), the endpoint
+// (endpoint.go), jobs and their queue (job.go, queue.go), the worker
+// (worker.go), the messages (messages.go), posting them (responder.go),
+// and a local SQS poller that stands in for Lambda's event source
+// (poller.go).
 package chatops
 
 import (
@@ -18,6 +28,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // Path is where Slack sends the slash command (POST).
@@ -145,14 +156,14 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	}
 	p := SlackPrincipal(sc.TeamID, sc.UserID, sc.UserName, sc.ChannelID)
 	o := outcome{status: http.StatusOK, principal: p}
-	cmd, err := Parse(sc.Text)
+	cmd, err := slashcmd.Parse(sc.Text)
 	if err != nil {
 		o.result, o.reason, o.command = "invalid", "usage", truncate(sc.Text, 200)
 		writeJSON(w, http.StatusOK, UsageMessage(sc.Command, err.Error()))
 		return o
 	}
 	o.command = cmd.Text()
-	if cmd.Op == OpHelp {
+	if cmd.Op == slashcmd.OpHelp {
 		o.result = "help"
 		writeJSON(w, http.StatusOK, UsageMessage(sc.Command, ""))
 		return o
@@ -191,15 +202,15 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 }
 
 // precheck asks the service what it would refuse.
-func (e *Endpoint) precheck(ctx context.Context, p caller.Principal, id string, c Command) error {
+func (e *Endpoint) precheck(ctx context.Context, p caller.Principal, id string, c slashcmd.Command) error {
 	switch c.Op {
-	case OpProvision:
+	case slashcmd.OpProvision:
 		return e.Checks.CheckCreate(provision.CreateInput{Principal: p, RequestID: id, Request: c.CreateRequest()})
-	case OpRotate:
+	case slashcmd.OpRotate:
 		return e.Checks.CheckOnUser(ctx, p, authz.Rotate, c.User)
-	case OpStatus:
+	case slashcmd.OpStatus:
 		return e.Checks.CheckOnUser(ctx, p, authz.Describe, c.User)
-	case OpDelete:
+	case slashcmd.OpDelete:
 		return e.Checks.CheckOnUser(ctx, p, authz.Delete, c.User)
 	}
 	// list shows each caller what the rules let it see: nothing to refuse.

@@ -20,6 +20,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // TestRejectsRequestsSlackDidNotSign: forged, stale, unsigned, tampered
@@ -110,7 +111,7 @@ func TestQueuesAnAllowedCommand(t *testing.T) {
 		t.Fatalf("%d jobs queued, want 1", len(jobs))
 	}
 	j := jobs[0]
-	want := chatops.Command{Op: chatops.OpProvision, User: user, Grants: []policy.Grant{{Bucket: "site.example.com", Access: policy.ReadWrite}}, Reason: "blog deploys", ExpiresIn: "720h"}
+	want := slashcmd.Command{Op: slashcmd.OpProvision, User: user, Grants: []policy.Grant{{Bucket: "site.example.com", Access: policy.ReadWrite}}, Reason: "blog deploys", ExpiresIn: "720h"}
 	if j.TeamID != team || j.UserID != alice || j.ChannelID != deploys || j.UserName != "alice" || j.ResponseURL != c.responseURL || j.Slash != "/keyvend" || j.ID == "" {
 		t.Errorf("job %+v", j)
 	}
@@ -280,7 +281,7 @@ func TestBase64BodyThroughTheLambdaAdapter(t *testing.T) {
 		t.Fatalf("ack %s (%v)", resp.Body, err)
 	}
 	jobs := e.receiveJobs(t)
-	if len(jobs) != 1 || jobs[0].ID != ev.RequestContext.RequestID || jobs[0].Command.Op != chatops.OpList || jobs[0].Command.Bucket != "site.example.com" {
+	if len(jobs) != 1 || jobs[0].ID != ev.RequestContext.RequestID || jobs[0].Command.Op != slashcmd.OpList || jobs[0].Command.Bucket != "site.example.com" {
 		t.Fatalf("jobs %+v", jobs)
 	}
 }

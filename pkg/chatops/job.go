@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // Job is a verified, authorized slash command on its way to the worker:
@@ -16,15 +17,15 @@ import (
 // capability to post into the user's Slack conversation for 30 minutes,
 // which is why only keyvend's Slack function may send to the queue.
 type Job struct {
-	ID          string    `json:"id"` // the request id of the slash command
-	Command     Command   `json:"command"`
-	Slash       string    `json:"slash"` // the slash command as configured, e.g. /keyvend
-	TeamID      string    `json:"team_id"`
-	UserID      string    `json:"user_id"`
-	UserName    string    `json:"user_name,omitempty"`
-	ChannelID   string    `json:"channel_id,omitempty"`
-	ResponseURL string    `json:"response_url"`
-	QueuedAt    time.Time `json:"queued_at"`
+	ID          string           `json:"id"` // the request id of the slash command
+	Command     slashcmd.Command `json:"command"`
+	Slash       string           `json:"slash"` // the slash command as configured, e.g. /keyvend
+	TeamID      string           `json:"team_id"`
+	UserID      string           `json:"user_id"`
+	UserName    string           `json:"user_name,omitempty"`
+	ChannelID   string           `json:"channel_id,omitempty"`
+	ResponseURL string           `json:"response_url"`
+	QueuedAt    time.Time        `json:"queued_at"`
 }
 
 // slackIDRE is the shape of Slack team, user and channel ids (T0123ABCD,
@@ -87,7 +88,7 @@ func DecodeJob(body string) (Job, error) {
 		return Job{}, fmt.Errorf("job %s: %s", j.ID, msg)
 	}
 	switch j.Command.Op {
-	case OpProvision, OpRotate, OpStatus, OpList, OpDelete:
+	case slashcmd.OpProvision, slashcmd.OpRotate, slashcmd.OpStatus, slashcmd.OpList, slashcmd.OpDelete:
 	default:
 		return Job{}, fmt.Errorf("job %s: command %q is not one the worker runs", j.ID, j.Command.Op)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/idempotency"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // Service is what the worker needs of the provisioning service: the same
@@ -201,7 +202,7 @@ func (w *Worker) claim(ctx context.Context, job Job) (*idempotency.Claim, error)
 		return nil, nil
 	}
 	switch job.Command.Op {
-	case OpProvision, OpRotate, OpDelete:
+	case slashcmd.OpProvision, slashcmd.OpRotate, slashcmd.OpDelete:
 		return w.Idempotency.Begin(ctx, job.Principal().Requester(), job.ID, JobFingerprint(job))
 	}
 	return nil, nil
@@ -291,30 +292,30 @@ func (w *Worker) delivered(ctx context.Context, log *slog.Logger, c *idempotency
 func (w *Worker) run(ctx context.Context, job Job) (*slack.WebhookMessage, error) {
 	p, c := job.Principal(), job.Command
 	switch c.Op {
-	case OpProvision:
+	case slashcmd.OpProvision:
 		res, err := w.Service.Create(ctx, provision.CreateInput{Principal: p, RequestID: job.ID, Request: c.CreateRequest()})
 		if err != nil {
 			return nil, err
 		}
 		return ProvisionMessage(res, job.ID), nil
-	case OpRotate:
+	case slashcmd.OpRotate:
 		res, err := w.Service.Rotate(ctx, provision.RotateInput{Principal: p, RequestID: job.ID, User: c.User, Wait: true})
 		if err != nil {
 			return nil, err
 		}
 		return RotateMessage(res, job.ID), nil
-	case OpStatus:
+	case slashcmd.OpStatus:
 		d, err := w.Service.Describe(ctx, p, c.User)
 		if err != nil {
 			return nil, err
 		}
 		return StatusMessage(d, job.ID), nil
-	case OpDelete:
+	case slashcmd.OpDelete:
 		if err := w.Service.Delete(ctx, provision.DeleteInput{Principal: p, RequestID: job.ID, User: c.User}); err != nil {
 			return nil, err
 		}
 		return DeleteMessage(c.User, job.ID), nil
-	case OpList:
+	case slashcmd.OpList:
 		var users []provision.UserSummary
 		next := ""
 		for page := 0; page < listPages; page++ {
@@ -333,7 +334,7 @@ func (w *Worker) run(ctx context.Context, job Job) (*slack.WebhookMessage, error
 		}
 		return ListMessage(users, c.Bucket, more, job.ID), nil
 	}
-	return ephemeral(Usage(job.Slash)), nil
+	return ephemeral(slashcmd.Usage(job.Slash)), nil
 }
 
 // receiveCount is SQS's ApproximateReceiveCount of m (1 when absent).
