@@ -16,6 +16,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slacksig"
 )
 
 // Chatops reports whether the Slack command is configured (a signing
@@ -26,12 +27,12 @@ func (c Config) Chatops() bool {
 
 // signingSecret is the configured source of the Slack signing secret; the
 // ARN wins over a literal secret.
-func (c Config) signingSecret(secrets chatops.SecretsGetter) (chatops.SecretSource, error) {
+func (c Config) signingSecret(secrets slacksig.SecretsGetter) (slacksig.SecretSource, error) {
 	switch {
 	case c.SlackSigningSecretARN != "":
-		return &chatops.ManagedSecret{ARN: c.SlackSigningSecretARN, Client: secrets}, nil
+		return &slacksig.ManagedSecret{ARN: c.SlackSigningSecretARN, Client: secrets}, nil
 	case c.SlackSigningSecret != "":
-		return chatops.StaticSecret(c.SlackSigningSecret), nil
+		return slacksig.StaticSecret(c.SlackSigningSecret), nil
 	}
 	return nil, errors.New("chatops: no Slack signing secret: set KEYVEND_SLACK_SIGNING_SECRET_ARN (or KEYVEND_SLACK_SIGNING_SECRET locally)")
 }
@@ -40,7 +41,7 @@ func (c Config) signingSecret(secrets chatops.SecretsGetter) (chatops.SecretSour
 // what the rules refuse before queueing, sender sends jobs to
 // KEYVEND_CHATOPS_QUEUE_URL, secrets reads the signing secret when it is in
 // Secrets Manager.
-func NewSlackEndpoint(c Config, checks chatops.Prechecker, sender chatops.SQSSender, secrets chatops.SecretsGetter, log *slog.Logger) (*chatops.Endpoint, error) {
+func NewSlackEndpoint(c Config, checks chatops.Prechecker, sender chatops.SQSSender, secrets slacksig.SecretsGetter, log *slog.Logger) (*chatops.Endpoint, error) {
 	source, err := c.signingSecret(secrets)
 	if err != nil {
 		return nil, err
@@ -49,7 +50,7 @@ func NewSlackEndpoint(c Config, checks chatops.Prechecker, sender chatops.SQSSen
 		return nil, errors.New("chatops: no job queue: set KEYVEND_CHATOPS_QUEUE_URL")
 	}
 	return &chatops.Endpoint{
-		Verifier: &chatops.Verifier{Secret: source, Replay: chatops.NewReplayCache(0)},
+		Verifier: &slacksig.Verifier{Secret: source, Replay: slacksig.NewReplayCache(0)},
 		Checks:   checks,
 		Queue:    chatops.SQSQueue{Client: sender, URL: c.ChatopsQueueURL},
 		Hosts:    chatops.ParseResponseHosts(c.SlackResponseHosts),

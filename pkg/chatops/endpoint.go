@@ -1,13 +1,12 @@
 // Package chatops is keyvend's Slack slash command: the endpoint that
-// verifies Slack's signature, parses the command (pkg/slashcmd) and
-// authorizes it and queues it (answering within Slack's 3 seconds), and
-// the worker that runs the queued job through the provisioning service
-// and posts the result to the command's response_url. One file per
-// concern: signatures (verify.go, replay.go, secret.go), the endpoint
-// (endpoint.go), jobs and their queue (job.go, queue.go), the worker
-// (worker.go), the messages (messages.go), posting them (responder.go),
-// and a local SQS poller that stands in for Lambda's event source
-// (poller.go).
+// verifies Slack's signature (pkg/slacksig), parses the command
+// (pkg/slashcmd), authorizes it and queues it (answering within Slack's 3
+// seconds), and the worker that runs the queued job through the
+// provisioning service and posts the result to the command's
+// response_url. One file per concern: the endpoint (endpoint.go), jobs
+// and their queue (job.go, queue.go), the worker (worker.go), the
+// messages (messages.go), posting them (responder.go), and a local SQS
+// poller that stands in for Lambda's event source (poller.go).
 package chatops
 
 import (
@@ -28,6 +27,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slacksig"
 	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
@@ -45,7 +45,7 @@ type Prechecker interface {
 // body, parse the command, precheck it against the rules, queue it, and
 // answer at once with an ephemeral message. It never runs the operation.
 type Endpoint struct {
-	Verifier *Verifier
+	Verifier *slacksig.Verifier
 	Checks   Prechecker
 	Queue    Queue
 	Hosts    ResponseHosts
@@ -129,7 +129,7 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	// 1. Slack's signature, over the raw body (the Lambda adapter has
 	// already base64-decoded it when API Gateway marked it so).
 	if err := e.Verifier.Verify(ctx, r.Header, body); err != nil {
-		var rej *Rejection
+		var rej *slacksig.Rejection
 		if errors.As(err, &rej) {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 			return outcome{status: http.StatusUnauthorized, result: "unauthenticated", reason: rej.Reason, err: rej.Err}

@@ -28,6 +28,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slacksig"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -91,7 +92,7 @@ func newSlackEnv(t *testing.T) *slackEnv {
 	e.slack = newReceiver(t)
 	hosts := chatops.ResponseHosts{"127.0.0.1"}
 	e.endpoint = &chatops.Endpoint{
-		Verifier: &chatops.Verifier{Secret: chatops.StaticSecret(testSecret), Replay: chatops.NewReplayCache(0)},
+		Verifier: &slacksig.Verifier{Secret: slacksig.StaticSecret(testSecret), Replay: slacksig.NewReplayCache(0)},
 		Checks:   e.svc,
 		Queue:    chatops.SQSQueue{Client: sqs.NewFromConfig(svcCfg), URL: e.queueURL},
 		Hosts:    hosts,
