@@ -8,9 +8,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/aws/smithy-go"
 	"github.com/slack-go/slack"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 	"github.com/keyvend/keyvend/pkg/slashcmd"
@@ -97,13 +97,16 @@ func RefusalMessage(c slashcmd.Command, err error) *slack.WebhookMessage {
 }
 
 // FailureMessage tells the user that keyvend (or AWS) failed, after
-// attempts tries; the details are in the log under the request id.
+// attempts tries; the details are in the log under the request id. It
+// names the AWS error code whatever the code is, where
+// httpapi.ProblemFor classifies further (throttling, keyvend's own
+// permissions, AWS unreachable) and logs as it does: the worker and the
+// endpoint log the error themselves, and the Slack text stays as it was.
 func FailureMessage(c slashcmd.Command, err error, requestID string, attempts int) *slack.WebhookMessage {
 	why := "an internal error"
-	var ae smithy.APIError
-	switch {
-	case errors.As(err, &ae):
-		why = "an AWS error (" + slashcmd.Escape(ae.ErrorCode()) + ")"
+	switch code := awserr.Code(err); {
+	case code != "":
+		why = "an AWS error (" + slashcmd.Escape(code) + ")"
 	case errors.Is(err, context.DeadlineExceeded):
 		why = "AWS not answering in time"
 	}
