@@ -124,8 +124,8 @@ func serve(args []string) error {
 		h = mux
 		worker := app.NewWorker(cfg, svc, log)
 		worker.Idempotency = idem
-		poller := &chatops.Poller{Client: queue, QueueURL: cfg.ChatopsQueueURL, Handle: worker.Handle, Log: log}
-		go func() { defer close(workerDone); poller.Run(workerCtx) }()
+		jobs := &poller{Client: queue, QueueURL: cfg.ChatopsQueueURL, Handle: worker.Handle, Log: log}
+		go func() { defer close(workerDone); jobs.run(workerCtx) }()
 		chat = fmt.Sprintf("POST %s, worker on %s, results to %s", chatops.Path, cfg.ChatopsQueueURL, strings.Join(slack.Hosts, ","))
 	} else {
 		close(workerDone)

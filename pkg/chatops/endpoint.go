@@ -5,8 +5,7 @@
 // provisioning service and posts the result to the command's
 // response_url. One file per concern: the endpoint (endpoint.go), jobs
 // and their queue (job.go, queue.go), the worker (worker.go), the
-// messages (messages.go), posting them (responder.go), and a local SQS
-// poller that stands in for Lambda's event source (poller.go).
+// messages (messages.go) and posting them (responder.go).
 package chatops
 
 import (
