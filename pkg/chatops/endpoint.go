@@ -150,18 +150,18 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 		httpapi.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "not a slash command"})
 		return outcome{status: http.StatusBadRequest, result: "invalid", reason: msg}
 	}
-	p := SlackPrincipal(sc.TeamID, sc.UserID, sc.UserName, sc.ChannelID)
+	p := slackPrincipal(sc.TeamID, sc.UserID, sc.UserName, sc.ChannelID)
 	o := outcome{status: http.StatusOK, principal: p}
 	cmd, err := slashcmd.Parse(sc.Text)
 	if err != nil {
 		o.result, o.reason, o.command = "invalid", "usage", truncate(sc.Text, 200)
-		httpapi.WriteJSON(w, http.StatusOK, UsageMessage(sc.Command, err.Error()))
+		httpapi.WriteJSON(w, http.StatusOK, usageMessage(sc.Command, err.Error()))
 		return o
 	}
 	o.command = cmd.Text()
 	if cmd.Op == slashcmd.OpHelp {
 		o.result = "help"
-		httpapi.WriteJSON(w, http.StatusOK, UsageMessage(sc.Command, ""))
+		httpapi.WriteJSON(w, http.StatusOK, usageMessage(sc.Command, ""))
 		return o
 	}
 	if err := e.Hosts.Check(sc.ResponseURL); err != nil {
@@ -174,11 +174,11 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	if err := e.precheck(ctx, p, id, cmd); err != nil {
 		if kind := provision.KindOf(err); kind != 0 {
 			o.result, o.err = resultOfKind(kind), err
-			httpapi.WriteJSON(w, http.StatusOK, RefusalMessage(cmd, err))
+			httpapi.WriteJSON(w, http.StatusOK, refusalMessage(cmd, err))
 			return o
 		}
 		o.result, o.reason, o.err = "error", "precheck", err
-		httpapi.WriteJSON(w, http.StatusOK, FailureMessage(cmd, err, id, 1))
+		httpapi.WriteJSON(w, http.StatusOK, failureMessage(cmd, err, id, 1))
 		return o
 	}
 	now := time.Now
@@ -189,11 +189,11 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 		ChannelID: sc.ChannelID, ResponseURL: sc.ResponseURL, QueuedAt: now().UTC()}
 	if err := e.Queue.Enqueue(ctx, job); err != nil {
 		o.result, o.reason, o.err = "error", "enqueue", err
-		httpapi.WriteJSON(w, http.StatusOK, FailureMessage(cmd, err, id, 1))
+		httpapi.WriteJSON(w, http.StatusOK, failureMessage(cmd, err, id, 1))
 		return o
 	}
 	o.result = "queued"
-	httpapi.WriteJSON(w, http.StatusOK, AckMessage(cmd))
+	httpapi.WriteJSON(w, http.StatusOK, ackMessage(cmd))
 	return o
 }
 

@@ -55,23 +55,23 @@ func contextLine(mrkdwn string) *slack.ContextBlock {
 // code is s as inline code, escaped.
 func code(s string) string { return "`" + slashcmd.Escape(strings.ReplaceAll(s, "`", "'")) + "`" }
 
-// AckMessage answers a queued command at once.
-func AckMessage(c slashcmd.Command) *slack.WebhookMessage {
+// ackMessage answers a queued command at once.
+func ackMessage(c slashcmd.Command) *slack.WebhookMessage {
 	return ephemeral(":hourglass_flowing_sand: Working on it: `" + strings.ReplaceAll(c.Text(), "`", "'") + "`. The result will be posted here, only to you.")
 }
 
-// UsageMessage answers text that is not a command (reason says why; empty
+// usageMessage answers text that is not a command (reason says why; empty
 // for help).
-func UsageMessage(slash, reason string) *slack.WebhookMessage {
+func usageMessage(slash, reason string) *slack.WebhookMessage {
 	if reason == "" {
 		return ephemeral(slashcmd.Usage(slash))
 	}
 	return ephemeral(":grey_question: " + slashcmd.Escape(reason) + ".\n\n" + slashcmd.Usage(slash))
 }
 
-// RefusalMessage answers a command the prechecks (or the operation)
+// refusalMessage answers a command the prechecks (or the operation)
 // refused: invalid, not allowed, no such user, conflict.
-func RefusalMessage(c slashcmd.Command, err error) *slack.WebhookMessage {
+func refusalMessage(c slashcmd.Command, err error) *slack.WebhookMessage {
 	var pe *provision.Error
 	if !errors.As(err, &pe) {
 		return ephemeral(":x: keyvend could not " + string(c.Op) + ".")
@@ -96,13 +96,13 @@ func RefusalMessage(c slashcmd.Command, err error) *slack.WebhookMessage {
 	return ephemeral(text)
 }
 
-// FailureMessage tells the user that keyvend (or AWS) failed, after
+// failureMessage tells the user that keyvend (or AWS) failed, after
 // attempts tries; the details are in the log under the request id. It
 // names the AWS error code whatever the code is, where
 // httpapi.ProblemFor classifies further (throttling, keyvend's own
 // permissions, AWS unreachable) and logs as it does: the worker and the
 // endpoint log the error themselves, and the Slack text stays as it was.
-func FailureMessage(c slashcmd.Command, err error, requestID string, attempts int) *slack.WebhookMessage {
+func failureMessage(c slashcmd.Command, err error, requestID string, attempts int) *slack.WebhookMessage {
 	why := "an internal error"
 	switch code := awserr.Code(err); {
 	case code != "":
@@ -167,8 +167,8 @@ func profileBlock(user, line string) string {
 	return "Add this to `~/.aws/config`, then use `--profile " + slashcmd.Escape(user) + "`:\n```[profile " + slashcmd.Escape(user) + "]\n" + slashcmd.Escape(line) + "```"
 }
 
-// ProvisionMessage reports a provisioned user.
-func ProvisionMessage(res *provision.CreateResult, requestID string) *slack.WebhookMessage {
+// provisionMessage reports a provisioned user.
+func provisionMessage(res *provision.CreateResult, requestID string) *slack.WebhookMessage {
 	head := fmt.Sprintf(":white_check_mark: Provisioned *%s*: its access key is in secret %s.", slashcmd.Escape(res.User), code(res.SecretName))
 	if !res.Created {
 		head = fmt.Sprintf(":white_check_mark: *%s* already exists with these grants; its key is unchanged, in secret %s.", slashcmd.Escape(res.User), code(res.SecretName))
@@ -185,8 +185,8 @@ func ProvisionMessage(res *provision.CreateResult, requestID string) *slack.Webh
 	)
 }
 
-// RotateMessage reports a rotated key.
-func RotateMessage(res *provision.RotateResult, requestID string) *slack.WebhookMessage {
+// rotateMessage reports a rotated key.
+func rotateMessage(res *provision.RotateResult, requestID string) *slack.WebhookMessage {
 	head := fmt.Sprintf(":arrows_counterclockwise: New access key for *%s*, stored in secret %s.", slashcmd.Escape(res.User), code(res.SecretName))
 	prev := "The previous key is deleted."
 	if res.PreviousAccessKeyID == "" {
@@ -201,8 +201,8 @@ func RotateMessage(res *provision.RotateResult, requestID string) *slack.Webhook
 	)
 }
 
-// StatusMessage describes a user.
-func StatusMessage(d *provision.Description, requestID string) *slack.WebhookMessage {
+// statusMessage describes a user.
+func statusMessage(d *provision.Description, requestID string) *slack.WebhookMessage {
 	state := "complete: its secret holds one of its keys"
 	if !d.Complete {
 		state = "incomplete: its secret holds none of its keys (a request is on it, or the reaper repairs it)"
@@ -229,8 +229,8 @@ func StatusMessage(d *provision.Description, requestID string) *slack.WebhookMes
 	)
 }
 
-// ListMessage lists users; more says the listing stopped before the end.
-func ListMessage(users []provision.UserSummary, bucket string, more bool, requestID string) *slack.WebhookMessage {
+// listMessage lists users; more says the listing stopped before the end.
+func listMessage(users []provision.UserSummary, bucket string, more bool, requestID string) *slack.WebhookMessage {
 	scope := " you may see"
 	if bucket != "" {
 		scope += " with a grant on " + code(bucket)
@@ -275,8 +275,8 @@ func ListMessage(users []provision.UserSummary, bucket string, more bool, reques
 	return ephemeral(head, blocks...)
 }
 
-// DeleteMessage reports a deprovisioned user.
-func DeleteMessage(user string, requestID string) *slack.WebhookMessage {
+// deleteMessage reports a deprovisioned user.
+func deleteMessage(user string, requestID string) *slack.WebhookMessage {
 	text := fmt.Sprintf(":wastebasket: Deprovisioned *%s*: its keys are deleted, it has left its groups, its secret is scheduled for deletion and the user is gone.", slashcmd.Escape(user))
 	return ephemeral(text, section(text), contextLine("Request "+code(requestID)+"."))
 }
