@@ -63,7 +63,7 @@ $(GOTESTSUM):
 ## -fuzztime duration: Go 1.26's fuzz coordinator can fail a run with
 ## "context deadline exceeded" when a duration runs out (go.dev/issue/75804,
 ## fixed in Go 1.27).
-FUZZ_TARGETS := ./pkg/chatops:FuzzParse:100000 ./pkg/policy:FuzzDocument:200000 ./pkg/authz:FuzzMatch:250000 \
+FUZZ_TARGETS := ./pkg/slashcmd:FuzzParse:100000 ./pkg/policy:FuzzDocument:200000 ./pkg/authz:FuzzMatch:250000 \
 	./pkg/authz:FuzzDecide:150000 ./pkg/httpapi:FuzzDecodeCreate:50000
 ## make fuzz runs each budget FUZZ_SCALE times (about a minute each)
 FUZZ_SCALE ?= 15

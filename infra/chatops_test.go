@@ -20,6 +20,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/app"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/httpapi"
+	"github.com/keyvend/keyvend/pkg/slacksig"
 )
 
 // The Slack command's parts: present only with slackSigningSecretArn.
@@ -406,7 +407,7 @@ func TestChatopsUnauthenticatedAlarm(t *testing.T) {
 	// The audit line of an unsigned request, as the slack function logs
 	// it (app.LoggerTo: JSON on stdout, one object per line).
 	var buf bytes.Buffer
-	e := &chatops.Endpoint{Verifier: &chatops.Verifier{Secret: chatops.StaticSecret("not-used")}, Log: app.LoggerTo(&buf)}
+	e := &chatops.Endpoint{Verifier: &slacksig.Verifier{Secret: slacksig.StaticSecret("not-used")}, Log: app.LoggerTo(&buf)}
 	rec := httptest.NewRecorder()
 	e.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, chatops.Path, strings.NewReader("command=/keyvend&text=help")))
 	var line map[string]any

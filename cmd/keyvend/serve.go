@@ -101,8 +101,8 @@ func serve(args []string) error {
 	workerCtx, stopWorker := context.WithCancel(context.Background())
 	defer stopWorker()
 	if local.Worker != nil {
-		poller := &chatops.Poller{Client: local.Queue, QueueURL: cfg.ChatopsQueueURL, Handle: local.Worker.Handle, Log: log}
-		go func() { defer close(workerDone); poller.Run(workerCtx) }()
+		jobs := &poller{Client: local.Queue, QueueURL: cfg.ChatopsQueueURL, Handle: local.Worker.Handle, Log: log}
+		go func() { defer close(workerDone); jobs.run(workerCtx) }()
 		chat = fmt.Sprintf("POST %s, worker on %s, results to %s", chatops.Path, cfg.ChatopsQueueURL, strings.Join(local.Slack.Hosts, ","))
 	} else {
 		close(workerDone)

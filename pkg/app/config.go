@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/keyvend/keyvend/pkg/caller"
-	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/grants"
+	"github.com/keyvend/keyvend/pkg/slacksig"
 )
 
 // Config is keyvend's configuration, from KEYVEND_* environment variables.
@@ -111,12 +111,12 @@ func (c Config) ChatopsEnabled() bool {
 
 // signingSecret is the configured source of the Slack signing secret; the
 // ARN wins over a literal secret.
-func (c Config) signingSecret(secrets chatops.SecretsGetter) (chatops.SecretSource, error) {
+func (c Config) signingSecret(secrets slacksig.SecretsGetter) (slacksig.SecretSource, error) {
 	switch {
 	case c.SlackSigningSecretARN != "":
-		return &chatops.ManagedSecret{ARN: c.SlackSigningSecretARN, Client: secrets}, nil
+		return &slacksig.ManagedSecret{ARN: c.SlackSigningSecretARN, Client: secrets}, nil
 	case c.SlackSigningSecret != "":
-		return chatops.StaticSecret(c.SlackSigningSecret), nil
+		return slacksig.StaticSecret(c.SlackSigningSecret), nil
 	}
 	return nil, errors.New("chatops: no Slack signing secret: set KEYVEND_SLACK_SIGNING_SECRET_ARN (or KEYVEND_SLACK_SIGNING_SECRET locally)")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slacksig"
 )
 
 // Slack builds the Slack function's handler. At start it only reads the
@@ -62,7 +63,7 @@ func Slack(c Config, log *slog.Logger) (http.Handler, error) {
 // what the rules refuse before queueing, sender sends jobs to
 // KEYVEND_CHATOPS_QUEUE_URL, secrets reads the signing secret when it is in
 // Secrets Manager.
-func slackEndpoint(c Config, checks chatops.Prechecker, sender chatops.SQSSender, secrets chatops.SecretsGetter, log *slog.Logger) (*chatops.Endpoint, error) {
+func slackEndpoint(c Config, checks chatops.Prechecker, sender chatops.SQSSender, secrets slacksig.SecretsGetter, log *slog.Logger) (*chatops.Endpoint, error) {
 	source, err := c.signingSecret(secrets)
 	if err != nil {
 		return nil, err
@@ -71,7 +72,7 @@ func slackEndpoint(c Config, checks chatops.Prechecker, sender chatops.SQSSender
 		return nil, errors.New("chatops: no job queue: set KEYVEND_CHATOPS_QUEUE_URL")
 	}
 	return &chatops.Endpoint{
-		Verifier: &chatops.Verifier{Secret: source, Replay: chatops.NewReplayCache(0)},
+		Verifier: &slacksig.Verifier{Secret: source, Replay: slacksig.NewReplayCache(0)},
 		Checks:   checks,
 		Queue:    chatops.SQSQueue{Client: sender, URL: c.ChatopsQueueURL},
 		Hosts:    chatops.ParseResponseHosts(c.SlackResponseHosts),

@@ -1,23 +1,30 @@
+// Package chatops is keyvend's Slack slash command: the endpoint that
+// verifies Slack's signature (pkg/slacksig), parses the command
+// (pkg/slashcmd), authorizes it and queues it (answering within Slack's 3
+// seconds), and the worker that runs the queued job through the
+// provisioning service and posts the result to the command's
+// response_url. One file per concern: the endpoint (endpoint.go), jobs
+// and their queue (job.go, queue.go), the worker (worker.go), the
+// messages (messages.go) and posting them (responder.go).
 package chatops
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 	"github.com/slack-go/slack"
 
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slacksig"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // Path is where Slack sends the slash command (POST).
@@ -34,7 +41,7 @@ type Prechecker interface {
 // body, parse the command, precheck it against the rules, queue it, and
 // answer at once with an ephemeral message. It never runs the operation.
 type Endpoint struct {
-	Verifier *Verifier
+	Verifier *slacksig.Verifier
 	Checks   Prechecker
 	Queue    Queue
 	Hosts    ResponseHosts
@@ -62,7 +69,7 @@ type outcome struct {
 // ServeHTTP implements http.Handler.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	id := requestID(r)
+	id := httpapi.NewRequestID(r)
 	o := e.serve(w, r, id)
 	attrs := []slog.Attr{
 		slog.String("action", "chatops.slack"),
@@ -93,7 +100,7 @@ func (e *Endpoint) log() *slog.Logger {
 func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outcome {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
+		httpapi.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
 		return outcome{status: http.StatusMethodNotAllowed, result: "invalid", reason: "method " + r.Method}
 	}
 	limit := e.MaxBody
@@ -102,7 +109,7 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil || int64(len(body)) > limit {
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request too large"})
+		httpapi.WriteJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request too large"})
 		return outcome{status: http.StatusRequestEntityTooLarge, result: "invalid", reason: "body over the limit or unreadable", err: err}
 	}
 
@@ -118,12 +125,12 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	// 1. Slack's signature, over the raw body (the Lambda adapter has
 	// already base64-decoded it when API Gateway marked it so).
 	if err := e.Verifier.Verify(ctx, r.Header, body); err != nil {
-		var rej *Rejection
+		var rej *slacksig.Rejection
 		if errors.As(err, &rej) {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+			httpapi.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 			return outcome{status: http.StatusUnauthorized, result: "unauthenticated", reason: rej.Reason, err: rej.Err}
 		}
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "keyvend cannot verify requests right now"})
+		httpapi.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "keyvend cannot verify requests right now"})
 		return outcome{status: http.StatusInternalServerError, result: "error", reason: "signing secret", err: err}
 	}
 
@@ -131,35 +138,35 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	sc, err := slack.SlashCommandParse(r)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "not a slash command"})
+		httpapi.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "not a slash command"})
 		return outcome{status: http.StatusBadRequest, result: "invalid", reason: "form", err: err}
 	}
 	if r.PostForm.Get("ssl_check") == "1" {
 		// Slack checking the certificate of the command's URL: nothing to do.
-		writeJSON(w, http.StatusOK, map[string]string{})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{})
 		return outcome{status: http.StatusOK, result: "ssl-check"}
 	}
 	if msg := checkIDs(sc.TeamID, sc.UserID, sc.ChannelID); msg != "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "not a slash command"})
+		httpapi.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "not a slash command"})
 		return outcome{status: http.StatusBadRequest, result: "invalid", reason: msg}
 	}
-	p := SlackPrincipal(sc.TeamID, sc.UserID, sc.UserName, sc.ChannelID)
+	p := slackPrincipal(sc.TeamID, sc.UserID, sc.UserName, sc.ChannelID)
 	o := outcome{status: http.StatusOK, principal: p}
-	cmd, err := Parse(sc.Text)
+	cmd, err := slashcmd.Parse(sc.Text)
 	if err != nil {
 		o.result, o.reason, o.command = "invalid", "usage", truncate(sc.Text, 200)
-		writeJSON(w, http.StatusOK, UsageMessage(sc.Command, err.Error()))
+		httpapi.WriteJSON(w, http.StatusOK, usageMessage(sc.Command, err.Error()))
 		return o
 	}
 	o.command = cmd.Text()
-	if cmd.Op == OpHelp {
+	if cmd.Op == slashcmd.OpHelp {
 		o.result = "help"
-		writeJSON(w, http.StatusOK, UsageMessage(sc.Command, ""))
+		httpapi.WriteJSON(w, http.StatusOK, usageMessage(sc.Command, ""))
 		return o
 	}
 	if err := e.Hosts.Check(sc.ResponseURL); err != nil {
 		o.result, o.reason, o.err = "invalid", "response_url", err
-		writeJSON(w, http.StatusOK, ephemeral(":x: keyvend cannot post results to this workspace's response_url; ask the operator to check KEYVEND_SLACK_RESPONSE_HOSTS."))
+		httpapi.WriteJSON(w, http.StatusOK, ephemeral(":x: keyvend cannot post results to this workspace's response_url; ask the operator to check KEYVEND_SLACK_RESPONSE_HOSTS."))
 		return o
 	}
 
@@ -167,11 +174,11 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	if err := e.precheck(ctx, p, id, cmd); err != nil {
 		if kind := provision.KindOf(err); kind != 0 {
 			o.result, o.err = resultOfKind(kind), err
-			writeJSON(w, http.StatusOK, RefusalMessage(cmd, err))
+			httpapi.WriteJSON(w, http.StatusOK, refusalMessage(cmd, err))
 			return o
 		}
 		o.result, o.reason, o.err = "error", "precheck", err
-		writeJSON(w, http.StatusOK, FailureMessage(cmd, err, id, 1))
+		httpapi.WriteJSON(w, http.StatusOK, failureMessage(cmd, err, id, 1))
 		return o
 	}
 	now := time.Now
@@ -182,24 +189,24 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 		ChannelID: sc.ChannelID, ResponseURL: sc.ResponseURL, QueuedAt: now().UTC()}
 	if err := e.Queue.Enqueue(ctx, job); err != nil {
 		o.result, o.reason, o.err = "error", "enqueue", err
-		writeJSON(w, http.StatusOK, FailureMessage(cmd, err, id, 1))
+		httpapi.WriteJSON(w, http.StatusOK, failureMessage(cmd, err, id, 1))
 		return o
 	}
 	o.result = "queued"
-	writeJSON(w, http.StatusOK, AckMessage(cmd))
+	httpapi.WriteJSON(w, http.StatusOK, ackMessage(cmd))
 	return o
 }
 
 // precheck asks the service what it would refuse.
-func (e *Endpoint) precheck(ctx context.Context, p caller.Principal, id string, c Command) error {
+func (e *Endpoint) precheck(ctx context.Context, p caller.Principal, id string, c slashcmd.Command) error {
 	switch c.Op {
-	case OpProvision:
+	case slashcmd.OpProvision:
 		return e.Checks.CheckCreate(provision.CreateInput{Principal: p, RequestID: id, Request: c.CreateRequest()})
-	case OpRotate:
+	case slashcmd.OpRotate:
 		return e.Checks.CheckOnUser(ctx, p, authz.Rotate, c.User)
-	case OpStatus:
+	case slashcmd.OpStatus:
 		return e.Checks.CheckOnUser(ctx, p, authz.Describe, c.User)
-	case OpDelete:
+	case slashcmd.OpDelete:
 		return e.Checks.CheckOnUser(ctx, p, authz.Delete, c.User)
 	}
 	// list shows each caller what the rules let it see: nothing to refuse.
@@ -220,30 +227,4 @@ func resultOfKind(k provision.Kind) string {
 		return "in-progress"
 	}
 	return "error"
-}
-
-// requestID is API Gateway's request id in Lambda, a random one locally.
-func requestID(r *http.Request) string {
-	if rc, ok := core.GetAPIGatewayV2ContextFromContext(r.Context()); ok && rc.RequestID != "" {
-		return rc.RequestID
-	}
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // Slack text is escaped for Slack already (&lt; …)
-	body := []byte(`{"error":"internal"}`)
-	if err := enc.Encode(v); err != nil {
-		status = http.StatusInternalServerError
-	} else {
-		body = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
 }

@@ -14,12 +14,15 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/policy"
+	"github.com/keyvend/keyvend/pkg/slacksig"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // TestRejectsRequestsSlackDidNotSign: forged, stale, unsigned, tampered
@@ -47,18 +50,18 @@ func TestRejectsRequestsSlackDidNotSign(t *testing.T) {
 		req    *http.Request
 		reason string
 	}{
-		{"forged: another secret", request(body, nowS, sign("not-the-signing-secret", now, body)), chatops.RejectInvalid},
-		{"stale: 6 minutes old", request(body, strconv.FormatInt(stale, 10), sign(testSecret, stale, body)), chatops.RejectStale},
-		{"stale: 6 minutes ahead", request(body, strconv.FormatInt(future, 10), sign(testSecret, future, body)), chatops.RejectStale},
-		{"no signature header", request(body, nowS, ""), chatops.RejectMissing},
-		{"no timestamp header", request(body, "", sign(testSecret, now, body)), chatops.RejectMissing},
-		{"no headers at all", request(body, "", ""), chatops.RejectMissing},
-		{"body tampered", request(strings.Replace(body, "site.example.com%3Arw", "site.example.com%3Afull", 1), nowS, sign(testSecret, now, body)), chatops.RejectInvalid},
-		{"timestamp tampered", request(body, strconv.FormatInt(now-1, 10), sign(testSecret, now, body)), chatops.RejectInvalid},
-		{"signature not hex", request(body, nowS, "v0=not-hex"), chatops.RejectInvalid},
-		{"signature of another scheme", request(body, nowS, strings.Replace(sign(testSecret, now, body), "v0=", "v1=", 1)), chatops.RejectInvalid},
-		{"replayed", request(helpBody, nowS, helpSig), chatops.RejectReplayed},
-		{"replayed with the signature in capitals", request(helpBody, nowS, "v0="+strings.ToUpper(strings.TrimPrefix(helpSig, "v0="))), chatops.RejectReplayed},
+		{"forged: another secret", request(body, nowS, sign("not-the-signing-secret", now, body)), slacksig.RejectInvalid},
+		{"stale: 6 minutes old", request(body, strconv.FormatInt(stale, 10), sign(testSecret, stale, body)), slacksig.RejectStale},
+		{"stale: 6 minutes ahead", request(body, strconv.FormatInt(future, 10), sign(testSecret, future, body)), slacksig.RejectStale},
+		{"no signature header", request(body, nowS, ""), slacksig.RejectMissing},
+		{"no timestamp header", request(body, "", sign(testSecret, now, body)), slacksig.RejectMissing},
+		{"no headers at all", request(body, "", ""), slacksig.RejectMissing},
+		{"body tampered", request(strings.Replace(body, "site.example.com%3Arw", "site.example.com%3Afull", 1), nowS, sign(testSecret, now, body)), slacksig.RejectInvalid},
+		{"timestamp tampered", request(body, strconv.FormatInt(now-1, 10), sign(testSecret, now, body)), slacksig.RejectInvalid},
+		{"signature not hex", request(body, nowS, "v0=not-hex"), slacksig.RejectInvalid},
+		{"signature of another scheme", request(body, nowS, strings.Replace(sign(testSecret, now, body), "v0=", "v1=", 1)), slacksig.RejectInvalid},
+		{"replayed", request(helpBody, nowS, helpSig), slacksig.RejectReplayed},
+		{"replayed with the signature in capitals", request(helpBody, nowS, "v0="+strings.ToUpper(strings.TrimPrefix(helpSig, "v0="))), slacksig.RejectReplayed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -110,7 +113,7 @@ func TestQueuesAnAllowedCommand(t *testing.T) {
 		t.Fatalf("%d jobs queued, want 1", len(jobs))
 	}
 	j := jobs[0]
-	want := chatops.Command{Op: chatops.OpProvision, User: user, Grants: []policy.Grant{{Bucket: "site.example.com", Access: policy.ReadWrite}}, Reason: "blog deploys", ExpiresIn: "720h"}
+	want := slashcmd.Command{Op: slashcmd.OpProvision, User: user, Grants: []policy.Grant{{Bucket: "site.example.com", Access: policy.ReadWrite}}, Reason: "blog deploys", ExpiresIn: "720h"}
 	if j.TeamID != team || j.UserID != alice || j.ChannelID != deploys || j.UserName != "alice" || j.ResponseURL != c.responseURL || j.Slash != "/keyvend" || j.ID == "" {
 		t.Errorf("job %+v", j)
 	}
@@ -280,7 +283,7 @@ func TestBase64BodyThroughTheLambdaAdapter(t *testing.T) {
 		t.Fatalf("ack %s (%v)", resp.Body, err)
 	}
 	jobs := e.receiveJobs(t)
-	if len(jobs) != 1 || jobs[0].ID != ev.RequestContext.RequestID || jobs[0].Command.Op != chatops.OpList || jobs[0].Command.Bucket != "site.example.com" {
+	if len(jobs) != 1 || jobs[0].ID != ev.RequestContext.RequestID || jobs[0].Command.Op != slashcmd.OpList || jobs[0].Command.Bucket != "site.example.com" {
 		t.Fatalf("jobs %+v", jobs)
 	}
 }
@@ -341,4 +344,30 @@ func isCode(err error, code string) bool {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestUnreadableSigningSecret: while the signing secret cannot be read
+// the endpoint answers 500 (keyvend's problem, not a forged request) and
+// nothing more; once it can, the same endpoint answers. (pkg/slacksig
+// tests the secret's caching and forms.)
+func TestUnreadableSigningSecret(t *testing.T) {
+	e := newSlackEnv(t)
+	out, err := e.sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(awstest.Name("keyvend/slack-signing")), SecretString: aws.String(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	faults := &awstest.Faults{}
+	fnCfg := awstest.Config(t, awstest.Shared(t).URL)
+	faults.Attach(&fnCfg)
+	faults.FailNthWith("GetSecretValue", 1, "InternalServiceError")
+	e.endpoint.Verifier.Secret = &slacksig.ManagedSecret{ARN: aws.ToString(out.ARN), Client: secretsmanager.NewFromConfig(fnCfg)}
+	if rep := e.send(t, signedRequest(e.cmd("help").body())); rep.Status != http.StatusInternalServerError || strings.Contains(rep.raw, "provision") {
+		t.Errorf("with the secret unreadable: %d %s, want 500", rep.Status, rep.raw)
+	}
+	if lines := e.auditLines(t, "chatops.slack"); len(lines) != 1 || lines[0]["result"] != "error" || lines[0]["reason"] != "signing secret" {
+		t.Errorf("audit %v, want one error line for the signing secret", lines)
+	}
+	if rep := e.send(t, signedRequest(e.cmd("help").body())); rep.Status != http.StatusOK || !strings.Contains(rep.Text, "provision") {
+		t.Errorf("with the secret readable again: %d %s", rep.Status, rep.raw)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // Job is a verified, authorized slash command on its way to the worker:
@@ -16,15 +17,15 @@ import (
 // capability to post into the user's Slack conversation for 30 minutes,
 // which is why only keyvend's Slack function may send to the queue.
 type Job struct {
-	ID          string    `json:"id"` // the request id of the slash command
-	Command     Command   `json:"command"`
-	Slash       string    `json:"slash"` // the slash command as configured, e.g. /keyvend
-	TeamID      string    `json:"team_id"`
-	UserID      string    `json:"user_id"`
-	UserName    string    `json:"user_name,omitempty"`
-	ChannelID   string    `json:"channel_id,omitempty"`
-	ResponseURL string    `json:"response_url"`
-	QueuedAt    time.Time `json:"queued_at"`
+	ID          string           `json:"id"` // the request id of the slash command
+	Command     slashcmd.Command `json:"command"`
+	Slash       string           `json:"slash"` // the slash command as configured, e.g. /keyvend
+	TeamID      string           `json:"team_id"`
+	UserID      string           `json:"user_id"`
+	UserName    string           `json:"user_name,omitempty"`
+	ChannelID   string           `json:"channel_id,omitempty"`
+	ResponseURL string           `json:"response_url"`
+	QueuedAt    time.Time        `json:"queued_at"`
 }
 
 // slackIDRE is the shape of Slack team, user and channel ids (T0123ABCD,
@@ -35,12 +36,12 @@ var slackIDRE = regexp.MustCompile(`^[A-Z0-9]{1,32}$`)
 // Principal is the Slack caller as rules see it: slack:<team>/<user>, in
 // its channel.
 func (j Job) Principal() caller.Principal {
-	return SlackPrincipal(j.TeamID, j.UserID, j.UserName, j.ChannelID)
+	return slackPrincipal(j.TeamID, j.UserID, j.UserName, j.ChannelID)
 }
 
-// SlackPrincipal is the principal of Slack user user of team team acting
+// slackPrincipal is the principal of Slack user user of team team acting
 // from channel.
-func SlackPrincipal(team, user, name, channel string) caller.Principal {
+func slackPrincipal(team, user, name, channel string) caller.Principal {
 	id := "slack:" + team + "/" + user
 	raw := id
 	if name != "" {
@@ -62,8 +63,8 @@ func checkIDs(team, user, channel string) string {
 	return ""
 }
 
-// EncodeJob is the message body of j.
-func EncodeJob(j Job) (string, error) {
+// encodeJob is the message body of j.
+func encodeJob(j Job) (string, error) {
 	b, err := json.Marshal(j)
 	if err != nil {
 		return "", fmt.Errorf("encode job %s: %w", j.ID, err)
@@ -71,9 +72,9 @@ func EncodeJob(j Job) (string, error) {
 	return string(b), nil
 }
 
-// DecodeJob reads a message body strictly: one JSON object of a Job, no
+// decodeJob reads a message body strictly: one JSON object of a Job, no
 // unknown fields, the ids well-formed and a command of a known kind.
-func DecodeJob(body string) (Job, error) {
+func decodeJob(body string) (Job, error) {
 	var j Job
 	dec := json.NewDecoder(bytes.NewReader([]byte(body)))
 	dec.DisallowUnknownFields()
@@ -87,7 +88,7 @@ func DecodeJob(body string) (Job, error) {
 		return Job{}, fmt.Errorf("job %s: %s", j.ID, msg)
 	}
 	switch j.Command.Op {
-	case OpProvision, OpRotate, OpStatus, OpList, OpDelete:
+	case slashcmd.OpProvision, slashcmd.OpRotate, slashcmd.OpStatus, slashcmd.OpList, slashcmd.OpDelete:
 	default:
 		return Job{}, fmt.Errorf("job %s: command %q is not one the worker runs", j.ID, j.Command.Op)
 	}
@@ -97,10 +98,10 @@ func DecodeJob(body string) (Job, error) {
 	return j, nil
 }
 
-// JobFingerprint is what makes two deliveries of a job the same job (its
+// jobFingerprint is what makes two deliveries of a job the same job (its
 // idempotency fingerprint): the job less the time it was queued, which a
 // job sent again may not share.
-func JobFingerprint(j Job) []byte {
+func jobFingerprint(j Job) []byte {
 	j.QueuedAt = time.Time{}
 	b, _ := json.Marshal(j) // a Job always encodes
 	return b

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -28,6 +29,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slacksig"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -91,7 +93,7 @@ func newSlackEnv(t *testing.T) *slackEnv {
 	e.slack = newReceiver(t)
 	hosts := chatops.ResponseHosts{"127.0.0.1"}
 	e.endpoint = &chatops.Endpoint{
-		Verifier: &chatops.Verifier{Secret: chatops.StaticSecret(testSecret), Replay: chatops.NewReplayCache(0)},
+		Verifier: &slacksig.Verifier{Secret: slacksig.StaticSecret(testSecret), Replay: slacksig.NewReplayCache(0)},
 		Checks:   e.svc,
 		Queue:    chatops.SQSQueue{Client: sqs.NewFromConfig(svcCfg), URL: e.queueURL},
 		Hosts:    hosts,
@@ -174,14 +176,41 @@ func (e *slackEnv) receiveJobs(t *testing.T) []chatops.Job {
 	return jobs
 }
 
-// runWorker polls the queue with the worker until stop is called or the
-// test ends.
+// runWorker stands in for Lambda's SQS event source (as keyvend serve's
+// poller does) until stop is called or the test ends: it receives jobs
+// with their attributes, hands each batch to the worker and deletes the
+// messages the worker does not report failed; SQS delivers those again
+// after the visibility timeout, then moves them to the dead-letter queue.
 func (e *slackEnv) runWorker(t *testing.T) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	p := &chatops.Poller{Client: e.sqs, QueueURL: e.queueURL, Handle: e.worker.Handle, Wait: time.Second, Log: slog.New(slog.NewJSONHandler(e.logs, nil))}
-	go func() { defer close(done); p.Run(ctx) }()
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(e.queueURL), MaxNumberOfMessages: 5, WaitTimeSeconds: 1,
+				MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			var ev events.SQSEvent
+			for _, m := range out.Messages {
+				ev.Records = append(ev.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle),
+					Body: aws.ToString(m.Body), Attributes: m.Attributes, EventSource: "aws:sqs"})
+			}
+			resp, _ := e.worker.Handle(ctx, ev) // never fails the whole batch
+			failed := map[string]bool{}
+			for _, f := range resp.BatchItemFailures {
+				failed[f.ItemIdentifier] = true
+			}
+			for _, m := range ev.Records {
+				if !failed[m.MessageId] {
+					_, _ = e.sqs.DeleteMessage(context.WithoutCancel(ctx), &sqs.DeleteMessageInput{QueueUrl: aws.String(e.queueURL), ReceiptHandle: aws.String(m.ReceiptHandle)})
+				}
+			}
+		}
+	}()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)

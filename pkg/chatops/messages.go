@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	"github.com/aws/smithy-go"
 	"github.com/slack-go/slack"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // The messages keyvend posts: all ephemeral (only the user who typed the
@@ -51,25 +53,25 @@ func contextLine(mrkdwn string) *slack.ContextBlock {
 }
 
 // code is s as inline code, escaped.
-func code(s string) string { return "`" + escapeSlack(strings.ReplaceAll(s, "`", "'")) + "`" }
+func code(s string) string { return "`" + slashcmd.Escape(strings.ReplaceAll(s, "`", "'")) + "`" }
 
-// AckMessage answers a queued command at once.
-func AckMessage(c Command) *slack.WebhookMessage {
+// ackMessage answers a queued command at once.
+func ackMessage(c slashcmd.Command) *slack.WebhookMessage {
 	return ephemeral(":hourglass_flowing_sand: Working on it: `" + strings.ReplaceAll(c.Text(), "`", "'") + "`. The result will be posted here, only to you.")
 }
 
-// UsageMessage answers text that is not a command (reason says why; empty
+// usageMessage answers text that is not a command (reason says why; empty
 // for help).
-func UsageMessage(slash, reason string) *slack.WebhookMessage {
+func usageMessage(slash, reason string) *slack.WebhookMessage {
 	if reason == "" {
-		return ephemeral(Usage(slash))
+		return ephemeral(slashcmd.Usage(slash))
 	}
-	return ephemeral(":grey_question: " + escapeSlack(reason) + ".\n\n" + Usage(slash))
+	return ephemeral(":grey_question: " + slashcmd.Escape(reason) + ".\n\n" + slashcmd.Usage(slash))
 }
 
-// RefusalMessage answers a command the prechecks (or the operation)
+// refusalMessage answers a command the prechecks (or the operation)
 // refused: invalid, not allowed, no such user, conflict.
-func RefusalMessage(c Command, err error) *slack.WebhookMessage {
+func refusalMessage(c slashcmd.Command, err error) *slack.WebhookMessage {
 	var pe *provision.Error
 	if !errors.As(err, &pe) {
 		return ephemeral(":x: keyvend could not " + string(c.Op) + ".")
@@ -87,21 +89,24 @@ func RefusalMessage(c Command, err error) *slack.WebhookMessage {
 	case provision.KindInProgress:
 		icon, lead = ":hourglass:", "Busy"
 	}
-	text := fmt.Sprintf("%s %s (`%s`): %s", icon, lead, strings.ReplaceAll(c.Text(), "`", "'"), escapeSlack(pe.Detail))
+	text := fmt.Sprintf("%s %s (`%s`): %s", icon, lead, strings.ReplaceAll(c.Text(), "`", "'"), slashcmd.Escape(pe.Detail))
 	for _, f := range pe.Fields {
-		text += "\n• " + code(f.Field) + ": " + escapeSlack(f.Detail)
+		text += "\n• " + code(f.Field) + ": " + slashcmd.Escape(f.Detail)
 	}
 	return ephemeral(text)
 }
 
-// FailureMessage tells the user that keyvend (or AWS) failed, after
-// attempts tries; the details are in the log under the request id.
-func FailureMessage(c Command, err error, requestID string, attempts int) *slack.WebhookMessage {
+// failureMessage tells the user that keyvend (or AWS) failed, after
+// attempts tries; the details are in the log under the request id. It
+// names the AWS error code whatever the code is, where
+// httpapi.ProblemFor classifies further (throttling, keyvend's own
+// permissions, AWS unreachable) and logs as it does: the worker and the
+// endpoint log the error themselves, and the Slack text stays as it was.
+func failureMessage(c slashcmd.Command, err error, requestID string, attempts int) *slack.WebhookMessage {
 	why := "an internal error"
-	var ae smithy.APIError
-	switch {
-	case errors.As(err, &ae):
-		why = "an AWS error (" + escapeSlack(ae.ErrorCode()) + ")"
+	switch code := awserr.Code(err); {
+	case code != "":
+		why = "an AWS error (" + slashcmd.Escape(code) + ")"
 	case errors.Is(err, context.DeadlineExceeded):
 		why = "AWS not answering in time"
 	}
@@ -145,7 +150,7 @@ func readinessText(r provision.Readiness) string {
 	case *r.Ready:
 		return "AWS accepts the new key."
 	default:
-		return sentence(escapeSlack(r.ReadyHint))
+		return sentence(slashcmd.Escape(r.ReadyHint))
 	}
 }
 
@@ -159,14 +164,14 @@ func sentence(s string) string {
 }
 
 func profileBlock(user, line string) string {
-	return "Add this to `~/.aws/config`, then use `--profile " + escapeSlack(user) + "`:\n```[profile " + escapeSlack(user) + "]\n" + escapeSlack(line) + "```"
+	return "Add this to `~/.aws/config`, then use `--profile " + slashcmd.Escape(user) + "`:\n```[profile " + slashcmd.Escape(user) + "]\n" + slashcmd.Escape(line) + "```"
 }
 
-// ProvisionMessage reports a provisioned user.
-func ProvisionMessage(res *provision.CreateResult, requestID string) *slack.WebhookMessage {
-	head := fmt.Sprintf(":white_check_mark: Provisioned *%s*: its access key is in secret %s.", escapeSlack(res.User), code(res.SecretName))
+// provisionMessage reports a provisioned user.
+func provisionMessage(res *provision.CreateResult, requestID string) *slack.WebhookMessage {
+	head := fmt.Sprintf(":white_check_mark: Provisioned *%s*: its access key is in secret %s.", slashcmd.Escape(res.User), code(res.SecretName))
 	if !res.Created {
-		head = fmt.Sprintf(":white_check_mark: *%s* already exists with these grants; its key is unchanged, in secret %s.", escapeSlack(res.User), code(res.SecretName))
+		head = fmt.Sprintf(":white_check_mark: *%s* already exists with these grants; its key is unchanged, in secret %s.", slashcmd.Escape(res.User), code(res.SecretName))
 	}
 	expiry := expiryText(res.ExpiresAt)
 	if res.ExpiryCapped {
@@ -180,9 +185,9 @@ func ProvisionMessage(res *provision.CreateResult, requestID string) *slack.Webh
 	)
 }
 
-// RotateMessage reports a rotated key.
-func RotateMessage(res *provision.RotateResult, requestID string) *slack.WebhookMessage {
-	head := fmt.Sprintf(":arrows_counterclockwise: New access key for *%s*, stored in secret %s.", escapeSlack(res.User), code(res.SecretName))
+// rotateMessage reports a rotated key.
+func rotateMessage(res *provision.RotateResult, requestID string) *slack.WebhookMessage {
+	head := fmt.Sprintf(":arrows_counterclockwise: New access key for *%s*, stored in secret %s.", slashcmd.Escape(res.User), code(res.SecretName))
 	prev := "The previous key is deleted."
 	if res.PreviousAccessKeyID == "" {
 		prev = "There was no previous key."
@@ -196,16 +201,16 @@ func RotateMessage(res *provision.RotateResult, requestID string) *slack.Webhook
 	)
 }
 
-// StatusMessage describes a user.
-func StatusMessage(d *provision.Description, requestID string) *slack.WebhookMessage {
+// statusMessage describes a user.
+func statusMessage(d *provision.Description, requestID string) *slack.WebhookMessage {
 	state := "complete: its secret holds one of its keys"
 	if !d.Complete {
 		state = "incomplete: its secret holds none of its keys (a request is on it, or the reaper repairs it)"
 	}
-	head := fmt.Sprintf(":information_source: *%s* is %s.", escapeSlack(d.User), state)
+	head := fmt.Sprintf(":information_source: *%s* is %s.", slashcmd.Escape(d.User), state)
 	var keys []string
 	for _, k := range d.AccessKeys {
-		line := fmt.Sprintf("• …%s %s, created %s", escapeSlack(lastN(k.AccessKeyID, 4)), strings.ToLower(k.Status), k.CreatedAt.UTC().Format(time.RFC3339))
+		line := fmt.Sprintf("• …%s %s, created %s", slashcmd.Escape(lastN(k.AccessKeyID, 4)), strings.ToLower(k.Status), k.CreatedAt.UTC().Format(time.RFC3339))
 		if k.InSecret {
 			line += ", in the secret"
 		}
@@ -224,8 +229,8 @@ func StatusMessage(d *provision.Description, requestID string) *slack.WebhookMes
 	)
 }
 
-// ListMessage lists users; more says the listing stopped before the end.
-func ListMessage(users []provision.UserSummary, bucket string, more bool, requestID string) *slack.WebhookMessage {
+// listMessage lists users; more says the listing stopped before the end.
+func listMessage(users []provision.UserSummary, bucket string, more bool, requestID string) *slack.WebhookMessage {
 	scope := " you may see"
 	if bucket != "" {
 		scope += " with a grant on " + code(bucket)
@@ -250,13 +255,13 @@ func ListMessage(users []provision.UserSummary, bucket string, more bool, reques
 	for _, u := range users {
 		var gs []string
 		for _, g := range u.Grants {
-			gl := escapeSlack(g.Bucket) + " " + string(g.Access)
+			gl := slashcmd.Escape(g.Bucket) + " " + string(g.Access)
 			if g.Prefix != "" {
 				gl += " under " + code(g.Prefix)
 			}
 			gs = append(gs, gl)
 		}
-		line := fmt.Sprintf("• *%s*: %s; requested by %s; expires %s\n", escapeSlack(u.User), strings.Join(gs, ", "), code(u.Requester), expiryText(u.ExpiresAt))
+		line := fmt.Sprintf("• *%s*: %s; requested by %s; expires %s\n", slashcmd.Escape(u.User), strings.Join(gs, ", "), code(u.Requester), expiryText(u.ExpiresAt))
 		if chunk.Len()+len(line) > maxSectionText {
 			flush()
 		}
@@ -270,9 +275,9 @@ func ListMessage(users []provision.UserSummary, bucket string, more bool, reques
 	return ephemeral(head, blocks...)
 }
 
-// DeleteMessage reports a deprovisioned user.
-func DeleteMessage(user string, requestID string) *slack.WebhookMessage {
-	text := fmt.Sprintf(":wastebasket: Deprovisioned *%s*: its keys are deleted, it has left its groups, its secret is scheduled for deletion and the user is gone.", escapeSlack(user))
+// deleteMessage reports a deprovisioned user.
+func deleteMessage(user string, requestID string) *slack.WebhookMessage {
+	text := fmt.Sprintf(":wastebasket: Deprovisioned *%s*: its keys are deleted, it has left its groups, its secret is scheduled for deletion and the user is gone.", slashcmd.Escape(user))
 	return ephemeral(text, section(text), contextLine("Request "+code(requestID)+"."))
 }
 
@@ -281,4 +286,13 @@ func lastN(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
+}
+
+// truncate shortens s to n runes, marking the cut with an ellipsis.
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n]) + "…"
 }

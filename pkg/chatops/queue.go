@@ -19,7 +19,7 @@ type SQSSender interface {
 }
 
 // SQSQueue sends jobs to an SQS queue, whose consumer is the worker: in
-// AWS the worker function's event source, locally a Poller.
+// AWS the worker function's event source, locally keyvend serve's poller.
 type SQSQueue struct {
 	Client SQSSender
 	URL    string
@@ -27,7 +27,7 @@ type SQSQueue struct {
 
 // Enqueue implements Queue.
 func (q SQSQueue) Enqueue(ctx context.Context, j Job) error {
-	body, err := EncodeJob(j)
+	body, err := encodeJob(j)
 	if err != nil {
 		return err
 	}

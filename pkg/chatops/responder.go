@@ -13,8 +13,8 @@ import (
 	"github.com/slack-go/slack"
 )
 
-// DefaultResponseHost is where Slack's response_urls point.
-const DefaultResponseHost = "hooks.slack.com"
+// defaultResponseHost is where Slack's response_urls point.
+const defaultResponseHost = "hooks.slack.com"
 
 // ResponseHosts are the hosts keyvend posts results to. A response_url
 // must be https on one of them (port 443), except that a loopback host
@@ -23,7 +23,7 @@ const DefaultResponseHost = "hooks.slack.com"
 type ResponseHosts []string
 
 // ParseResponseHosts reads a comma-separated host list; empty means
-// DefaultResponseHost.
+// defaultResponseHost.
 func ParseResponseHosts(s string) ResponseHosts {
 	var hs ResponseHosts
 	for _, h := range strings.Split(s, ",") {
@@ -32,7 +32,7 @@ func ParseResponseHosts(s string) ResponseHosts {
 		}
 	}
 	if len(hs) == 0 {
-		hs = ResponseHosts{DefaultResponseHost}
+		hs = ResponseHosts{defaultResponseHost}
 	}
 	return hs
 }

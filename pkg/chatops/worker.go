@@ -16,6 +16,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/idempotency"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // Service is what the worker needs of the provisioning service: the same
@@ -33,8 +34,8 @@ type Poster interface {
 	Post(ctx context.Context, responseURL string, msg *slack.WebhookMessage) error
 }
 
-// DefaultMaxReceives is the queue's maxReceiveCount unless configured.
-const DefaultMaxReceives = 3
+// defaultMaxReceives is the queue's maxReceiveCount unless configured.
+const defaultMaxReceives = 3
 
 // List bounds of a Slack answer: at most listShow users, from at most
 // listPages pages of the service's listing.
@@ -44,7 +45,7 @@ const (
 )
 
 // Worker runs queued jobs: SQS messages, in batches, as Lambda's SQS event
-// source (or the local Poller) delivers them. For each job it performs the
+// source (or keyvend serve's poller) delivers them. For each job it performs the
 // operation through the service as the job's Slack principal and posts
 // the result to the job's response_url, once:
 //
@@ -61,7 +62,7 @@ const (
 type Worker struct {
 	Service Service
 	Poster  Poster
-	// MaxReceives must equal the queue's maxReceiveCount (DefaultMaxReceives).
+	// MaxReceives must equal the queue's maxReceiveCount (defaultMaxReceives).
 	MaxReceives int
 	Log         *slog.Logger
 	// Concurrency bounds the jobs of one batch that run at once (4).
@@ -114,7 +115,7 @@ func (w *Worker) log() *slog.Logger {
 
 func (w *Worker) maxReceives() int {
 	if w.MaxReceives <= 0 {
-		return DefaultMaxReceives
+		return defaultMaxReceives
 	}
 	return w.MaxReceives
 }
@@ -124,7 +125,7 @@ func (w *Worker) process(ctx context.Context, m events.SQSMessage) error {
 	start := time.Now()
 	attempt := receiveCount(m)
 	log := w.log().With(slog.String("message_id", m.MessageId), slog.Int("attempt", attempt))
-	job, err := DecodeJob(m.Body)
+	job, err := decodeJob(m.Body)
 	if err != nil {
 		// No trustworthy response_url to tell anyone: retried, then the
 		// dead-letter queue and its alarm.
@@ -148,7 +149,7 @@ func (w *Worker) process(ctx context.Context, m events.SQSMessage) error {
 	case err == nil:
 	case kind != 0 && (kind != provision.KindInProgress || final):
 		result = resultOfKind(kind)
-		msg = RefusalMessage(job.Command, err)
+		msg = refusalMessage(job.Command, err)
 	case !final:
 		w.abandon(ctx, log, claim) // the next delivery acts again
 		log.WarnContext(ctx, "chatops job failed; SQS delivers it again", slog.String("error", err.Error()),
@@ -157,7 +158,7 @@ func (w *Worker) process(ctx context.Context, m events.SQSMessage) error {
 	default:
 		w.abandon(ctx, log, claim) // a job redriven from the dead-letter queue acts again
 		result, failed = "failed", err
-		msg = FailureMessage(job.Command, err, job.ID, attempt)
+		msg = failureMessage(job.Command, err, job.ID, attempt)
 	}
 	if failed == nil {
 		w.finish(ctx, log, claim, result, msg)
@@ -201,8 +202,8 @@ func (w *Worker) claim(ctx context.Context, job Job) (*idempotency.Claim, error)
 		return nil, nil
 	}
 	switch job.Command.Op {
-	case OpProvision, OpRotate, OpDelete:
-		return w.Idempotency.Begin(ctx, job.Principal().Requester(), job.ID, JobFingerprint(job))
+	case slashcmd.OpProvision, slashcmd.OpRotate, slashcmd.OpDelete:
+		return w.Idempotency.Begin(ctx, job.Principal().Requester(), job.ID, jobFingerprint(job))
 	}
 	return nil, nil
 }
@@ -291,30 +292,30 @@ func (w *Worker) delivered(ctx context.Context, log *slog.Logger, c *idempotency
 func (w *Worker) run(ctx context.Context, job Job) (*slack.WebhookMessage, error) {
 	p, c := job.Principal(), job.Command
 	switch c.Op {
-	case OpProvision:
+	case slashcmd.OpProvision:
 		res, err := w.Service.Create(ctx, provision.CreateInput{Principal: p, RequestID: job.ID, Request: c.CreateRequest()})
 		if err != nil {
 			return nil, err
 		}
-		return ProvisionMessage(res, job.ID), nil
-	case OpRotate:
+		return provisionMessage(res, job.ID), nil
+	case slashcmd.OpRotate:
 		res, err := w.Service.Rotate(ctx, provision.RotateInput{Principal: p, RequestID: job.ID, User: c.User, Wait: true})
 		if err != nil {
 			return nil, err
 		}
-		return RotateMessage(res, job.ID), nil
-	case OpStatus:
+		return rotateMessage(res, job.ID), nil
+	case slashcmd.OpStatus:
 		d, err := w.Service.Describe(ctx, p, c.User)
 		if err != nil {
 			return nil, err
 		}
-		return StatusMessage(d, job.ID), nil
-	case OpDelete:
+		return statusMessage(d, job.ID), nil
+	case slashcmd.OpDelete:
 		if err := w.Service.Delete(ctx, provision.DeleteInput{Principal: p, RequestID: job.ID, User: c.User}); err != nil {
 			return nil, err
 		}
-		return DeleteMessage(c.User, job.ID), nil
-	case OpList:
+		return deleteMessage(c.User, job.ID), nil
+	case slashcmd.OpList:
 		var users []provision.UserSummary
 		next := ""
 		for page := 0; page < listPages; page++ {
@@ -331,9 +332,9 @@ func (w *Worker) run(ctx context.Context, job Job) (*slack.WebhookMessage, error
 		if len(users) > listShow {
 			users = users[:listShow]
 		}
-		return ListMessage(users, c.Bucket, more, job.ID), nil
+		return listMessage(users, c.Bucket, more, job.ID), nil
 	}
-	return ephemeral(Usage(job.Slash)), nil
+	return ephemeral(slashcmd.Usage(job.Slash)), nil
 }
 
 // receiveCount is SQS's ApproximateReceiveCount of m (1 when absent).

@@ -16,6 +16,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // posted is a message as Slack receives it at the response_url.
@@ -266,7 +267,7 @@ func TestWorkerPostsOnlyToAllowedHosts(t *testing.T) {
 	other := newReceiver(t)
 	// other listens on 127.0.0.1 too; name it by "localhost", not allowed.
 	foreign := strings.Replace(other.url("/r/1"), "127.0.0.1", "localhost", 1)
-	body, err := chatops.EncodeJob(chatops.Job{ID: "j-foreign", Command: chatops.Command{Op: chatops.OpList}, TeamID: team, UserID: alice, ResponseURL: foreign})
+	body, err := chatops.EncodeJob(chatops.Job{ID: "j-foreign", Command: slashcmd.Command{Op: slashcmd.OpList}, TeamID: team, UserID: alice, ResponseURL: foreign})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +287,7 @@ func TestWorkerPostsOnlyToAllowedHosts(t *testing.T) {
 func TestResponder(t *testing.T) {
 	rc := newReceiver(t)
 	r := &chatops.Responder{Hosts: chatops.ResponseHosts{"127.0.0.1"}, Backoff: time.Millisecond}
-	msg := chatops.AckMessage(chatops.Command{Op: chatops.OpList})
+	msg := chatops.AckMessage(slashcmd.Command{Op: slashcmd.OpList})
 
 	rc.mu.Lock()
 	rc.status = http.StatusBadGateway
@@ -345,9 +346,9 @@ func TestResponseHosts(t *testing.T) {
 	}
 }
 
-func mustParse(t *testing.T, text string) chatops.Command {
+func mustParse(t *testing.T, text string) slashcmd.Command {
 	t.Helper()
-	c, err := chatops.Parse(text)
+	c, err := slashcmd.Parse(text)
 	if err != nil {
 		t.Fatalf("Parse(%q): %v", text, err)
 	}

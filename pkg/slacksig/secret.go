@@ -1,4 +1,4 @@
-package chatops
+package slacksig
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package chatops_test
+package slashcmd_test
 
 import (
 	"errors"
@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 // FuzzParse: whatever the text, Parse answers a command or a usage error
@@ -18,9 +18,9 @@ import (
 // testdata/fuzz/FuzzParse; `make test` fuzzes for a few seconds.
 func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text string) {
-		c, err := chatops.Parse(text)
+		c, err := slashcmd.Parse(text)
 		if err != nil {
-			var ue *chatops.UsageError
+			var ue *slashcmd.UsageError
 			if !errors.As(err, &ue) || ue.Reason == "" {
 				t.Fatalf("Parse(%q): error %T %v, want a *UsageError with a reason", text, err, err)
 			}
@@ -28,13 +28,13 @@ func FuzzParse(f *testing.F) {
 		}
 		valid := true
 		switch c.Op {
-		case chatops.OpHelp:
-		case chatops.OpList:
-		case chatops.OpRotate, chatops.OpStatus, chatops.OpDelete:
+		case slashcmd.OpHelp:
+		case slashcmd.OpList:
+		case slashcmd.OpRotate, slashcmd.OpStatus, slashcmd.OpDelete:
 			if c.User == "" {
 				t.Fatalf("Parse(%q) = %+v: no user", text, c)
 			}
-		case chatops.OpProvision:
+		case slashcmd.OpProvision:
 			if c.User == "" || len(c.Grants) == 0 {
 				t.Fatalf("Parse(%q) = %+v: no user or no grant", text, c)
 			}
@@ -54,10 +54,10 @@ func FuzzParse(f *testing.F) {
 		if strings.ContainsAny(strings.NewReplacer("&amp;", "", "&lt;", "", "&gt;", "").Replace(out), "<>&") {
 			t.Fatalf("Text of %+v = %q: unescaped markup", c, out)
 		}
-		if !valid || len(out) > chatops.MaxTextLen {
+		if !valid || len(out) > slashcmd.MaxTextLen {
 			return
 		}
-		back, err := chatops.Parse(out)
+		back, err := slashcmd.Parse(out)
 		if err != nil || !reflect.DeepEqual(back, c) {
 			t.Fatalf("Parse(%q) = %+v; its Text %q parses as %+v, %v", text, c, out, back, err)
 		}

@@ -1,14 +1,8 @@
-// Package chatops is keyvend's Slack slash command: the endpoint that
-// verifies Slack's signature, parses and authorizes the command and queues
-// it (answering within Slack's 3 seconds), and the worker that runs the
-// queued job through the provisioning service and posts the result to the
-// command's response_url. One file per concern: the command language
-// (command.go), signatures (verify.go, replay.go, secret.go), the endpoint
-// (endpoint.go), jobs and their queue (job.go, queue.go), the worker
-// (worker.go), the messages (messages.go), posting them (responder.go),
-// and a local SQS poller that stands in for Lambda's event source
-// (poller.go).
-package chatops
+// Package slashcmd is the language of keyvend's Slack slash command:
+// Parse reads what follows /keyvend into a Command (or a *UsageError),
+// Command.Text writes it back as Slack text, and Usage is the help. It
+// knows nothing of HTTP, Slack's signatures or the queue (pkg/chatops).
+package slashcmd
 
 import (
 	"fmt"
@@ -241,7 +235,7 @@ func (c Command) Text() string {
 			parts = append(parts, quoteToken(c.Bucket))
 		}
 	}
-	return escapeSlack(strings.Join(parts, " "))
+	return Escape(strings.Join(parts, " "))
 }
 
 type token struct {
@@ -358,8 +352,9 @@ func unescapeSlack(s string) string {
 	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(b.String())
 }
 
-// escapeSlack escapes the characters Slack reserves for its markup.
-func escapeSlack(s string) string {
+// Escape escapes the characters Slack reserves for its markup (&amp;
+// &lt; &gt;).
+func Escape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
@@ -378,7 +373,7 @@ func Usage(cmd string) string {
 		cmd = "/keyvend"
 	}
 	// Escaped as a whole: <user> would otherwise be Slack markup.
-	return escapeSlack(strings.Join([]string{
+	return Escape(strings.Join([]string{
 		"*keyvend* vends S3 credentials for one bucket (or a few), stored in Secrets Manager. Commands:",
 		"• `" + cmd + " provision <user> <bucket>[:<access>[:<prefix>]]… [\"reason\"] [--expires 720h]`: create an IAM user with those grants and its key." +
 			" Access is `read-only` (the default), `read-write`, `write-only` or `full` (`ro`, `rw`, `wo`). Quote the reason.",

@@ -1,4 +1,4 @@
-package chatops_test
+package slashcmd_test
 
 import (
 	"errors"
@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
 
 func TestParseCommands(t *testing.T) {
@@ -17,37 +17,37 @@ func TestParseCommands(t *testing.T) {
 	}
 	cases := []struct {
 		text string
-		want chatops.Command
+		want slashcmd.Command
 	}{
 		{`provision site-deployer site.example.com:read-write "blog deploys"`,
-			chatops.Command{Op: chatops.OpProvision, User: "site-deployer", Grants: []policy.Grant{g("site.example.com", policy.ReadWrite, "")}, Reason: "blog deploys"}},
+			slashcmd.Command{Op: slashcmd.OpProvision, User: "site-deployer", Grants: []policy.Grant{g("site.example.com", policy.ReadWrite, "")}, Reason: "blog deploys"}},
 		{`provision site-deployer site.example.com:read-write "blog deploys" --expires 720h`,
-			chatops.Command{Op: chatops.OpProvision, User: "site-deployer", Grants: []policy.Grant{g("site.example.com", policy.ReadWrite, "")}, Reason: "blog deploys", ExpiresIn: "720h"}},
+			slashcmd.Command{Op: slashcmd.OpProvision, User: "site-deployer", Grants: []policy.Grant{g("site.example.com", policy.ReadWrite, "")}, Reason: "blog deploys", ExpiresIn: "720h"}},
 		{`PROVISION u a.example.com b.example.com:rw:img/ c.example.com:wo:x:y --expires=2030-01-02T03:04:05Z 'two words'`,
-			chatops.Command{Op: chatops.OpProvision, User: "u", Grants: []policy.Grant{
+			slashcmd.Command{Op: slashcmd.OpProvision, User: "u", Grants: []policy.Grant{
 				g("a.example.com", policy.ReadOnly, ""), g("b.example.com", policy.ReadWrite, "img/"), g("c.example.com", policy.WriteOnly, "x:y")},
 				Reason: "two words", ExpiresAt: "2030-01-02T03:04:05Z"}},
 		{"provision  u\ta.example.com:FULL  “smart quotes from the Slack client”",
-			chatops.Command{Op: chatops.OpProvision, User: "u", Grants: []policy.Grant{g("a.example.com", policy.Full, "")}, Reason: "smart quotes from the Slack client"}},
+			slashcmd.Command{Op: slashcmd.OpProvision, User: "u", Grants: []policy.Grant{g("a.example.com", policy.Full, "")}, Reason: "smart quotes from the Slack client"}},
 		{`provision u a.example.com:rw:"my dir/"`,
-			chatops.Command{Op: chatops.OpProvision, User: "u", Grants: []policy.Grant{g("a.example.com", policy.ReadWrite, "my dir/")}}},
+			slashcmd.Command{Op: slashcmd.OpProvision, User: "u", Grants: []policy.Grant{g("a.example.com", policy.ReadWrite, "my dir/")}}},
 		// Slack links a domain-looking word and escapes what users type.
 		{`provision u <http://site.example.com|site.example.com>:rw "a &amp; b"`,
-			chatops.Command{Op: chatops.OpProvision, User: "u", Grants: []policy.Grant{g("site.example.com", policy.ReadWrite, "")}, Reason: "a & b"}},
+			slashcmd.Command{Op: slashcmd.OpProvision, User: "u", Grants: []policy.Grant{g("site.example.com", policy.ReadWrite, "")}, Reason: "a & b"}},
 		{`provision u <http://site.example.com>:ro`,
-			chatops.Command{Op: chatops.OpProvision, User: "u", Grants: []policy.Grant{g("site.example.com", policy.ReadOnly, "")}}},
-		{`rotate site-deployer`, chatops.Command{Op: chatops.OpRotate, User: "site-deployer"}},
-		{`status site-deployer`, chatops.Command{Op: chatops.OpStatus, User: "site-deployer"}},
-		{`delete site-deployer`, chatops.Command{Op: chatops.OpDelete, User: "site-deployer"}},
-		{`deprovision site-deployer`, chatops.Command{Op: chatops.OpDelete, User: "site-deployer"}},
-		{`list`, chatops.Command{Op: chatops.OpList}},
-		{`list site.example.com`, chatops.Command{Op: chatops.OpList, Bucket: "site.example.com"}},
-		{`help`, chatops.Command{Op: chatops.OpHelp}},
-		{``, chatops.Command{Op: chatops.OpHelp}},
-		{"   \n", chatops.Command{Op: chatops.OpHelp}},
+			slashcmd.Command{Op: slashcmd.OpProvision, User: "u", Grants: []policy.Grant{g("site.example.com", policy.ReadOnly, "")}}},
+		{`rotate site-deployer`, slashcmd.Command{Op: slashcmd.OpRotate, User: "site-deployer"}},
+		{`status site-deployer`, slashcmd.Command{Op: slashcmd.OpStatus, User: "site-deployer"}},
+		{`delete site-deployer`, slashcmd.Command{Op: slashcmd.OpDelete, User: "site-deployer"}},
+		{`deprovision site-deployer`, slashcmd.Command{Op: slashcmd.OpDelete, User: "site-deployer"}},
+		{`list`, slashcmd.Command{Op: slashcmd.OpList}},
+		{`list site.example.com`, slashcmd.Command{Op: slashcmd.OpList, Bucket: "site.example.com"}},
+		{`help`, slashcmd.Command{Op: slashcmd.OpHelp}},
+		{``, slashcmd.Command{Op: slashcmd.OpHelp}},
+		{"   \n", slashcmd.Command{Op: slashcmd.OpHelp}},
 	}
 	for _, c := range cases {
-		got, err := chatops.Parse(c.text)
+		got, err := slashcmd.Parse(c.text)
 		if err != nil {
 			t.Errorf("Parse(%q): %v", c.text, err)
 			continue
@@ -55,7 +55,7 @@ func TestParseCommands(t *testing.T) {
 		if !reflect.DeepEqual(got, c.want) {
 			t.Errorf("Parse(%q)\n got %+v\nwant %+v", c.text, got, c.want)
 		}
-		back, err := chatops.Parse(got.Text())
+		back, err := slashcmd.Parse(got.Text())
 		if err != nil || !reflect.DeepEqual(back, got) {
 			t.Errorf("Parse(%q.Text() = %q) = %+v, %v", c.text, got.Text(), back, err)
 		}
@@ -83,10 +83,10 @@ func TestParseUsageErrors(t *testing.T) {
 		`list a b`,
 		"provision u a.example.com \xff",
 		`provision u ` + strings.Repeat("a.example.com ", 70),
-		strings.Repeat("x", chatops.MaxTextLen+1),
+		strings.Repeat("x", slashcmd.MaxTextLen+1),
 	} {
-		c, err := chatops.Parse(text)
-		var ue *chatops.UsageError
+		c, err := slashcmd.Parse(text)
+		var ue *slashcmd.UsageError
 		if !errors.As(err, &ue) || ue.Reason == "" {
 			t.Errorf("Parse(%.60q) = %+v, %v; want a usage error", text, c, err)
 		}
@@ -96,20 +96,20 @@ func TestParseUsageErrors(t *testing.T) {
 // TestProvisionRequest: the parsed command becomes the service's request,
 // with the default reason and a readiness wait, and validates there.
 func TestProvisionRequest(t *testing.T) {
-	c, err := chatops.Parse(`provision site-deployer site.example.com:rw --expires 720h`)
+	c, err := slashcmd.Parse(`provision site-deployer site.example.com:rw --expires 720h`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := c.CreateRequest()
 	want := provision.CreateRequest{User: "site-deployer", Grants: []policy.Grant{{Bucket: "site.example.com", Access: policy.ReadWrite}},
-		Reason: chatops.DefaultReason, ExpiresIn: "720h", Wait: true}
+		Reason: slashcmd.DefaultReason, ExpiresIn: "720h", Wait: true}
 	if !reflect.DeepEqual(req, want) {
 		t.Fatalf("request %+v, want %+v", req, want)
 	}
 	if err := req.Validate(); err != nil {
 		t.Fatalf("default request does not validate: %v", err)
 	}
-	bad, err := chatops.Parse(`provision "bad user!" Not_A_Bucket:rw "a reason" --expires soon`)
+	bad, err := slashcmd.Parse(`provision "bad user!" Not_A_Bucket:rw "a reason" --expires soon`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,25 +130,25 @@ func TestProvisionRequest(t *testing.T) {
 }
 
 func TestTextEscapesForSlack(t *testing.T) {
-	c := chatops.Command{Op: chatops.OpProvision, User: "u", Grants: []policy.Grant{{Bucket: "b", Access: policy.ReadOnly, Prefix: "a<b>&c d"}}, Reason: `it's "quoted"`}
+	c := slashcmd.Command{Op: slashcmd.OpProvision, User: "u", Grants: []policy.Grant{{Bucket: "b", Access: policy.ReadOnly, Prefix: "a<b>&c d"}}, Reason: `it's "quoted"`}
 	text := c.Text()
 	if strings.ContainsAny(strings.NewReplacer("&amp;", "", "&lt;", "", "&gt;", "").Replace(text), "<>&") {
 		t.Errorf("Text %q has unescaped Slack markup characters", text)
 	}
-	back, err := chatops.Parse(text)
+	back, err := slashcmd.Parse(text)
 	if err != nil || !reflect.DeepEqual(back, c) {
 		t.Errorf("Parse(%q) = %+v, %v; want %+v", text, back, err, c)
 	}
 }
 
 func TestUsageNamesEveryCommand(t *testing.T) {
-	u := chatops.Usage("/kv")
+	u := slashcmd.Usage("/kv")
 	for _, want := range []string{"/kv provision &lt;user&gt; &lt;bucket&gt;", "/kv rotate", "/kv status", "/kv list", "/kv delete", "/kv help", "--expires", "read-write"} {
 		if !strings.Contains(u, want) {
 			t.Errorf("usage does not mention %q:\n%s", want, u)
 		}
 	}
-	if strings.ContainsAny(strings.NewReplacer("&amp;", "", "&lt;", "", "&gt;", "").Replace(chatops.Usage("/a<b>")), "<>&") {
+	if strings.ContainsAny(strings.NewReplacer("&amp;", "", "&lt;", "", "&gt;", "").Replace(slashcmd.Usage("/a<b>")), "<>&") {
 		t.Error("usage has unescaped Slack markup characters")
 	}
 }

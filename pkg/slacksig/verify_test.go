@@ -1,7 +1,12 @@
-package chatops_test
+package slacksig_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,13 +17,27 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
-	"github.com/keyvend/keyvend/pkg/chatops"
+	"github.com/keyvend/keyvend/pkg/slacksig"
 )
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+const testSecret = "8f742231b10e8888abcd99yyyzzz85a5"
+
+// signed is the headers Slack sends with body at ts, signed with secret.
+func signed(secret string, ts int64, body string) http.Header {
+	mac := hmac.New(sha256.New, []byte(secret))
+	fmt.Fprintf(mac, "v0:%d:%s", ts, body)
+	h := http.Header{}
+	h.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
+	h.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
+	return h
+}
 
 func TestReplayCache(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
-	c := chatops.NewReplayCache(3)
-	until := t0.Add(chatops.SignatureWindow)
+	c := slacksig.NewReplayCache(3)
+	until := t0.Add(slacksig.SignatureWindow)
 	if c.Seen("a", until, t0) {
 		t.Fatal("a new signature was seen")
 	}
@@ -50,11 +69,14 @@ func TestReplayCache(t *testing.T) {
 }
 
 // TestSigningSecretFromSecretsManager: the secret is read once and kept;
-// a failed read is not kept; both the plain and the JSON form work.
+// a failed read is not kept (and is not a rejection: it is keyvend's
+// problem, not the caller's); both the plain and the JSON form work.
+// (pkg/chatops's TestUnreadableSigningSecret: the endpoint answers it 500.)
 func TestSigningSecretFromSecretsManager(t *testing.T) {
 	srv := awstest.Shared(t)
 	cfg := awstest.Config(t, srv.URL)
 	admin := secretsmanager.NewFromConfig(cfg)
+	const body = "command=%2Fkeyvend&text=help"
 	for name, value := range map[string]string{
 		"plain": testSecret,
 		"json":  `{"signing_secret":"` + testSecret + `"}`,
@@ -69,30 +91,39 @@ func TestSigningSecretFromSecretsManager(t *testing.T) {
 			calls.Attach(&fnCfg)
 			faults.Attach(&fnCfg)
 			faults.FailNthWith("GetSecretValue", 1, "InternalServiceError")
-			e := newSlackEnv(t)
-			e.endpoint.Verifier.Secret = &chatops.ManagedSecret{ARN: aws.ToString(out.ARN), Client: secretsmanager.NewFromConfig(fnCfg)}
-
-			help := func() *http.Request { return signedRequest(e.cmd("help").body()) }
-			if rep := e.send(t, help()); rep.Status != http.StatusInternalServerError || strings.Contains(rep.raw, "provision") {
-				t.Errorf("with the secret unreadable: %d %s, want 500", rep.Status, rep.raw)
+			v := &slacksig.Verifier{
+				Secret: &slacksig.ManagedSecret{ARN: aws.ToString(out.ARN), Client: secretsmanager.NewFromConfig(fnCfg)},
+				Replay: slacksig.NewReplayCache(0),
+			}
+			ctx := context.Background()
+			var rej *slacksig.Rejection
+			if err := v.Verify(ctx, signed(testSecret, time.Now().Unix(), body), []byte(body)); err == nil || errors.As(err, &rej) {
+				t.Errorf("with the secret unreadable: %v, want an error that is not a rejection", err)
 			}
 			for i := 0; i < 3; i++ {
-				req := help()
-				ts := time.Now().Unix() - int64(i) // one clock reading for header and signature
-				req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
-				req.Header.Set("X-Slack-Signature", sign(testSecret, ts, e.cmd("help").body()))
-				if rep := e.send(t, req); rep.Status != http.StatusOK {
-					t.Errorf("request %d: %d %s", i, rep.Status, rep.raw)
+				if err := v.Verify(ctx, signed(testSecret, time.Now().Unix()-int64(i), body), []byte(body)); err != nil {
+					t.Errorf("request %d: %v", i, err)
 				}
 			}
 			if n := calls.Count("GetSecretValue"); n != 2 {
 				t.Errorf("GetSecretValue called %d times, want 2 (the failed read, then once for good)", n)
 			}
-			now := time.Now().Unix()
-			forged := request(e.cmd("help").body(), strconv.FormatInt(now, 10), sign("guess", now, e.cmd("help").body()))
-			if rep := e.send(t, forged); rep.Status != http.StatusUnauthorized {
-				t.Errorf("forged with the managed secret: %d", rep.Status)
+			err = v.Verify(ctx, signed("guess", time.Now().Unix(), body), []byte(body))
+			if !errors.As(err, &rej) || rej.Reason != slacksig.RejectInvalid {
+				t.Errorf("forged with the managed secret: %v, want rejected as invalid", err)
 			}
 		})
+	}
+}
+
+// TestStaticSecret: local mode's secret; an empty one is an error, not a
+// rejection.
+func TestStaticSecret(t *testing.T) {
+	const body = "text=help"
+	v := &slacksig.Verifier{Secret: slacksig.StaticSecret("")}
+	var rej *slacksig.Rejection
+	if err := v.Verify(context.Background(), signed(testSecret, time.Now().Unix(), body), []byte(body)); err == nil || errors.As(err, &rej) ||
+		!strings.Contains(err.Error(), "KEYVEND_SLACK_SIGNING_SECRET") {
+		t.Errorf("empty static secret: %v", err)
 	}
 }

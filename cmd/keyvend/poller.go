@@ -1,4 +1,4 @@
-package chatops
+package main
 
 import (
 	"context"
@@ -11,20 +11,20 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
-// SQSReceiver is what the Poller calls.
-type SQSReceiver interface {
+// sqsReceiver is what the poller calls.
+type sqsReceiver interface {
 	ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessage(context.Context, *sqs.DeleteMessageInput, ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
 }
 
-// Poller stands in for Lambda's SQS event source where there is no Lambda
-// (keyvend serve, tests): it receives batches with their attributes, hands
+// poller stands in for Lambda's SQS event source for keyvend serve, where
+// there is no Lambda: it receives batches with their attributes, hands
 // them to Handle as an SQS event, and deletes the messages the response
 // does not report failed. Failed ones become visible again after the
 // queue's visibility timeout, and SQS moves them to the dead-letter queue
 // after its maxReceiveCount, exactly as with the event source.
-type Poller struct {
-	Client   SQSReceiver
+type poller struct {
+	Client   sqsReceiver
 	QueueURL string
 	Handle   func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
 	// BatchSize is at most 10 (5); Wait the long-poll time (5 s).
@@ -33,8 +33,8 @@ type Poller struct {
 	Log       *slog.Logger
 }
 
-// Run polls until ctx is done.
-func (p *Poller) Run(ctx context.Context) {
+// run polls until ctx is done.
+func (p *poller) run(ctx context.Context) {
 	log := p.Log
 	if log == nil {
 		log = slog.Default()

@@ -1,4 +1,8 @@
-package chatops
+// Package slacksig checks that a request comes from Slack: the v0
+// signature of its body with the app's signing secret (read from Secrets
+// Manager, or given locally), within Slack's 5-minute window, and not a
+// replay of one already accepted.
+package slacksig
 
 import (
 	"context"

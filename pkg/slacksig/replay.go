@@ -1,12 +1,12 @@
-package chatops
+package slacksig
 
 import (
 	"sync"
 	"time"
 )
 
-// DefaultReplayCapacity bounds the replay cache.
-const DefaultReplayCapacity = 10000
+// defaultReplayCapacity bounds the replay cache.
+const defaultReplayCapacity = 10000
 
 // ReplayCache remembers the signatures of recently accepted requests, for
 // as long as Slack's 5-minute window would accept them again, so a
@@ -22,10 +22,10 @@ type ReplayCache struct {
 }
 
 // NewReplayCache returns a cache for up to capacity signatures
-// (DefaultReplayCapacity when capacity ≤ 0).
+// (defaultReplayCapacity when capacity ≤ 0).
 func NewReplayCache(capacity int) *ReplayCache {
 	if capacity <= 0 {
-		capacity = DefaultReplayCapacity
+		capacity = defaultReplayCapacity
 	}
 	return &ReplayCache{capacity: capacity, until: map[string]time.Time{}}
 }
