@@ -173,7 +173,7 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	// 3. The rules, before anything is queued; then the queue.
 	if err := e.precheck(ctx, p, id, cmd); err != nil {
 		if kind := provision.KindOf(err); kind != 0 {
-			o.result, o.err = resultOfKind(kind), err
+			o.result, o.err = kind.String(), err
 			httpapi.WriteJSON(w, http.StatusOK, refusalMessage(cmd, err))
 			return o
 		}
@@ -211,20 +211,4 @@ func (e *Endpoint) precheck(ctx context.Context, p caller.Principal, id string, 
 	}
 	// list shows each caller what the rules let it see: nothing to refuse.
 	return nil
-}
-
-func resultOfKind(k provision.Kind) string {
-	switch k {
-	case provision.KindInvalid:
-		return "invalid"
-	case provision.KindForbidden:
-		return "forbidden"
-	case provision.KindNotFound:
-		return "not-found"
-	case provision.KindConflict:
-		return "conflict"
-	case provision.KindInProgress:
-		return "in-progress"
-	}
-	return "error"
 }

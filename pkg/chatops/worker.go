@@ -148,7 +148,7 @@ func (w *Worker) process(ctx context.Context, m events.SQSMessage) error {
 	switch kind := provision.KindOf(err); {
 	case err == nil:
 	case kind != 0 && (kind != provision.KindInProgress || final):
-		result = resultOfKind(kind)
+		result = kind.String()
 		msg = refusalMessage(job.Command, err)
 	case !final:
 		w.abandon(ctx, log, claim) // the next delivery acts again

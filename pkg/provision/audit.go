@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -38,22 +37,12 @@ func (s *Service) audit(ctx context.Context, start time.Time, action string, p c
 	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 }
 
+// resultOf is the audit line's result for a failed call: its kind's name.
+// A refused If-Match (KindPrecondition) has always been logged as "error";
+// it stays so (no behaviour change in this refactor).
 func resultOf(err error) string {
-	var e *Error
-	if !errors.As(err, &e) {
-		return "error"
-	}
-	switch e.Kind {
-	case KindInvalid:
-		return "invalid"
-	case KindForbidden:
-		return "forbidden"
-	case KindNotFound:
-		return "not-found"
-	case KindConflict:
-		return "conflict"
-	case KindInProgress:
-		return "in-progress"
+	if k := KindOf(err); k != KindPrecondition {
+		return k.String()
 	}
 	return "error"
 }

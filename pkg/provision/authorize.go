@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
@@ -141,16 +140,4 @@ func userName(u *iamtypes.User) string {
 		return ""
 	}
 	return *u.UserName
-}
-
-func notFound(name string) error {
-	return &Error{Kind: KindNotFound, Detail: fmt.Sprintf("no user %s is managed by keyvend", name)}
-}
-
-func forbidden(format string, args ...any) error {
-	return &Error{Kind: KindForbidden, Detail: fmt.Sprintf(format, args...)}
-}
-
-func invalid(detail string, fields ...policy.FieldError) error {
-	return &Error{Kind: KindInvalid, Detail: detail, Fields: fields}
 }

@@ -319,10 +319,10 @@ func grantError(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &ce):
-		return &Error{Kind: KindConflict, Detail: ce.Detail, Err: err}
+		return conflictCausedBy(err, ce.Detail)
 	case errors.Is(err, grants.ErrGroupQuota):
-		return &Error{Kind: KindConflict, Err: err, Detail: "IAM's quota of groups per account (300 by default) is reached, so keyvend cannot create the group for a new grant; " +
-			"retrying does not help: ask AWS for a higher quota, reuse existing grants, or deploy keyvend in grant mode policy (no groups)"}
+		return conflictCausedBy(err, "IAM's quota of groups per account (300 by default) is reached, so keyvend cannot create the group for a new grant; "+
+			"retrying does not help: ask AWS for a higher quota, reuse existing grants, or deploy keyvend in grant mode policy (no groups)")
 	}
 	return err
 }

@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -219,7 +218,7 @@ func (s *Service) finishStaleDelete(ctx context.Context, h *hold) error {
 	if err := s.deprovision(ctx, h, false, e); err != nil {
 		return err
 	}
-	return userChanging(h.name)
+	return beingChanged(h.name)
 }
 
 // finishDelete runs rounds 2 and 3 of Delete, holding the user's lease
@@ -245,7 +244,7 @@ func (s *Service) finishDelete(ctx context.Context, name string, inv *userInvent
 	defer func() { <-dropped }()
 	if _, err := s.iam.DeleteUser(ctx, &iam.DeleteUserInput{UserName: &name}); err != nil && !isCode(err, codeNoSuchEntity) {
 		if isCode(err, "DeleteConflict") {
-			return &Error{Kind: KindConflict, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s still has something attached: a key or group added by a concurrent request (retry), or something keyvend does not manage such as a login profile, MFA device, SSH key or certificate", name)}
+			return stillAttached(name)
 		}
 		return wrapf(err, "delete user %s", name)
 	}

@@ -41,6 +41,26 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// String is the kind's stable name, as the audit line's result and the
+// Slack command's give it; "error" for 0 (not a caller-facing error).
+func (k Kind) String() string {
+	switch k {
+	case KindInvalid:
+		return "invalid"
+	case KindForbidden:
+		return "forbidden"
+	case KindNotFound:
+		return "not-found"
+	case KindConflict:
+		return "conflict"
+	case KindInProgress:
+		return "in-progress"
+	case KindPrecondition:
+		return "precondition-failed"
+	}
+	return "error"
+}
+
 // KindOf returns the Kind of err, or 0 when err is not a caller-facing *Error.
 func KindOf(err error) Kind {
 	var e *Error
@@ -48,6 +68,62 @@ func KindOf(err error) Kind {
 		return e.Kind
 	}
 	return 0
+}
+
+// inProgressRetry is the Retry-After for a user another request is working on.
+const inProgressRetry = 2 * time.Second
+
+// The constructors of caller-facing errors: every *Error keyvend returns
+// is made by one of them.
+
+func invalid(detail string, fields ...policy.FieldError) error {
+	return &Error{Kind: KindInvalid, Detail: detail, Fields: fields}
+}
+
+func forbidden(format string, args ...any) error {
+	return &Error{Kind: KindForbidden, Detail: fmt.Sprintf(format, args...)}
+}
+
+func notFound(name string) error {
+	return &Error{Kind: KindNotFound, Detail: fmt.Sprintf("no user %s is managed by keyvend", name)}
+}
+
+func conflict(format string, args ...any) error {
+	return &Error{Kind: KindConflict, Detail: fmt.Sprintf(format, args...)}
+}
+
+// conflictCausedBy is a conflict whose cause stays in the error chain (for
+// the log).
+func conflictCausedBy(cause error, detail string) error {
+	return &Error{Kind: KindConflict, Detail: detail, Err: cause}
+}
+
+func precondition(format string, args ...any) error {
+	return &Error{Kind: KindPrecondition, Detail: fmt.Sprintf(format, args...)}
+}
+
+// busy answers for a user another request is working on (doing: "being
+// provisioned by another request", …); a retry after inProgressRetry may
+// find it done.
+func busy(name, doing string) error {
+	return &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is %s", name, doing)}
+}
+
+// beingProvisioned answers for a user another request is creating.
+func beingProvisioned(name string) error { return busy(name, "being provisioned by another request") }
+
+// beingChanged answers for a user that changed under this request (it
+// vanished while being read, or its lease was taken over): another
+// request's work. A retry starts clean.
+func beingChanged(name string) error { return busy(name, "being changed by another request") }
+
+// beingDeleted answers for a user a delete holds.
+func beingDeleted(name string) error { return busy(name, "being deleted") }
+
+// stillAttached answers a DeleteUser that IAM refused: something is still
+// attached to the user.
+func stillAttached(name string) error {
+	return &Error{Kind: KindConflict, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s still has something attached: a key or group added by a concurrent request (retry), or something keyvend does not manage such as a login profile, MFA device, SSH key or certificate", name)}
 }
 
 // isCode reports whether err is an AWS API error with one of codes.

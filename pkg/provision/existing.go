@@ -2,8 +2,6 @@ package provision
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -12,9 +10,6 @@ import (
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
-
-// inProgressRetry is the Retry-After for a user another request is creating.
-const inProgressRetry = 2 * time.Second
 
 // verdict is what a create request does with a user that already exists.
 type verdict int
@@ -27,8 +22,8 @@ const (
 	putAgain
 	// inProgress: another request is making it (409 with Retry-After).
 	inProgress
-	// conflict: another user of that name (409).
-	conflict
+	// taken: another user of that name (409).
+	taken
 	// repairIt: a user a crashed request left half-made: complete it.
 	repairIt
 )
@@ -48,8 +43,8 @@ type existingUser struct {
 //	complete, holds exactly want                         → replay
 //	complete, its policy names want but says more        → putAgain
 //	complete, young, made for want, holds part of want   → inProgress (still getting its grants)
-//	complete, anything else                              → conflict
-//	half-made, holds a grant outside want                → conflict
+//	complete, anything else                              → taken
+//	half-made, holds a grant outside want                → taken
 //	half-made, young                                     → inProgress
 //	half-made, old                                       → repairIt
 func decide(e existingUser) verdict {
@@ -63,11 +58,11 @@ func decide(e existingUser) verdict {
 		case e.young && e.madeFor && h.Within(e.want):
 			return inProgress
 		}
-		return conflict
+		return taken
 	}
 	switch {
 	case !h.Within(e.want):
-		return conflict
+		return taken
 	case e.young:
 		return inProgress
 	}
@@ -127,7 +122,7 @@ func (s *Service) existing(ctx context.Context, in CreateInput, h *hold, mayBeYo
 		if h.claimed {
 			_ = h.remove(ctx, nil) // whoever is making it records it
 		}
-		return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", name)}
+		return nil, beingProvisioned(name)
 	case repairIt:
 		return s.repair(ctx, in, user, st, h)
 	}
@@ -154,7 +149,7 @@ func (s *Service) readExisting(ctx context.Context, name string) (*iamtypes.User
 	<-done
 	switch {
 	case isCode(err, codeNoSuchEntity): // deleted between our CreateUser and now
-		return nil, nil, userChanging(name)
+		return nil, nil, beingChanged(name)
 	case err != nil:
 		return nil, nil, wrapf(err, "read existing user %s", name)
 	}
@@ -162,14 +157,14 @@ func (s *Service) readExisting(ctx context.Context, name string) (*iamtypes.User
 	if got := aws.ToString(user.UserName); got != name {
 		// The secret is named by the exact spelling, so a differently
 		// spelled request is not the same user.
-		return nil, nil, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM user %s already exists (user names are case-insensitive)", got)}
+		return nil, nil, conflict("IAM user %s already exists (user names are case-insensitive)", got)
 	}
 	if !s.managedUser(user) {
-		return nil, nil, &Error{Kind: KindConflict, Detail: fmt.Sprintf("IAM user %s already exists and is not managed by keyvend", name)}
+		return nil, nil, conflict("IAM user %s already exists and is not managed by keyvend", name)
 	}
 	switch {
 	case isCode(readErr, codeNoSuchEntity): // deleted since: another request's compensation
-		return nil, nil, userChanging(name)
+		return nil, nil, beingChanged(name)
 	case readErr != nil:
 		return nil, nil, readErr
 	}
@@ -190,14 +185,8 @@ func (s *Service) replayResult(in CreateInput, user *iamtypes.User, st *userStat
 	return s.result(user, in.Request.Grants, st.held.Groups, st.secret.AccessKeyID, st.secret.ARN, false)
 }
 
-// userChanging answers for a user that vanished while this request read
-// it: another request's compensation deleted it. A retry starts clean.
-func userChanging(name string) error {
-	return &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being changed by another request", name)}
-}
-
 func conflictGrants(name string) error {
-	return &Error{Kind: KindConflict, Detail: fmt.Sprintf("user %s already exists with different grants", name)}
+	return conflict("user %s already exists with different grants", name)
 }
 
 // applyGrants brings a user to exactly gs (grants.Apply) and deletes the

@@ -3,7 +3,6 @@ package provision
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
@@ -100,13 +99,13 @@ func (h *hold) take(ctx context.Context, o state.LeaseOpts) (*state.Record, erro
 func refused(name string, rec *state.Record, err error, ifMatch int64) error {
 	switch {
 	case errors.Is(err, state.ErrVersion):
-		return &Error{Kind: KindPrecondition, Detail: fmt.Sprintf("user %s is at version %d, not %d (If-Match): it was changed since you read it", name, rec.Version, ifMatch)}
+		return precondition("user %s is at version %d, not %d (If-Match): it was changed since you read it", name, rec.Version, ifMatch)
 	case rec != nil && rec.Phase == state.Deleting:
-		return &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being deleted", name)}
+		return beingDeleted(name)
 	case rec != nil && rec.Phase == state.Creating:
-		return &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", name)}
+		return beingProvisioned(name)
 	}
-	return &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being changed by another request", name)}
+	return beingChanged(name)
 }
 
 // refusedAfterAuth answers a refused lease (take) on name: a caller that
@@ -134,7 +133,7 @@ func (h *hold) adopt(ctx context.Context, user *iamtypes.User, st *userState, ph
 	}
 	if h.ifMatch != 0 {
 		h.done = true
-		return &Error{Kind: KindPrecondition, Detail: fmt.Sprintf("user %s is not at version %d (If-Match)", h.name, h.ifMatch)}
+		return precondition("user %s is not at version %d (If-Match)", h.name, h.ifMatch)
 	}
 	r := h.s.recordOf(user, nil, st)
 	if phase != "" {
@@ -144,7 +143,7 @@ func (h *hold) adopt(ctx context.Context, user *iamtypes.User, st *userState, ph
 	switch {
 	case errors.Is(err, state.ErrExists):
 		h.done = true
-		return userChanging(h.name)
+		return beingChanged(h.name)
 	case err != nil:
 		h.done = true
 		return wrapf(err, "record user %s", h.name)
@@ -161,7 +160,7 @@ func (h *hold) commit(ctx context.Context, next state.Record, entry *state.Histo
 		if errors.Is(err, state.ErrLeaseLost) {
 			h.done = true
 			h.s.log.ErrorContext(ctx, "lease lost before commit: another request took the user over", "user", h.name, "holder", h.holder)
-			return nil, userChanging(h.name)
+			return nil, beingChanged(h.name)
 		}
 		return nil, wrapf(err, "record the change of user %s", h.name)
 	}
@@ -185,7 +184,7 @@ func (h *hold) remove(ctx context.Context, entry *state.History) error {
 		h.done = true
 	case errors.Is(err, state.ErrLeaseLost):
 		h.done = true
-		return userChanging(h.name)
+		return beingChanged(h.name)
 	}
 	return err // not removed: release gives the lease back
 }

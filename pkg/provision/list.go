@@ -87,7 +87,7 @@ func (s *Service) List(ctx context.Context, in ListInput) (*ListResult, error) {
 		}
 	}
 	if len(fields) > 0 {
-		return nil, &Error{Kind: KindInvalid, Detail: "the query is not valid", Fields: fields}
+		return nil, invalid("the query is not valid", fields...)
 	}
 	page, err := s.store.List(ctx, state.Query{Bucket: in.Bucket, Requester: in.Requester, Limit: in.Limit, Next: in.Next})
 	switch {

@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -89,7 +88,7 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 	audited = st.held.Grants
 	name := aws.ToString(user.UserName)
 	if st.secret == nil && h.rec == nil && s.cfg.Now().Sub(aws.ToTime(user.CreateDate)) < s.cfg.RepairAfter {
-		return nil, &Error{Kind: KindInProgress, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s is being provisioned by another request", name)}
+		return nil, beingProvisioned(name)
 	}
 	if err := h.adopt(ctx, user, st, ""); err != nil {
 		return nil, err

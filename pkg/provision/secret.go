@@ -119,9 +119,7 @@ func (s *Service) ownSecret(ctx context.Context, user string) (*secretsmanager.D
 	case dErr != nil:
 		return nil, fmt.Errorf("describe existing secret %s: %w", name, dErr)
 	}
-	refuse := func(why string) error {
-		return &Error{Kind: KindConflict, Detail: fmt.Sprintf("secret %s exists and keyvend did not make it for user %s (%s); keyvend will not write to it", name, user, why)}
-	}
+	refuse := func(why string) error { return notOurSecret(name, user, why) }
 	switch {
 	case !secretManaged(desc.Tags):
 		return nil, refuse("it is not tagged as keyvend's")
@@ -151,7 +149,12 @@ func (s *Service) noResourcePolicy(ctx context.Context, user string) error {
 	if _, err := s.sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: &name, RecoveryWindowInDays: aws.Int64(int64(s.cfg.SecretRecoveryDays))}); err != nil {
 		s.log.ErrorContext(ctx, "a restored secret with a resource policy could not be scheduled for deletion again", "secret", name, "error", err.Error())
 	}
-	return &Error{Kind: KindConflict, Detail: fmt.Sprintf("secret %s exists and keyvend did not make it for user %s (it has a resource policy); keyvend will not write to it", name, user)}
+	return notOurSecret(name, user, "it has a resource policy")
+}
+
+// notOurSecret refuses to write to a secret keyvend did not make for user.
+func notOurSecret(secret, user, why string) error {
+	return conflict("secret %s exists and keyvend did not make it for user %s (%s); keyvend will not write to it", secret, user, why)
 }
 
 // sameKMSKey reports whether a secret's KmsKeyId (as DescribeSecret gives
