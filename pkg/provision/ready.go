@@ -2,8 +2,6 @@ package provision
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
@@ -30,13 +28,4 @@ func (s *Service) checkReady(ctx context.Context, key *iamtypes.AccessKey, userA
 	}
 	ready := out.Ready
 	return Readiness{Ready: &ready, ReadyHint: out.Hint}
-}
-
-// credentialJSON is the SecretString for key.
-func credentialJSON(key *iamtypes.AccessKey) (string, error) {
-	b, err := json.Marshal(Credential{Version: 1, AccessKeyID: aws.ToString(key.AccessKeyId), SecretAccessKey: aws.ToString(key.SecretAccessKey)})
-	if err != nil {
-		return "", fmt.Errorf("encode credential %s: %w", aws.ToString(key.AccessKeyId), err)
-	}
-	return string(b), nil
 }

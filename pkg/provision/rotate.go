@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/credential"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/state"
 )
@@ -159,10 +160,7 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 // secret is keyvend's for this user (ownSecret).
 func (s *Service) putKey(ctx context.Context, in CreateInput, user string, key *iamtypes.AccessKey) (string, error) {
 	name := s.SecretName(user)
-	value, err := credentialJSON(key)
-	if err != nil {
-		return "", err
-	}
+	value := credential.Of(key).JSON()
 	out, err := s.sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: &name, SecretString: &value})
 	switch {
 	case err == nil:

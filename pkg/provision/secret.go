@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -10,37 +9,23 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/keyvend/keyvend/pkg/credential"
 )
 
-// Credential is the SecretString of a user's secret: exactly the JSON the
-// AWS CLI and SDKs accept as credential_process output.
-type Credential struct {
-	Version         int    `json:"Version"`
-	AccessKeyID     string `json:"AccessKeyId"`
-	SecretAccessKey string `json:"SecretAccessKey"`
-}
-
-// String keeps the secret out of any accidental %v or log line.
-func (c Credential) String() string {
-	return fmt.Sprintf("Credential{AccessKeyId: %s, SecretAccessKey: [redacted]}", c.AccessKeyID)
-}
-
-// LogValue implements slog.LogValuer with the same redaction.
-func (c Credential) LogValue() any { return c.String() }
+// Credential is the SecretString of a user's secret (pkg/credential).
+type Credential = credential.Credential
 
 // storeKey puts the key in the user's secret, creating the secret or, when
 // a secret of that name is left from an earlier user, overwriting it with a
 // new current version. It returns the secret's ARN.
 func (s *Service) storeKey(ctx context.Context, in CreateInput, user string, key *iamtypes.AccessKey) (string, error) {
-	value, err := json.Marshal(Credential{Version: 1, AccessKeyID: aws.ToString(key.AccessKeyId), SecretAccessKey: aws.ToString(key.SecretAccessKey)})
-	if err != nil {
-		return "", fmt.Errorf("encode credential for %s: %w", user, err)
-	}
+	value := credential.Of(key).JSON()
 	name := s.SecretName(user)
 	create := &secretsmanager.CreateSecretInput{
 		Name:         &name,
 		Description:  aws.String("keyvend: access key of IAM user " + user + " (credential_process JSON)"),
-		SecretString: aws.String(string(value)),
+		SecretString: aws.String(value),
 		Tags:         s.secretTags(in, user),
 	}
 	if s.cfg.KMSKeyID != "" {
@@ -51,7 +36,7 @@ func (s *Service) storeKey(ctx context.Context, in CreateInput, user string, key
 	case err == nil:
 		return aws.ToString(out.ARN), nil
 	case isCode(err, codeResourceExists, codeInvalidRequest):
-		return s.overwriteSecret(ctx, in, user, string(value))
+		return s.overwriteSecret(ctx, in, user, value)
 	default:
 		return "", fmt.Errorf("create secret %s: %w", name, err)
 	}
@@ -220,10 +205,7 @@ func (s *Service) readSecret(ctx context.Context, user string) (*storedSecret, e
 	case err != nil:
 		return nil, fmt.Errorf("read secret %s: %w", name, err)
 	}
-	var c Credential
-	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &c); err != nil || c.AccessKeyID == "" {
-		// A secret we cannot read as a credential holds no usable key.
-		return &storedSecret{ARN: aws.ToString(out.ARN)}, nil
-	}
+	// A secret we cannot read as a credential holds no usable key: no id.
+	c, _ := credential.Parse(aws.ToString(out.SecretString))
 	return &storedSecret{ARN: aws.ToString(out.ARN), AccessKeyID: c.AccessKeyID}, nil
 }

@@ -15,7 +15,6 @@ package rotation
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyvend/keyvend/pkg/awserr"
+	"github.com/keyvend/keyvend/pkg/credential"
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -143,13 +143,6 @@ func (r *Rotator) CheckSettings() error {
 		return errors.New("rotation settings: " + strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-// credential mirrors provision.Credential (the credential_process JSON).
-type credential struct {
-	Version         int    `json:"Version"`
-	AccessKeyID     string `json:"AccessKeyId"`
-	SecretAccessKey string `json:"SecretAccessKey"`
 }
 
 // secretInfo is what every step learns from DescribeSecret and GetUser.
@@ -417,12 +410,9 @@ func (r *Rotator) create(ctx context.Context, log *slog.Logger, info *secretInfo
 	if err != nil {
 		return fmt.Errorf("create access key for %s: %w", info.user, err)
 	}
-	value, err := json.Marshal(credential{Version: 1, AccessKeyID: aws.ToString(out.AccessKey.AccessKeyId), SecretAccessKey: aws.ToString(out.AccessKey.SecretAccessKey)})
-	if err == nil {
-		_, err = r.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
-			SecretId: &info.arn, ClientRequestToken: &token, SecretString: aws.String(string(value)), VersionStages: []string{stagePending},
-		})
-	}
+	_, err = r.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+		SecretId: &info.arn, ClientRequestToken: &token, SecretString: aws.String(credential.Of(out.AccessKey).JSON()), VersionStages: []string{stagePending},
+	})
 	if err != nil {
 		// Nothing leaks: the key that could not be stored is deleted.
 		if _, derr := r.IAM.DeleteAccessKey(context.WithoutCancel(ctx), &iam.DeleteAccessKeyInput{UserName: &info.user, AccessKeyId: out.AccessKey.AccessKeyId}); derr != nil {
@@ -509,7 +499,7 @@ func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo
 }
 
 // value reads one version of the secret as a credential.
-func (r *Rotator) value(ctx context.Context, arn, versionID, stage string) (*credential, error) {
+func (r *Rotator) value(ctx context.Context, arn, versionID, stage string) (*credential.Credential, error) {
 	in := &secretsmanager.GetSecretValueInput{SecretId: &arn, VersionStage: &stage}
 	if versionID != "" {
 		in.VersionId = &versionID
@@ -518,10 +508,7 @@ func (r *Rotator) value(ctx context.Context, arn, versionID, stage string) (*cre
 	if err != nil {
 		return nil, fmt.Errorf("read %s version of %s: %w", stage, arn, err)
 	}
-	var c credential
-	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &c); err != nil || c.AccessKeyID == "" {
-		return &credential{}, nil // not a credential: no usable key in it
-	}
+	c, _ := credential.Parse(aws.ToString(out.SecretString)) // not a credential: no usable key in it
 	return &c, nil
 }
 
