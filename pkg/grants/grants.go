@@ -302,22 +302,34 @@ func dedupe(gs []policy.Grant) []policy.Grant {
 	return out
 }
 
-// keyvendGroups lists the user's groups under the user path.
-func (c *Carrier) keyvendGroups(ctx context.Context, user string) ([]iamtypes.Group, error) {
+// UserGroups lists every group user is in, keyvend's or not, reading all
+// pages. Its error is IAM's, unwrapped (NoSuchEntity: no such user).
+func UserGroups(ctx context.Context, api iam.ListGroupsForUserAPIClient, user string) ([]iamtypes.Group, error) {
 	var out []iamtypes.Group
-	p := iam.NewListGroupsForUserPaginator(c.iam, &iam.ListGroupsForUserInput{UserName: &user})
+	p := iam.NewListGroupsForUserPaginator(api, &iam.ListGroupsForUserInput{UserName: &user})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			if awserr.Is(err, "NoSuchEntity") {
-				return nil, err
-			}
-			return nil, fmt.Errorf("list groups of user %s: %w", user, err)
+			return nil, err
 		}
-		for _, g := range page.Groups {
-			if aws.ToString(g.Path) == c.cfg.Path {
-				out = append(out, g)
-			}
+		out = append(out, page.Groups...)
+	}
+	return out, nil
+}
+
+// keyvendGroups lists the user's groups under the user path.
+func (c *Carrier) keyvendGroups(ctx context.Context, user string) ([]iamtypes.Group, error) {
+	all, err := UserGroups(ctx, c.iam, user)
+	switch {
+	case awserr.Is(err, "NoSuchEntity"):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("list groups of user %s: %w", user, err)
+	}
+	var out []iamtypes.Group
+	for _, g := range all {
+		if aws.ToString(g.Path) == c.cfg.Path {
+			out = append(out, g)
 		}
 	}
 	return out, nil

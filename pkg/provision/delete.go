@@ -297,17 +297,11 @@ func (s *Service) inventory(ctx context.Context, name string) (*userInventory, e
 	}()
 	go func() {
 		defer wg.Done()
-		p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &name})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				errs[2] = err
-				return
-			}
-			for _, g := range page.Groups {
-				inv.groups[aws.ToString(g.GroupName)] = g
-			}
+		groups, err := grants.UserGroups(ctx, s.iam, name)
+		for _, g := range groups {
+			inv.groups[aws.ToString(g.GroupName)] = g
 		}
+		errs[2] = err
 	}()
 	go func() {
 		defer wg.Done()

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
@@ -164,16 +165,13 @@ func (s *Service) listKeyIDs(ctx context.Context, user string) ([]string, error)
 }
 
 func (s *Service) listGroupNames(ctx context.Context, user string) ([]string, error) {
-	var names []string
-	p := iam.NewListGroupsForUserPaginator(s.iam, &iam.ListGroupsForUserInput{UserName: &user})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, g := range page.Groups {
-			names = append(names, aws.ToString(g.GroupName))
-		}
+	groups, err := grants.UserGroups(ctx, s.iam, user)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(groups))
+	for i, g := range groups {
+		names[i] = aws.ToString(g.GroupName)
 	}
 	return names, nil
 }
