@@ -61,12 +61,12 @@ func orAnonymous(id string) string {
 
 // load is how every operation on one existing user starts: it checks the
 // name, reads the managed user and the parts of its state read names in
-// one round trip, and decides whether p may perform action on it. A user
-// that does not exist, that keyvend does not manage, or that p may not
-// describe is KindNotFound; nothing outside the user path is acted on past
-// this point. read must include the grants.
+// one round trip (readUser), and decides whether p may perform action on
+// it. A user that does not exist, that keyvend does not manage, or that p
+// may not describe is KindNotFound; nothing outside the user path is
+// acted on past this point. read must include the grants.
 func (s *Service) load(ctx context.Context, p caller.Principal, action authz.Action, name string, read stateParts) (*iamtypes.User, *userState, error) {
-	user, st, err := s.lookupManagedState(ctx, name, read)
+	user, st, err := s.readUser(ctx, name, read, func(*iamtypes.User) error { return notFound(name) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -76,32 +76,15 @@ func (s *Service) load(ctx context.Context, p caller.Principal, action authz.Act
 	return user, st, nil
 }
 
-// lookupManaged returns the managed user name, or a KindNotFound error for
-// a user that does not exist or that keyvend does not manage.
-func (s *Service) lookupManaged(ctx context.Context, name string) (*iamtypes.User, error) {
-	if err := checkName(name); err != nil {
-		return nil, err
-	}
-	got, err := s.iam.GetUser(ctx, &iam.GetUserInput{UserName: &name})
-	switch {
-	case isCode(err, codeNoSuchEntity):
-		return nil, notFound(name)
-	case err != nil:
-		return nil, wrapf(err, "read user %s", name)
-	}
-	if !s.managedUser(got.User) || userName(got.User) != name {
-		// IAM matches names case-insensitively; keyvend's secret is named
-		// by the exact spelling, so insist on it.
-		return nil, notFound(name)
-	}
-	return got.User, nil
-}
-
-// lookupManagedState is lookupManaged and, in the same round trip, the
-// parts of the user's state that read names (state.go). The state of a
-// user keyvend does not manage is never looked at (reading it may also
-// have been denied): its lookup error wins.
-func (s *Service) lookupManagedState(ctx context.Context, name string, read stateParts) (*iamtypes.User, *userState, error) {
+// readUser reads the IAM user name and, in the same round trip, the parts
+// of its state that read names (state.go). For a name that is not a
+// keyvend user it returns absent(got): got is the user as IAM has it —
+// spelled otherwise (IAM matches names case-insensitively; keyvend's
+// secret is named by the exact spelling) or not keyvend's — or nil when
+// IAM has none, or it vanished between the reads. The state of a user
+// keyvend does not manage is never looked at (reading it may also have
+// been denied): absent wins.
+func (s *Service) readUser(ctx context.Context, name string, read stateParts, absent func(got *iamtypes.User) error) (*iamtypes.User, *userState, error) {
 	if err := checkName(name); err != nil {
 		return nil, nil, err
 	}
@@ -114,17 +97,21 @@ func (s *Service) lookupManagedState(ctx context.Context, name string, read stat
 		defer close(done)
 		st, readErr = s.readUserState(ctx, name, read)
 	}()
-	user, err := s.lookupManaged(ctx, name)
+	got, err := s.iam.GetUser(ctx, &iam.GetUserInput{UserName: &name})
 	<-done
 	switch {
+	case isCode(err, codeNoSuchEntity):
+		return nil, nil, absent(nil)
 	case err != nil:
-		return nil, nil, err
+		return nil, nil, wrapf(err, "read user %s", name)
+	case userName(got.User) != name || !s.managedUser(got.User):
+		return nil, nil, absent(got.User)
 	case isCode(readErr, codeNoSuchEntity): // deleted between the reads
-		return nil, nil, notFound(name)
+		return nil, nil, absent(nil)
 	case readErr != nil:
 		return nil, nil, readErr
 	}
-	return user, st, nil
+	return got.User, st, nil
 }
 
 // checkName is the validation of a user name in a path.

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
 	"github.com/keyvend/keyvend/pkg/grants"
@@ -82,7 +81,7 @@ func sameSet(a, b []policy.Grant) bool {
 // a half-made user is repaired whatever its age.
 func (s *Service) existing(ctx context.Context, in CreateInput, h *hold, mayBeYoung bool) (*CreateResult, error) {
 	name := in.Request.User
-	user, st, err := s.readExisting(ctx, name)
+	user, st, err := s.readUser(ctx, name, allState, func(got *iamtypes.User) error { return takenBy(name, got) })
 	if err != nil {
 		if h.claimed {
 			// The record this request wrote describes nothing keyvend made.
@@ -133,42 +132,18 @@ func (s *Service) existing(ctx context.Context, in CreateInput, h *hold, mayBeYo
 	return nil, conflictGrants(name)
 }
 
-// readExisting reads a user another request made, and all of its state, in
-// one round trip.
-func (s *Service) readExisting(ctx context.Context, name string) (*iamtypes.User, *userState, error) {
-	var (
-		st      *userState
-		readErr error
-		done    = make(chan struct{})
-	)
-	go func() {
-		defer close(done)
-		st, readErr = s.readState(ctx, name)
-	}()
-	got, err := s.iam.GetUser(ctx, &iam.GetUserInput{UserName: &name})
-	<-done
+// takenBy is a create's answer for a name IAM has and keyvend cannot use:
+// got, the user IAM has (nil: none, it was deleted since the request's
+// CreateUser — another request's compensation; a retry starts clean), is
+// spelled otherwise or not keyvend's.
+func takenBy(name string, got *iamtypes.User) error {
 	switch {
-	case isCode(err, codeNoSuchEntity): // deleted between our CreateUser and now
-		return nil, nil, beingChanged(name)
-	case err != nil:
-		return nil, nil, wrapf(err, "read existing user %s", name)
+	case got == nil:
+		return beingChanged(name)
+	case userName(got) != name:
+		return conflict("IAM user %s already exists (user names are case-insensitive)", userName(got))
 	}
-	user := got.User
-	if got := aws.ToString(user.UserName); got != name {
-		// The secret is named by the exact spelling, so a differently
-		// spelled request is not the same user.
-		return nil, nil, conflict("IAM user %s already exists (user names are case-insensitive)", got)
-	}
-	if !s.managedUser(user) {
-		return nil, nil, conflict("IAM user %s already exists and is not managed by keyvend", name)
-	}
-	switch {
-	case isCode(readErr, codeNoSuchEntity): // deleted since: another request's compensation
-		return nil, nil, beingChanged(name)
-	case readErr != nil:
-		return nil, nil, readErr
-	}
-	return user, st, nil
+	return conflict("IAM user %s already exists and is not managed by keyvend", name)
 }
 
 func (s *Service) view(in CreateInput, user *iamtypes.User, st *userState) existingUser {

@@ -595,7 +595,7 @@ proctype Create(byte id; byte rq) {
 	fi;
 
 existing:
-	/* existing.go existing: readExisting, then decide */
+	/* existing.go existing: readUser, then decide */
 	snapshot();
 	if
 	:: !s_user ->
@@ -952,7 +952,7 @@ rd_take:
 	fi;
 	if
 	:: hback == R_CREATING ->
-		snapshot();   /* readUserState; lookupManaged */
+		snapshot();   /* readUserState; readUser */
 		if
 		:: s_user && SKEY != 0 -> akey = SKEY; commit(R_READY, akey, s_gr, s_ureq); goto rd_end
 		:: else

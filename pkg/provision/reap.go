@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
@@ -169,7 +170,7 @@ func (s *Service) reapDue(ctx context.Context, rec *state.Record, r *reporter) {
 			return
 		}
 		if err == nil && st.complete() {
-			u, gerr := s.lookupManaged(ctx, rec.Name)
+			u, _, gerr := s.readUser(ctx, rec.Name, stateParts{}, func(*iamtypes.User) error { return notFound(rec.Name) })
 			if gerr != nil && KindOf(gerr) != KindNotFound {
 				r.fail(rec.Name, gerr)
 				return

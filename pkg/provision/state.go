@@ -46,11 +46,6 @@ var (
 	keyAndSecret = stateParts{keys: true, secret: true}
 )
 
-// readState reads a user's grants, keys and secret concurrently.
-func (s *Service) readState(ctx context.Context, user string) (*userState, error) {
-	return s.readUserState(ctx, user, allState)
-}
-
 // readUserState reads the parts of a user's state that read names,
 // concurrently.
 func (s *Service) readUserState(ctx context.Context, user string, read stateParts) (*userState, error) {
