@@ -173,7 +173,7 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (res *CreateResult
 			return nil, grantError(err)
 		}
 		h.madeUser = err == nil // ours to delete if its repair fails
-		return s.existing(ctx, in, h, false)
+		return s.existing(ctx, in, h, true)
 	case exists:
 		// The name is ours in the table but taken in IAM: a user vended
 		// before the table, or one a request that lost the claim made and
@@ -181,7 +181,7 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (res *CreateResult
 		if err := setup.Wait(); err != nil {
 			return nil, grantError(err)
 		}
-		return s.existing(ctx, in, h, true)
+		return s.existing(ctx, in, h, false)
 	case err != nil:
 		_ = setup.Wait()
 		if rerr := h.remove(ctx, nil); rerr != nil {

@@ -25,15 +25,29 @@ const (
 	taken
 	// repairIt: a user a crashed request left half-made: complete it.
 	repairIt
+	// finishTwin: a twin request (same requester, same grants) made it
+	// and left it to this request, which holds the name's claim: complete
+	// it as this request's own.
+	finishTwin
 )
 
-// existingUser is what decide looks at.
+// existingUser is what decide looks at: the user as IAM and Secrets
+// Manager hold it, the request, and the name's record in the table as
+// this request holds it.
 type existingUser struct {
 	complete bool           // its secret holds one of its keys
+	bare     bool           // it has no key and no secret at all
 	held     *grants.Held   // what it holds
 	want     []policy.Grant // what the request asks for
 	young    bool           // younger than RepairAfter: a request may still be making it
 	madeFor  bool           // its keyvend:grants tag fingerprints want: a request made it for these grants
+	byAsker  bool           // its requester is this request's
+	// claimed: this request wrote the name's record (it had none), so a
+	// twin whose CreateUser won in IAM left the user to it.
+	claimed bool
+	// tookOver: this request took over a stale record: nobody else is
+	// making the user, whatever its age.
+	tookOver bool
 }
 
 // decide is the create request's verdict on an existing keyvend user. It
@@ -44,17 +58,22 @@ type existingUser struct {
 //	complete, young, made for want, holds part of want   → inProgress (still getting its grants)
 //	complete, anything else                              → taken
 //	half-made, holds a grant outside want                → taken
+//	half-made, young, bare, made for want by this
+//	  request's requester, and this request claimed it   → finishTwin
 //	half-made, young                                     → inProgress
 //	half-made, old                                       → repairIt
+//
+// young never holds under a record this request took over.
 func decide(e existingUser) verdict {
 	h := e.held
+	young := e.young && !e.tookOver
 	if e.complete {
 		switch {
 		case h.Same(e.want):
 			return replay
 		case h.Policy && !h.PolicyExact && h.GroupsIntact && len(h.Grants) > 0 && sameSet(h.Grants, e.want):
 			return putAgain
-		case e.young && e.madeFor && h.Within(e.want):
+		case young && e.madeFor && h.Within(e.want):
 			return inProgress
 		}
 		return taken
@@ -62,7 +81,9 @@ func decide(e existingUser) verdict {
 	switch {
 	case !h.Within(e.want):
 		return taken
-	case e.young:
+	case young && e.madeFor && e.bare && e.byAsker && e.claimed:
+		return finishTwin
+	case young:
 		return inProgress
 	}
 	return repairIt
@@ -76,10 +97,10 @@ func sameSet(a, b []policy.Grant) bool {
 // existing handles a create request whose CreateUser found the name taken
 // in IAM, holding the name's lease (h): a user keyvend does not manage (or
 // spelled differently: IAM names are case-insensitive) is a conflict; a
-// keyvend user gets decide's verdict. mayBeYoung is false when the lease
+// keyvend user gets decide's verdict. tookOver is true when the lease
 // says nobody else is making it (a record this request took over): then
 // a half-made user is repaired whatever its age.
-func (s *Service) existing(ctx context.Context, in CreateInput, h *hold, mayBeYoung bool) (*CreateResult, error) {
+func (s *Service) existing(ctx context.Context, in CreateInput, h *hold, tookOver bool) (*CreateResult, error) {
 	name := in.Request.User
 	user, st, err := s.readUser(ctx, name, allState, func(got *iamtypes.User) error { return takenBy(name, got) })
 	if err != nil {
@@ -91,16 +112,7 @@ func (s *Service) existing(ctx context.Context, in CreateInput, h *hold, mayBeYo
 		}
 		return nil, err
 	}
-	v := s.view(in, user, st)
-	if mayBeYoung && v.young && v.madeFor && st.secret == nil && len(st.keys) == 0 && h.claimed &&
-		requesterOf(user) == in.Principal.Requester() && st.held.Within(in.Request.Grants) {
-		// A twin request made it: its CreateUser won in IAM while this
-		// request won the claim, and it left the user to the claim's
-		// holder. Complete it as this request's own.
-		return s.finish(ctx, in, &saga{user: name, createdUser: true, hold: h}, user, s.grants.Prepare(ctx, in.Request.Grants), st.held)
-	}
-	v.young = v.young && mayBeYoung
-	switch decide(v) {
+	switch decide(s.existingOf(in, user, st, h, tookOver)) {
 	case replay:
 		if err := h.record(ctx, s.recordOf(user, nil, st)); err != nil {
 			return nil, err
@@ -124,6 +136,9 @@ func (s *Service) existing(ctx context.Context, in CreateInput, h *hold, mayBeYo
 		return nil, beingProvisioned(name)
 	case repairIt:
 		return s.repair(ctx, in, user, st, h)
+	case finishTwin:
+		// Its CreateUser won in IAM while this request won the claim.
+		return s.finish(ctx, in, &saga{user: name, createdUser: true, hold: h}, user, s.grants.Prepare(ctx, in.Request.Grants), st.held)
 	}
 	// Record the user as it is (adoption), then refuse.
 	if err := h.record(ctx, s.recordOf(user, nil, st)); err != nil {
@@ -146,13 +161,18 @@ func takenBy(name string, got *iamtypes.User) error {
 	return conflict("IAM user %s already exists and is not managed by keyvend", name)
 }
 
-func (s *Service) view(in CreateInput, user *iamtypes.User, st *userState) existingUser {
+// existingOf is what decide needs to know of user, read under h.
+func (s *Service) existingOf(in CreateInput, user *iamtypes.User, st *userState, h *hold, tookOver bool) existingUser {
 	return existingUser{
 		complete: st.complete(),
+		bare:     st.secret == nil && len(st.keys) == 0,
 		held:     st.held,
 		want:     in.Request.Grants,
 		young:    s.cfg.Now().Sub(aws.ToTime(user.CreateDate)) < s.cfg.RepairAfter,
 		madeFor:  userTag(user, TagGrants) == grantsFingerprint(in.Request.Grants),
+		byAsker:  requesterOf(user) == in.Principal.Requester(),
+		claimed:  h.claimed,
+		tookOver: tookOver,
 	}
 }
 
