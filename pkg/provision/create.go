@@ -123,7 +123,7 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (res *CreateResult
 
 	setup := s.grants.Prepare(ctx, req.Grants)
 	claimed := make(chan error, 1)
-	go func() { claimed <- h.claim(ctx, s.newRecord(in)) }()
+	go func() { claimed <- h.claim(ctx, s.createRecord(in)) }()
 	user, err := s.createUser(ctx, in)
 	claimErr := <-claimed
 	exists := isCode(err, codeEntityExists)
@@ -244,7 +244,7 @@ func (s *Service) finish(ctx context.Context, in CreateInput, sg *saga, user *ia
 	var secretARN string
 	stepErr := errors.Join(c.err, grantError(readyErr))
 	if stepErr == nil {
-		arn, err := s.storeKey(ctx, in, name, c.key)
+		arn, err := s.storeKey(ctx, in.Principal, in.RequestID, name, c.key)
 		if err != nil {
 			stepErr = err
 		} else {
@@ -274,7 +274,7 @@ func (s *Service) finish(ctx context.Context, in CreateInput, sg *saga, user *ia
 		s.compensate(ctx, sg, stepErr)
 		return nil, stepErr
 	}
-	r := s.result(user, in.Request.Grants, setup.Groups(), sg.keyID, secretARN, true)
+	r := s.createResult(user, in.Request.Grants, setup.Groups(), sg.keyID, secretARN, true)
 	r.ExpiryCapped = in.expiryCapped
 	if in.Request.Wait {
 		r.Readiness = s.checkReady(ctx, c.key, aws.ToString(user.Arn))
@@ -282,11 +282,21 @@ func (s *Service) finish(ctx context.Context, in CreateInput, sg *saga, user *ia
 	return r, nil
 }
 
+// createRecord is a create request's record, as it claims the name.
+func (s *Service) createRecord(in CreateInput) state.Record {
+	now := s.cfg.Now().UTC()
+	return state.Record{
+		Name: in.Request.User, Phase: state.Creating, Grants: in.Request.Grants, GrantMode: string(s.cfg.GrantMode), Intact: true,
+		Requester: in.Principal.Requester(), Reason: in.Request.Reason, RequestID: in.RequestID,
+		CreatedAt: now, ExpiresAt: in.expiresAt,
+	}
+}
+
 // readyRecord is the record of a user this request completed: its own
 // request's record for a user it created, the user's as IAM holds it for
 // one it repaired, with the new key.
 func (s *Service) readyRecord(in CreateInput, sg *saga, user *iamtypes.User, key *iamtypes.AccessKey) state.Record {
-	r := s.newRecord(in)
+	r := s.createRecord(in)
 	if !sg.createdUser {
 		r = s.recordOf(user, nil, nil)
 	}
@@ -310,23 +320,6 @@ func createInputs(in CreateInput) map[string]any {
 	return m
 }
 
-// grantError turns a grant carrier's refusal into the caller-facing error:
-// a grant group keyvend will not use is a conflict, and so is IAM's group
-// quota (retrying does not help; grant mode policy has no such limit).
-func grantError(err error) error {
-	var ce *grants.ConflictError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ce):
-		return conflictCausedBy(err, ce.Detail)
-	case errors.Is(err, grants.ErrGroupQuota):
-		return conflictCausedBy(err, "IAM's quota of groups per account (300 by default) is reached, so keyvend cannot create the group for a new grant; "+
-			"retrying does not help: ask AWS for a higher quota, reuse existing grants, or deploy keyvend in grant mode policy (no groups)")
-	}
-	return err
-}
-
 // firstErr unwraps an errors.Join to its first error, so callers see the
 // failing step's own error (and its Kind).
 func firstErr(err error) error {
@@ -338,7 +331,7 @@ func firstErr(err error) error {
 	return err
 }
 
-func (s *Service) result(user *iamtypes.User, gs []policy.Grant, groups []GroupRef, keyID, secretARN string, created bool) *CreateResult {
+func (s *Service) createResult(user *iamtypes.User, gs []policy.Grant, groups []GroupRef, keyID, secretARN string, created bool) *CreateResult {
 	name := aws.ToString(user.UserName)
 	if groups == nil {
 		groups = []GroupRef{}
@@ -361,17 +354,6 @@ func (s *Service) result(user *iamtypes.User, gs []policy.Grant, groups []GroupR
 		CredentialProcess: s.credentialProcess(secretARN),
 		ExpiresAt:         expiryOf(user.Tags),
 	}
-}
-
-// credentialProcess is the ~/.aws/config line that makes the AWS CLI and
-// SDKs read the key from the secret. The reader needs
-// secretsmanager:GetSecretValue on the secret (and kms:Decrypt on its key).
-func (s *Service) credentialProcess(secretARN string) string {
-	line := "credential_process = aws secretsmanager get-secret-value --secret-id " + secretARN + " --query SecretString --output text"
-	if s.cfg.Region != "" {
-		line += " --region " + s.cfg.Region
-	}
-	return line
 }
 
 // createUser is CreateUser with the permissions boundary and every tag in

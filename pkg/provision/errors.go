@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyvend/keyvend/pkg/awserr"
+	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 )
 
@@ -124,6 +125,23 @@ func beingDeleted(name string) error { return busy(name, "being deleted") }
 // attached to the user.
 func stillAttached(name string) error {
 	return &Error{Kind: KindConflict, RetryAfter: inProgressRetry, Detail: fmt.Sprintf("user %s still has something attached: a key or group added by a concurrent request (retry), or something keyvend does not manage such as a login profile, MFA device, SSH key or certificate", name)}
+}
+
+// grantError turns a grant carrier's refusal into the caller-facing error:
+// a grant group keyvend will not use is a conflict, and so is IAM's group
+// quota (retrying does not help; grant mode policy has no such limit).
+func grantError(err error) error {
+	var ce *grants.ConflictError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ce):
+		return conflictCausedBy(err, ce.Detail)
+	case errors.Is(err, grants.ErrGroupQuota):
+		return conflictCausedBy(err, "IAM's quota of groups per account (300 by default) is reached, so keyvend cannot create the group for a new grant; "+
+			"retrying does not help: ask AWS for a higher quota, reuse existing grants, or deploy keyvend in grant mode policy (no groups)")
+	}
+	return err
 }
 
 // isCode reports whether err is an AWS API error with one of codes.

@@ -177,7 +177,7 @@ func (s *Service) existingOf(in CreateInput, user *iamtypes.User, st *userState,
 }
 
 func (s *Service) replayResult(in CreateInput, user *iamtypes.User, st *userState) *CreateResult {
-	return s.result(user, in.Request.Grants, st.held.Groups, st.secret.AccessKeyID, st.secret.ARN, false)
+	return s.createResult(user, in.Request.Grants, st.held.Groups, st.secret.AccessKeyID, st.secret.ARN, false)
 }
 
 func conflictGrants(name string) error {

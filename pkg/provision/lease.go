@@ -221,16 +221,6 @@ func (h *hold) release(ctx context.Context) {
 	}
 }
 
-// newRecord is a create request's record, as it claims the name.
-func (s *Service) newRecord(in CreateInput) state.Record {
-	now := s.cfg.Now().UTC()
-	return state.Record{
-		Name: in.Request.User, Phase: state.Creating, Grants: in.Request.Grants, GrantMode: string(s.cfg.GrantMode), Intact: true,
-		Requester: in.Principal.Requester(), Reason: in.Request.Reason, RequestID: in.RequestID,
-		CreatedAt: now, ExpiresAt: in.expiresAt,
-	}
-}
-
 // recordOf is the record of a user as IAM and Secrets Manager hold it:
 // for a user vended before the table (adopt, reindex) and for a user a
 // request found made by another (replay, repair).

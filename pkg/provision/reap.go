@@ -230,7 +230,7 @@ func (s *Service) restock(ctx context.Context, h *hold, held *grants.Held) error
 	if err != nil {
 		return wrapf(err, "create access key for %s", name)
 	}
-	if _, err := s.putKey(ctx, CreateInput{RequestID: "reaper"}, name, out.AccessKey); err != nil {
+	if _, err := s.putKey(ctx, caller.Principal{}, "reaper", name, out.AccessKey); err != nil {
 		s.compensate(ctx, &saga{user: name, keyID: aws.ToString(out.AccessKey.AccessKeyId)}, err)
 		return err
 	}

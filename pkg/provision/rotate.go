@@ -104,7 +104,7 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 		return nil, wrapf(err, "create new access key for %s", name)
 	}
 	key := out.AccessKey
-	secretARN, err := s.putKey(ctx, CreateInput{Principal: in.Principal, RequestID: in.RequestID}, name, key)
+	secretARN, err := s.putKey(ctx, in.Principal, in.RequestID, name, key)
 	if err != nil {
 		// The store may have succeeded at AWS even though we saw an error:
 		// then the new key is the current one and must not be deleted.
@@ -158,7 +158,7 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 // putKey stores key as the new current version of the user's secret, or
 // creates the secret when there is none. The caller has checked that the
 // secret is keyvend's for this user (ownSecret).
-func (s *Service) putKey(ctx context.Context, in CreateInput, user string, key *iamtypes.AccessKey) (string, error) {
+func (s *Service) putKey(ctx context.Context, p caller.Principal, requestID, user string, key *iamtypes.AccessKey) (string, error) {
 	name := s.SecretName(user)
 	value := credential.Of(key).JSON()
 	out, err := s.sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: &name, SecretString: &value})
@@ -166,7 +166,7 @@ func (s *Service) putKey(ctx context.Context, in CreateInput, user string, key *
 	case err == nil:
 		return aws.ToString(out.ARN), nil
 	case isCode(err, codeResourceNotFound, codeInvalidRequest):
-		return s.storeKey(ctx, in, user, key)
+		return s.storeKey(ctx, p, requestID, user, key)
 	default:
 		return "", wrapf(err, "put new version of secret %s", name)
 	}

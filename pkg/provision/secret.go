@@ -10,23 +10,36 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/credential"
 )
 
 // Credential is the SecretString of a user's secret (pkg/credential).
 type Credential = credential.Credential
 
+// credentialProcess is the ~/.aws/config line that makes the AWS CLI and
+// SDKs read the key from the secret. The reader needs
+// secretsmanager:GetSecretValue on the secret (and kms:Decrypt on its key).
+func (s *Service) credentialProcess(secretARN string) string {
+	line := "credential_process = aws secretsmanager get-secret-value --secret-id " + secretARN + " --query SecretString --output text"
+	if s.cfg.Region != "" {
+		line += " --region " + s.cfg.Region
+	}
+	return line
+}
+
 // storeKey puts the key in the user's secret, creating the secret or, when
 // a secret of that name is left from an earlier user, overwriting it with a
 // new current version. It returns the secret's ARN.
-func (s *Service) storeKey(ctx context.Context, in CreateInput, user string, key *iamtypes.AccessKey) (string, error) {
+// Its tags name p and requestID as who wrote it.
+func (s *Service) storeKey(ctx context.Context, p caller.Principal, requestID, user string, key *iamtypes.AccessKey) (string, error) {
 	value := credential.Of(key).JSON()
 	name := s.SecretName(user)
 	create := &secretsmanager.CreateSecretInput{
 		Name:         &name,
 		Description:  aws.String("keyvend: access key of IAM user " + user + " (credential_process JSON)"),
 		SecretString: aws.String(value),
-		Tags:         s.secretTags(in, user),
+		Tags:         secretTags(p, requestID, user),
 	}
 	if s.cfg.KMSKeyID != "" {
 		create.KmsKeyId = &s.cfg.KMSKeyID
@@ -36,7 +49,7 @@ func (s *Service) storeKey(ctx context.Context, in CreateInput, user string, key
 	case err == nil:
 		return aws.ToString(out.ARN), nil
 	case isCode(err, codeResourceExists, codeInvalidRequest):
-		return s.overwriteSecret(ctx, in, user, value)
+		return s.overwriteSecret(ctx, p, requestID, user, value)
 	default:
 		return "", fmt.Errorf("create secret %s: %w", name, err)
 	}
@@ -47,7 +60,7 @@ func (s *Service) storeKey(ctx context.Context, in CreateInput, user string, key
 // version, but only a secret keyvend made for this user (ownSecret):
 // anything else is a conflict and nothing is written. A secret scheduled
 // for deletion is restored under the same conditions.
-func (s *Service) overwriteSecret(ctx context.Context, in CreateInput, user, value string) (string, error) {
+func (s *Service) overwriteSecret(ctx context.Context, p caller.Principal, requestID, user, value string) (string, error) {
 	name := s.SecretName(user)
 	desc, err := s.ownSecret(ctx, user)
 	if err != nil {
@@ -68,7 +81,7 @@ func (s *Service) overwriteSecret(ctx context.Context, in CreateInput, user, val
 	// this user (ownSecret), and failing now would delete a key that is in
 	// its secret. The requester and request-id tags are only brought up to
 	// date, best effort.
-	if _, err := s.sm.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: &name, Tags: s.secretTags(in, user)}); err != nil {
+	if _, err := s.sm.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: &name, Tags: secretTags(p, requestID, user)}); err != nil {
 		s.log.WarnContext(ctx, "secret holds the new key but its requester tags were not updated", "secret", name, "error", err.Error())
 	}
 	return aws.ToString(desc.ARN), nil
@@ -162,16 +175,16 @@ func sameKMSKey(got, want string) bool {
 	return !strings.Contains(got, "alias/") && !strings.Contains(want, "alias/") && id(got) == id(want)
 }
 
-func (s *Service) secretTags(in CreateInput, user string) []smtypes.Tag {
-	requester := in.requester
-	if requester == "" { // the reaper, a rotation: the principal is keyvend's own
-		requester, _ = encodeRequester(in.Principal.Requester())
-	}
+// secretTags are the tags of user's secret, written for p (its requester
+// as encodeRequester writes it; a create has checked it fits) in request
+// requestID.
+func secretTags(p caller.Principal, requestID, user string) []smtypes.Tag {
+	requester, _ := encodeRequester(p.Requester())
 	return []smtypes.Tag{
 		{Key: aws.String(TagManagedBy), Value: aws.String(managedByValue)},
 		{Key: aws.String(TagUser), Value: aws.String(user)},
 		{Key: aws.String(TagRequester), Value: aws.String(requester)},
-		{Key: aws.String(TagRequestID), Value: aws.String(tagValue(in.RequestID))},
+		{Key: aws.String(TagRequestID), Value: aws.String(tagValue(requestID))},
 	}
 }
 
