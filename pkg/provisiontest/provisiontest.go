@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
@@ -47,6 +48,7 @@ type options struct {
 	rules      *authz.Rules
 	rulesJSON  string
 	settings   []func(*provision.Settings)
+	table      string
 	instrument []func(*aws.Config)
 	log        *slog.Logger
 }
@@ -78,6 +80,11 @@ func RuleSet(r *authz.Rules) Option {
 func Settings(mutate ...func(*provision.Settings)) Option {
 	return func(o *options) { o.settings = append(o.settings, mutate...) }
 }
+
+// Table keeps the service's state in the existing table name, through the
+// service's own (instrumented) clients, instead of in a table of the
+// test's own (awstest.Table). A Store setting takes precedence.
+func Table(name string) Option { return func(o *options) { o.table = name } }
 
 // Instrument adds SDK middleware to the service's clients, in order, e.g.
 // an awstest.Recorder's or awstest.Faults' Attach. The read-back clients
@@ -188,7 +195,15 @@ func build(tb testing.TB, cfg aws.Config, o options) (*provision.Service, provis
 	}
 	cfg.APIOptions = slices.Clone(cfg.APIOptions)
 	awstest.RequireBoundary(tb, &cfg, settings.BoundaryARN)
-	if settings.Store == nil {
+	switch {
+	case settings.Store != nil:
+	case o.table != "":
+		st, err := state.New(dynamodb.NewFromConfig(cfg), o.table)
+		if err != nil {
+			tb.Fatalf("state table: %v", err)
+		}
+		settings.Store = st
+	default:
 		settings.Store = awstest.Table(tb, cfg)
 	}
 	log := o.log
