@@ -15,14 +15,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/idempotency"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
@@ -50,26 +49,14 @@ func newIdemEnv(t *testing.T, instrument func(*aws.Config)) *idemEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &idemEnv{store: store, iam: iam.NewFromConfig(cfg), calls: &awstest.Recorder{}, log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
-	svcCfg := cfg.Copy()
-	e.calls.Attach(&svcCfg)
+	e := &idemEnv{store: store, calls: &awstest.Recorder{}, log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	attach := []func(*aws.Config){e.calls.Attach}
 	if instrument != nil {
-		instrument(&svcCfg)
+		attach = append(attach, instrument)
 	}
-	awstest.RequireBoundary(t, &svcCfg, testBoundary)
-	rules, err := authz.Parse(strings.NewReader(testRules))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := state.New(dynamodb.NewFromConfig(svcCfg), table) // records and keys share the table, as in keyvend serve
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.svc, err = provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{Store: st, BoundaryARN: testBoundary, Region: awstest.Region}, e.log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// records and keys share the table, as in keyvend serve
+	p := provisiontest.New(t, provisiontest.Instrument(attach...), provisiontest.Logger(e.log), provisiontest.Table(table))
+	e.svc, e.iam = p.Service, p.IAM
 	return e
 }
 
