@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,16 +16,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
 const (
-	reapBoundary  = "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"
+	reapBoundary  = provisiontest.Boundary
 	reapRequester = "arn:aws:iam::123456789012:user/alice"
 	reapKeyID     = "AKIAKEYVENDTEST00000" // awstest.Config's key
 )
@@ -94,18 +93,9 @@ func TestReapCommand(t *testing.T) {
 	bin := buildKeyvend(t)
 	srv := awstest.Dedicated(t)
 	cfg := awstest.Config(t, srv.URL)
-	rules, err := authz.Parse(strings.NewReader(`{"rules":[{"principals":["` + reapRequester + `"],"buckets":["*.example.com"],"access":["read-write"]}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svcCfg := cfg.Copy()
-	awstest.RequireBoundary(t, &svcCfg, reapBoundary)
-	store := awstest.Table(t, svcCfg)
-	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{Store: store, BoundaryARN: reapBoundary, Region: awstest.Region}, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := provisiontest.New(t, provisiontest.Endpoint(srv.URL),
+		provisiontest.Rules(`{"rules":[{"principals":["`+reapRequester+`"],"buckets":["*.example.com"],"access":["read-write"]}]}`))
+	svc, store := p.Service, p.Store
 	user := awstest.Name("expiring")
 	res, err := svc.Create(t.Context(), provision.CreateInput{
 		Principal: caller.Principal{ID: reapRequester},
