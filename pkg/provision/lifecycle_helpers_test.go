@@ -20,6 +20,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/keyvend/keyvend/pkg/awserr"
+	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -183,4 +184,13 @@ func sortedCopy(s []string) []string {
 		s = []string{}
 	}
 	return s
+}
+
+// beforeFirst runs fn once, synchronously, just before the first call of
+// operation op made through cfg: a deterministic interleaving point for
+// "another process acts now".
+func beforeFirst(cfg *aws.Config, op string, fn func()) {
+	var once sync.Once
+	cfg.APIOptions = slices.Clone(cfg.APIOptions) // do not write into a shared backing array
+	awstest.BeforeSend(cfg, op, func(context.Context) { once.Do(fn) })
 }

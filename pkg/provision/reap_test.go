@@ -722,21 +722,6 @@ func TestReapCheckpoint(t *testing.T) {
 	}
 }
 
-// beforeFirst runs fn once, just before the first call of op made through
-// cfg: a deterministic interleaving of two requests.
-func beforeFirst(cfg *aws.Config, op string, fn func()) {
-	var once sync.Once
-	cfg.APIOptions = append(slices.Clone(cfg.APIOptions), func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("lifecycle.beforeFirst",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				if awsmiddleware.GetOperationName(ctx) == op {
-					once.Do(fn)
-				}
-				return next.HandleInitialize(ctx, in)
-			}), middleware.Before)
-	})
-}
-
 // A rotation creates the new key, then stores it in the secret, then
 // deletes the old key. A reaper that reads the user in between sees the new
 // key outside the secret, a stray; it must leave it to the rotation, which

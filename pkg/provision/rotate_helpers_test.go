@@ -4,17 +4,14 @@ package provision_test
 // do not collide with main_test.go and create_test.go.
 
 import (
-	"context"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/aws/smithy-go/middleware"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -117,21 +114,4 @@ func rotOps(calls []awstest.Call) map[string]int {
 		n[c.Operation]++
 	}
 	return n
-}
-
-// rotBeforeFirst runs fn once, synchronously, just before the first call
-// of operation op made through cfg: a deterministic interleaving point for
-// "another process acts now".
-func rotBeforeFirst(cfg *aws.Config, op string, fn func()) {
-	var once sync.Once
-	cfg.APIOptions = slices.Clone(cfg.APIOptions) // do not write into a shared backing array
-	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("rotBeforeFirst",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				if awsmiddleware.GetOperationName(ctx) == op {
-					once.Do(fn)
-				}
-				return next.HandleInitialize(ctx, in)
-			}), middleware.After)
-	})
 }

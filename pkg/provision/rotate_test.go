@@ -486,7 +486,7 @@ func TestRotateConcurrentRotationInAnotherProcess(t *testing.T) {
 
 	var otherErr error
 	a := e.Another(t, provisiontest.Instrument(func(c *aws.Config) {
-		rotBeforeFirst(c, "GetUser", func() { _, otherErr = rotRotate(e, user) })
+		beforeFirst(c, "GetUser", func() { _, otherErr = rotRotate(e, user) })
 	}), provisiontest.Settings(func(s *provision.Settings) { s.Store = e.store }))
 
 	res, err := a.Rotate(ctx(), provision.RotateInput{Principal: rotAlice, RequestID: "a", User: user})
