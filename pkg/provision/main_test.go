@@ -81,6 +81,8 @@ func newEnvOn(t *testing.T, url, rulesJSON string, mutate ...func(*provision.Set
 	return build(t, url, rulesJSON, nil, mutate...)
 }
 
+// build is newEnvOn with instrument (nil: none) after the recorders and
+// the fault injector.
 func build(t *testing.T, url, rulesJSON string, instrument func(*aws.Config), mutate ...func(*provision.Settings)) *env {
 	t.Helper()
 	e := &env{calls: &awstest.Recorder{}, params: &callLog{}, faults: &awstest.Faults{}}
