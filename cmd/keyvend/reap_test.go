@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,20 +12,18 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/smithy-go"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
 const (
-	reapBoundary  = "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"
+	reapBoundary  = provisiontest.Boundary
 	reapRequester = "arn:aws:iam::123456789012:user/alice"
 	reapKeyID     = "AKIAKEYVENDTEST00000" // awstest.Config's key
 )
@@ -76,36 +73,12 @@ func runKeyvend(t *testing.T, bin string, env []string, args ...string) (string,
 	return stdout.String(), stderr.String(), code
 }
 
-func userExists(t *testing.T, c *iam.Client, name string) bool {
-	t.Helper()
-	_, err := c.GetUser(t.Context(), &iam.GetUserInput{UserName: &name})
-	var ae smithy.APIError
-	switch {
-	case err == nil:
-		return true
-	case errors.As(err, &ae) && ae.ErrorCode() == "NoSuchEntity":
-		return false
-	}
-	t.Fatalf("get user %s: %v", name, err)
-	return false
-}
-
 func TestReapCommand(t *testing.T) {
 	bin := buildKeyvend(t)
 	srv := awstest.Dedicated(t)
-	cfg := awstest.Config(t, srv.URL)
-	rules, err := authz.Parse(strings.NewReader(`{"rules":[{"principals":["` + reapRequester + `"],"buckets":["*.example.com"],"access":["read-write"]}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svcCfg := cfg.Copy()
-	awstest.RequireBoundary(t, &svcCfg, reapBoundary)
-	store := awstest.Table(t, svcCfg)
-	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{Store: store, BoundaryARN: reapBoundary, Region: awstest.Region}, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := provisiontest.New(t, provisiontest.Endpoint(srv.URL),
+		provisiontest.Rules(`{"rules":[{"principals":["`+reapRequester+`"],"buckets":["*.example.com"],"access":["read-write"]}]}`))
+	svc, store := p.Service, p.Store
 	user := awstest.Name("expiring")
 	res, err := svc.Create(t.Context(), provision.CreateInput{
 		Principal: caller.Principal{ID: reapRequester},
@@ -120,7 +93,7 @@ func TestReapCommand(t *testing.T) {
 		t.Fatal("no expiry")
 	}
 	now := res.ExpiresAt.Add(time.Minute).Format(time.RFC3339)
-	iamClient, sm := iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg)
+	sm := p.SM
 
 	t.Run("without AWS_ENDPOINT_URL or --aws it refuses and calls nothing", func(t *testing.T) {
 		// The per-service endpoints lead to moto through a proxy that counts
@@ -144,7 +117,7 @@ func TestReapCommand(t *testing.T) {
 		if n := proxy.Seen(reapKeyID); n != 0 {
 			t.Errorf("%d AWS requests made", n)
 		}
-		if !userExists(t, iamClient, user) {
+		if !p.UserExists(t, user) {
 			t.Error("the expired user was deleted")
 		}
 	})
@@ -181,7 +154,7 @@ func TestReapCommand(t *testing.T) {
 		if !strings.Contains(stderr, `"action":"reap-expired"`) || !strings.Contains(stderr, user) {
 			t.Errorf("stderr has no audit line for the reaped user:\n%s", stderr)
 		}
-		if userExists(t, iamClient, user) {
+		if p.UserExists(t, user) {
 			t.Error("the expired user still exists")
 		}
 		if _, err := store.Get(t.Context(), user); !errors.Is(err, state.ErrNotFound) {

@@ -215,35 +215,6 @@ func checkBucketPattern(p string) string {
 	return ""
 }
 
-// Denial explains which grant no rule allows.
-type Denial struct {
-	Principal string
-	Grant     policy.Grant
-}
-
-func (d *Denial) Error() string {
-	return fmt.Sprintf("no rule allows %s to vend %s access to bucket %s", d.Principal, d.Grant.Access, d.Grant.Bucket)
-}
-
-// Allows reports whether some rule lets principal create a user with g.
-func (rs *Rules) Allows(principal string, g policy.Grant) bool {
-	return rs.Decide([]string{principal}, Create, []policy.Grant{g}) == nil
-}
-
-// AuthorizeGrants returns a *Denial for the first grant no rule lets
-// principal create. It is Decide for the create action and one name.
-func (rs *Rules) AuthorizeGrants(principal string, grants []policy.Grant) error {
-	if principal == "" {
-		return &Denial{Principal: "(anonymous)"}
-	}
-	for _, g := range grants {
-		if !rs.Allows(principal, g) {
-			return &Denial{Principal: principal, Grant: g}
-		}
-	}
-	return nil
-}
-
 func hasAccess(levels []policy.Access, a policy.Access) bool {
 	for _, l := range levels {
 		if l == a {

@@ -177,6 +177,16 @@ func grant(bucket string, a policy.Access) policy.Grant {
 	return policy.Grant{Bucket: bucket, Access: a}
 }
 
+// authorize is Decide for the create action and one principal ("" is
+// anonymous: no names).
+func authorize(rs *authz.Rules, principal string, grants []policy.Grant) error {
+	var names []string
+	if principal != "" {
+		names = []string{principal}
+	}
+	return rs.Decide(names, authz.Create, grants)
+}
+
 func TestLoadEmptyPathDeniesAll(t *testing.T) {
 	rs, err := authz.Load("")
 	if err != nil {
@@ -185,17 +195,14 @@ func TestLoadEmptyPathDeniesAll(t *testing.T) {
 	for _, p := range []string{"", "*", "arn:aws:iam::123456789012:user/alice", "arn:aws:iam::123456789012:root"} {
 		for _, a := range policy.Levels {
 			g := grant("b.example.com", a)
-			if rs.Allows(p, g) {
-				t.Errorf("Load(\"\") allows %q %s", p, a)
-			}
-			var d *authz.Denial
-			if err := rs.AuthorizeGrants(p, []policy.Grant{g}); !errors.As(err, &d) {
-				t.Errorf("Load(\"\").AuthorizeGrants(%q, %s) = %v, want a *Denial", p, a, err)
+			var d *authz.ActionDenial
+			if err := authorize(rs, p, []policy.Grant{g}); !errors.As(err, &d) {
+				t.Errorf("Load(\"\") lets %q create %s: %v, want an *ActionDenial", p, a, err)
 			}
 		}
 	}
 	var zero authz.Rules
-	if err := zero.AuthorizeGrants("arn:aws:iam::1:user/a", []policy.Grant{grant("abc", policy.ReadOnly)}); err == nil {
+	if err := authorize(&zero, "arn:aws:iam::1:user/a", []policy.Grant{grant("abc", policy.ReadOnly)}); err == nil {
 		t.Error("the zero Rules allowed a grant")
 	}
 }
@@ -234,6 +241,7 @@ func testRules(t *testing.T) *authz.Rules {
 	return rs
 }
 
+// TestAuthorizeGrants: which grants the rules let one principal create.
 func TestAuthorizeGrants(t *testing.T) {
 	rs := testRules(t)
 	cases := []struct {
@@ -262,16 +270,16 @@ func TestAuthorizeGrants(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := rs.AuthorizeGrants(c.principal, c.grants)
+			err := authorize(rs, c.principal, c.grants)
 			if c.deny < 0 {
 				if err != nil {
-					t.Fatalf("AuthorizeGrants = %v, want allowed", err)
+					t.Fatalf("Decide = %v, want allowed", err)
 				}
 				return
 			}
-			var d *authz.Denial
+			var d *authz.ActionDenial
 			if !errors.As(err, &d) {
-				t.Fatalf("AuthorizeGrants = %v, want a *Denial", err)
+				t.Fatalf("Decide = %v, want an *ActionDenial", err)
 			}
 			if c.principal != "" && d.Grant != c.grants[c.deny] {
 				t.Errorf("denied grant = %+v, want grants[%d] = %+v", d.Grant, c.deny, c.grants[c.deny])
@@ -304,8 +312,8 @@ func TestDemoRulesParse(t *testing.T) {
 		{"arn:aws:iam::123456789012:role/someone", grant("site.example.com", policy.ReadOnly), false},
 		{"arn:aws:iam::999999999999:user/someone", grant("site.example.com", policy.ReadOnly), false},
 	} {
-		if got := rs.Allows(c.principal, c.g); got != c.want {
-			t.Errorf("demo rules: Allows(%s, %+v) = %v, want %v", c.principal, c.g, got, c.want)
+		if got := authorize(rs, c.principal, []policy.Grant{c.g}) == nil; got != c.want {
+			t.Errorf("demo rules: %s may create %+v: %v, want %v", c.principal, c.g, got, c.want)
 		}
 	}
 }

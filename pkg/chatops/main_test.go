@@ -25,21 +25,20 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/slacksig"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
 
 const (
-	testBoundary = "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"
-	testSecret   = "8f742231b10e8888abcd99yyyzzz85a5"
-	team         = "T0KEYVEND"
-	alice        = "U0ALICE"
-	deploys      = "C0DEPLOYS"
+	testSecret = "8f742231b10e8888abcd99yyyzzz85a5"
+	team       = "T0KEYVEND"
+	alice      = "U0ALICE"
+	deploys    = "C0DEPLOYS"
 )
 
 // testRules: everyone in the team may vend and rotate read-only and
@@ -71,24 +70,13 @@ type slackEnv struct {
 
 func newSlackEnv(t *testing.T) *slackEnv {
 	t.Helper()
-	srv := awstest.Shared(t)
-	cfg := awstest.Config(t, srv.URL)
 	e := &slackEnv{calls: &awstest.Recorder{}, faults: &awstest.Faults{}, logs: &syncBuffer{}}
-	e.sqs, e.iam, e.sm = sqs.NewFromConfig(cfg), iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg)
-	svcCfg := cfg.Copy()
-	e.calls.Attach(&svcCfg)
-	e.faults.Attach(&svcCfg)
-	awstest.RequireBoundary(t, &svcCfg, testBoundary)
-	rules, err := authz.Parse(strings.NewReader(testRules))
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
-	e.svc, err = provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := provisiontest.New(t, provisiontest.Rules(testRules), provisiontest.Logger(log),
+		provisiontest.Instrument(e.calls.Attach, e.faults.Attach))
+	svcCfg := p.Config
+	e.svc, e.iam, e.sm = p.Service, p.IAM, p.SM
+	e.sqs = sqs.NewFromConfig(awstest.Config(t, p.URL))
 	e.queueURL, e.dlqURL = createQueues(t, e.sqs, awstest.Name("chatops"))
 	e.slack = newReceiver(t)
 	hosts := chatops.ResponseHosts{"127.0.0.1"}

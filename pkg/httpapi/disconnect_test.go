@@ -17,11 +17,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 )
 
 // liveServer is keyvend's real handler behind a real http.Server on
@@ -35,30 +35,20 @@ type liveServer struct {
 	done  chan struct{}
 }
 
-func newLiveServer(t *testing.T, endpoint string, instrument func(*aws.Config), settings provision.Settings) *liveServer {
+// newLiveServer serves a provisiontest service on the AWS endpoint (moto,
+// or a proxy to it); the liveServer's clients read the shared moto
+// directly.
+func newLiveServer(t *testing.T, endpoint string, instrument func(*aws.Config), mutate ...func(*provision.Settings)) *liveServer {
 	t.Helper()
-	srv := awstest.Shared(t)
-	plain := awstest.Config(t, srv.URL)
-	cfg := awstest.Config(t, endpoint)
+	plain := awstest.Config(t, awstest.Shared(t).URL)
 	s := &liveServer{calls: &awstest.Recorder{}, iam: iam.NewFromConfig(plain), sm: secretsmanager.NewFromConfig(plain), done: make(chan struct{}, 16)}
-	s.calls.Attach(&cfg)
+	attach := []func(*aws.Config){s.calls.Attach}
 	if instrument != nil {
-		instrument(&cfg)
+		attach = append(attach, instrument)
 	}
-	rules, err := authz.Parse(strings.NewReader(testRules))
-	if err != nil {
-		t.Fatal(err)
-	}
-	settings.BoundaryARN, settings.Region = testBoundary, awstest.Region
-	awstest.RequireBoundary(t, &cfg, testBoundary)
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	if settings.Store == nil {
-		settings.Store = awstest.Table(t, cfg)
-	}
-	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules, settings, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := provisiontest.New(t, provisiontest.Endpoint(endpoint), provisiontest.Instrument(attach...),
+		provisiontest.Logger(discard), provisiontest.Settings(mutate...)).Service
 	h := httpapi.New(svc, caller.Static{ARN: testCaller}, discard)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() { s.done <- struct{}{} }()
@@ -139,7 +129,7 @@ func TestClientDisconnectAfterCreateAccessKey(t *testing.T) {
 				}
 			})
 		})
-	}, provision.Settings{})
+	})
 	user := awstest.Name("hangup")
 	bucket := awstest.Name("hangup") + ".example.com"
 	if resp, err := s.post(clientCtx, user, bucket); err == nil {
@@ -183,9 +173,9 @@ func TestClientTimeoutsMidSaga(t *testing.T) {
 	srv := awstest.Shared(t)
 	proxy := awstest.NewProxy(t, srv.URL)
 	proxy.SetDelay(25 * time.Millisecond)
-	s := newLiveServer(t, proxy.URL, nil, provision.Settings{})
+	s := newLiveServer(t, proxy.URL, nil)
 	// Another instance, for which every half-made user is abandoned.
-	late := newLiveServer(t, srv.URL, nil, provision.Settings{RepairAfter: time.Nanosecond})
+	late := newLiveServer(t, srv.URL, nil, func(s *provision.Settings) { s.RepairAfter = time.Nanosecond })
 	outcomes := map[string]int{}
 	for _, timeout := range []time.Duration{5, 20, 35, 50, 65, 80, 95, 110, 150} {
 		timeout *= time.Millisecond

@@ -8,38 +8,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/httpapi"
-	"github.com/keyvend/keyvend/pkg/provision"
-	"github.com/keyvend/keyvend/pkg/state"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 )
 
 // faultyAPI is the real handler over a service whose AWS calls fail as
 // faults says; its log is captured.
 func faultyAPI(t *testing.T) (http.Handler, *awstest.Faults, *syncBuffer) {
 	t.Helper()
-	srv := awstest.Shared(t)
-	cfg := awstest.Config(t, srv.URL)
 	faults := &awstest.Faults{}
-	faults.Attach(&cfg)
-	awstest.RequireBoundary(t, &cfg, testBoundary)
-	rules, err := authz.Parse(strings.NewReader(testRules))
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules,
-		provision.Settings{Store: awstest.Table(t, cfg), BoundaryARN: testBoundary, Region: awstest.Region}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := provisiontest.New(t, provisiontest.Instrument(faults.Attach), provisiontest.Logger(log)).Service
 	return httpapi.New(svc, caller.Static{ARN: testCaller}, log), faults, logs
 }
 
@@ -101,23 +83,10 @@ func TestAWSErrorsMapToClearResponses(t *testing.T) {
 // is answered 503 with Retry-After — transient, not keyvend's fault — and
 // the log says what failed.
 func TestUnreachableAWS(t *testing.T) {
-	cfg := awstest.Config(t, "http://127.0.0.1:1")
-	awstest.RequireBoundary(t, &cfg, testBoundary)
-	rules, err := authz.Parse(strings.NewReader(testRules))
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	st, err := state.New(dynamodb.NewFromConfig(cfg), "keyvend-state") // unreachable too: never created
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules,
-		provision.Settings{Store: st, BoundaryARN: testBoundary, Region: awstest.Region}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := provisiontest.New(t, provisiontest.Endpoint("http://127.0.0.1:1"), provisiontest.Logger(log),
+		provisiontest.Table("keyvend-state")).Service // the table is unreachable too: never created
 	h := httpapi.New(svc, caller.Static{ARN: testCaller}, log)
 	req := httptest.NewRequest(http.MethodPost, "/v1/users", strings.NewReader(createBody(awstest.Name("unreach"))))
 	req.Header.Set("Content-Type", "application/json")

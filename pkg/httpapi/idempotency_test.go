@@ -14,24 +14,21 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/idempotency"
-	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // idemEnv is the API with idempotency keys in a fresh state table on the
-// shared moto; iam reads moto directly, calls records the service's calls.
+// shared moto; the provisiontest.Env reads moto directly, calls records the
+// service's calls.
 type idemEnv struct {
+	*provisiontest.Env
 	store *idempotency.Store
-	svc   *provision.Service
-	iam   *iam.Client
 	calls *awstest.Recorder
 	log   *slog.Logger
 }
@@ -50,32 +47,19 @@ func newIdemEnv(t *testing.T, instrument func(*aws.Config)) *idemEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &idemEnv{store: store, iam: iam.NewFromConfig(cfg), calls: &awstest.Recorder{}, log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
-	svcCfg := cfg.Copy()
-	e.calls.Attach(&svcCfg)
+	e := &idemEnv{store: store, calls: &awstest.Recorder{}, log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	attach := []func(*aws.Config){e.calls.Attach}
 	if instrument != nil {
-		instrument(&svcCfg)
+		attach = append(attach, instrument)
 	}
-	awstest.RequireBoundary(t, &svcCfg, testBoundary)
-	rules, err := authz.Parse(strings.NewReader(testRules))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := state.New(dynamodb.NewFromConfig(svcCfg), table) // records and keys share the table, as in keyvend serve
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.svc, err = provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{Store: st, BoundaryARN: testBoundary, Region: awstest.Region}, e.log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// records and keys share the table, as in keyvend serve
+	e.Env = provisiontest.New(t, provisiontest.Instrument(attach...), provisiontest.Logger(e.log), provisiontest.Table(table))
 	return e
 }
 
 // handler is the API for callers from who, with the store.
 func (e *idemEnv) handler(who caller.Resolver) http.Handler {
-	return httpapi.New(e.svc, who, e.log, httpapi.WithIdempotency(e.store))
+	return httpapi.New(e.Service, who, e.log, httpapi.WithIdempotency(e.store))
 }
 
 // sendKeyed sends a request with Idempotency-Key values (none: no header).
@@ -93,20 +77,6 @@ func sendKeyed(h http.Handler, method, path, body string, keys ...string) *httpt
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	return w
-}
-
-// accessKeys are the user's access key ids in IAM.
-func (e *idemEnv) accessKeys(t *testing.T, user string) []string {
-	t.Helper()
-	out, err := e.iam.ListAccessKeys(context.Background(), &iam.ListAccessKeysInput{UserName: aws.String(user)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, k := range out.AccessKeyMetadata {
-		ids = append(ids, aws.ToString(k.AccessKeyId))
-	}
-	return ids
 }
 
 func replayed(w *httptest.ResponseRecorder) bool {
@@ -149,7 +119,7 @@ func TestIdempotentCreate(t *testing.T) {
 	if calls := e.calls.Calls(); len(calls) != 0 {
 		t.Errorf("the replay made AWS calls: %v", calls)
 	}
-	if keys := e.accessKeys(t, user); len(keys) != 1 {
+	if keys := e.Keys(t, user); len(keys) != 1 {
 		t.Errorf("user has keys %v, want one", keys)
 	}
 	// The answer never holds the secret access key.
@@ -192,7 +162,7 @@ func TestIdempotentRotate(t *testing.T) {
 	if n := e.calls.Count("CreateAccessKey"); n != 0 {
 		t.Errorf("the second rotate with the same key called CreateAccessKey %d times", n)
 	}
-	if keys := e.accessKeys(t, user); len(keys) != 1 || keys[0] != r1.AccessKeyID {
+	if keys := e.Keys(t, user); len(keys) != 1 || keys[0] != r1.AccessKeyID {
 		t.Errorf("keys in IAM %v, want only the first rotate's %s", keys, r1.AccessKeyID)
 	}
 	// A new key is a new rotate.
@@ -200,7 +170,7 @@ func TestIdempotentRotate(t *testing.T) {
 	if other.Code != http.StatusOK || replayed(other) {
 		t.Fatalf("rotate with another key: %d replayed=%v %s", other.Code, replayed(other), other.Body)
 	}
-	if keys := e.accessKeys(t, user); len(keys) != 1 || keys[0] == r1.AccessKeyID {
+	if keys := e.Keys(t, user); len(keys) != 1 || keys[0] == r1.AccessKeyID {
 		t.Errorf("keys in IAM %v after a rotate with another key", keys)
 	}
 	// DELETE: the replay is the first's 204, not a 404.

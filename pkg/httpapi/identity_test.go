@@ -13,14 +13,13 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 )
 
 const (
@@ -63,25 +62,12 @@ func forgedHeaders(arn, authorization string) map[string]string {
 // its log kept; env reads moto directly.
 func newIdentityEnv(t *testing.T) (func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error), *awstest.Recorder, *syncBuffer, *lambdaEnv) {
 	t.Helper()
-	srv := awstest.Shared(t)
-	cfg := awstest.Config(t, srv.URL)
 	calls := &awstest.Recorder{}
-	svcCfg := cfg.Copy()
-	calls.Attach(&svcCfg)
-	awstest.RequireBoundary(t, &svcCfg, testBoundary)
-	rules, err := authz.Parse(strings.NewReader(lambdaRules))
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	handle := httpapi.LambdaHandler(httpapi.New(svc, caller.APIGateway{}, log))
-	return handle, calls, logs, &lambdaEnv{iam: iam.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
+	p := provisiontest.New(t, provisiontest.Rules(lambdaRules), provisiontest.Instrument(calls.Attach), provisiontest.Logger(log))
+	handle := httpapi.LambdaHandler(httpapi.New(p.Service, caller.APIGateway{}, log))
+	return handle, calls, logs, &lambdaEnv{iam: p.IAM, sm: p.SM}
 }
 
 // TestLambdaIdentityNeverFromHeaders drives the Lambda handler, as

@@ -19,12 +19,12 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 )
 
 // lambdaRules: alice may vend anything on *.example.com; the deployer role
@@ -45,25 +45,12 @@ type lambdaEnv struct {
 
 func newLambdaEnv(t *testing.T) *lambdaEnv {
 	t.Helper()
-	srv := awstest.Shared(t)
-	cfg := awstest.Config(t, srv.URL)
-	rules, err := authz.Parse(strings.NewReader(lambdaRules))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &lambdaEnv{iam: iam.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg), log: &syncBuffer{}}
+	e := &lambdaEnv{log: &syncBuffer{}}
 	log := slog.New(slog.NewJSONHandler(e.log, nil))
 	// The service's clients check its CreateUser calls; e's look at moto.
-	svcCfg := cfg.Copy()
-	awstest.RequireBoundary(t, &svcCfg, testBoundary)
-	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, provision.Settings{Store: awstest.Table(t, svcCfg),
-		BoundaryARN: testBoundary,
-		Region:      awstest.Region,
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.handle = httpapi.LambdaHandler(httpapi.New(svc, caller.APIGateway{}, log))
+	p := provisiontest.New(t, provisiontest.Rules(lambdaRules), provisiontest.Logger(log))
+	e.iam, e.sm = p.IAM, p.SM
+	e.handle = httpapi.LambdaHandler(httpapi.New(p.Service, caller.APIGateway{}, log))
 	return e
 }
 

@@ -30,7 +30,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
@@ -43,6 +42,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
@@ -603,22 +603,17 @@ func newExampleEnv(t *testing.T) *exampleEnv {
 	t.Helper()
 	srv := awstest.Dedicated(t)
 	cfg := awstest.Config(t, srv.URL)
-	e := &exampleEnv{faults: &awsFaults{}, iam: iam.NewFromConfig(cfg)}
-	svcCfg := cfg.Copy()
-	e.faults.attach(&svcCfg)
-	pageListUsers(&svcCfg)
-	awstest.RequireBoundary(t, &svcCfg, testBoundary)
+	e := &exampleEnv{faults: &awsFaults{}}
 	rules, err := authz.Load(filepath.Join("..", "..", "rules", "demo.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	e.store = awstest.Table(t, svcCfg)
-	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{Store: e.store, BoundaryARN: testBoundary, Region: awstest.Region, KeyCheck: &keycheck.Checker{Base: cfg, Timeout: 10 * time.Second}}, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := provisiontest.New(t, provisiontest.Endpoint(srv.URL), provisiontest.RuleSet(rules), provisiontest.Logger(discard),
+		provisiontest.Instrument(e.faults.attach, pageListUsers),
+		provisiontest.Settings(func(s *provision.Settings) { s.KeyCheck = &keycheck.Checker{Base: cfg, Timeout: 10 * time.Second} }))
+	svc := p.Service
+	e.iam, e.store = p.IAM, p.Store
 	db := dynamodb.NewFromConfig(cfg)
 	if err := state.CreateTable(context.Background(), db, "keyvend-state"); err != nil {
 		t.Fatal(err)
@@ -629,11 +624,7 @@ func newExampleEnv(t *testing.T) *exampleEnv {
 	}
 	e.h = httpapi.New(svc, caller.Static{ARN: localDev}, discard, httpapi.WithIdempotency(idem))
 	e.anon = httpapi.New(svc, caller.Static{}, discard, httpapi.WithIdempotency(idem))
-	groupSvc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules,
-		provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: testBoundary, Region: awstest.Region, GrantMode: grantmode.Group}, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	groupSvc := p.Another(t, provisiontest.Settings(func(s *provision.Settings) { s.KeyCheck, s.GrantMode = nil, grantmode.Group }))
 	e.groups = httpapi.New(groupSvc, caller.Static{ARN: localDev}, discard)
 	return e
 }

@@ -41,11 +41,11 @@ const adoptOldKey = "AKIALEFTOVER00000001"
 // user gone.
 func TestCreateNeverAdoptsAForeignSecret(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		withKey := newLCEnv(t, "", testRules, grantMode(mode), semWithKMS(semKMSKey))
-		withoutKey := newLCEnv(t, "", testRules, grantMode(mode))
+		withKey := newEnvOn(t, "", testRules, grantMode(mode), semWithKMS(semKMSKey))
+		withoutKey := newEnvOn(t, "", testRules, grantMode(mode))
 		for _, tc := range []struct {
 			name   string
-			e      *lcEnv
+			e      *env
 			spec   func(user string) semSecretSpec
 			reason string // "" the secret is keyvend's: reused
 		}{
@@ -121,7 +121,7 @@ func TestCreateNeverAdoptsAForeignSecret(t *testing.T) {
 					t.Errorf("CreateAccessKey %d times: %s", e.calls.Count("CreateAccessKey"), opsLine(e.calls.Calls()))
 				}
 				assertUndoneBeforeDeleteUser(t, e.calls.Calls()) // the new key deleted before the user
-				if ids, _ := e.keyIDs(t, user); len(ids) != 0 || e.userExists(t, user) {
+				if ids := e.Keys(t, user); len(ids) != 0 || e.UserExists(t, user) {
 					t.Errorf("user or keys %v left", ids)
 				}
 			})
@@ -135,7 +135,7 @@ func TestCreateNeverAdoptsAForeignSecret(t *testing.T) {
 // still in it and still the user's only key.
 func TestRotateNeverWritesAForeignSecret(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		e := newLCEnv(t, "", testRules, grantMode(mode), semWithKMS(semKMSKey))
+		e := newEnvOn(t, "", testRules, grantMode(mode), semWithKMS(semKMSKey))
 		for _, tc := range []struct {
 			name, reason string
 			do           func(t *testing.T, user string)
@@ -165,8 +165,8 @@ func TestRotateNeverWritesAForeignSecret(t *testing.T) {
 				if after := semSecret(t, e.sm, user); !after.equal(before) {
 					t.Errorf("secret changed:\n%+v\nwas\n%+v", after, before)
 				}
-				if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, []string{key}) || secretKeyID(t, e.sm, user) != key {
-					t.Errorf("keys %v, secret holds %s, want only %s in both", got, secretKeyID(t, e.sm, user), key)
+				if got := e.Keys(t, user); !slices.Equal(got, []string{key}) || e.MustCredential(t, user).AccessKeyID != key {
+					t.Errorf("keys %v, secret holds %s, want only %s in both", got, e.MustCredential(t, user).AccessKeyID, key)
 				}
 				if semGroupExists(t, e.iam, "keyvend-lock_"+strings.ToLower(user)) {
 					t.Error("repair lock left behind")
@@ -183,7 +183,7 @@ func TestRotateNeverWritesAForeignSecret(t *testing.T) {
 func TestReapNeverRestocksAForeignSecret(t *testing.T) {
 	srv := awstest.Dedicated(t) // the reaper sees only this test's users
 	clock := &settableClock{}
-	e := newLCEnv(t, srv.URL, testRules, semWithKMS(semKMSKey), func(s *provision.Settings) { s.Now = clock.Now })
+	e := newEnvOn(t, srv.URL, testRules, semWithKMS(semKMSKey), func(s *provision.Settings) { s.Now = clock.Now })
 	dead := func() string { // a user whose secret holds a key it no longer has
 		user, key := vended(t, e, rw(semBucket("reap")))
 		if _, err := e.iam.DeleteAccessKey(ctx(), &iam.DeleteAccessKeyInput{UserName: &user, AccessKeyId: &key}); err != nil {
@@ -227,11 +227,11 @@ func TestReapNeverRestocksAForeignSecret(t *testing.T) {
 		if now := semSecret(t, e.sm, user); !now.equal(was) {
 			t.Errorf("secret of %s changed:\n%+v\nwas\n%+v", user, now, was)
 		}
-		if got := keyIDsOf(t, e.iam, user); len(got) != 0 {
+		if got := e.Keys(t, user); len(got) != 0 {
 			t.Errorf("%s got keys %v", user, got)
 		}
 	}
-	if got := keyIDsOf(t, e.iam, ok); len(got) != 1 || secretKeyID(t, e.sm, ok) != got[0] {
-		t.Errorf("restocked %s has keys %v, secret %s", ok, got, secretKeyID(t, e.sm, ok))
+	if got := e.Keys(t, ok); len(got) != 1 || e.MustCredential(t, ok).AccessKeyID != got[0] {
+		t.Errorf("restocked %s has keys %v, secret %s", ok, got, e.MustCredential(t, ok).AccessKeyID)
 	}
 }

@@ -114,7 +114,7 @@ func TestForbiddenMakesNoAWSCall(t *testing.T) {
 			t.Errorf("%s: AWS calls made: %s", c.name, opsLine(calls))
 		}
 	}
-	if e.userExists(t, user) {
+	if e.UserExists(t, user) {
 		t.Error("a forbidden request created the user")
 	}
 }

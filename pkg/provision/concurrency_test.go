@@ -76,7 +76,7 @@ func testIdenticalRace(t *testing.T, n int, envs []*env, services []*provision.S
 	grant := rw(awstest.Name("race") + ".example.com")
 	outs := race(n, input(user, grant), services...)
 
-	ids, _ := e.keyIDs(t, user)
+	ids := e.Keys(t, user)
 	if len(ids) != 1 {
 		for i, o := range outs {
 			t.Logf("request %d: %v", i, o.err)

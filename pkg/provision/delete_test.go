@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -36,7 +37,7 @@ const aliceForceRules = `{"rules":[
 ]}`
 
 // vended creates a user through keyvend as alice and returns its name and key.
-func vended(t *testing.T, e *lcEnv, grants ...policy.Grant) (string, string) {
+func vended(t *testing.T, e *env, grants ...policy.Grant) (string, string) {
 	t.Helper()
 	user := awstest.Name("del")
 	res, err := e.svc.Create(ctx(), input(user, grants...))
@@ -57,7 +58,7 @@ const denyAllPolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Ac
 
 // decorate attaches an inline policy, a managed policy and a foreign group
 // membership to user, as an operator might by hand.
-func decorate(t *testing.T, e *lcEnv, user string) extras {
+func decorate(t *testing.T, e *env, user string) extras {
 	t.Helper()
 	x := extras{foreignGroup: awstest.Name("ops"), inline: "hand-made"}
 	mustGroup(t, e.iam, x.foreignGroup, "/")
@@ -83,7 +84,7 @@ func delInput(p string, user string) provision.DeleteInput {
 // wantScheduled checks the user's secret is scheduled for deletion with the
 // default 7-day window. moto reports DeletedDate as the date the secret
 // will be deleted.
-func wantScheduled(t *testing.T, e *lcEnv, user string, deletedAfter time.Time) {
+func wantScheduled(t *testing.T, e *env, user string, deletedAfter time.Time) {
 	t.Helper()
 	st := secretOf(t, e.sm, user)
 	if !st.exists || st.deleted == nil {
@@ -97,15 +98,15 @@ func wantScheduled(t *testing.T, e *lcEnv, user string, deletedAfter time.Time) 
 
 // wantIntact checks the user still exists with exactly these keys and
 // groups, and its secret is not scheduled for deletion.
-func wantIntact(t *testing.T, e *lcEnv, user string, keys, groups []string) {
+func wantIntact(t *testing.T, e *env, user string, keys, groups []string) {
 	t.Helper()
-	if !userExists(t, e.iam, user) {
+	if !e.UserExists(t, user) {
 		t.Fatalf("user %s was deleted", user)
 	}
-	if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, sortedCopy(keys)) {
+	if got := e.Keys(t, user); !slices.Equal(got, sortedCopy(keys)) {
 		t.Errorf("keys of %s = %v, want %v", user, got, sortedCopy(keys))
 	}
-	if got := groupsOf(t, e.iam, user, false); !slices.Equal(got, sortedCopy(groups)) {
+	if got := e.Groups(t, user, ""); !slices.Equal(got, sortedCopy(groups)) {
 		t.Errorf("groups of %s = %v, want %v", user, got, sortedCopy(groups))
 	}
 
@@ -119,7 +120,7 @@ func TestDeleteRemovesEverythingInThreeRoundTrips(t *testing.T) {
 }
 
 func testDeleteRemovesEverythingInThreeRoundTrips(t *testing.T, mode grants.Mode) {
-	e := newLCEnv(t, "", deleteRules, grantMode(mode))
+	e := newEnvOn(t, "", deleteRules, grantMode(mode))
 	a, b := rw(awstest.Name("a")+".example.com"), policy.Grant{Bucket: awstest.Name("b") + ".example.com", Access: policy.ReadOnly}
 	user, key := vended(t, e, a, b)
 	x := decorate(t, e, user)
@@ -163,13 +164,13 @@ func testDeleteRemovesEverythingInThreeRoundTrips(t *testing.T, mode grants.Mode
 	if len(calls) != len(round1)+len(round2)+len(round3) {
 		t.Fatalf("%d calls, want %d + %d + %d: %v", len(calls), len(round1), len(round2), len(round3), calls)
 	}
-	if got := opsOf(calls[:len(round1)]); !slices.Equal(got, round1) {
+	if got := sortedOps(calls[:len(round1)]); !slices.Equal(got, round1) {
 		t.Errorf("round 1 = %v, want %v", got, round1)
 	}
-	if got := opsOf(calls[len(round1) : len(round1)+len(round2)]); !slices.Equal(got, round2) {
+	if got := sortedOps(calls[len(round1) : len(round1)+len(round2)]); !slices.Equal(got, round2) {
 		t.Errorf("round 2 = %v, want %v", got, round2)
 	}
-	if got := opsOf(calls[len(round1)+len(round2):]); !slices.Equal(got, round3) {
+	if got := sortedOps(calls[len(round1)+len(round2):]); !slices.Equal(got, round3) {
 		t.Errorf("round 3 = %v, want %v", got, round3)
 	}
 
@@ -182,7 +183,7 @@ func testDeleteRemovesEverythingInThreeRoundTrips(t *testing.T, mode grants.Mode
 	var keys, groups, inline, attached []string
 	var secretIn *secretsmanager.DeleteSecretInput
 	for _, c := range log {
-		if c.Err != nil && !(c.Op == "GetUserPolicy" && mode == grants.Group && apiCode(c.Err) == "NoSuchEntity") {
+		if c.Err != nil && !(c.Op == "GetUserPolicy" && mode == grants.Group && awserr.Code(c.Err) == "NoSuchEntity") {
 			t.Errorf("%s failed: %v", c.Op, c.Err)
 		}
 		switch in := c.Input.(type) {
@@ -216,7 +217,7 @@ func testDeleteRemovesEverythingInThreeRoundTrips(t *testing.T, mode grants.Mode
 		t.Errorf("DeleteSecret input = %+v, want keyvend/users/%s with a 7-day recovery window", secretIn, user)
 	}
 
-	if userExists(t, e.iam, user) {
+	if e.UserExists(t, user) {
 		t.Error("user still exists")
 	}
 	wantScheduled(t, e, user, start)
@@ -226,7 +227,7 @@ func testDeleteRemovesEverythingInThreeRoundTrips(t *testing.T, mode grants.Mode
 		t.Errorf("group %s: %v", x.foreignGroup, err)
 	}
 	for _, g := range e.groupNames(a, b) {
-		if _, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: aws.String(g)}); awsCode(err) != "NoSuchEntity" {
+		if _, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: aws.String(g)}); awserr.Code(err) != "NoSuchEntity" {
 			t.Errorf("empty grant group %s: %v, want it deleted", g, err)
 		}
 	}
@@ -246,11 +247,11 @@ func testDeleteRemovesEverythingInThreeRoundTrips(t *testing.T, mode grants.Mode
 // refuses with DeleteConflict), so stop before DeleteUser and look.
 func TestDeleteDetachesEverythingBeforeDeletingTheUser(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		testDeleteDetachesEverything(t, newLCEnv(t, "", deleteRules, grantMode(mode)))
+		testDeleteDetachesEverything(t, newEnvOn(t, "", deleteRules, grantMode(mode)))
 	})
 }
 
-func testDeleteDetachesEverything(t *testing.T, e *lcEnv) {
+func testDeleteDetachesEverything(t *testing.T, e *env) {
 	user, _ := vended(t, e, rw(awstest.Name("a")+".example.com"))
 	decorate(t, e, user)
 
@@ -260,13 +261,13 @@ func testDeleteDetachesEverything(t *testing.T, e *lcEnv) {
 	if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err == nil || e.faults.Fired() != 1 {
 		t.Fatalf("delete with DeleteUser failing = %v (faults fired %d), want an error", err, e.faults.Fired())
 	}
-	if !userExists(t, e.iam, user) {
+	if !e.UserExists(t, user) {
 		t.Fatal("user gone although DeleteUser failed")
 	}
-	if k := keyIDsOf(t, e.iam, user); len(k) != 0 {
+	if k := e.Keys(t, user); len(k) != 0 {
 		t.Errorf("keys left: %v", k)
 	}
-	if g := groupsOf(t, e.iam, user, false); len(g) != 0 {
+	if g := e.Groups(t, user, ""); len(g) != 0 {
 		t.Errorf("groups left: %v", g)
 	}
 	inl, err := e.iam.ListUserPolicies(ctx(), &iam.ListUserPoliciesInput{UserName: &user})
@@ -289,7 +290,7 @@ func testDeleteDetachesEverything(t *testing.T, e *lcEnv) {
 	if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	if userExists(t, e.iam, user) {
+	if e.UserExists(t, user) {
 		t.Error("user still exists after the retry")
 	}
 	wantScheduled(t, e, user, start)
@@ -297,11 +298,11 @@ func testDeleteDetachesEverything(t *testing.T, e *lcEnv) {
 
 func TestDeleteForce(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		testDeleteForce(t, newLCEnv(t, "", deleteRules, grantMode(mode)))
+		testDeleteForce(t, newEnvOn(t, "", deleteRules, grantMode(mode)))
 	})
 }
 
-func testDeleteForce(t *testing.T, e *lcEnv) {
+func testDeleteForce(t *testing.T, e *env) {
 	grant := rw(awstest.Name("f") + ".example.com")
 
 	t.Run("requester without a force-delete rule is forbidden", func(t *testing.T) {
@@ -335,7 +336,7 @@ func testDeleteForce(t *testing.T, e *lcEnv) {
 			if err := svc.Delete(ctx(), in); err != nil {
 				t.Fatal(err)
 			}
-			if userExists(t, e.iam, user) {
+			if e.UserExists(t, user) {
 				t.Error("user still exists")
 			}
 			if st := secretOf(t, e.sm, user); st.exists {
@@ -353,11 +354,11 @@ func testDeleteForce(t *testing.T, e *lcEnv) {
 
 func TestDeleteHalfMadeUsers(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		testDeleteHalfMadeUsers(t, newLCEnv(t, "", deleteRules, grantMode(mode)))
+		testDeleteHalfMadeUsers(t, newEnvOn(t, "", deleteRules, grantMode(mode)))
 	})
 }
 
-func testDeleteHalfMadeUsers(t *testing.T, e *lcEnv) {
+func testDeleteHalfMadeUsers(t *testing.T, e *env) {
 	grant := rw(awstest.Name("h") + ".example.com")
 
 	byHand := func(t *testing.T, withKey bool) string {
@@ -386,13 +387,13 @@ func testDeleteHalfMadeUsers(t *testing.T, e *lcEnv) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			user := tc.make(t)
-			keys := keyIDsOf(t, e.iam, user)
+			keys := e.Keys(t, user)
 			e.resetCounters()
 			start := time.Now()
 			if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
 				t.Fatal(err)
 			}
-			if userExists(t, e.iam, user) {
+			if e.UserExists(t, user) {
 				t.Error("user still exists")
 			}
 			var deleted []string
@@ -419,7 +420,7 @@ func testDeleteHalfMadeUsers(t *testing.T, e *lcEnv) {
 }
 
 func TestDeleteUnknownOrUnmanagedUserIsNotFound(t *testing.T) {
-	e := newLCEnv(t, "", deleteRules)
+	e := newEnvOn(t, "", deleteRules)
 	grant := rw(awstest.Name("u") + ".example.com")
 	mustGroup(t, e.iam, policy.GroupName(grant), "/keyvend/")
 
@@ -455,7 +456,7 @@ func TestDeleteUnknownOrUnmanagedUserIsNotFound(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			user := tc.make(t)
-			exists := userExists(t, e.iam, user)
+			exists := e.UserExists(t, user)
 			var keys, groups []string
 			if exists {
 				keys = []string{mustCreateKey(t, e.iam, user)}
@@ -506,14 +507,14 @@ func TestDeleteUnknownOrUnmanagedUserIsNotFound(t *testing.T) {
 
 func TestDeleteAuthorization(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		testDeleteAuthorization(t, newLCEnv(t, "", deleteRules, grantMode(mode)))
+		testDeleteAuthorization(t, newEnvOn(t, "", deleteRules, grantMode(mode)))
 	})
 }
 
 // A caller who may not see the user (neither describe it nor delete it) is
 // told it does not exist, as for a user that does not; no answer names the
 // user's buckets or access levels.
-func testDeleteAuthorization(t *testing.T, e *lcEnv) {
+func testDeleteAuthorization(t *testing.T, e *env) {
 	grant := rw(awstest.Name("z") + ".example.com")
 
 	for _, tc := range []struct {
@@ -565,7 +566,7 @@ func testDeleteAuthorization(t *testing.T, e *lcEnv) {
 			if err := e.svc.Delete(ctx(), delInput(tc.principal, user)); err != nil {
 				t.Fatal(err)
 			}
-			if userExists(t, e.iam, user) {
+			if e.UserExists(t, user) {
 				t.Error("user still exists")
 			}
 			wantScheduled(t, e, user, start)
@@ -580,7 +581,7 @@ func TestDeleteFaultAtEveryCallThenRetryConverges(t *testing.T) {
 }
 
 func testDeleteFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode) {
-	e := newLCEnv(t, "", deleteRules, grantMode(mode))
+	e := newEnvOn(t, "", deleteRules, grantMode(mode))
 	grant := rw(awstest.Name("fault") + ".example.com")
 
 	user, _ := vended(t, e, grant)
@@ -618,7 +619,7 @@ func testDeleteFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 	for _, fc := range every {
 		t.Run(fmt.Sprintf("%s#%d", fc.op, fc.nth), func(t *testing.T) {
 			t.Parallel()
-			e := newLCEnv(t, "", deleteRules, grantMode(mode))
+			e := newEnvOn(t, "", deleteRules, grantMode(mode))
 			grant := rw(awstest.Name("fault") + ".example.com") // its own: another case's delete drops a shared empty group
 			user, key := vended(t, e, grant)
 			x := decorate(t, e, user)
@@ -636,7 +637,7 @@ func testDeleteFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 			if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
 				t.Fatalf("retry: %v", err)
 			}
-			if userExists(t, e.iam, user) {
+			if e.UserExists(t, user) {
 				t.Fatal("user still exists")
 			}
 			wantScheduled(t, e, user, start)
@@ -680,7 +681,7 @@ func testDeleteFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 // A secret of the user's name that is not tagged as keyvend's is not
 // keyvend's to delete, even when the user is.
 func TestDeleteLeavesAForeignSecretAlone(t *testing.T) {
-	e := newLCEnv(t, "", deleteRules)
+	e := newEnvOn(t, "", deleteRules)
 	user, _ := vended(t, e, rw(awstest.Name("f")+".example.com"))
 	if _, err := e.sm.UntagResource(ctx(), &secretsmanager.UntagResourceInput{SecretId: aws.String(secretName(user)), TagKeys: []string{provision.TagManagedBy}}); err != nil {
 		t.Fatal(err)
@@ -688,7 +689,7 @@ func TestDeleteLeavesAForeignSecretAlone(t *testing.T) {
 	if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
 		t.Fatal(err)
 	}
-	if userExists(t, e.iam, user) {
+	if e.UserExists(t, user) {
 		t.Fatalf("user %s not deleted", user)
 	}
 	if st := secretOf(t, e.sm, user); !st.exists || st.deleted != nil {
@@ -705,7 +706,7 @@ func TestDeleteLeavesAForeignSecretAlone(t *testing.T) {
 // removed (fail closed); the requester's delete needs no grants and goes
 // on.
 func TestDeleteByRuleNeedsItsGrants(t *testing.T) {
-	e := newLCEnv(t, "", deleteRules, grantMode(grants.Group))
+	e := newEnvOn(t, "", deleteRules, grantMode(grants.Group))
 	grant := rw(awstest.Name("byrule") + ".example.com")
 	user, key := vended(t, e, grant)
 	e.resetCounters()
@@ -724,7 +725,7 @@ func TestDeleteByRuleNeedsItsGrants(t *testing.T) {
 	if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
 		t.Fatalf("the requester's delete: %v", err)
 	}
-	if userExists(t, e.iam, user) {
+	if e.UserExists(t, user) {
 		t.Error("user still exists")
 	}
 }

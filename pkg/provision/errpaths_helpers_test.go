@@ -24,17 +24,18 @@ import (
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
-// newStrictEnv is newLCEnv with testRules on the moto at url ("" for the
+// newStrictEnv is newEnvOn with testRules on the moto at url ("" for the
 // shared one) whose services (e.svc, and every e.service) see DeleteUser
 // refused with DeleteConflict while the user still has a key, a group or a
 // policy, as in AWS (awstest.DeleteConflicts). moto would delete such a
 // user with what it has, and a test could not tell that a key was left.
-func newStrictEnv(t *testing.T, url string, mutate ...func(*provision.Settings)) *lcEnv {
+func newStrictEnv(t *testing.T, url string, mutate ...func(*provision.Settings)) *env {
 	t.Helper()
-	e := newLCEnv(t, url, testRules, mutate...)
-	awstest.DeleteConflicts(&e.cfg, e.iam)
-	e.svc = e.service(t, testRules)
-	return e
+	if url == "" {
+		url = awstest.Shared(t).URL
+	}
+	check := iam.NewFromConfig(awstest.Config(t, url))
+	return build(t, url, testRules, func(cfg *aws.Config) { awstest.DeleteConflicts(cfg, check) }, mutate...)
 }
 
 // targeted records the calls made through a configuration that concern
@@ -213,7 +214,7 @@ func (p *pageUsers) answered() [][]string {
 }
 
 // keyvendUsers lists the users under /keyvend/ on e's moto.
-func keyvendUsers(t *testing.T, e *lcEnv) []string {
+func keyvendUsers(t *testing.T, e *env) []string {
 	t.Helper()
 	var names []string
 	p := iam.NewListUsersPaginator(e.iam, &iam.ListUsersInput{})

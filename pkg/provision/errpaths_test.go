@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -141,16 +142,16 @@ func testCompensationErrorPaths(t *testing.T, mode grants.Mode) {
 			if fired != 2 {
 				t.Fatalf("%d faults fired, want %s and %s", fired, c.primary, c.comp)
 			}
-			if awsCode(err) != awstest.InjectedCode || !strings.Contains(err.Error(), "injected fault in "+c.primary.op) || provision.KindOf(err) != 0 {
+			if awserr.Code(err) != awstest.InjectedCode || !strings.Contains(err.Error(), "injected fault in "+c.primary.op) || provision.KindOf(err) != 0 {
 				t.Errorf("error = %v (kind %d), want the internal error of the failed %s", err, provision.KindOf(err), c.primary.op)
 			}
 			var keys []string
-			got := compLeft{user: e.userExists(t, user)}
+			got := compLeft{user: e.UserExists(t, user)}
 			if got.user {
-				keys, _ = e.keyIDs(t, user)
+				keys = e.Keys(t, user)
 				got.key = len(keys) > 0
-				got.member = len(e.groupsOf(t, user)) > 0
-				_, got.policy = e.userPolicy(t, user)
+				got.member = len(e.Groups(t, user, "")) > 0
+				_, got.policy = e.UserPolicy(t, user)
 			}
 			if got != c.left {
 				t.Errorf("left %+v (keys %v), want %+v", got, keys, c.left)
@@ -167,7 +168,7 @@ func testCompensationErrorPaths(t *testing.T, mode grants.Mode) {
 			} else if n := len(e.params.succeeded("DeleteUser")); n != 0 {
 				t.Errorf("%d DeleteUser succeeded, yet the user exists", n)
 			}
-			cred, _, hasSecret := e.secretCredential(t, user)
+			cred, _, hasSecret := e.Credential(t, user)
 			switch {
 			case hasSecret != c.secretLeft:
 				t.Errorf("a readable secret left: %v, want %v", hasSecret, c.secretLeft)
@@ -219,7 +220,7 @@ func testCompensationErrorPaths(t *testing.T, mode grants.Mode) {
 				want.orphanSecrets = []string{"keyvend/users/" + user}
 			}
 			wantReport(t, rep, want)
-			if e.userExists(t, user) {
+			if e.UserExists(t, user) {
 				t.Fatalf("user %s still exists after the reaper", user)
 			}
 			if m := e.groupMembers(t, policy.GroupName(grant)); len(m) != 0 {

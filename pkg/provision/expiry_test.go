@@ -25,13 +25,13 @@ const expiryRules = `{"rules":[
 // expiryEnv is a service on the shared moto whose clock stands still at
 // now, three hours ahead of the real one (so that "past" by the service's
 // clock is still future by the real one).
-func expiryEnv(t *testing.T) (*lcEnv, time.Time) {
+func expiryEnv(t *testing.T) (*env, time.Time) {
 	now := time.Now().UTC().Add(3*time.Hour + 123*time.Millisecond)
-	return newLCEnv(t, "", expiryRules, func(s *provision.Settings) { s.Now = func() time.Time { return now } }), now
+	return newEnvOn(t, "", expiryRules, func(s *provision.Settings) { s.Now = func() time.Time { return now } }), now
 }
 
 // expiresTag returns the user's keyvend:expires-at tag, or "".
-func expiresTag(t *testing.T, e *lcEnv, user string) string {
+func expiresTag(t *testing.T, e *env, user string) string {
 	t.Helper()
 	out, err := e.iam.ListUserTags(ctx(), &iam.ListUserTagsInput{UserName: &user})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -78,7 +79,7 @@ func testFaultAtEveryCallOfProvision(t *testing.T, mode grants.Mode, cases []pro
 			if e.faults.Fired() != 1 {
 				t.Fatalf("fault fired %d times", e.faults.Fired())
 			}
-			if awsCode(err) != awstest.InjectedCode {
+			if awserr.Code(err) != awstest.InjectedCode {
 				t.Errorf("error = %v, want the injected fault", err)
 			}
 			t.Logf("failed run: %s", opsLine(e.calls.Calls()))
@@ -153,20 +154,20 @@ func testCompensationFailureIsRepairedLater(t *testing.T, mode grants.Mode) {
 			if e.faults.Fired() != 2 {
 				t.Fatalf("faults fired %d times, want CreateSecret and %s", e.faults.Fired(), c.op)
 			}
-			if !e.userExists(t, user) {
+			if !e.UserExists(t, user) {
 				t.Fatal("user is gone although its compensation failed")
 			}
-			left, _ := e.keyIDs(t, user)
+			left := e.Keys(t, user)
 			if len(left) != c.keysLeft {
 				t.Errorf("keys left %v, want %d", left, c.keysLeft)
 			}
-			if g := e.groupsOf(t, user); len(g) != c.groupsLeft {
+			if g := e.Groups(t, user, ""); len(g) != c.groupsLeft {
 				t.Errorf("memberships left %v, want %d", g, c.groupsLeft)
 			}
-			if _, ok := e.userPolicy(t, user); ok != c.policyLeft {
+			if _, ok := e.UserPolicy(t, user); ok != c.policyLeft {
 				t.Errorf("user policy left: %v, want %v", ok, c.policyLeft)
 			}
-			if _, _, ok := e.secretCredential(t, user); ok {
+			if _, _, ok := e.Credential(t, user); ok {
 				t.Error("a secret exists")
 			}
 			e.faults.Clear()
@@ -238,7 +239,7 @@ func testCancelledContextAfterCreateAccessKey(t *testing.T, mode grants.Mode) {
 	if m := e.groupMembers(t, policy.GroupName(grant)); len(m) != 0 {
 		t.Errorf("group still has members %v", m)
 	}
-	if _, ok := e.userPolicy(t, user); ok {
+	if _, ok := e.UserPolicy(t, user); ok {
 		t.Error("the user policy is left")
 	}
 

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
 	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -28,36 +29,36 @@ const fenceRules = `{"rules":[
 type fenceTampering struct {
 	name string
 	mode grants.Mode
-	do   func(t *testing.T, e *lcEnv, user string, plain, prefixed policy.Grant)
+	do   func(t *testing.T, e *env, user string, plain, prefixed policy.Grant)
 }
 
 var fenceTamperings = []fenceTampering{
-	{"user policy with an extra statement", grants.Policy, func(t *testing.T, e *lcEnv, user string, _, _ policy.Grant) {
-		doc, _ := e.userPolicy(t, user)
+	{"user policy with an extra statement", grants.Policy, func(t *testing.T, e *env, user string, _, _ policy.Grant) {
+		doc, _ := e.UserPolicy(t, user)
 		fencePutUserPolicy(t, e, user, strings.Replace(doc, `"Statement":[`, `"Statement":[{"Sid":"Extra","Effect":"Allow","Action":"s3:*","Resource":["*"]},`, 1))
 	}},
-	{"user policy keyvend cannot parse", grants.Policy, func(t *testing.T, e *lcEnv, user string, plain, _ policy.Grant) {
+	{"user policy keyvend cannot parse", grants.Policy, func(t *testing.T, e *env, user string, plain, _ policy.Grant) {
 		fencePutUserPolicy(t, e, user, `{"Version":"2012-10-17","Statement":[{"Sid":"ReadWriteObjects","Effect":"Allow","Action":"s3:*","Resource":"*"},{"Sid":"Location","Effect":"Allow","Action":"s3:GetBucketLocation","Resource":"arn:aws:s3:::`+plain.Bucket+`"}]}`)
 	}},
-	{"user policy deleted", grants.Policy, func(t *testing.T, e *lcEnv, user string, _, _ policy.Grant) {
+	{"user policy deleted", grants.Policy, func(t *testing.T, e *env, user string, _, _ policy.Grant) {
 		if _, err := e.iam.DeleteUserPolicy(ctx(), &iam.DeleteUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName)}); err != nil {
 			t.Fatal(err)
 		}
 	}},
-	{"grant group's policy deleted", grants.Group, func(t *testing.T, e *lcEnv, _ string, _, prefixed policy.Grant) {
+	{"grant group's policy deleted", grants.Group, func(t *testing.T, e *env, _ string, _, prefixed policy.Grant) {
 		if _, err := e.iam.DeleteGroupPolicy(ctx(), &iam.DeleteGroupPolicyInput{GroupName: aws.String(policy.GroupName(prefixed)), PolicyName: aws.String(policy.InlinePolicyName)}); err != nil {
 			t.Fatal(err)
 		}
 	}},
 	// A group's name says its grant, not what its policy was rewritten to
 	// allow: the policy of every grant group is read and must be exact.
-	{"unprefixed grant group's policy widened", grants.Group, func(t *testing.T, e *lcEnv, _ string, plain, _ policy.Grant) {
+	{"unprefixed grant group's policy widened", grants.Group, func(t *testing.T, e *env, _ string, plain, _ policy.Grant) {
 		if _, err := e.iam.PutGroupPolicy(ctx(), &iam.PutGroupPolicyInput{GroupName: aws.String(policy.GroupName(plain)), PolicyName: aws.String(policy.InlinePolicyName),
 			PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}},
-	{"grant group's policy rewritten", grants.Group, func(t *testing.T, e *lcEnv, _ string, _, prefixed policy.Grant) {
+	{"grant group's policy rewritten", grants.Group, func(t *testing.T, e *env, _ string, _, prefixed policy.Grant) {
 		if _, err := e.iam.PutGroupPolicy(ctx(), &iam.PutGroupPolicyInput{GroupName: aws.String(policy.GroupName(prefixed)), PolicyName: aws.String(policy.InlinePolicyName),
 			PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Sid":"ReadOnlyObjects","Effect":"Allow","Action":"s3:*","Resource":"*"}]}`)}); err != nil {
 			t.Fatal(err)
@@ -65,7 +66,7 @@ var fenceTamperings = []fenceTampering{
 	}},
 }
 
-func fencePutUserPolicy(t *testing.T, e *lcEnv, user, doc string) {
+func fencePutUserPolicy(t *testing.T, e *env, user, doc string) {
 	t.Helper()
 	if _, err := e.iam.PutUserPolicy(ctx(), &iam.PutUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName), PolicyDocument: &doc}); err != nil {
 		t.Fatal(err)
@@ -75,21 +76,21 @@ func fencePutUserPolicy(t *testing.T, e *lcEnv, user, doc string) {
 // fenceIAMState is what a refused request must not change: the user's
 // keys, inline policies (with keyvend's document), groups (with their
 // policies) and tags.
-func fenceIAMState(t *testing.T, e *lcEnv, user string) string {
+func fenceIAMState(t *testing.T, e *env, user string) string {
 	t.Helper()
 	var b strings.Builder
-	b.WriteString("keys " + strings.Join(keyIDsOf(t, e.iam, user), ",") + "\n")
-	b.WriteString("policies " + strings.Join(semUserPolicyNames(t, e.iam, user), ",") + "\n")
-	if doc, ok := e.userPolicy(t, user); ok {
+	b.WriteString("keys " + strings.Join(e.Keys(t, user), ",") + "\n")
+	b.WriteString("policies " + strings.Join(e.UserPolicyNames(t, user), ",") + "\n")
+	if doc, ok := e.UserPolicy(t, user); ok {
 		b.WriteString("user policy " + doc + "\n")
 	}
-	for _, g := range groupsOf(t, e.iam, user, false) {
+	for _, g := range e.Groups(t, user, "") {
 		doc := "(no policy)"
 		out, err := e.iam.GetGroupPolicy(ctx(), &iam.GetGroupPolicyInput{GroupName: &g, PolicyName: aws.String(policy.InlinePolicyName)})
 		switch {
 		case err == nil:
 			doc = aws.ToString(out.PolicyDocument)
-		case apiCode(err) != "NoSuchEntity":
+		case awserr.Code(err) != "NoSuchEntity":
 			t.Fatal(err)
 		}
 		b.WriteString("group " + g + " " + doc + "\n")
@@ -129,7 +130,7 @@ func fenceIAMState(t *testing.T, e *lcEnv, user string) string {
 func TestUnreadableGrantsAreTheRequestersAlone(t *testing.T) {
 	for _, tc := range fenceTamperings {
 		t.Run(string(tc.mode)+": "+tc.name, func(t *testing.T) {
-			e := newLCEnv(t, "", fenceRules, grantMode(tc.mode))
+			e := newEnvOn(t, "", fenceRules, grantMode(tc.mode))
 			plain, prefixed := rw(semBucket("fence")), semPrefixed("fence")
 			user, key := vended(t, e, plain, prefixed)
 			tc.do(t, e, user, plain, prefixed)
@@ -180,8 +181,8 @@ func TestUnreadableGrantsAreTheRequestersAlone(t *testing.T) {
 			if err != nil {
 				t.Fatalf("requester's rotate: %v", err)
 			}
-			if got := keyIDsOf(t, e.iam, user); r.AccessKeyID == key || !slices.Equal(got, []string{r.AccessKeyID}) || secretKeyID(t, e.sm, user) != r.AccessKeyID {
-				t.Errorf("after rotation keys %v, secret %s, new key %s", got, secretKeyID(t, e.sm, user), r.AccessKeyID)
+			if got := e.Keys(t, user); r.AccessKeyID == key || !slices.Equal(got, []string{r.AccessKeyID}) || e.MustCredential(t, user).AccessKeyID != r.AccessKeyID {
+				t.Errorf("after rotation keys %v, secret %s, new key %s", got, e.MustCredential(t, user).AccessKeyID, r.AccessKeyID)
 			}
 
 			e.resetCounters()
@@ -198,7 +199,7 @@ func TestUnreadableGrantsAreTheRequestersAlone(t *testing.T) {
 			if err := e.svc.Delete(ctx(), delInput(testCaller, user)); err != nil {
 				t.Fatalf("requester's delete: %v", err)
 			}
-			if userExists(t, e.iam, user) {
+			if e.UserExists(t, user) {
 				t.Error("user not deleted")
 			}
 		})

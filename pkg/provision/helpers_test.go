@@ -14,8 +14,8 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
-	"github.com/aws/smithy-go"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -32,14 +32,6 @@ func repairAfter(d time.Duration) func(*provision.Settings) {
 	return func(s *provision.Settings) { s.RepairAfter = d }
 }
 
-func awsCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
 // wantKind fails unless err is a *provision.Error of kind k, and returns it.
 func wantKind(t *testing.T, err error, k provision.Kind) *provision.Error {
 	t.Helper()
@@ -51,67 +43,6 @@ func wantKind(t *testing.T, err error, k provision.Kind) *provision.Error {
 }
 
 func secretName(user string) string { return "keyvend/users/" + user }
-
-// keyIDs lists user's access keys; a user that does not exist has none
-// (found reports whether it exists).
-func (e *env) keyIDs(t *testing.T, user string) (ids []string, found bool) {
-	t.Helper()
-	out, err := e.iam.ListAccessKeys(ctx(), &iam.ListAccessKeysInput{UserName: &user})
-	switch {
-	case awsCode(err) == "NoSuchEntity":
-		return nil, false
-	case err != nil:
-		t.Fatal(err)
-	}
-	for _, k := range out.AccessKeyMetadata {
-		ids = append(ids, aws.ToString(k.AccessKeyId))
-	}
-	return ids, true
-}
-
-func (e *env) userExists(t *testing.T, user string) bool {
-	t.Helper()
-	_, err := e.iam.GetUser(ctx(), &iam.GetUserInput{UserName: &user})
-	switch {
-	case awsCode(err) == "NoSuchEntity":
-		return false
-	case err != nil:
-		t.Fatal(err)
-	}
-	return true
-}
-
-// groupsOf returns the names of the groups user is in, sorted.
-func (e *env) groupsOf(t *testing.T, user string) []string {
-	t.Helper()
-	out, err := e.iam.ListGroupsForUser(ctx(), &iam.ListGroupsForUserInput{UserName: &user})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, g := range out.Groups {
-		names = append(names, aws.ToString(g.GroupName))
-	}
-	sort.Strings(names)
-	return names
-}
-
-// secretCredential reads user's secret; ok is false when there is none to
-// read (not found, or scheduled for deletion).
-func (e *env) secretCredential(t *testing.T, user string) (c provision.Credential, arn string, ok bool) {
-	t.Helper()
-	out, err := e.sm.GetSecretValue(ctx(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(secretName(user))})
-	switch {
-	case awsCode(err) == "ResourceNotFoundException" || awsCode(err) == "InvalidRequestException":
-		return c, "", false
-	case err != nil:
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &c); err != nil {
-		t.Fatalf("secret of %s is not a credential: %v", user, err)
-	}
-	return c, aws.ToString(out.ARN), true
-}
 
 // groupPolicy returns the (URL-decoded) keyvend inline policy of group.
 func (e *env) groupPolicy(t *testing.T, group string) string {
@@ -132,13 +63,13 @@ func (e *env) groupPolicy(t *testing.T, group string) string {
 // request and compensated), no access key, no secret.
 func (e *env) assertNoTrace(t *testing.T, user string) {
 	t.Helper()
-	if ids, _ := e.keyIDs(t, user); len(ids) != 0 {
+	if ids := e.Keys(t, user); len(ids) != 0 {
 		t.Errorf("orphaned access keys of %s: %v", user, ids)
 	}
-	if e.userExists(t, user) {
+	if e.UserExists(t, user) {
 		t.Errorf("user %s still exists after compensation", user)
 	}
-	if c, _, ok := e.secretCredential(t, user); ok {
+	if c, _, ok := e.Credential(t, user); ok {
 		t.Errorf("secret of %s exists and holds key %s", user, c.AccessKeyID)
 	}
 }
@@ -159,8 +90,8 @@ func (e *env) assertComplete(t *testing.T, res *provision.CreateResult, user str
 	if got := tagOf(u.User.Tags, provision.TagManagedBy); got != "keyvend" {
 		t.Errorf("managed-by tag = %q", got)
 	}
-	ids, _ := e.keyIDs(t, user)
-	cred, arn, ok := e.secretCredential(t, user)
+	ids := e.Keys(t, user)
+	cred, arn, ok := e.Credential(t, user)
 	switch {
 	case !ok:
 		t.Errorf("user %s has no readable secret", user)
@@ -276,7 +207,7 @@ func sameStrings(a, b []string) bool {
 func (e *env) groupMembers(t *testing.T, group string) []string {
 	t.Helper()
 	out, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &group})
-	if awsCode(err) == "NoSuchEntity" {
+	if awserr.Code(err) == "NoSuchEntity" {
 		return nil
 	}
 	if err != nil {
@@ -338,9 +269,9 @@ func assertUndoneBeforeDeleteUser(t *testing.T, calls []awstest.Call) {
 // no user policy.
 func (e *env) assertGrants(t *testing.T, user string, grants ...policy.Grant) {
 	t.Helper()
-	doc, hasPolicy := e.userPolicy(t, user)
+	doc, hasPolicy := e.UserPolicy(t, user)
 	var keyvendGroups []string
-	for _, g := range e.groupsOf(t, user) {
+	for _, g := range e.Groups(t, user, "") {
 		if strings.HasPrefix(g, "keyvend_") {
 			keyvendGroups = append(keyvendGroups, g)
 		}
@@ -385,24 +316,6 @@ func (e *env) assertGrants(t *testing.T, user string, grants ...policy.Grant) {
 	}
 }
 
-// userPolicy returns user's keyvend user policy, URL-decoded; ok is false
-// when it has none.
-func (e *env) userPolicy(t *testing.T, user string) (doc string, ok bool) {
-	t.Helper()
-	out, err := e.iam.GetUserPolicy(ctx(), &iam.GetUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName)})
-	switch {
-	case awsCode(err) == "NoSuchEntity":
-		return "", false
-	case err != nil:
-		t.Fatal(err)
-	}
-	doc, err = url.PathUnescape(aws.ToString(out.PolicyDocument))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return doc, true
-}
-
 // grant gives the hand-made user grants the way the env's grant mode
 // carries them (the group of each grant is made when missing).
 func (e *env) grant(t *testing.T, user string, gs ...policy.Grant) {
@@ -419,7 +332,7 @@ func (e *env) grant(t *testing.T, user string, gs ...policy.Grant) {
 	}
 	for _, g := range gs {
 		name := policy.GroupName(g)
-		if _, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &name}); awsCode(err) == "NoSuchEntity" {
+		if _, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &name}); awserr.Code(err) == "NoSuchEntity" {
 			e.makeGroup(t, g, "/keyvend/")
 		}
 		if _, err := e.iam.AddUserToGroup(ctx(), &iam.AddUserToGroupInput{UserName: &user, GroupName: &name}); err != nil {

@@ -57,7 +57,7 @@ func async(f func() error) <-chan error {
 func settled(t *testing.T, e *env, user string) {
 	t.Helper()
 	sec := secretOf(t, e.sm, user)
-	exists := e.userExists(t, user)
+	exists := e.UserExists(t, user)
 	switch {
 	case !exists && sec.exists && sec.deleted == nil:
 		t.Fatalf("a live secret for user %s, which is gone", user)
@@ -67,11 +67,11 @@ func settled(t *testing.T, e *env, user string) {
 		}
 		return
 	}
-	ids, _ := e.keyIDs(t, user)
+	ids := e.Keys(t, user)
 	if len(ids) != 1 {
 		t.Fatalf("user %s has keys %v, want exactly the one in its secret", user, ids)
 	}
-	if got := secretKeyID(t, e.sm, user); got != ids[0] {
+	if got := e.MustCredential(t, user).AccessKeyID; got != ids[0] {
 		t.Fatalf("secret holds %s, the user's key is %s", got, ids[0])
 	}
 	rec, err := e.store.Get(ctx(), user)
@@ -113,7 +113,7 @@ func TestRaceRotateWhileDeleting(t *testing.T) {
 		}
 		r := <-rotated
 		settled(t, a, user)
-		if got := secretKeyID(t, a.sm, user); got != r.AccessKeyID {
+		if got := a.MustCredential(t, user).AccessKeyID; got != r.AccessKeyID {
 			t.Errorf("the rotation answered key %s, the secret holds %s", r.AccessKeyID, got)
 		}
 	})
@@ -143,7 +143,7 @@ func TestRaceRotateAfterDeleteBegan(t *testing.T) {
 		if err := <-delErr; err != nil {
 			t.Fatalf("delete: %v", err)
 		}
-		if a.userExists(t, user) {
+		if a.UserExists(t, user) {
 			t.Fatal("the user survived its delete")
 		}
 		settled(t, a, user)
@@ -174,7 +174,7 @@ func TestRaceDeleteWhileCreating(t *testing.T) {
 		}
 		r := <-created
 		settled(t, a, user)
-		ids, _ := a.keyIDs(t, user)
+		ids := a.Keys(t, user)
 		if len(ids) != 1 || ids[0] != r.AccessKeyID {
 			t.Errorf("create answered key %s; the user has %v", r.AccessKeyID, ids)
 		}
@@ -258,7 +258,7 @@ func TestUpdateIfMatch(t *testing.T) {
 	e.assertGrants(t, user, rw(base+"-1.example.com"))
 	err = e.svc.Delete(ctx(), provision.DeleteInput{Principal: owner, RequestID: "d1", User: user, IfMatch: read})
 	wantKind(t, err, provision.KindPrecondition)
-	if !e.userExists(t, user) {
+	if !e.UserExists(t, user) {
 		t.Fatal("a refused delete deleted the user")
 	}
 	if rec, err := e.store.Get(ctx(), user); err != nil || rec.Phase != state.Ready || rec.LeaseHolder != "" {
@@ -296,7 +296,7 @@ func TestStaleLeaseTakenOver(t *testing.T) {
 		t.Fatal("the killed request succeeded")
 	}
 	settled(t, b, user)
-	if got := secretKeyID(t, b.sm, user); got != res.AccessKeyID {
+	if got := b.MustCredential(t, user).AccessKeyID; got != res.AccessKeyID {
 		t.Errorf("the retry answered key %s, the secret holds %s", res.AccessKeyID, got)
 	}
 	if n := a.calls.Count("DeleteUser") + a.calls.Count("DeleteAccessKey"); n != 0 {

@@ -1,19 +1,13 @@
 package provision_test
 
-// Helpers of the lifecycle tests (delete, update, list, expiry, reap). They
-// wire services on moto like newEnv in main_test.go, but on any moto and
-// with any rules, and add a middleware that logs each call's input and
-// outcome.
+// Helpers of the lifecycle tests (delete, update, list, expiry, reap):
+// principals, users made by hand, and a middleware that logs each call's
+// input and outcome.
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
-	"log/slog"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,10 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
@@ -44,43 +37,6 @@ const (
 
 func who(arn string) caller.Principal { return caller.Principal{ID: arn, Raw: arn} }
 
-// lcEnv is an env with a log of call inputs and outcomes, the settings
-// mutators it was built with, and its moto's URL.
-type lcEnv struct {
-	*env
-	params *callLog
-	url    string
-	mutate []func(*provision.Settings)
-}
-
-// newLCEnv wires a Service with rulesJSON on the moto at url; url "" is the
-// package's shared moto.
-func newLCEnv(t *testing.T, url, rulesJSON string, mutate ...func(*provision.Settings)) *lcEnv {
-	t.Helper()
-	if url == "" {
-		url = awstest.Shared(t).URL
-	}
-	cfg := awstest.Config(t, url)
-	e := &lcEnv{env: &env{calls: &awstest.Recorder{}, faults: &awstest.Faults{}}, params: &callLog{}, url: url, mutate: mutate}
-	e.iam = iam.NewFromConfig(cfg)
-	e.sm = secretsmanager.NewFromConfig(cfg)
-	svcCfg := cfg.Copy()
-	e.calls.Attach(&svcCfg)
-	e.params.attach(&svcCfg)
-	e.faults.Attach(&svcCfg)
-	e.cfg = svcCfg
-	e.svc = e.service(t, rulesJSON)
-	var settings provision.Settings
-	for _, m := range mutate {
-		m(&settings)
-	}
-	e.mode = settings.GrantMode
-	if e.mode == "" {
-		e.mode = grants.Policy
-	}
-	return e
-}
-
 // groupNames are the names of the grant groups of gs in grant mode group,
 // none in grant mode policy: the groups a user holding gs is in.
 func (e *env) groupNames(gs ...policy.Grant) []string {
@@ -92,42 +48,6 @@ func (e *env) groupNames(gs ...policy.Grant) []string {
 		out = append(out, policy.GroupName(g))
 	}
 	return out
-}
-
-// service returns another Service on e's instrumented clients, with other
-// rules and e's settings plus more.
-func (e *lcEnv) service(t *testing.T, rulesJSON string, more ...func(*provision.Settings)) *provision.Service {
-	t.Helper()
-	return e.serviceOn(t, e.cfg, rulesJSON, more...)
-}
-
-// serviceOn is service on the clients of cfg.
-func (e *lcEnv) serviceOn(t *testing.T, cfg aws.Config, rulesJSON string, more ...func(*provision.Settings)) *provision.Service {
-	t.Helper()
-	rules, err := authz.Parse(strings.NewReader(rulesJSON))
-	if err != nil {
-		t.Fatalf("rules: %v", err)
-	}
-	settings := provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}
-	for _, m := range append(slices.Clone(e.mutate), more...) {
-		m(&settings)
-	}
-	awstest.RequireBoundary(t, &cfg, settings.BoundaryARN)
-	if settings.Store == nil {
-		settings.Store = awstest.Table(t, cfg)
-	}
-	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc
-}
-
-// resetCounters forgets recorded calls and injected faults.
-func (e *lcEnv) resetCounters() {
-	e.calls.Reset()
-	e.params.reset()
-	e.faults.Clear()
 }
 
 // loggedCall is one finished call through an instrumented client.
@@ -216,7 +136,7 @@ func mustCreateKey(t *testing.T, c *iam.Client, user string) string {
 func mustGroup(t *testing.T, c *iam.Client, name, path string) {
 	t.Helper()
 	_, err := c.CreateGroup(ctx(), &iam.CreateGroupInput{GroupName: &name, Path: &path})
-	if err != nil && apiCode(err) != "EntityAlreadyExists" {
+	if err != nil && awserr.Code(err) != "EntityAlreadyExists" {
 		t.Fatalf("create group %s: %v", name, err)
 	}
 	if g, perr := policy.ParseGroup("aws", name, ""); perr == nil {
@@ -234,59 +154,6 @@ func mustJoin(t *testing.T, c *iam.Client, user, group string) {
 	}
 }
 
-func apiCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-func userExists(t *testing.T, c *iam.Client, name string) bool {
-	t.Helper()
-	_, err := c.GetUser(ctx(), &iam.GetUserInput{UserName: &name})
-	switch {
-	case err == nil:
-		return true
-	case apiCode(err) == "NoSuchEntity":
-		return false
-	}
-	t.Fatalf("get user %s: %v", name, err)
-	return false
-}
-
-func keyIDsOf(t *testing.T, c *iam.Client, user string) []string {
-	t.Helper()
-	out, err := c.ListAccessKeys(ctx(), &iam.ListAccessKeysInput{UserName: &user})
-	if err != nil {
-		t.Fatalf("list keys of %s: %v", user, err)
-	}
-	ids := []string{}
-	for _, k := range out.AccessKeyMetadata {
-		ids = append(ids, aws.ToString(k.AccessKeyId))
-	}
-	sort.Strings(ids)
-	return ids
-}
-
-// groupsOf returns the names of the groups user is in, sorted; with
-// keyvendOnly, only those under /keyvend/.
-func groupsOf(t *testing.T, c *iam.Client, user string, keyvendOnly bool) []string {
-	t.Helper()
-	out, err := c.ListGroupsForUser(ctx(), &iam.ListGroupsForUserInput{UserName: &user})
-	if err != nil {
-		t.Fatalf("list groups of %s: %v", user, err)
-	}
-	names := []string{}
-	for _, g := range out.Groups {
-		if !keyvendOnly || aws.ToString(g.Path) == "/keyvend/" {
-			names = append(names, aws.ToString(g.GroupName))
-		}
-	}
-	sort.Strings(names)
-	return names
-}
-
 // secretStatus is what Secrets Manager says of a user's secret.
 type secretStatus struct {
 	exists  bool
@@ -297,7 +164,7 @@ type secretStatus struct {
 func secretOf(t *testing.T, c *secretsmanager.Client, user string) secretStatus {
 	t.Helper()
 	out, err := c.DescribeSecret(ctx(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("keyvend/users/" + user)})
-	if apiCode(err) == "ResourceNotFoundException" {
+	if awserr.Code(err) == "ResourceNotFoundException" {
 		return secretStatus{}
 	}
 	if err != nil {
@@ -310,30 +177,6 @@ func secretOf(t *testing.T, c *secretsmanager.Client, user string) secretStatus 
 	return st
 }
 
-// secretKeyID returns the access key id in a user's secret.
-func secretKeyID(t *testing.T, c *secretsmanager.Client, user string) string {
-	t.Helper()
-	out, err := c.GetSecretValue(ctx(), &secretsmanager.GetSecretValueInput{SecretId: aws.String("keyvend/users/" + user)})
-	if err != nil {
-		t.Fatalf("read secret of %s: %v", user, err)
-	}
-	var cred provision.Credential
-	if err := jsonUnmarshal(aws.ToString(out.SecretString), &cred); err != nil || cred.AccessKeyID == "" || cred.SecretAccessKey == "" {
-		t.Fatalf("secret of %s is not a credential (%v)", user, err)
-	}
-	return cred.AccessKeyID
-}
-
-// opsOf returns the operation names of calls, sorted.
-func opsOf(calls []awstest.Call) []string {
-	out := make([]string, len(calls))
-	for i, c := range calls {
-		out[i] = c.Operation
-	}
-	sort.Strings(out)
-	return out
-}
-
 func sortedCopy(s []string) []string {
 	s = slices.Clone(s)
 	sort.Strings(s)
@@ -343,4 +186,11 @@ func sortedCopy(s []string) []string {
 	return s
 }
 
-func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+// beforeFirst runs fn once, synchronously, just before the first call of
+// operation op made through cfg: a deterministic interleaving point for
+// "another process acts now".
+func beforeFirst(cfg *aws.Config, op string, fn func()) {
+	var once sync.Once
+	cfg.APIOptions = slices.Clone(cfg.APIOptions) // do not write into a shared backing array
+	awstest.BeforeSend(cfg, op, func(context.Context) { once.Do(fn) })
+}

@@ -13,7 +13,7 @@ import (
 // without list_test.go's IAM-like pager, against moto as it is.
 func TestListPagesAnEndpointThatIgnoresMaxItems(t *testing.T) {
 	srv := awstest.Dedicated(t)
-	e := newLCEnv(t, srv.URL, testRules)
+	e := newEnvOn(t, srv.URL, testRules)
 	const n = 7
 	for i := 0; i < n; i++ {
 		if _, err := e.svc.Create(ctx(), input(awstest.Name("pg"), rw(awstest.Name("b")+".example.com"))); err != nil {

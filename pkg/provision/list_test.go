@@ -92,7 +92,7 @@ func names[V any](m map[string]V) []string {
 
 func TestList(t *testing.T) {
 	srv := awstest.Dedicated(t)
-	e := newLCEnv(t, srv.URL, listRules)
+	e := newEnvOn(t, srv.URL, listRules)
 	model := map[string]*listedUser{}
 
 	// 5 users through Create, one per requester, one of them expiring.

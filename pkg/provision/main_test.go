@@ -2,46 +2,49 @@ package provision_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
 
 const (
-	testBoundary = "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"
-	testCaller   = "arn:aws:iam::123456789012:user/alice"
+	testBoundary = provisiontest.Boundary
+	testCaller   = provisiontest.Caller
+	// testRules lets testCaller vend anything on *.example.com.
+	testRules = provisiontest.DefaultRules
 )
 
-// testRules lets testCaller vend anything on *.example.com.
-const testRules = `{"rules":[{"principals":["arn:aws:iam::123456789012:user/alice"],"buckets":["*.example.com"],"access":["read-only","write-only","read-write","full"]}]}`
-
-// env is a provisioning service on the shared moto, instrumented.
+// env is a provisioning service on moto (provisiontest.Env: its
+// uninstrumented read-back clients and helpers), whose clients are
+// instrumented (their configuration is Env.Config): every call is recorded
+// (calls, and with its input in params) and can be faulted.
 type env struct {
+	*provisiontest.Env
 	svc    *provision.Service
-	iam    *iam.Client
+	iam    *iam.Client // uninstrumented, straight to moto
 	sm     *secretsmanager.Client
 	calls  *awstest.Recorder
+	params *callLog
 	faults *awstest.Faults
-	cfg    aws.Config
-	// store is the service's state table (shared by every env on the moto).
+	// store is the service's state table (shared by every env of the test
+	// on the moto).
 	store *state.Store
-	// mode is the service's grant mode (policy unless a test says group).
+	// mode is the service's grant mode.
 	mode grants.Mode
+	// url is the moto's.
+	url string
 }
 
 // grantMode sets Settings.GrantMode.
@@ -57,6 +60,7 @@ func bothModes(t *testing.T, f func(t *testing.T, mode grants.Mode)) {
 	}
 }
 
+// newEnv is a service with testRules on the shared moto.
 func newEnv(t *testing.T, mutate ...func(*provision.Settings)) *env {
 	t.Helper()
 	return newEnvWith(t, nil, mutate...)
@@ -64,47 +68,48 @@ func newEnv(t *testing.T, mutate ...func(*provision.Settings)) *env {
 
 // newEnvWith is newEnv with extra middleware on the service's clients:
 // instrument, if not nil, is applied to their configuration after the
-// recorder and the fault injector.
+// recorders and the fault injector.
 func newEnvWith(t *testing.T, instrument func(*aws.Config), mutate ...func(*provision.Settings)) *env {
 	t.Helper()
-	srv := awstest.Shared(t)
-	cfg := awstest.Config(t, srv.URL)
-	e := &env{calls: &awstest.Recorder{}, faults: &awstest.Faults{}}
-	// Verification clients are uninstrumented; the service's are not.
-	e.iam = iam.NewFromConfig(cfg)
-	e.sm = secretsmanager.NewFromConfig(cfg)
-	svcCfg := cfg.Copy()
-	e.calls.Attach(&svcCfg)
-	e.faults.Attach(&svcCfg)
+	return build(t, "", testRules, instrument, mutate...)
+}
+
+// newEnvOn is a service with rulesJSON on the moto at url ("" is the
+// package's shared moto).
+func newEnvOn(t *testing.T, url, rulesJSON string, mutate ...func(*provision.Settings)) *env {
+	t.Helper()
+	return build(t, url, rulesJSON, nil, mutate...)
+}
+
+// build is newEnvOn with instrument (nil: none) after the recorders and
+// the fault injector.
+func build(t *testing.T, url, rulesJSON string, instrument func(*aws.Config), mutate ...func(*provision.Settings)) *env {
+	t.Helper()
+	e := &env{calls: &awstest.Recorder{}, params: &callLog{}, faults: &awstest.Faults{}}
+	attach := []func(*aws.Config){e.calls.Attach, e.params.attach, e.faults.Attach}
 	if instrument != nil {
-		instrument(&svcCfg)
+		attach = append(attach, instrument)
 	}
-	e.cfg = svcCfg
-	rules, err := authz.Parse(strings.NewReader(testRules))
-	if err != nil {
-		t.Fatal(err)
-	}
-	settings := provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}
-	for _, m := range mutate {
-		m(&settings)
-	}
-	e.mode = settings.GrantMode
-	if e.mode == "" {
-		e.mode = grants.Policy
-	}
-	// Every CreateUser the service makes must carry its boundary (moto
-	// drops it, so only the request can show it).
-	awstest.RequireBoundary(t, &svcCfg, settings.BoundaryARN)
-	if settings.Store == nil {
-		settings.Store = awstest.Table(t, svcCfg)
-	}
-	e.store = settings.Store
-	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.svc = svc
+	e.Env = provisiontest.New(t, provisiontest.Endpoint(url), provisiontest.Rules(rulesJSON),
+		provisiontest.Instrument(attach...), provisiontest.Settings(mutate...))
+	e.svc, e.iam, e.sm, e.store, e.url = e.Service, e.IAM, e.SM, e.Store, e.URL
+	e.mode = e.svc.GrantMode()
 	return e
+}
+
+// service returns another Service on e's instrumented clients (so e.calls
+// and e.faults see its calls) and state table, with rulesJSON and e's
+// settings plus more.
+func (e *env) service(t *testing.T, rulesJSON string, more ...func(*provision.Settings)) *provision.Service {
+	t.Helper()
+	return e.Another(t, provisiontest.Rules(rulesJSON), provisiontest.Settings(more...))
+}
+
+// resetCounters forgets recorded calls and injected faults.
+func (e *env) resetCounters() {
+	e.calls.Reset()
+	e.params.reset()
+	e.faults.Clear()
 }
 
 func input(user string, grants ...policy.Grant) provision.CreateInput {

@@ -33,7 +33,7 @@ import (
 // policy (PutUserPolicy 0 times, AddUserToGroup twice): fails at the first
 // check. Ported to d068f18 (without grantMode) and run: it fails there.
 func TestPolicyModeCarriesGrantsInOneUserPolicy(t *testing.T) {
-	e := newLCEnv(t, "", updateRules) // no grant mode: policy, the default
+	e := newEnvOn(t, "", updateRules) // no grant mode: policy, the default
 	a := rw(semBucket("pm"))
 	b := semPrefixed("pm")
 	user := awstest.Name("pm")
@@ -63,10 +63,10 @@ func TestPolicyModeCarriesGrantsInOneUserPolicy(t *testing.T) {
 	if res.GrantMode != grants.Policy || len(res.Groups) != 0 {
 		t.Errorf("result grant_mode %q groups %v, want policy and none", res.GrantMode, res.Groups)
 	}
-	if got := semUserPolicyNames(t, e.iam, user); !slices.Equal(got, []string{policy.UserPolicyName}) {
+	if got := e.UserPolicyNames(t, user); !slices.Equal(got, []string{policy.UserPolicyName}) {
 		t.Errorf("inline policies of %s = %v, want exactly [%s]", user, got, policy.UserPolicyName)
 	}
-	if got := groupsOf(t, e.iam, user, false); len(got) != 0 {
+	if got := e.Groups(t, user, ""); len(got) != 0 {
 		t.Errorf("user %s is in groups %v", user, got)
 	}
 	e.assertComplete(t, res, user, a, b) // the user policy is exactly the canonical document
@@ -77,7 +77,7 @@ func TestPolicyModeCarriesGrantsInOneUserPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := opsOf(e.calls.Writes()), []string{"PutUserPolicy", "TagUser"}; !slices.Equal(got, want) {
+	if got, want := sortedOps(e.calls.Writes()), []string{"PutUserPolicy", "TagUser"}; !slices.Equal(got, want) {
 		t.Errorf("PUT grants wrote %v, want %v (one PutUserPolicy, and the fingerprint tag)", got, want)
 	}
 	want, _ = policy.UserDocument("aws", []policy.Grant{a, c})
@@ -88,7 +88,7 @@ func TestPolicyModeCarriesGrantsInOneUserPolicy(t *testing.T) {
 		t.Errorf("answer grant_mode %q groups %v intact %v", d.GrantMode, d.Groups, d.GrantsIntact)
 	}
 	e.assertGrants(t, user, a, c)
-	if got := semUserPolicyNames(t, e.iam, user); !slices.Equal(got, []string{policy.UserPolicyName}) {
+	if got := e.UserPolicyNames(t, user); !slices.Equal(got, []string{policy.UserPolicyName}) {
 		t.Errorf("inline policies after PUT grants = %v", got)
 	}
 }
@@ -127,7 +127,7 @@ func semBigGrants(t *testing.T) []policy.Grant {
 // subtest, ported to d068f18, fails there (Create succeeds, with calls).
 func TestUserPolicySizeIsCheckedBeforeAnyCall(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		e := newLCEnv(t, "", updateRules, grantMode(mode))
+		e := newEnvOn(t, "", updateRules, grantMode(mode))
 		gs := semBigGrants(t)
 		user := awstest.Name("big")
 		e.resetCounters()
@@ -150,7 +150,7 @@ func TestUserPolicySizeIsCheckedBeforeAnyCall(t *testing.T) {
 			}
 		}
 		wantOver("create", err)
-		if e.userExists(t, user) {
+		if e.UserExists(t, user) {
 			t.Errorf("user %s exists", user)
 		}
 		wantOver("precheck", e.svc.CheckCreate(input(user, gs...)))
@@ -173,7 +173,7 @@ func TestUserPolicySizeIsCheckedBeforeAnyCall(t *testing.T) {
 // Old code: CreateGroup's error came back wrapped, KindOf 0 (an internal
 // error, HTTP 502). Ported to d068f18 and run: it fails at wantKind.
 func TestGroupQuotaIsAConflict(t *testing.T) {
-	e := newLCEnv(t, "", updateRules, grantMode(grants.Group))
+	e := newEnvOn(t, "", updateRules, grantMode(grants.Group))
 	wantQuota := func(t *testing.T, err error) {
 		t.Helper()
 		pe := wantKind(t, err, provision.KindConflict)
@@ -212,7 +212,7 @@ func TestGroupQuotaIsAConflict(t *testing.T) {
 			}
 		}
 		e.assertGrants(t, user, had)
-		if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, []string{key}) {
+		if got := e.Keys(t, user); !slices.Equal(got, []string{key}) {
 			t.Errorf("keys = %v, want [%s]", got, key)
 		}
 	})
@@ -226,7 +226,7 @@ func TestGroupQuotaIsAConflict(t *testing.T) {
 // credentials"). Ported to d068f18 and run: it fails at the first check
 // (the group of own still exists after u1's delete).
 func TestEmptyGrantGroupsAreDeleted(t *testing.T) {
-	e := newLCEnv(t, "", updateRules, grantMode(grants.Group))
+	e := newEnvOn(t, "", updateRules, grantMode(grants.Group))
 	shared, own, next := rw(semBucket("shared")), semPrefixed("own"), rw(semBucket("next"))
 	u1, _ := vended(t, e, shared, own)
 	u2, _ := vended(t, e, shared)
@@ -304,7 +304,7 @@ const modesRules = `{"rules":[
 func TestExistingDeploymentsAcrossModes(t *testing.T) {
 	srv := awstest.Dedicated(t) // the reaper and the listing see only this test's users
 	clock := &settableClock{}
-	g := newLCEnv(t, srv.URL, modesRules, grantMode(grants.Group), func(s *provision.Settings) { s.Now = clock.Now })
+	g := newEnvOn(t, srv.URL, modesRules, grantMode(grants.Group), func(s *provision.Settings) { s.Now = clock.Now })
 	p := g.service(t, modesRules, grantMode(grants.Policy))
 	carol := who(carolARN)
 
@@ -351,8 +351,8 @@ func TestExistingDeploymentsAcrossModes(t *testing.T) {
 		if r.PreviousAccessKeyID != keyA || !r.PreviousKeyDeleted || r.AccessKeyID == keyA {
 			t.Errorf("rotation %+v of key %s", r, keyA)
 		}
-		if got := keyIDsOf(t, g.iam, uA); !slices.Equal(got, []string{r.AccessKeyID}) || secretKeyID(t, g.sm, uA) != r.AccessKeyID {
-			t.Errorf("keys %v, secret %s, want only %s", got, secretKeyID(t, g.sm, uA), r.AccessKeyID)
+		if got := g.Keys(t, uA); !slices.Equal(got, []string{r.AccessKeyID}) || g.MustCredential(t, uA).AccessKeyID != r.AccessKeyID {
+			t.Errorf("keys %v, secret %s, want only %s", got, g.MustCredential(t, uA).AccessKeyID, r.AccessKeyID)
 		}
 		g.assertGrants(t, uA, x, y) // still in its groups, no user policy
 	})
@@ -365,10 +365,10 @@ func TestExistingDeploymentsAcrossModes(t *testing.T) {
 			t.Errorf("answer grant_mode %q groups %v, want policy and none", d.GrantMode, d.Groups)
 		}
 		want, _ := policy.UserDocument("aws", []policy.Grant{x, z})
-		if doc, ok := g.userPolicy(t, uB); !ok || doc != want {
+		if doc, ok := g.UserPolicy(t, uB); !ok || doc != want {
 			t.Errorf("user policy of %s = %q (%v), want %s", uB, doc, ok, want)
 		}
-		if got := groupsOf(t, g.iam, uB, true); len(got) != 0 {
+		if got := g.Groups(t, uB, "/keyvend/"); len(got) != 0 {
 			t.Errorf("%s still in keyvend groups %v", uB, got)
 		}
 		if !semGroupExists(t, g.iam, policy.GroupName(x)) {
@@ -382,7 +382,7 @@ func TestExistingDeploymentsAcrossModes(t *testing.T) {
 		if err := p.Delete(ctx(), delInput(carolARN, uA)); err != nil {
 			t.Fatal(err)
 		}
-		if userExists(t, g.iam, uA) {
+		if g.UserExists(t, uA) {
 			t.Fatalf("%s not deleted", uA)
 		}
 		for _, gr := range []policy.Grant{x, y} { // uA was their last member
@@ -401,7 +401,7 @@ func TestExistingDeploymentsAcrossModes(t *testing.T) {
 		if !slices.Equal(rep.Expired, []string{uR}) || len(rep.Errors) != 0 {
 			t.Errorf("reaper expired %v errors %v, want [%s] and none", rep.Expired, rep.Errors, uR)
 		}
-		if userExists(t, g.iam, uR) || semGroupExists(t, g.iam, policy.GroupName(rGrant)) {
+		if g.UserExists(t, uR) || semGroupExists(t, g.iam, policy.GroupName(rGrant)) {
 			t.Errorf("expired %s or its grant group is still there", uR)
 		}
 	})
@@ -420,7 +420,7 @@ func TestExistingDeploymentsAcrossModes(t *testing.T) {
 			t.Fatal(err)
 		}
 		g.assertGrants(t, uC, w, v) // in grant mode group: exactly the groups, no user policy
-		if got := semUserPolicyNames(t, g.iam, uC); len(got) != 0 {
+		if got := g.UserPolicyNames(t, uC); len(got) != 0 {
 			t.Errorf("inline policies of %s = %v, want none", uC, got)
 		}
 	})
@@ -440,14 +440,14 @@ const semGovBoundary = "arn:aws-us-gov:iam::123456789012:policy/keyvend/keyvend-
 // partition; it is here so both modes are covered.
 func TestPartitionComesFromTheBoundary(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		e := newLCEnv(t, "", updateRules, grantMode(mode), func(s *provision.Settings) { s.BoundaryARN = semGovBoundary })
+		e := newEnvOn(t, "", updateRules, grantMode(mode), func(s *provision.Settings) { s.BoundaryARN = semGovBoundary })
 		a, b := rw(semBucket("gov")), semPrefixed("gov")
 		user, _ := vended(t, e, a, b)
 		check := func(t *testing.T, gs ...policy.Grant) {
 			t.Helper()
 			docs := map[string][]string{} // policy → the buckets it must name
 			if mode == grants.Policy {
-				doc, ok := e.userPolicy(t, user)
+				doc, ok := e.UserPolicy(t, user)
 				want, _ := policy.UserDocument("aws-us-gov", gs)
 				if !ok || doc != want {
 					t.Errorf("user policy = %q (%v), want %s", doc, ok, want)

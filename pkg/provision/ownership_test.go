@@ -4,7 +4,6 @@ package provision_test
 // (an assumed-role session included), and only that caller owns the user.
 
 import (
-	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -14,12 +13,13 @@ import (
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 )
 
 // ownRefused checks that p may do nothing to user, which it does not own
 // and no rule lets it see: describe, rotate, delete and PUT grants are
 // each told the user does not exist, and nothing changes.
-func ownRefused(t *testing.T, e *lcEnv, svc *provision.Service, p caller.Principal, user string, gs []policy.Grant) {
+func ownRefused(t *testing.T, e *env, svc *provision.Service, p caller.Principal, user string, gs []policy.Grant) {
 	t.Helper()
 	before := fenceIAMState(t, e, user)
 	secretBefore := semSecret(t, e.sm, user)
@@ -62,7 +62,7 @@ const ownRules = `{"rules":[{"principals":["` + ownCommaARN + `","` + ownUndersc
 // fails at the first cross describe.
 func TestRequesterIsRecordedLosslessly(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		e := newLCEnv(t, "", ownRules, grantMode(mode))
+		e := newEnvOn(t, "", ownRules, grantMode(mode))
 		vend := func(arn string) (string, []policy.Grant) {
 			gs := []policy.Grant{rw(semBucket("own"))}
 			in := input(awstest.Name("own"), gs...)
@@ -111,7 +111,7 @@ func TestRequesterTooLongForATagIsRefused(t *testing.T) {
 	if len(long) > provision.MaxTagValueLen {
 		t.Fatalf("the principal itself is %d characters", len(long))
 	}
-	e := newLCEnv(t, "", `{"rules":[{"principals":["`+long+`"],"buckets":["*.example.com"],"access":`+allAccess+`}]}`)
+	e := newEnvOn(t, "", `{"rules":[{"principals":["`+long+`"],"buckets":["*.example.com"],"access":`+allAccess+`}]}`)
 	in := input(awstest.Name("long"), rw(semBucket("long")))
 	in.Principal = who(long)
 	e.resetCounters()
@@ -124,7 +124,7 @@ func TestRequesterTooLongForATagIsRefused(t *testing.T) {
 	if c := e.calls.Calls(); len(c) != 0 {
 		t.Errorf("refused create made calls: %s", opsLine(c))
 	}
-	if userExists(t, e.iam, in.Request.User) {
+	if e.UserExists(t, in.Request.User) {
 		t.Error("user created")
 	}
 }
@@ -158,9 +158,9 @@ func session(role, sess string) caller.Principal {
 // The old audit line had no requester.
 func TestSessionsOwnTheirUsers(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		e := newLCEnv(t, "", ownRoleRules, grantMode(mode))
+		e := newEnvOn(t, "", ownRoleRules, grantMode(mode))
 		var log awstest.SyncBuffer
-		svc := semService(t, e, ownRoleRules, &log)
+		svc := e.Another(t, provisiontest.Rules(ownRoleRules), provisiontest.LogTo(&log))
 		alice, bob := session(ownRoleARN, ownAliceSess), session(ownRoleARN, ownBobSess)
 
 		gs := []policy.Grant{rw(semBucket("sess"))}
@@ -179,7 +179,7 @@ func TestSessionsOwnTheirUsers(t *testing.T) {
 		}
 
 		ownRefused(t, e, svc, bob, user, gs)
-		if d, err := semService(t, e, ownRoleDescVia, io.Discard).Describe(ctx(), bob, user); err != nil || d.Requester != ownAliceSess {
+		if d, err := e.service(t, ownRoleDescVia).Describe(ctx(), bob, user); err != nil || d.Requester != ownAliceSess {
 			t.Errorf("bob's session with a rule to describe: %+v, %v", d, err)
 		}
 
@@ -219,7 +219,7 @@ func TestSessionsOwnTheirUsers(t *testing.T) {
 // not orphan the users vended before it.
 func TestRoleRecordedUsersStayOwnedBySessions(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		e := newLCEnv(t, "", ownRoleRules, grantMode(mode))
+		e := newEnvOn(t, "", ownRoleRules, grantMode(mode))
 		user := awstest.Name("legacy")
 		g := rw(semBucket("legacy"))
 		mustCreateUser(t, e.iam, user, "/keyvend/", managedTags(ownRoleARN))
@@ -239,7 +239,7 @@ func TestRoleRecordedUsersStayOwnedBySessions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("bob's session rotating a user its role requested: %v", err)
 		}
-		if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, []string{r.AccessKeyID}) {
+		if got := e.Keys(t, user); !slices.Equal(got, []string{r.AccessKeyID}) {
 			t.Errorf("keys %v after rotation to %s", got, r.AccessKeyID)
 		}
 		// The other role may vend those grants (so PUT grants is refused

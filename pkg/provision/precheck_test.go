@@ -29,7 +29,7 @@ func slackIn(user, channel string) caller.Principal {
 // without any AWS call, what Create then answers before its first one.
 func TestCheckCreateDecidesAsCreate(t *testing.T) {
 	e := newEnv(t)
-	svc := rotServiceWithRules(t, e, precheckRules)
+	svc := e.service(t, precheckRules)
 	bucket := awstest.Name("pre") + ".example.com"
 	in := func(p caller.Principal, req provision.CreateRequest) provision.CreateInput {
 		return provision.CreateInput{Principal: p, RequestID: "req-precheck", Request: req}
@@ -87,7 +87,7 @@ func TestCheckOnUserDecidesAsTheOperations(t *testing.T) {
 }
 
 func testCheckOnUser(t *testing.T, e *env, mode grants.Mode) {
-	svc := rotServiceWithRules(t, e, precheckRules, grantMode(mode))
+	svc := e.service(t, precheckRules, grantMode(mode))
 	bucket := awstest.Name("preu") + ".example.com"
 	user := awstest.Name("preu")
 	prefixed := policy.Grant{Bucket: bucket, Access: policy.ReadWrite, Prefix: "site/"}
@@ -95,7 +95,7 @@ func testCheckOnUser(t *testing.T, e *env, mode grants.Mode) {
 		Request: provision.CreateRequest{User: user, Grants: []policy.Grant{prefixed}, Reason: "precheck"}}); err != nil {
 		t.Fatal(err)
 	}
-	keysBefore, _ := e.keyIDs(t, user)
+	keysBefore := e.Keys(t, user)
 
 	cases := []struct {
 		name   string
@@ -155,7 +155,7 @@ func testCheckOnUser(t *testing.T, e *env, mode grants.Mode) {
 			}
 		})
 	}
-	if keysAfter, _ := e.keyIDs(t, user); !sameStrings(keysAfter, keysBefore) {
+	if keysAfter := e.Keys(t, user); !sameStrings(keysAfter, keysBefore) {
 		t.Errorf("keys changed: %v → %v", keysBefore, keysAfter)
 	}
 	if err := svc.CheckOnUser(ctx(), slackIn("U1", "C1"), authz.Create, user); err == nil || provision.KindOf(err) != 0 {

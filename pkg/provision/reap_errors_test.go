@@ -9,10 +9,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
@@ -115,9 +117,7 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 	store := tableOf(t, e)
 	clock := &settableClock{}
 	reaperFor := func(tg *targeted) *provision.Service {
-		cfg := e.cfg.Copy()
-		tg.attach(&cfg)
-		return e.serviceOn(t, cfg, testRules, func(s *provision.Settings) { s.Now = clock.Now })
+		return e.Another(t, provisiontest.Instrument(tg.attach), provisiontest.Settings(func(s *provision.Settings) { s.Now = clock.Now }))
 	}
 	vend := func(t *testing.T, prefix, expiresIn string) (string, policy.Grant, string) {
 		t.Helper()
@@ -152,7 +152,7 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 			return v
 		}
 		user, grant, key := vend(t, "rv-dead", "")
-		deleteKey(t, e.env, user, key)
+		deleteKey(t, e, user, key)
 		if _, err := store.Lease(ctx(), user, "request-that-died", time.Millisecond, state.LeaseOpts{}); err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +163,7 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 		t.Helper()
 		expired, _, _ = vend(t, "rv-bexp", "1h")
 		dead, deadGrant, key := vend(t, "rv-bdead", "")
-		deleteKey(t, e.env, dead, key)
+		deleteKey(t, e, dead, key)
 		return expired, dead, deadGrant
 	}
 	// cleanup deletes by hand what a case left — users, secrets, records —
@@ -202,8 +202,8 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 	reapAt := func() { clock.Set(time.Now().Add(2 * time.Hour)) }
 	complete := func(t *testing.T, user string, grant policy.Grant, not ...string) string {
 		t.Helper()
-		keys := keyIDsOf(t, e.iam, user)
-		if got := secretKeyID(t, e.sm, user); len(keys) != 1 || keys[0] != got || slices.Contains(not, got) {
+		keys := e.Keys(t, user)
+		if got := e.MustCredential(t, user).AccessKeyID; len(keys) != 1 || keys[0] != got || slices.Contains(not, got) {
 			t.Errorf("keys of %s = %v, secret holds %s: want one key, the secret's, not %v", user, keys, got, not)
 			return ""
 		}
@@ -213,7 +213,7 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 	}
 	gone := func(t *testing.T, v reapVictim) {
 		t.Helper()
-		if userExists(t, e.iam, v.name) {
+		if e.UserExists(t, v.name) {
 			t.Fatalf("victim %s still exists", v.name)
 		}
 		if m := e.groupMembers(t, policy.GroupName(v.grant)); len(m) != 0 {
@@ -331,7 +331,7 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 			}
 			wantReport(t, rep, want)
 			// The bystanders' work is done.
-			if userExists(t, e.iam, bExp) {
+			if e.UserExists(t, bExp) {
 				t.Errorf("expired bystander %s still exists", bExp)
 			}
 			complete(t, bDead, bDeadGrant)
@@ -340,12 +340,12 @@ func testReapErrorPaths(t *testing.T, mode grants.Mode) {
 				t.Errorf("the run left the lease of %s held by %s", v.name, rec.LeaseHolder)
 			}
 			if c.kind == victimStale || c.kind == victimDead {
-				if !userExists(t, e.iam, v.name) {
+				if !e.UserExists(t, v.name) {
 					t.Fatalf("victim %s, a user to keep, was removed", v.name)
 				}
 			}
 			if c.kind == victimStale {
-				if keys := keyIDsOf(t, e.iam, v.name); !slices.Equal(keys, []string{v.key}) {
+				if keys := e.Keys(t, v.name); !slices.Equal(keys, []string{v.key}) {
 					t.Errorf("keys of the stale victim %s = %v, want its own %s", v.name, keys, v.key)
 				}
 			}
@@ -401,7 +401,7 @@ func TestReapCommitFails(t *testing.T) {
 	clock := &settableClock{}
 	reaper := e.service(t, testRules, func(s *provision.Settings) { s.Now = clock.Now })
 	user, key := vended(t, e, rw("commit.example.com"))
-	deleteKey(t, e.env, user, key)
+	deleteKey(t, e, user, key)
 	clock.Set(time.Now().Add(2 * time.Hour))
 
 	e.resetCounters()
@@ -414,8 +414,8 @@ func TestReapCommitFails(t *testing.T) {
 		!strings.Contains(rep.Errors[0].Error, awstest.InjectedCode) {
 		t.Fatalf("errors %v, want %s's failed commit", rep.Errors, user)
 	}
-	keys := keyIDsOf(t, e.iam, user)
-	if len(keys) != 1 || secretKeyID(t, e.sm, user) != keys[0] {
+	keys := e.Keys(t, user)
+	if len(keys) != 1 || e.MustCredential(t, user).AccessKeyID != keys[0] {
 		t.Fatalf("keys of %s = %v, want one, in its secret", user, keys)
 	}
 	if rec := recordOf(t, store, user); rec == nil || rec.Busy(time.Now()) {
@@ -445,9 +445,7 @@ func TestReapListUsersFails(t *testing.T) {
 	e := serialEnv(t, newStrictEnv(t, srv.URL))
 	clock := &settableClock{}
 	pager := &pageUsers{}
-	cfg := e.cfg.Copy()
-	pager.attach(&cfg)
-	reaper := e.serviceOn(t, cfg, testRules, func(s *provision.Settings) { s.Now = clock.Now; s.ReconcileSlice = 2 })
+	reaper := e.Another(t, provisiontest.Instrument(pager.attach), provisiontest.Settings(func(s *provision.Settings) { s.Now = clock.Now; s.ReconcileSlice = 2 }))
 	var expiring, dead []string
 	for range 4 {
 		user := awstest.Name("rl-exp")
@@ -458,13 +456,13 @@ func TestReapListUsersFails(t *testing.T) {
 		}
 		expiring = append(expiring, user)
 		u, key := vended(t, e, rw(awstest.Name("rl")+".example.com"))
-		deleteKey(t, e.env, u, key)
+		deleteKey(t, e, u, key)
 		dead = append(dead, u)
 	}
 	clock.Set(time.Now().Add(2 * time.Hour))
 	failed := func(rep *provision.ReapReport, err error) {
 		t.Helper()
-		if err == nil || awsCode(err) != awstest.InjectedCode || !strings.Contains(err.Error(), "list users under /keyvend/") {
+		if err == nil || awserr.Code(err) != awstest.InjectedCode || !strings.Contains(err.Error(), "list users under /keyvend/") {
 			t.Errorf("Reap error = %v, want the failed ListUsers", err)
 		}
 		if rep == nil {
@@ -474,7 +472,7 @@ func TestReapListUsersFails(t *testing.T) {
 	restocked := func(users []string) {
 		t.Helper()
 		for _, u := range dead {
-			n := len(keyIDsOf(t, e.iam, u))
+			n := len(e.Keys(t, u))
 			if want := map[bool]int{true: 1, false: 0}[slices.Contains(users, u)]; n != want {
 				t.Errorf("%s has %d keys, want %d", u, n, want)
 			}
@@ -486,7 +484,7 @@ func TestReapListUsersFails(t *testing.T) {
 	failed(rep, err)
 	wantReport(t, rep, reapReport{due: 4, expired: expiring})
 	for _, u := range expiring {
-		if userExists(t, e.iam, u) {
+		if e.UserExists(t, u) {
 			t.Errorf("expired %s still exists", u)
 		}
 	}
@@ -542,7 +540,7 @@ func TestReapLegacyRestockFails(t *testing.T) {
 	reaper := e.service(t, testRules, func(s *provision.Settings) { s.Now = clock.Now })
 	grant := rw("legacy.example.com")
 	user, key := handMade(t, e, "legacy", grant)
-	deleteKey(t, e.env, user, key)
+	deleteKey(t, e, user, key)
 	clock.Set(time.Now().Add(2 * time.Hour))
 
 	e.faults.FailNth("CreateAccessKey", 1)
@@ -566,8 +564,8 @@ func TestReapLegacyRestockFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReport(t, rep, reapReport{checked: 1, repaired: []string{user}})
-	keys := keyIDsOf(t, e.iam, user)
-	if len(keys) != 1 || secretKeyID(t, e.sm, user) != keys[0] {
+	keys := e.Keys(t, user)
+	if len(keys) != 1 || e.MustCredential(t, user).AccessKeyID != keys[0] {
 		t.Fatalf("%s: keys %v, want one new key in its secret", user, keys)
 	}
 	e.assertGrants(t, user, grant)

@@ -16,9 +16,11 @@ import (
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
@@ -137,17 +139,18 @@ var tableLocks struct {
 
 // serialEnv applies serialTable to e's service configuration and remakes
 // e.svc on it.
-func serialEnv(t *testing.T, e *lcEnv) *lcEnv {
+func serialEnv(t *testing.T, e *env) *env {
 	t.Helper()
-	serialTable(&e.cfg)
+	serialTable(&e.Config)
 	e.svc = e.service(t, testRules)
+	e.Service = e.svc
 	return e
 }
 
 // tableOf is a store on e's state table through clients that record and
 // fault nothing, for a test to read records and take leases as another
 // request would.
-func tableOf(t *testing.T, e *lcEnv) *state.Store {
+func tableOf(t *testing.T, e *env) *state.Store {
 	t.Helper()
 	return awstest.Table(t, awstest.Config(t, e.url))
 }
@@ -207,7 +210,7 @@ func wantHistory(t *testing.T, store *state.Store, user, action string) {
 // handMade makes a complete keyvend user by hand in IAM and Secrets
 // Manager, as a keyvend without the state table left it: tagged user,
 // grant, one key, a secret holding it. No record.
-func handMade(t *testing.T, e *lcEnv, prefix string, grant policy.Grant) (user, key string) {
+func handMade(t *testing.T, e *env, prefix string, grant policy.Grant) (user, key string) {
 	t.Helper()
 	user = awstest.Name(prefix)
 	mustCreateUser(t, e.iam, user, "/keyvend/", managedTags(testCaller))
@@ -219,9 +222,9 @@ func handMade(t *testing.T, e *lcEnv, prefix string, grant policy.Grant) (user, 
 
 // deleteByHand deletes user from IAM outside keyvend (moto deletes a user
 // with its keys and groups, not with an inline policy).
-func deleteByHand(t *testing.T, e *lcEnv, user string) {
+func deleteByHand(t *testing.T, e *env, user string) {
 	t.Helper()
-	if _, err := e.iam.DeleteUserPolicy(ctx(), &iam.DeleteUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName)}); err != nil && awsCode(err) != "NoSuchEntity" {
+	if _, err := e.iam.DeleteUserPolicy(ctx(), &iam.DeleteUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName)}); err != nil && awserr.Code(err) != "NoSuchEntity" {
 		t.Fatal(err)
 	}
 	if _, err := e.iam.DeleteUser(ctx(), &iam.DeleteUserInput{UserName: &user}); err != nil {
@@ -236,7 +239,7 @@ func deleteByHand(t *testing.T, e *lcEnv, user string) {
 func TestReap(t *testing.T) {
 	srv := awstest.Dedicated(t)
 	clock := &settableClock{}
-	e := serialEnv(t, newLCEnv(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now }))
+	e := serialEnv(t, newEnvOn(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now }))
 	store := tableOf(t, e)
 	grant := rw("reaped.example.com")
 
@@ -268,11 +271,11 @@ func TestReap(t *testing.T) {
 	strayKey := mustCreateKey(t, e.iam, stray)
 	// A secret that holds a deleted key.
 	dead, deadKey := create("")
-	deleteKey(t, e.env, dead, deadKey)
+	deleteKey(t, e, dead, deadKey)
 	// Both: its secret's key deleted, another key not in the secret.
 	deadStray, deadStrayOld := create("")
 	deadStrayKey := mustCreateKey(t, e.iam, deadStray)
-	deleteKey(t, e.env, deadStray, deadStrayOld)
+	deleteKey(t, e, deadStray, deadStrayOld)
 	// Deleted outside keyvend: its record and its secret are left.
 	gone, _ := create("")
 	deleteByHand(t, e, gone)
@@ -300,7 +303,7 @@ func TestReap(t *testing.T) {
 
 	wantKeys := func(user string, keys ...string) {
 		t.Helper()
-		if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, sortedCopy(keys)) {
+		if got := e.Keys(t, user); !slices.Equal(got, sortedCopy(keys)) {
 			t.Errorf("keys of %s = %v, want %v", user, got, sortedCopy(keys))
 		}
 	}
@@ -313,7 +316,7 @@ func TestReap(t *testing.T) {
 			wantKeys(u, k)
 		}
 		for u, k := range map[string]string{unexpired: unexpiredKey, healthy: healthyKey, byHand: byHandKey} {
-			if got := secretKeyID(t, e.sm, u); got != k {
+			if got := e.MustCredential(t, u).AccessKeyID; got != k {
 				t.Errorf("secret of %s now holds %s", u, got)
 			}
 		}
@@ -337,7 +340,7 @@ func TestReap(t *testing.T) {
 		if rep.Reconciled != (provision.ReconcileProgress{Users: true, Records: true, Secrets: true}) {
 			t.Errorf("reconciled %+v, want every walk complete (one slice holds all)", rep.Reconciled)
 		}
-		if userExists(t, e.iam, expired) {
+		if e.UserExists(t, expired) {
 			t.Error("expired user still exists")
 		}
 		wantScheduled(t, e, expired, setupStart)
@@ -383,7 +386,7 @@ func TestReap(t *testing.T) {
 			recordsRemoved: []string{gone},
 			orphanSecrets:  []string{secretName(orphan), secretName(gone)},
 		})
-		if userExists(t, e.iam, noSecret) {
+		if e.UserExists(t, noSecret) {
 			t.Error("half-made user without a secret still exists")
 		}
 		if secretOf(t, e.sm, noSecret).exists {
@@ -392,17 +395,17 @@ func TestReap(t *testing.T) {
 		wantNoRecord(t, store, noSecret)
 		wantHistory(t, store, noSecret, "reap-half-made")
 		wantKeys(stray, strayKeep)
-		if got := secretKeyID(t, e.sm, stray); got != strayKeep {
+		if got := e.MustCredential(t, stray).AccessKeyID; got != strayKeep {
 			t.Errorf("secret of %s holds %s, want %s", stray, got, strayKeep)
 		}
 		wantReadyRecord(t, store, stray, strayKeep)
 		for _, u := range []string{dead, deadStray} {
-			keys := keyIDsOf(t, e.iam, u)
+			keys := e.Keys(t, u)
 			if len(keys) != 1 || keys[0] == deadKey || keys[0] == deadStrayOld || keys[0] == deadStrayKey {
 				t.Errorf("keys of %s = %v, want one new key", u, keys)
 				continue
 			}
-			if got := secretKeyID(t, e.sm, u); got != keys[0] {
+			if got := e.MustCredential(t, u).AccessKeyID; got != keys[0] {
 				t.Errorf("secret of %s holds %s, the user has %s", u, got, keys[0])
 			}
 			e.assertGrants(t, u, grant)
@@ -439,7 +442,7 @@ func TestReap(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantReport(t, rep, reapReport{due: 1, checked: 5, expired: []string{unexpired}})
-		if userExists(t, e.iam, unexpired) {
+		if e.UserExists(t, unexpired) {
 			t.Error("expired user still exists")
 		}
 		wantNoRecord(t, store, unexpired)
@@ -476,7 +479,7 @@ func dueQueries(calls []loggedCall) int {
 func TestReapCostsWhatIsDue(t *testing.T) {
 	srv := awstest.Dedicated(t)
 	clock := &settableClock{}
-	e := serialEnv(t, newLCEnv(t, srv.URL, testRules))
+	e := serialEnv(t, newEnvOn(t, srv.URL, testRules))
 	var soon string
 	for i := range 6 {
 		user := awstest.Name("cost")
@@ -489,9 +492,7 @@ func TestReapCostsWhatIsDue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := e.cfg.Copy()
-	(&pageUsers{}).attach(&cfg)
-	reaper := e.serviceOn(t, cfg, testRules, func(s *provision.Settings) { s.Now = clock.Now; s.ReconcileSlice = 2 })
+	reaper := e.Another(t, provisiontest.Instrument((&pageUsers{}).attach), provisiontest.Settings(func(s *provision.Settings) { s.Now = clock.Now; s.ReconcileSlice = 2 }))
 	about := newTargeted(soon)
 	outsideSlice := func(calls []loggedCall) (other, ofSoon []string) {
 		other, ofSoon = []string{}, []string{}
@@ -551,7 +552,7 @@ func TestReapCostsWhatIsDue(t *testing.T) {
 func TestReapLeavesAUserARequestHolds(t *testing.T) {
 	srv := awstest.Dedicated(t)
 	clock := &settableClock{}
-	e := serialEnv(t, newLCEnv(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now }))
+	e := serialEnv(t, newEnvOn(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now }))
 	store := tableOf(t, e)
 	in := input(awstest.Name("held-exp"), rw("held.example.com"))
 	in.Request.ExpiresIn = "1h"
@@ -560,7 +561,7 @@ func TestReapLeavesAUserARequestHolds(t *testing.T) {
 	}
 	expiring := in.Request.User
 	dead, deadKey := vended(t, e, rw("held.example.com"))
-	deleteKey(t, e.env, dead, deadKey)
+	deleteKey(t, e, dead, deadKey)
 	for _, u := range []string{expiring, dead} {
 		if _, err := store.Lease(ctx(), u, "another-request", time.Minute, state.LeaseOpts{}); err != nil {
 			t.Fatal(err)
@@ -573,10 +574,10 @@ func TestReapLeavesAUserARequestHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReport(t, rep, reapReport{due: 1, checked: 2})
-	if !userExists(t, e.iam, expiring) {
+	if !e.UserExists(t, expiring) {
 		t.Fatalf("%s, held by a request, was deleted", expiring)
 	}
-	if keys := keyIDsOf(t, e.iam, dead); len(keys) != 0 {
+	if keys := e.Keys(t, dead); len(keys) != 0 {
 		t.Errorf("%s, held by a request, got keys %v", dead, keys)
 	}
 	for _, u := range []string{expiring, dead} {
@@ -594,12 +595,12 @@ func TestReapLeavesAUserARequestHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReport(t, rep, reapReport{due: 1, checked: 1, expired: []string{expiring}, repaired: []string{dead}})
-	if userExists(t, e.iam, expiring) {
+	if e.UserExists(t, expiring) {
 		t.Errorf("%s still exists", expiring)
 	}
 	wantNoRecord(t, store, expiring)
-	keys := keyIDsOf(t, e.iam, dead)
-	if len(keys) != 1 || secretKeyID(t, e.sm, dead) != keys[0] {
+	keys := e.Keys(t, dead)
+	if len(keys) != 1 || e.MustCredential(t, dead).AccessKeyID != keys[0] {
 		t.Fatalf("%s: keys %v, want one, its secret's", dead, keys)
 	}
 	wantReadyRecord(t, store, dead, keys[0])
@@ -613,7 +614,7 @@ func TestReapLeavesAUserARequestHolds(t *testing.T) {
 func TestReapStaleRecords(t *testing.T) {
 	srv := awstest.Dedicated(t)
 	clock := &settableClock{}
-	e := serialEnv(t, newLCEnv(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now }))
+	e := serialEnv(t, newEnvOn(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now }))
 	store := tableOf(t, e)
 	grant := rw("stale.example.com")
 	// died leaves user's record in creating, its lease stale at once.
@@ -645,7 +646,7 @@ func TestReapStaleRecords(t *testing.T) {
 	}
 	wantReport(t, rep, reapReport{checked: 3})
 	for _, u := range []string{complete, halfMade, deleting} {
-		if !userExists(t, e.iam, u) {
+		if !e.UserExists(t, u) {
 			t.Errorf("%s removed before its record was stale", u)
 		}
 	}
@@ -658,14 +659,14 @@ func TestReapStaleRecords(t *testing.T) {
 	// All three come from the expiry index: a lease that marks a record
 	// deleting (or creating) puts it there StaleAfter later.
 	wantReport(t, rep, reapReport{due: 3, checked: 1, repaired: []string{complete}, halfMade: []string{halfMade, deleting}})
-	wantKeys := keyIDsOf(t, e.iam, complete)
-	if !slices.Equal(wantKeys, []string{completeKey}) || secretKeyID(t, e.sm, complete) != completeKey {
+	wantKeys := e.Keys(t, complete)
+	if !slices.Equal(wantKeys, []string{completeKey}) || e.MustCredential(t, complete).AccessKeyID != completeKey {
 		t.Errorf("%s: keys %v, want its own %s, in its secret", complete, wantKeys, completeKey)
 	}
 	wantReadyRecord(t, store, complete, completeKey)
 	wantHistory(t, store, complete, "repair")
 	for _, u := range []string{halfMade, deleting} {
-		if userExists(t, e.iam, u) {
+		if e.UserExists(t, u) {
 			t.Errorf("%s still exists", u)
 		}
 		wantNoRecord(t, store, u)
@@ -685,16 +686,14 @@ func TestReapStaleRecords(t *testing.T) {
 // complete; the fourth starts over.
 func TestReapCheckpoint(t *testing.T) {
 	srv := awstest.Dedicated(t)
-	e := serialEnv(t, newLCEnv(t, srv.URL, testRules))
+	e := serialEnv(t, newEnvOn(t, srv.URL, testRules))
 	var users []string
 	for range 5 {
 		u, _ := vended(t, e, rw("ckpt.example.com"))
 		users = append(users, u)
 	}
 	pager := &pageUsers{}
-	cfg := e.cfg.Copy()
-	pager.attach(&cfg)
-	reaper := e.serviceOn(t, cfg, testRules, func(s *provision.Settings) { s.ReconcileSlice = 2 })
+	reaper := e.Another(t, provisiontest.Instrument(pager.attach), provisiontest.Settings(func(s *provision.Settings) { s.ReconcileSlice = 2 }))
 
 	var seen []string
 	for run, complete := range []bool{false, false, true, false} {
@@ -723,21 +722,6 @@ func TestReapCheckpoint(t *testing.T) {
 	}
 }
 
-// beforeFirst runs fn once, just before the first call of op made through
-// cfg: a deterministic interleaving of two requests.
-func beforeFirst(cfg *aws.Config, op string, fn func()) {
-	var once sync.Once
-	cfg.APIOptions = append(slices.Clone(cfg.APIOptions), func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("lifecycle.beforeFirst",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				if awsmiddleware.GetOperationName(ctx) == op {
-					once.Do(fn)
-				}
-				return next.HandleInitialize(ctx, in)
-			}), middleware.Before)
-	})
-}
-
 // A rotation creates the new key, then stores it in the secret, then
 // deletes the old key. A reaper that reads the user in between sees the new
 // key outside the secret, a stray; it must leave it to the rotation, which
@@ -745,7 +729,7 @@ func beforeFirst(cfg *aws.Config, op string, fn func()) {
 func TestReapDuringRotationLeavesTheNewKey(t *testing.T) {
 	srv := awstest.Dedicated(t)
 	clock := &settableClock{}
-	e := newLCEnv(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now })
+	e := newEnvOn(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now })
 	user, oldKey := vended(t, e, rw("rotating.example.com"))
 
 	// The reaper's clock says the user is old enough to tidy up; its
@@ -755,9 +739,9 @@ func TestReapDuringRotationLeavesTheNewKey(t *testing.T) {
 
 	var rep *provision.ReapReport
 	var reapErr error
-	rotCfg := e.cfg.Copy()
-	beforeFirst(&rotCfg, "PutSecretValue", func() { rep, reapErr = reaper.Reap(ctx()) })
-	rotator := e.serviceOn(t, rotCfg, testRules, func(s *provision.Settings) { s.Now = time.Now })
+	rotator := e.Another(t, provisiontest.Instrument(func(c *aws.Config) {
+		beforeFirst(c, "PutSecretValue", func() { rep, reapErr = reaper.Reap(ctx()) })
+	}), provisiontest.Settings(func(s *provision.Settings) { s.Now = time.Now }))
 
 	res, err := rotator.Rotate(ctx(), provision.RotateInput{Principal: who(testCaller), RequestID: "rot", User: user})
 	if err != nil {
@@ -767,10 +751,10 @@ func TestReapDuringRotationLeavesTheNewKey(t *testing.T) {
 		t.Fatalf("the reaper did not run during the rotation: %v", reapErr)
 	}
 	wantReport(t, rep, reapReport{checked: 1})
-	if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, []string{res.AccessKeyID}) || res.AccessKeyID == oldKey {
+	if got := e.Keys(t, user); !slices.Equal(got, []string{res.AccessKeyID}) || res.AccessKeyID == oldKey {
 		t.Errorf("keys after the rotation = %v, want only the new key %s", got, res.AccessKeyID)
 	}
-	if got := secretKeyID(t, e.sm, user); got != res.AccessKeyID {
+	if got := e.MustCredential(t, user).AccessKeyID; got != res.AccessKeyID {
 		t.Errorf("secret holds %s, want the new key %s", got, res.AccessKeyID)
 	}
 }

@@ -20,7 +20,7 @@ import (
 func TestReindex(t *testing.T) {
 	srv := awstest.Dedicated(t)
 	clock := &settableClock{}
-	e := serialEnv(t, newLCEnv(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now }))
+	e := serialEnv(t, newEnvOn(t, srv.URL, testRules, func(s *provision.Settings) { s.Now = clock.Now }))
 	store := tableOf(t, e)
 	grant := rw("reindex.example.com")
 
@@ -30,7 +30,7 @@ func TestReindex(t *testing.T) {
 		legacy[u] = k
 	}
 	dead, deadKey := handMade(t, e, "reidx-dead", grant)
-	deleteKey(t, e.env, dead, deadKey)
+	deleteKey(t, e, dead, deadKey)
 	halfMade := awstest.Name("reidx-half")
 	mustCreateUser(t, e.iam, halfMade, "/keyvend/", managedTags(testCaller))
 	e.grant(t, halfMade, grant)
@@ -96,16 +96,16 @@ func TestReindex(t *testing.T) {
 	if len(rep.Errors) != 0 || !slices.Equal(rep.HalfMadeDeleted, []string{halfMade}) || !slices.Equal(rep.Repaired, []string{dead}) {
 		t.Errorf("reap after reindex: half-made deleted %v, repaired %v, errors %v; want [%s], [%s], none", rep.HalfMadeDeleted, rep.Repaired, rep.Errors, halfMade, dead)
 	}
-	if userExists(t, e.iam, halfMade) {
+	if e.UserExists(t, halfMade) {
 		t.Errorf("half-made %s still exists", halfMade)
 	}
-	keys := keyIDsOf(t, e.iam, dead)
-	if len(keys) != 1 || secretKeyID(t, e.sm, dead) != keys[0] {
+	keys := e.Keys(t, dead)
+	if len(keys) != 1 || e.MustCredential(t, dead).AccessKeyID != keys[0] {
 		t.Fatalf("%s: keys %v, want one new key in its secret", dead, keys)
 	}
 	wantReadyRecord(t, store, dead, keys[0])
 	for u, k := range legacy {
-		if got := keyIDsOf(t, e.iam, u); !slices.Equal(got, []string{k}) {
+		if got := e.Keys(t, u); !slices.Equal(got, []string{k}) {
 			t.Errorf("keys of %s = %v, want %s", u, got, k)
 		}
 	}

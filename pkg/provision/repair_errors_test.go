@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -97,13 +98,13 @@ func testRepairFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 			if err == nil {
 				t.Fatalf("the request succeeded despite the fault: %+v", res)
 			}
-			if k := provision.KindOf(err); k != 0 || awsCode(err) != awstest.InjectedCode {
+			if k := provision.KindOf(err); k != 0 || awserr.Code(err) != awstest.InjectedCode {
 				t.Errorf("error = %v (kind %d), want an internal error carrying the injected fault", err, k)
 			}
 			// No key leaked: each key is the secret's, or the stray that was
 			// there before (a retry deletes it).
-			cred, _, hasSecret := e.secretCredential(t, user)
-			keys, _ := e.keyIDs(t, user)
+			cred, _, hasSecret := e.Credential(t, user)
+			keys := e.Keys(t, user)
 			for _, id := range keys {
 				if id != stray && (!hasSecret || id != cred.AccessKeyID) {
 					t.Errorf("key %s is neither in the secret (%s) nor the stray %s", id, cred.AccessKeyID, stray)

@@ -82,8 +82,8 @@ func testRepairHalfMadeUsers(t *testing.T, mode grants.Mode) {
 			user := awstest.Name("Repair")
 			grant := rw(awstest.Name("repair") + ".example.com")
 			stray := c.build(t, old, user, grant)
-			secretBefore, _, hadSecret := old.secretCredential(t, user)
-			keysBefore, _ := old.keyIDs(t, user)
+			secretBefore, _, hadSecret := old.Credential(t, user)
+			keysBefore := old.Keys(t, user)
 
 			// Default RepairAfter: a young half-made user with no record may
 			// be the work in progress of a keyvend from before the table.
@@ -99,7 +99,7 @@ func testRepairHalfMadeUsers(t *testing.T, mode grants.Mode) {
 						t.Errorf("in-progress answer wrote %s", w)
 					}
 				}
-				if ids, _ := old.keyIDs(t, user); !sameStrings(ids, keysBefore) {
+				if ids := old.Keys(t, user); !sameStrings(ids, keysBefore) {
 					t.Errorf("keys changed from %v to %v", keysBefore, ids)
 				}
 				if _, err := old.store.Get(ctx(), user); !errors.Is(err, state.ErrNotFound) {
@@ -177,7 +177,7 @@ func TestRepairRespectsLiveLease(t *testing.T) {
 	if w := e.calls.SucceededWrites(); len(w) != 0 {
 		t.Errorf("in-progress answer wrote %s", opsLine(w))
 	}
-	if ids, _ := e.keyIDs(t, user); len(ids) != 1 || ids[0] != stray {
+	if ids := e.Keys(t, user); len(ids) != 1 || ids[0] != stray {
 		t.Errorf("keys = %v, want the untouched %s", ids, stray)
 	}
 	rec, err := e.store.Get(ctx(), user)
@@ -203,7 +203,7 @@ func testRepairRefusesExtraGrants(t *testing.T, e *env) {
 	stray := e.handKey(t, user)
 	_, err := e.svc.Create(ctx(), input(user, grant))
 	wantKind(t, err, provision.KindConflict)
-	if ids, _ := e.keyIDs(t, user); len(ids) != 1 || ids[0] != stray {
+	if ids := e.Keys(t, user); len(ids) != 1 || ids[0] != stray {
 		t.Errorf("keys = %v", ids)
 	}
 	e.assertGrants(t, user, other)

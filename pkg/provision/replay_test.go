@@ -102,7 +102,7 @@ func TestReplayRepairsUserPolicyDrift(t *testing.T) {
 	if _, err := e.svc.Create(ctx(), input(user, grant)); err != nil {
 		t.Fatal(err)
 	}
-	doc, _ := e.userPolicy(t, user)
+	doc, _ := e.UserPolicy(t, user)
 	drifted := strings.Replace(doc, `"Statement":[`, `"Statement":[{"Sid":"Extra","Effect":"Allow","Action":"s3:*","Resource":["*"]},`, 1)
 	if _, err := e.iam.PutUserPolicy(ctx(), &iam.PutUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName), PolicyDocument: &drifted}); err != nil {
 		t.Fatal(err)
@@ -178,13 +178,13 @@ func testConflicts(t *testing.T, e *env) {
 		if aws.ToString(u.User.Path) != "/" || len(u.User.Tags) != 0 {
 			t.Errorf("foreign user changed: path %s tags %v", aws.ToString(u.User.Path), u.User.Tags)
 		}
-		if ids, _ := e.keyIDs(t, user); len(ids) != 0 {
+		if ids := e.Keys(t, user); len(ids) != 0 {
 			t.Errorf("foreign user got keys %v", ids)
 		}
-		if g := e.groupsOf(t, user); len(g) != 0 {
+		if g := e.Groups(t, user, ""); len(g) != 0 {
 			t.Errorf("foreign user got groups %v", g)
 		}
-		if _, _, ok := e.secretCredential(t, user); ok {
+		if _, _, ok := e.Credential(t, user); ok {
 			t.Error("a secret was created for the foreign user")
 		}
 	})

@@ -4,26 +4,16 @@ package provision_test
 // do not collide with main_test.go and create_test.go.
 
 import (
-	"context"
-	"encoding/json"
-	"io"
-	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/aws/smithy-go/middleware"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
-	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -50,12 +40,7 @@ func rotWithClock(c *rotClock) func(*provision.Settings) {
 	return func(s *provision.Settings) { s.Now = c.Now }
 }
 
-// rotPrincipal is a caller with the given IAM ARN.
-func rotPrincipal(arn string) caller.Principal { return caller.Principal{ID: arn, Raw: arn} }
-
-var rotAlice = rotPrincipal(testCaller)
-
-const rotBob = "arn:aws:iam::123456789012:user/bob"
+var rotAlice = who(testCaller)
 
 // rotRotate rotates user as alice, its requester.
 func rotRotate(e *env, user string) (*provision.RotateResult, error) {
@@ -72,85 +57,14 @@ func rotCreate(t *testing.T, e *env, user string) *provision.CreateResult {
 	return res
 }
 
-// rotServiceWithRules is another Service on e's instrumented clients (so
-// e.calls and e.faults see its calls) with its own rules and settings.
-func rotServiceWithRules(t *testing.T, e *env, rules string, mutate ...func(*provision.Settings)) *provision.Service {
-	t.Helper()
-	return rotService(t, e.cfg, rules, mutate...)
-}
-
-// rotService is a Service on cfg with its own rules and settings.
-func rotService(t *testing.T, cfg aws.Config, rules string, mutate ...func(*provision.Settings)) *provision.Service {
-	t.Helper()
-	rs, err := authz.Parse(strings.NewReader(rules))
-	if err != nil {
-		t.Fatal(err)
-	}
-	settings := provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}
-	for _, m := range mutate {
-		m(&settings)
-	}
-	awstest.RequireBoundary(t, &cfg, settings.BoundaryARN)
-	if settings.Store == nil {
-		settings.Store = awstest.Table(t, cfg)
-	}
-	svc, err := provision.New(iam.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), rs, settings, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc
-}
-
-// rotKeyIDs lists the user's access key ids, sorted.
-func rotKeyIDs(t *testing.T, e *env, user string) []string {
-	t.Helper()
-	out, err := e.iam.ListAccessKeys(ctx(), &iam.ListAccessKeysInput{UserName: &user})
-	if err != nil {
-		t.Fatalf("list keys of %s: %v", user, err)
-	}
-	var ids []string
-	for _, k := range out.AccessKeyMetadata {
-		ids = append(ids, aws.ToString(k.AccessKeyId))
-	}
-	slices.Sort(ids)
-	return ids
-}
-
-// rotSecret reads the current credential in the user's secret; ok is
-// false when there is no secret (or it is scheduled for deletion).
-func rotSecret(t *testing.T, e *env, user string) (cred provision.Credential, arn string, ok bool) {
-	t.Helper()
-	out, err := e.sm.GetSecretValue(ctx(), &secretsmanager.GetSecretValueInput{SecretId: aws.String("keyvend/users/" + user)})
-	if err != nil {
-		if strings.Contains(err.Error(), "ResourceNotFoundException") || strings.Contains(err.Error(), "InvalidRequestException") {
-			return cred, "", false
-		}
-		t.Fatalf("read secret of %s: %v", user, err)
-	}
-	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &cred); err != nil {
-		t.Fatalf("secret of %s is not a credential: %v", user, err)
-	}
-	return cred, aws.ToString(out.ARN), true
-}
-
-// rotMustSecret is rotSecret for a secret that must exist.
-func rotMustSecret(t *testing.T, e *env, user string) provision.Credential {
-	t.Helper()
-	cred, _, ok := rotSecret(t, e, user)
-	if !ok {
-		t.Fatalf("user %s has no secret", user)
-	}
-	return cred
-}
-
 // rotAssertNoLeak checks the invariant of every rotation, failed or not:
 // each key of the user is the one in its secret, or one that existed
 // before (allowed). A key that is in no secret and that the rotation
 // created is a leak.
 func rotAssertNoLeak(t *testing.T, e *env, user string, allowed ...string) {
 	t.Helper()
-	cred, _, ok := rotSecret(t, e, user)
-	for _, id := range rotKeyIDs(t, e, user) {
+	cred, _, ok := e.Credential(t, user)
+	for _, id := range e.Keys(t, user) {
 		if (ok && id == cred.AccessKeyID) || slices.Contains(allowed, id) {
 			continue
 		}
@@ -162,8 +76,8 @@ func rotAssertNoLeak(t *testing.T, e *env, user string, allowed ...string) {
 // one key, and the secret holds it.
 func rotAssertSettled(t *testing.T, e *env, user string) provision.Credential {
 	t.Helper()
-	cred := rotMustSecret(t, e, user)
-	if keys := rotKeyIDs(t, e, user); len(keys) != 1 || keys[0] != cred.AccessKeyID {
+	cred := e.MustCredential(t, user)
+	if keys := e.Keys(t, user); len(keys) != 1 || keys[0] != cred.AccessKeyID {
 		t.Fatalf("keys of %s = %v, want exactly the one in its secret, %s", user, keys, cred.AccessKeyID)
 	}
 	return cred
@@ -200,21 +114,4 @@ func rotOps(calls []awstest.Call) map[string]int {
 		n[c.Operation]++
 	}
 	return n
-}
-
-// rotBeforeFirst runs fn once, synchronously, just before the first call
-// of operation op made through cfg: a deterministic interleaving point for
-// "another process acts now".
-func rotBeforeFirst(cfg *aws.Config, op string, fn func()) {
-	var once sync.Once
-	cfg.APIOptions = slices.Clone(cfg.APIOptions) // do not write into a shared backing array
-	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("rotBeforeFirst",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				if awsmiddleware.GetOperationName(ctx) == op {
-					once.Do(fn)
-				}
-				return next.HandleInitialize(ctx, in)
-			}), middleware.After)
-	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
@@ -25,7 +26,7 @@ func TestRotateReplacesTheKeyAndNeverReturnsTheSecretKey(t *testing.T) {
 	e := newEnv(t)
 	user := awstest.Name("rot")
 	created := rotCreate(t, e, user)
-	before := rotMustSecret(t, e, user)
+	before := e.MustCredential(t, user)
 	if before.AccessKeyID != created.AccessKeyID {
 		t.Fatalf("secret holds %s, create returned %s", before.AccessKeyID, created.AccessKeyID)
 	}
@@ -52,7 +53,7 @@ func TestRotateReplacesTheKeyAndNeverReturnsTheSecretKey(t *testing.T) {
 	if after.AccessKeyID != res.AccessKeyID || after.Version != 1 || after.SecretAccessKey == "" {
 		t.Fatalf("secret holds %s (version %d), rotate returned %s", after.AccessKeyID, after.Version, res.AccessKeyID)
 	}
-	if slices.Contains(rotKeyIDs(t, e, user), created.AccessKeyID) {
+	if slices.Contains(e.Keys(t, user), created.AccessKeyID) {
 		t.Errorf("previous key %s still exists", created.AccessKeyID)
 	}
 	if w, want := fmt.Sprint(e.calls.Writes()), "[IAM:CreateAccessKey Secrets Manager:PutSecretValue IAM:DeleteAccessKey]"; w != want {
@@ -91,7 +92,7 @@ func TestRotateDeletesAStrayKeyFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	strayID := aws.ToString(stray.AccessKey.AccessKeyId)
-	if n := len(rotKeyIDs(t, e, user)); n != 2 {
+	if n := len(e.Keys(t, user)); n != 2 {
 		t.Fatalf("setup: %d keys, want 2 (IAM's limit, so a new key needs room)", n)
 	}
 
@@ -120,7 +121,7 @@ func TestRotateUnderAFailingStoreKeepsTheOldKey(t *testing.T) {
 	e := newEnv(t)
 	user := awstest.Name("rot-put")
 	rotCreate(t, e, user)
-	old := rotMustSecret(t, e, user)
+	old := e.MustCredential(t, user)
 
 	e.calls.Reset()
 	e.faults.FailNth("PutSecretValue", 0)
@@ -133,10 +134,10 @@ func TestRotateUnderAFailingStoreKeepsTheOldKey(t *testing.T) {
 	if n := e.calls.Count("CreateAccessKey"); n != 1 {
 		t.Fatalf("CreateAccessKey called %d times, want 1: the test needs a new key to have been made", n)
 	}
-	if keys := rotKeyIDs(t, e, user); !slices.Equal(keys, []string{old.AccessKeyID}) {
+	if keys := e.Keys(t, user); !slices.Equal(keys, []string{old.AccessKeyID}) {
 		t.Fatalf("keys = %v, want only the old key %s (the new one deleted)", keys, old.AccessKeyID)
 	}
-	if now := rotMustSecret(t, e, user); now != old {
+	if now := e.MustCredential(t, user); now != old {
 		t.Fatalf("secret now holds %s, want the old key %s unchanged", now.AccessKeyID, old.AccessKeyID)
 	}
 	if got, want := rotIdentity(t, old.AccessKeyID, old.SecretAccessKey), rotUserARN(t, e, user); got != want {
@@ -167,10 +168,10 @@ func TestRotateUnderAFailingCreateSecret(t *testing.T) {
 	if e.faults.Fired() == 0 || e.calls.Count("CreateAccessKey") != 1 {
 		t.Fatalf("fault fired %d times, CreateAccessKey called %d times; want both", e.faults.Fired(), e.calls.Count("CreateAccessKey"))
 	}
-	if keys := rotKeyIDs(t, e, user); len(keys) != 0 {
+	if keys := e.Keys(t, user); len(keys) != 0 {
 		t.Fatalf("keys = %v, want none: the old key is in no secret, the new one could not be stored", keys)
 	}
-	if _, _, ok := rotSecret(t, e, user); ok {
+	if _, _, ok := e.Credential(t, user); ok {
 		t.Fatal("a secret exists after CreateSecret failed")
 	}
 
@@ -211,7 +212,7 @@ var rotScenarios = []rotScenario{
 			if _, err := e.svc.Create(ctx(), in); err != nil {
 				t.Fatal(err)
 			}
-			return rotKeyIDs(t, e, user)
+			return e.Keys(t, user)
 		},
 	},
 	{
@@ -221,7 +222,7 @@ var rotScenarios = []rotScenario{
 			if _, err := e.iam.CreateAccessKey(ctx(), &iam.CreateAccessKeyInput{UserName: &user}); err != nil {
 				t.Fatal(err)
 			}
-			return rotKeyIDs(t, e, user)
+			return e.Keys(t, user)
 		},
 	},
 	{
@@ -231,7 +232,7 @@ var rotScenarios = []rotScenario{
 			if _, err := e.sm.DeleteSecret(ctx(), &secretsmanager.DeleteSecretInput{SecretId: aws.String("keyvend/users/" + user), ForceDeleteWithoutRecovery: aws.Bool(true)}); err != nil {
 				t.Fatal(err)
 			}
-			return rotKeyIDs(t, e, user)
+			return e.Keys(t, user)
 		},
 	},
 }
@@ -285,7 +286,7 @@ func rotFaultCase(t *testing.T, sc rotScenario, op string, nth int) {
 	before := sc.setup(t, e, user)
 	var old provision.Credential
 	if sc.hasSecret {
-		old = rotMustSecret(t, e, user)
+		old = e.MustCredential(t, user)
 	}
 
 	e.faults.FailNth(op, nth)
@@ -300,10 +301,10 @@ func rotFaultCase(t *testing.T, sc rotScenario, op string, nth int) {
 	switch {
 	case err != nil:
 		if sc.hasSecret {
-			if now := rotMustSecret(t, e, user); now != old {
+			if now := e.MustCredential(t, user); now != old {
 				t.Errorf("after a failed rotate the secret holds %s, want the old key %s", now.AccessKeyID, old.AccessKeyID)
 			}
-			if !slices.Contains(rotKeyIDs(t, e, user), old.AccessKeyID) {
+			if !slices.Contains(e.Keys(t, user), old.AccessKeyID) {
 				t.Errorf("after a failed rotate the old key %s is gone", old.AccessKeyID)
 			}
 		}
@@ -319,8 +320,8 @@ func rotFaultCase(t *testing.T, sc rotScenario, op string, nth int) {
 		if res.PreviousKeyDeleted {
 			t.Errorf("previous key %s reported deleted though its deletion failed", res.PreviousAccessKeyID)
 		}
-		cred := rotMustSecret(t, e, user)
-		if keys := rotKeyIDs(t, e, user); cred.AccessKeyID != res.AccessKeyID || !slices.Equal(keys, sortedPair(res.AccessKeyID, res.PreviousAccessKeyID)) {
+		cred := e.MustCredential(t, user)
+		if keys := e.Keys(t, user); cred.AccessKeyID != res.AccessKeyID || !slices.Equal(keys, sortedPair(res.AccessKeyID, res.PreviousAccessKeyID)) {
 			t.Errorf("keys %v, secret %s; want the new key %s in the secret and the previous %s left", keys, cred.AccessKeyID, res.AccessKeyID, res.PreviousAccessKeyID)
 		}
 	case op == "TransactWriteItems":
@@ -367,9 +368,9 @@ func TestRotateAuthorization(t *testing.T) {
 	user := awstest.Name("rot-authz")
 	rotCreate(t, e, user)
 
-	bobIn := provision.RotateInput{Principal: rotPrincipal(rotBob), RequestID: "bob", User: user}
+	bobIn := provision.RotateInput{Principal: who(bobARN), RequestID: "bob", User: user}
 	rule := func(buckets, actions string) string {
-		return `{"rules":[{"principals":["` + rotBob + `"],"buckets":[` + buckets + `],"access":["read-write"],"actions":[` + actions + `]}]}`
+		return `{"rules":[{"principals":["` + bobARN + `"],"buckets":[` + buckets + `],"access":["read-write"],"actions":[` + actions + `]}]}`
 	}
 	// Who may not see the user (no rule on its grants) is told it does
 	// not exist; who may see it but not rotate it is refused. Neither
@@ -386,9 +387,9 @@ func TestRotateAuthorization(t *testing.T) {
 		{"anonymous", testRules, provision.RotateInput{User: user}, provision.KindNotFound},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			svc := rotServiceWithRules(t, e, c.rules)
-			keys := rotKeyIDs(t, e, user)
-			secret := rotMustSecret(t, e, user)
+			svc := e.service(t, c.rules)
+			keys := e.Keys(t, user)
+			secret := e.MustCredential(t, user)
 			e.calls.Reset()
 			_, err := svc.Rotate(ctx(), c.who)
 			if provision.KindOf(err) != c.want {
@@ -400,17 +401,17 @@ func TestRotateAuthorization(t *testing.T) {
 			if w := e.calls.Writes(); len(w) != 0 {
 				t.Errorf("a refused rotate made writes: %v", w)
 			}
-			if now := rotKeyIDs(t, e, user); !slices.Equal(now, keys) {
+			if now := e.Keys(t, user); !slices.Equal(now, keys) {
 				t.Errorf("keys %v, were %v", now, keys)
 			}
-			if now := rotMustSecret(t, e, user); now != secret {
+			if now := e.MustCredential(t, user); now != secret {
 				t.Errorf("secret changed to %s", now.AccessKeyID)
 			}
 		})
 	}
 
 	t.Run("the requester", func(t *testing.T) {
-		prev := rotMustSecret(t, e, user)
+		prev := e.MustCredential(t, user)
 		res, err := rotRotate(e, user)
 		if err != nil {
 			t.Fatal(err)
@@ -420,8 +421,8 @@ func TestRotateAuthorization(t *testing.T) {
 		}
 	})
 	t.Run("a rule with the rotate action", func(t *testing.T) {
-		svc := rotServiceWithRules(t, e, rule(`"*.example.com"`, `"rotate"`))
-		prev := rotMustSecret(t, e, user)
+		svc := e.service(t, rule(`"*.example.com"`, `"rotate"`))
+		prev := e.MustCredential(t, user)
 		res, err := svc.Rotate(ctx(), bobIn)
 		if err != nil {
 			t.Fatal(err)
@@ -455,7 +456,7 @@ func TestRotateUnknownOrUnmanagedUserIsNotFound(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var keys []string
 			if !strings.HasPrefix(c.user, "rot-nobody") {
-				keys = rotKeyIDs(t, e, c.user)
+				keys = e.Keys(t, c.user)
 			}
 			e.calls.Reset()
 			_, err := rotRotate(e, c.user)
@@ -465,7 +466,7 @@ func TestRotateUnknownOrUnmanagedUserIsNotFound(t *testing.T) {
 			if w := e.calls.Writes(); len(w) != 0 {
 				t.Errorf("writes: %v", w)
 			}
-			if keys != nil && !slices.Equal(rotKeyIDs(t, e, c.user), keys) {
+			if keys != nil && !slices.Equal(e.Keys(t, c.user), keys) {
 				t.Error("the unmanaged user's keys changed")
 			}
 		})
@@ -484,9 +485,9 @@ func TestRotateConcurrentRotationInAnotherProcess(t *testing.T) {
 	rotCreate(t, e, user)
 
 	var otherErr error
-	cfgA := e.cfg.Copy()
-	rotBeforeFirst(&cfgA, "GetUser", func() { _, otherErr = rotRotate(e, user) })
-	a := rotService(t, cfgA, testRules, func(s *provision.Settings) { s.Store = e.store })
+	a := e.Another(t, provisiontest.Instrument(func(c *aws.Config) {
+		beforeFirst(c, "GetUser", func() { _, otherErr = rotRotate(e, user) })
+	}), provisiontest.Settings(func(s *provision.Settings) { s.Store = e.store }))
 
 	res, err := a.Rotate(ctx(), provision.RotateInput{Principal: rotAlice, RequestID: "a", User: user})
 	if err != nil {

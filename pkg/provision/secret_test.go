@@ -16,18 +16,18 @@ import (
 // first; moto would also delete it with them attached), leaving its secret.
 func (e *env) removeUserByHand(t *testing.T, user string) {
 	t.Helper()
-	ids, _ := e.keyIDs(t, user)
+	ids := e.Keys(t, user)
 	for _, id := range ids {
 		if _, err := e.iam.DeleteAccessKey(ctx(), &iam.DeleteAccessKeyInput{UserName: &user, AccessKeyId: aws.String(id)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, g := range e.groupsOf(t, user) {
+	for _, g := range e.Groups(t, user, "") {
 		if _, err := e.iam.RemoveUserFromGroup(ctx(), &iam.RemoveUserFromGroupInput{UserName: &user, GroupName: aws.String(g)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, ok := e.userPolicy(t, user); ok {
+	if _, ok := e.UserPolicy(t, user); ok {
 		if _, err := e.iam.DeleteUserPolicy(ctx(), &iam.DeleteUserPolicyInput{UserName: &user, PolicyName: aws.String(policy.UserPolicyName)}); err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +132,7 @@ func TestUnmanagedSecretIsNotTaken(t *testing.T) {
 	_, err := e.svc.Create(ctx(), input(user, grant))
 	wantKind(t, err, provision.KindConflict)
 	assertUndoneBeforeDeleteUser(t, e.calls.Calls())
-	if ids, _ := e.keyIDs(t, user); len(ids) != 0 || e.userExists(t, user) {
+	if ids := e.Keys(t, user); len(ids) != 0 || e.UserExists(t, user) {
 		t.Errorf("user or keys left: %v", ids)
 	}
 	if m := e.groupMembers(t, policy.GroupName(grant)); len(m) != 0 {

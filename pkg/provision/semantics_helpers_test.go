@@ -9,8 +9,6 @@ package provision_test
 import (
 	"bufio"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"maps"
 	"slices"
 	"sort"
@@ -22,33 +20,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
-	"github.com/keyvend/keyvend/pkg/authz"
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
-
-// semService is a Service on e's instrumented clients with rulesJSON and
-// e's settings plus more, which logs JSON lines to log (io.Discard: none).
-func semService(t *testing.T, e *lcEnv, rulesJSON string, log io.Writer, more ...func(*provision.Settings)) *provision.Service {
-	t.Helper()
-	rules, err := authz.Parse(strings.NewReader(rulesJSON))
-	if err != nil {
-		t.Fatalf("rules: %v", err)
-	}
-	settings := provision.Settings{BoundaryARN: testBoundary, Region: awstest.Region}
-	for _, m := range append(slices.Clone(e.mutate), more...) {
-		m(&settings)
-	}
-	if settings.Store == nil {
-		settings.Store = awstest.Table(t, e.cfg)
-	}
-	svc, err := provision.New(iam.NewFromConfig(e.cfg), secretsmanager.NewFromConfig(e.cfg), rules, settings, slog.New(slog.NewJSONHandler(log, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc
-}
 
 // semLogLines decodes the JSON lines a service logged.
 func semLogLines(t *testing.T, out string) []map[string]any {
@@ -184,16 +160,6 @@ func semNoSecretWrites(t *testing.T, calls *awstest.Recorder) {
 	}
 }
 
-// semUserPolicyNames lists user's inline policies, sorted.
-func semUserPolicyNames(t *testing.T, c *iam.Client, user string) []string {
-	t.Helper()
-	out, err := c.ListUserPolicies(ctx(), &iam.ListUserPoliciesInput{UserName: &user})
-	if err != nil {
-		t.Fatalf("list policies of %s: %v", user, err)
-	}
-	return sortedCopy(out.PolicyNames)
-}
-
 // semGroupExists reports whether the IAM group exists.
 func semGroupExists(t *testing.T, c *iam.Client, group string) bool {
 	t.Helper()
@@ -201,7 +167,7 @@ func semGroupExists(t *testing.T, c *iam.Client, group string) bool {
 	switch {
 	case err == nil:
 		return true
-	case apiCode(err) == "NoSuchEntity":
+	case awserr.Code(err) == "NoSuchEntity":
 		return false
 	}
 	t.Fatalf("get group %s: %v", group, err)

@@ -31,7 +31,7 @@ import (
 func TestUpdateAppliesTheExpiryRules(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
 		now := time.Now().UTC().Add(3*time.Hour + 123*time.Millisecond)
-		e := newLCEnv(t, "", expiryRules, grantMode(mode), func(s *provision.Settings) { s.Now = func() time.Time { return now } })
+		e := newEnvOn(t, "", expiryRules, grantMode(mode), func(s *provision.Settings) { s.Now = func() time.Time { return now } })
 		at := func(d time.Duration) string { return now.Add(d).UTC().Truncate(time.Second).Format(time.RFC3339) }
 
 		for _, tc := range []struct {

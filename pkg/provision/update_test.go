@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
+	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -59,18 +60,18 @@ func updInput(p, user string, grants []policy.Grant) provision.UpdateGrantsInput
 
 // wantGrants checks the user holds exactly grants, as its env's grant
 // mode carries them (env.assertGrants).
-func wantGrants(t *testing.T, e *lcEnv, user string, grants []policy.Grant) {
+func wantGrants(t *testing.T, e *env, user string, grants []policy.Grant) {
 	t.Helper()
 	e.assertGrants(t, user, grants...)
 }
 
 func TestUpdateReplacesGrants(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		testUpdateReplacesGrants(t, newLCEnv(t, "", updateRules, grantMode(mode)))
+		testUpdateReplacesGrants(t, newEnvOn(t, "", updateRules, grantMode(mode)))
 	})
 }
 
-func testUpdateReplacesGrants(t *testing.T, e *lcEnv) {
+func testUpdateReplacesGrants(t *testing.T, e *env) {
 	ch := newGrantChange()
 	user, key := vended(t, e, ch.before...)
 	foreign := awstest.Name("ops")
@@ -85,14 +86,14 @@ func testUpdateReplacesGrants(t *testing.T, e *lcEnv) {
 	updCalls := e.calls.Calls()
 	wantGrants(t, e, user, ch.after)
 	// A group keyvend does not manage is left alone.
-	if got := groupsOf(t, e.iam, user, false); !slices.Contains(got, foreign) {
+	if got := e.Groups(t, user, ""); !slices.Contains(got, foreign) {
 		t.Errorf("groups %v lost %s", got, foreign)
 	}
 	// The key and the secret are unchanged.
-	if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, []string{key}) {
+	if got := e.Keys(t, user); !slices.Equal(got, []string{key}) {
 		t.Errorf("keys = %v, want [%s]", got, key)
 	}
-	if got := secretKeyID(t, e.sm, user); got != key {
+	if got := e.MustCredential(t, user).AccessKeyID; got != key {
 		t.Errorf("secret holds %s, want %s", got, key)
 	}
 
@@ -129,11 +130,11 @@ func testUpdateReplacesGrants(t *testing.T, e *lcEnv) {
 			"PutGroupPolicy", "PutGroupPolicy", "PutGroupPolicy", "RemoveUserFromGroup", "RemoveUserFromGroup",
 			"AddUserToGroup", "AddUserToGroup", "GetGroup", "GetGroup", "DeleteGroupPolicy", "DeleteGroupPolicy", "DeleteGroup", "DeleteGroup")
 	}
-	if got := opsOf(updCalls); !slices.Equal(got, sortedCopy(want)) {
+	if got := sortedOps(updCalls); !slices.Equal(got, sortedCopy(want)) {
 		t.Errorf("update calls = %v\nwant %v", got, sortedCopy(want))
 	}
 	for _, g := range e.groupNames(ch.before[0], ch.before[1]) { // left, and nobody else was in them
-		if _, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &g}); awsCode(err) != "NoSuchEntity" {
+		if _, err := e.iam.GetGroup(ctx(), &iam.GetGroupInput{GroupName: &g}); awserr.Code(err) != "NoSuchEntity" {
 			t.Errorf("group %s left empty: %v, want it deleted", g, err)
 		}
 	}
@@ -157,11 +158,11 @@ func sortedGrants(gs []policy.Grant) []policy.Grant {
 
 func TestUpdateValidationMakesNoCalls(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		testUpdateValidationMakesNoCalls(t, newLCEnv(t, "", updateRules, grantMode(mode)))
+		testUpdateValidationMakesNoCalls(t, newEnvOn(t, "", updateRules, grantMode(mode)))
 	})
 }
 
-func testUpdateValidationMakesNoCalls(t *testing.T, e *lcEnv) {
+func testUpdateValidationMakesNoCalls(t *testing.T, e *env) {
 	ch := newGrantChange()
 	user, _ := vended(t, e, ch.before...)
 
@@ -212,14 +213,14 @@ func testUpdateValidationMakesNoCalls(t *testing.T, e *lcEnv) {
 
 func TestUpdateAuthorization(t *testing.T) {
 	bothModes(t, func(t *testing.T, mode grants.Mode) {
-		testUpdateAuthorization(t, newLCEnv(t, "", updateRules, grantMode(mode)))
+		testUpdateAuthorization(t, newEnvOn(t, "", updateRules, grantMode(mode)))
 	})
 }
 
 // The new grants need create (refused naming the caller's own grant); the
 // user needs its requester or an update rule on its current grants — who
 // may not see the user at all is told it does not exist, never its grants.
-func testUpdateAuthorization(t *testing.T, e *lcEnv) {
+func testUpdateAuthorization(t *testing.T, e *env) {
 	for _, tc := range []struct {
 		name, principal string
 		other           bool // the new grants include one no rule allows
@@ -253,7 +254,7 @@ func testUpdateAuthorization(t *testing.T, e *lcEnv) {
 				t.Errorf("forbidden update wrote %v", w)
 			}
 			wantGrants(t, e, user, ch.before)
-			if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, []string{key}) {
+			if got := e.Keys(t, user); !slices.Equal(got, []string{key}) {
 				t.Errorf("keys = %v", got)
 			}
 		})
@@ -275,7 +276,7 @@ func testUpdateAuthorization(t *testing.T, e *lcEnv) {
 		if w := e.calls.Writes(); len(w) != 0 {
 			t.Errorf("update of an unmanaged user wrote %v", w)
 		}
-		if g := groupsOf(t, e.iam, user, false); len(g) != 0 {
+		if g := e.Groups(t, user, ""); len(g) != 0 {
 			t.Errorf("unmanaged user joined %v", g)
 		}
 	})
@@ -288,7 +289,7 @@ func TestUpdateFaultAtEveryCallThenRetryConverges(t *testing.T) {
 }
 
 func testUpdateFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode) {
-	e := newLCEnv(t, "", updateRules, grantMode(mode))
+	e := newEnvOn(t, "", updateRules, grantMode(mode))
 
 	ch := newGrantChange()
 	user, _ := vended(t, e, ch.before...)
@@ -320,7 +321,7 @@ func testUpdateFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 	for _, fc := range every {
 		t.Run(fmt.Sprintf("%s#%d", fc.op, fc.nth), func(t *testing.T) {
 			t.Parallel()
-			e := newLCEnv(t, "", updateRules, grantMode(mode))
+			e := newEnvOn(t, "", updateRules, grantMode(mode))
 			ch := newGrantChange()
 			user, key := vended(t, e, ch.before...)
 			e.resetCounters()
@@ -337,10 +338,10 @@ func testUpdateFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 				t.Fatalf("retry: %v", err)
 			}
 			wantGrants(t, e, user, ch.after)
-			if got := keyIDsOf(t, e.iam, user); !slices.Equal(got, []string{key}) {
+			if got := e.Keys(t, user); !slices.Equal(got, []string{key}) {
 				t.Errorf("keys = %v, want [%s]", got, key)
 			}
-			if got := secretKeyID(t, e.sm, user); got != key {
+			if got := e.MustCredential(t, user).AccessKeyID; got != key {
 				t.Errorf("secret holds %s, want %s", got, key)
 			}
 		})

@@ -39,12 +39,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
-	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/keycheck"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/rotation"
 	"github.com/keyvend/keyvend/pkg/state"
 )
@@ -54,7 +54,7 @@ func TestMain(m *testing.M) { awstest.Main(m) }
 const (
 	requester = "arn:aws:iam::123456789012:user/alice"
 	lambdaARN = "arn:aws:lambda:us-east-1:123456789012:function:keyvend-rotate"
-	boundary  = "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"
+	boundary  = provisiontest.Boundary
 )
 
 var bg = context.Background()
@@ -98,16 +98,8 @@ func newFixture(t *testing.T) *fixture {
 func vend(t *testing.T) *fixture {
 	t.Helper()
 	f := newFixture(t)
-	rules, err := authz.Parse(strings.NewReader(`{"rules":[{"principals":["` + requester + `"],"buckets":["*.example.com"],"access":["read-write"]}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svcCfg := config(t, f.url)
-	awstest.RequireBoundary(t, &svcCfg, boundary)
-	svc, err := provision.New(iam.NewFromConfig(svcCfg), secretsmanager.NewFromConfig(svcCfg), rules, provision.Settings{Store: awstest.Table(t, svcCfg), BoundaryARN: boundary}, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := provisiontest.New(t, provisiontest.Endpoint(f.url), provisiontest.Instrument(boundaries.Attach),
+		provisiontest.Rules(`{"rules":[{"principals":["`+requester+`"],"buckets":["*.example.com"],"access":["read-write"]}]}`)).Service
 	f.svc = svc
 	f.user = awstest.Name("rotfn")
 	res, err := svc.Create(bg, provision.CreateInput{
