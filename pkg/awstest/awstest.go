@@ -80,10 +80,11 @@ func Dedicated(tb testing.TB, env ...string) *moto.Server {
 // Config returns an SDK configuration for endpoint with static credentials
 // (moto's default admin unless IAM is enforced). Only a read (Get, List,
 // Describe) is retried, and only when its connection broke: moto resets
-// one now and then ("connection reset", or "use of closed network
-// connection" while the answer is read). Injected faults and AWS errors
+// one now and then ("connection reset"). Injected faults and AWS errors
 // are never retried away, and neither is a write, which moto may have
-// applied before the reset.
+// applied before the reset. Its HTTP client sends a copy of each request
+// body (ownBodies): with the SDK's own, a call moto answered could fail
+// with "use of closed network connection".
 func Config(tb testing.TB, endpoint string) aws.Config {
 	tb.Helper()
 	return ConfigWithKeys(tb, endpoint, "AKIAKEYVENDTEST00000", "keyvend-test-secret")
@@ -101,6 +102,7 @@ func ConfigWithKeys(tb testing.TB, endpoint, id, secret string) aws.Config {
 	if err != nil {
 		tb.Fatalf("aws config: %v", err)
 	}
+	cfg.HTTPClient = ownBodies{cfg.HTTPClient}
 	cfg.APIOptions = append(cfg.APIOptions, noRetryForWrites)
 	SerializeDynamoDBWrites(&cfg)
 	return cfg

@@ -1,0 +1,44 @@
+package awstest
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// ownBodies is an SDK HTTP client that sends each request with a copy of
+// its body, which nothing but net/http reads or closes. Config's clients
+// use it.
+//
+// Without the copy, a call could fail after moto answered 200 ("use of
+// closed network connection" while the answer's body is read), and a
+// write that moto applied would be reported failed. The SDK closes its
+// request body as soon as the answer's headers are in (smithy-go
+// ClientHandler), while net/http's write loop may still be using it:
+// having sent Content-Length bytes, it reads the body once more to check
+// nothing is left over, and the SDK's closed body answers that read with
+// io.EOF as an error (its WriteTo). The write loop takes it for a failed
+// write and closes the connection under the reader of the answer. moto
+// answers over loopback as soon as it has the bytes, so on a loaded
+// machine the answer beats the write loop's last read now and then.
+// TestClosedBodyRace shows it.
+type ownBodies struct{ next aws.HTTPClient }
+
+func (c ownBodies) Do(r *http.Request) (*http.Response, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return c.next.Do(r)
+	}
+	b, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("awstest: read the request body: %w", err)
+	}
+	own := r.Clone(r.Context())
+	own.Body = io.NopCloser(bytes.NewReader(b))
+	own.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	own.ContentLength = int64(len(b))
+	return c.next.Do(own)
+}
