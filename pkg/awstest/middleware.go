@@ -18,6 +18,9 @@ import (
 type Call struct {
 	Service   string
 	Operation string
+	// Input is the operation's input as the caller passed it (e.g.
+	// *iam.CreateUserInput).
+	Input any
 	// Err is the error the call returned to its caller (nil on success):
 	// an AWS API error, an injected fault, or a context/transport error.
 	// It is set when the call returns; see Recorder.Calls.
@@ -78,7 +81,7 @@ func (r *Recorder) Attach(cfg *aws.Config) {
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 				r.mu.Lock()
 				i := len(r.calls)
-				r.calls = append(r.calls, Call{Service: awsmiddleware.GetServiceID(ctx), Operation: awsmiddleware.GetOperationName(ctx)})
+				r.calls = append(r.calls, Call{Service: awsmiddleware.GetServiceID(ctx), Operation: awsmiddleware.GetOperationName(ctx), Input: in.Parameters})
 				gen := r.gen
 				r.mu.Unlock()
 				out, md, err := next.HandleInitialize(ctx, in)
@@ -123,6 +126,17 @@ func (r *Recorder) Operations() []string {
 	var out []string
 	for _, c := range r.Calls() {
 		out = append(out, c.Operation)
+	}
+	return out
+}
+
+// Succeeded returns the recorded calls of op that returned no error.
+func (r *Recorder) Succeeded(op string) []Call {
+	var out []Call
+	for _, c := range r.Calls() {
+		if c.Operation == op && c.Err == nil {
+			out = append(out, c)
+		}
 	}
 	return out
 }

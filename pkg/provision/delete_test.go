@@ -176,15 +176,15 @@ func testDeleteRemovesEverythingInThreeRoundTrips(t *testing.T, mode grants.Mode
 
 	// What round 2 removed, by input, and that it all succeeded before
 	// DeleteUser completed.
-	log := e.params.all()
-	if n := len(e.params.succeeded("DeleteUser")); n != 1 {
+	log := e.calls.Calls()
+	if n := len(e.calls.Succeeded("DeleteUser")); n != 1 {
 		t.Fatalf("%d successful DeleteUser calls, want 1", n)
 	}
 	var keys, groups, inline, attached []string
 	var secretIn *secretsmanager.DeleteSecretInput
 	for _, c := range log {
-		if c.Err != nil && !(c.Op == "GetUserPolicy" && mode == grants.Group && awserr.Code(c.Err) == "NoSuchEntity") {
-			t.Errorf("%s failed: %v", c.Op, c.Err)
+		if c.Err != nil && !(c.Operation == "GetUserPolicy" && mode == grants.Group && awserr.Code(c.Err) == "NoSuchEntity") {
+			t.Errorf("%s failed: %v", c.Operation, c.Err)
 		}
 		switch in := c.Input.(type) {
 		case *iam.DeleteAccessKeyInput:
@@ -342,7 +342,7 @@ func testDeleteForce(t *testing.T, e *env) {
 			if st := secretOf(t, e.sm, user); st.exists {
 				t.Errorf("secret still exists (deleted date %v), want it gone at once", st.deleted)
 			}
-			for _, c := range e.params.succeeded("DeleteSecret") {
+			for _, c := range e.calls.Succeeded("DeleteSecret") {
 				in := c.Input.(*secretsmanager.DeleteSecretInput)
 				if !aws.ToBool(in.ForceDeleteWithoutRecovery) || in.RecoveryWindowInDays != nil {
 					t.Errorf("DeleteSecret input = %+v, want force without recovery", in)
@@ -397,7 +397,7 @@ func testDeleteHalfMadeUsers(t *testing.T, e *env) {
 				t.Error("user still exists")
 			}
 			var deleted []string
-			for _, c := range e.params.succeeded("DeleteAccessKey") {
+			for _, c := range e.calls.Succeeded("DeleteAccessKey") {
 				deleted = append(deleted, aws.ToString(c.Input.(*iam.DeleteAccessKeyInput).AccessKeyId))
 			}
 			if !slices.Equal(sortedCopy(deleted), keys) {
@@ -407,7 +407,7 @@ func testDeleteHalfMadeUsers(t *testing.T, e *env) {
 			if e.mode == grants.Policy {
 				removed = "DeleteUserPolicy" // its user policy
 			}
-			if n := len(e.params.succeeded(removed)); n != wantRemoved {
+			if n := len(e.calls.Succeeded(removed)); n != wantRemoved {
 				t.Errorf("%d %s, want %d", n, removed, wantRemoved)
 			}
 			if tc.withSecret {
@@ -644,7 +644,7 @@ func testDeleteFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 
 			// Over both attempts, everything was removed before the user was.
 			removed := map[string]bool{}
-			for _, c := range e.params.all() {
+			for _, c := range e.calls.Calls() {
 				if c.Err != nil {
 					continue
 				}
@@ -671,7 +671,7 @@ func testDeleteFaultAtEveryCallThenRetryConverges(t *testing.T, mode grants.Mode
 					}
 				}
 			}
-			if n := len(e.params.succeeded("DeleteUser")); n != 1 {
+			if n := len(e.calls.Succeeded("DeleteUser")); n != 1 {
 				t.Errorf("%d successful DeleteUser calls, want 1", n)
 			}
 		})

@@ -165,7 +165,7 @@ func testCompensationErrorPaths(t *testing.T, mode grants.Mode) {
 				if m := e.groupMembers(t, policy.GroupName(grant)); len(m) != 0 {
 					t.Errorf("group %s still has members %v", policy.GroupName(grant), m)
 				}
-			} else if n := len(e.params.succeeded("DeleteUser")); n != 0 {
+			} else if n := len(e.calls.Succeeded("DeleteUser")); n != 0 {
 				t.Errorf("%d DeleteUser succeeded, yet the user exists", n)
 			}
 			cred, _, hasSecret := e.Credential(t, user)

@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/smithy-go/middleware"
 
 	"github.com/keyvend/keyvend/pkg/awserr"
 	"github.com/keyvend/keyvend/pkg/awstest"
@@ -46,55 +44,6 @@ func (e *env) groupNames(gs ...policy.Grant) []string {
 	var out []string
 	for _, g := range gs {
 		out = append(out, policy.GroupName(g))
-	}
-	return out
-}
-
-// loggedCall is one finished call through an instrumented client.
-type loggedCall struct {
-	Op    string
-	Input any
-	Err   error
-}
-
-// callLog records every call's input and outcome, in order of completion.
-type callLog struct {
-	mu    sync.Mutex
-	calls []loggedCall
-}
-
-func (l *callLog) attach(cfg *aws.Config) {
-	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("lifecycle.callLog",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				out, md, err := next.HandleInitialize(ctx, in)
-				l.mu.Lock()
-				l.calls = append(l.calls, loggedCall{Op: awsmiddleware.GetOperationName(ctx), Input: in.Parameters, Err: err})
-				l.mu.Unlock()
-				return out, md, err
-			}), middleware.Before)
-	})
-}
-
-func (l *callLog) all() []loggedCall {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.calls)
-}
-
-func (l *callLog) reset() {
-	l.mu.Lock()
-	l.calls = nil
-	l.mu.Unlock()
-}
-
-// succeeded returns the successful calls of op, in order of completion.
-func (l *callLog) succeeded(op string) []loggedCall {
-	var out []loggedCall
-	for _, c := range l.all() {
-		if c.Op == op && c.Err == nil {
-			out = append(out, c)
-		}
 	}
 	return out
 }

@@ -29,14 +29,13 @@ const (
 // env is a provisioning service on moto (provisiontest.Env: its
 // uninstrumented read-back clients and helpers), whose clients are
 // instrumented (their configuration is Env.Config): every call is recorded
-// (calls, and with its input in params) and can be faulted.
+// (calls, with its input) and can be faulted.
 type env struct {
 	*provisiontest.Env
 	svc    *provision.Service
 	iam    *iam.Client // uninstrumented, straight to moto
 	sm     *secretsmanager.Client
 	calls  *awstest.Recorder
-	params *callLog
 	faults *awstest.Faults
 	// store is the service's state table (shared by every env of the test
 	// on the moto).
@@ -85,8 +84,8 @@ func newEnvOn(t *testing.T, url, rulesJSON string, mutate ...func(*provision.Set
 // the fault injector.
 func build(t *testing.T, url, rulesJSON string, instrument func(*aws.Config), mutate ...func(*provision.Settings)) *env {
 	t.Helper()
-	e := &env{calls: &awstest.Recorder{}, params: &callLog{}, faults: &awstest.Faults{}}
-	attach := []func(*aws.Config){e.calls.Attach, e.params.attach, e.faults.Attach}
+	e := &env{calls: &awstest.Recorder{}, faults: &awstest.Faults{}}
+	attach := []func(*aws.Config){e.calls.Attach, e.faults.Attach}
 	if instrument != nil {
 		attach = append(attach, instrument)
 	}
@@ -108,7 +107,6 @@ func (e *env) service(t *testing.T, rulesJSON string, more ...func(*provision.Se
 // resetCounters forgets recorded calls and injected faults.
 func (e *env) resetCounters() {
 	e.calls.Reset()
-	e.params.reset()
 	e.faults.Clear()
 }
 

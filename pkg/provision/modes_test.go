@@ -47,7 +47,7 @@ func TestPolicyModeCarriesGrantsInOneUserPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	puts := e.params.succeeded("PutUserPolicy")
+	puts := e.calls.Succeeded("PutUserPolicy")
 	if len(puts) != 1 {
 		t.Fatalf("%d PutUserPolicy, want 1: %s", len(puts), opsLine(e.calls.Calls()))
 	}
@@ -81,7 +81,7 @@ func TestPolicyModeCarriesGrantsInOneUserPolicy(t *testing.T) {
 		t.Errorf("PUT grants wrote %v, want %v (one PutUserPolicy, and the fingerprint tag)", got, want)
 	}
 	want, _ = policy.UserDocument("aws", []policy.Grant{a, c})
-	if puts := e.params.succeeded("PutUserPolicy"); len(puts) != 1 || aws.ToString(puts[0].Input.(*iam.PutUserPolicyInput).PolicyDocument) != want {
+	if puts := e.calls.Succeeded("PutUserPolicy"); len(puts) != 1 || aws.ToString(puts[0].Input.(*iam.PutUserPolicyInput).PolicyDocument) != want {
 		t.Errorf("PUT grants did not put the canonical document of the new grants once")
 	}
 	if d.GrantMode != grants.Policy || len(d.Groups) != 0 || !d.GrantsIntact {

@@ -460,7 +460,7 @@ func isTableOp(op string) bool {
 }
 
 // dueQueries counts the Query calls on the expiry index among calls.
-func dueQueries(calls []loggedCall) int {
+func dueQueries(calls []awstest.Call) int {
 	n := 0
 	for _, c := range calls {
 		if q, ok := c.Input.(*dynamodb.QueryInput); ok && aws.ToString(q.IndexName) == state.IndexByExpiry {
@@ -494,15 +494,15 @@ func TestReapCostsWhatIsDue(t *testing.T) {
 	}
 	reaper := e.Another(t, provisiontest.Instrument((&pageUsers{}).attach), provisiontest.Settings(func(s *provision.Settings) { s.Now = clock.Now; s.ReconcileSlice = 2 }))
 	about := newTargeted(soon)
-	outsideSlice := func(calls []loggedCall) (other, ofSoon []string) {
+	outsideSlice := func(calls []awstest.Call) (other, ofSoon []string) {
 		other, ofSoon = []string{}, []string{}
 		for _, c := range calls {
 			switch {
-			case isTableOp(c.Op):
+			case isTableOp(c.Operation):
 			case about.about(c.Input):
-				ofSoon = append(ofSoon, c.Op)
+				ofSoon = append(ofSoon, c.Operation)
 			default:
-				other = append(other, c.Op)
+				other = append(other, c.Operation)
 			}
 		}
 		return sortedCopy(other), ofSoon
@@ -515,7 +515,7 @@ func TestReapCostsWhatIsDue(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReport(t, rep, reapReport{checked: 2})
-	calls := e.params.all()
+	calls := e.calls.Calls()
 	if n := dueQueries(calls); n != 1 {
 		t.Errorf("%d queries of the expiry index, want 1", n)
 	}
@@ -533,7 +533,7 @@ func TestReapCostsWhatIsDue(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReport(t, rep, reapReport{due: 1, checked: 2, expired: []string{soon}})
-	calls = e.params.all()
+	calls = e.calls.Calls()
 	if n := dueQueries(calls); n != 1 {
 		t.Errorf("%d queries of the expiry index, want 1", n)
 	}
