@@ -71,7 +71,8 @@ func (b boundedAdaptive) GetAttemptToken(ctx context.Context) (func(error) error
 
 // Load loads the AWS SDK configuration from the environment (including
 // AWS_ENDPOINT_URL), with keyvend's retries (Retryer) and connection
-// bounds (MaxConnsPerHost), plus any extra options.
+// bounds (MaxConnsPerHost), request bodies of its own (OwnBodies), plus
+// any extra options.
 func Load(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Config, error) {
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 		tr.MaxConnsPerHost = MaxConnsPerHost
@@ -85,5 +86,6 @@ func Load(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Con
 	if cfg.Region == "" {
 		return cfg, fmt.Errorf("load AWS configuration: no region: set AWS_REGION")
 	}
+	cfg.HTTPClient = OwnBodies(cfg.HTTPClient) // after loading: the loader fits AWS_CA_BUNDLE to the SDK's own client
 	return cfg, nil
 }

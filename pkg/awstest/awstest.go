@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/keyvend/keyvend/pkg/awsclient"
 	"github.com/keyvend/keyvend/pkg/moto"
 	"github.com/keyvend/keyvend/pkg/state"
 )
@@ -83,7 +84,7 @@ func Dedicated(tb testing.TB, env ...string) *moto.Server {
 // one now and then ("connection reset"). Injected faults and AWS errors
 // are never retried away, and neither is a write, which moto may have
 // applied before the reset. Its HTTP client sends a copy of each request
-// body (ownBodies): with the SDK's own, a call moto answered could fail
+// body (awsclient.OwnBodies): with the SDK's own, a call moto answered could fail
 // with "use of closed network connection".
 func Config(tb testing.TB, endpoint string) aws.Config {
 	tb.Helper()
@@ -102,7 +103,7 @@ func ConfigWithKeys(tb testing.TB, endpoint, id, secret string) aws.Config {
 	if err != nil {
 		tb.Fatalf("aws config: %v", err)
 	}
-	cfg.HTTPClient = ownBodies{cfg.HTTPClient}
+	cfg.HTTPClient = awsclient.OwnBodies(cfg.HTTPClient)
 	cfg.APIOptions = append(cfg.APIOptions, noRetryForWrites)
 	SerializeDynamoDBWrites(&cfg)
 	return cfg

@@ -17,19 +17,21 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/keyvend/keyvend/pkg/awsclient"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
 // TestClosedBodyRace: a PutItem that moto applies and answers 200 returns
 // no error, even when the answer arrives before net/http's write loop is
 // done with the request body — the race behind the "use of closed network
-// connection" flake of the reaper tests (see ownBodies). The test makes
+// connection" flake of the reaper tests (see awsclient.OwnBodies). The test makes
 // the race happen every time instead of one run in four: its connection
 // holds the write loop right after the request's last byte went out until
 // the SDK has the answer's headers (and has closed its request body), and
 // holds the read of the answer's body until the write loop has had its
 // turn (it closes the connection, or 500ms pass). With the SDK's own
-// client the call fails, as in the flake; with the harness's it succeeds.
+// client the call fails, as in the flake; with keyvend's (OwnBodies, in
+// awsclient.Load and in Config) it succeeds.
 func TestClosedBodyRace(t *testing.T) {
 	srv := Shared(t)
 	ctx := context.Background()
@@ -43,7 +45,7 @@ func TestClosedBodyRace(t *testing.T) {
 		fails  bool
 	}{
 		{"sdk client", func(c aws.HTTPClient) aws.HTTPClient { return c }, true},
-		{"harness client", func(c aws.HTTPClient) aws.HTTPClient { return ownBodies{c} }, false},
+		{"keyvend client (awsclient.OwnBodies)", func(c aws.HTTPClient) aws.HTTPClient { return awsclient.OwnBodies(c) }, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			race := &bodyRace{answered: make(chan struct{}), resumed: make(chan struct{}), closed: make(chan struct{})}

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/keyvend/keyvend/pkg/awsclient"
 	"github.com/keyvend/keyvend/pkg/moto"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/state"
@@ -93,9 +94,10 @@ func Start(ctx context.Context, motoLog io.Writer) (*Env, error) {
 	return env, nil
 }
 
-// Config is an AWS SDK configuration for the moto endpoint url.
+// Config is an AWS SDK configuration for the moto endpoint url, with
+// keyvend's client policy (awsclient.Load) as a deployment has it.
 func Config(ctx context.Context, url string) (aws.Config, error) {
-	return config.LoadDefaultConfig(ctx,
+	return awsclient.Load(ctx,
 		config.WithRegion(Region),
 		config.WithBaseEndpoint(url),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(AccessKeyID, SecretKey, "")),
