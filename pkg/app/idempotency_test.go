@@ -18,6 +18,7 @@ import (
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/chatops"
 	"github.com/keyvend/keyvend/pkg/idempotency"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
@@ -46,16 +47,16 @@ func postKeyed(h http.Handler, body, key string) *httptest.ResponseRecorder {
 // KEYVEND_TABLE names; without one, keyvend does not start.
 func TestHandlerKeepsIdempotencyKeys(t *testing.T) {
 	endpoint, table := stateTable(t)
-	cfg := loadAWS(t, endpoint)
-	awstest.RequireBoundary(t, &cfg, testBoundary)
+	cfg := awstest.Production(t, endpoint)
+	awstest.RequireBoundary(t, &cfg, provisiontest.Boundary)
 	rules := filepath.Join(t.TempDir(), "rules.json")
-	if err := os.WriteFile(rules, []byte(testRules), 0o600); err != nil {
+	if err := os.WriteFile(rules, []byte(provisiontest.DefaultRules), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	body := createBody(awstest.Name("app-idem"), "site.example.com")
 
-	srv, err := app.Serve(app.Config{RulesPath: rules, BoundaryARN: testBoundary, Table: table}, cfg, caller.Static{ARN: testCaller}, log)
+	srv, err := app.Serve(app.Config{RulesPath: rules, BoundaryARN: provisiontest.Boundary, Table: table}, cfg, caller.Static{ARN: provisiontest.Caller}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestHandlerKeepsIdempotencyKeys(t *testing.T) {
 	}
 
 	// The table is required: without it keyvend does not start.
-	if _, err := app.Serve(app.Config{RulesPath: rules, BoundaryARN: testBoundary}, cfg, caller.Static{ARN: testCaller}, log); err == nil || !strings.Contains(err.Error(), "KEYVEND_TABLE") {
+	if _, err := app.Serve(app.Config{RulesPath: rules, BoundaryARN: provisiontest.Boundary}, cfg, caller.Static{ARN: provisiontest.Caller}, log); err == nil || !strings.Contains(err.Error(), "KEYVEND_TABLE") {
 		t.Errorf("without KEYVEND_TABLE: %v, want a refusal naming it", err)
 	}
 }
@@ -80,7 +81,7 @@ func TestWorkerKeepsIdempotencyKeys(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	rotateFunctionEnv(t)
 	t.Setenv("AWS_ENDPOINT_URL", endpoint)
-	t.Setenv("KEYVEND_BOUNDARY_ARN", testBoundary)
+	t.Setenv("KEYVEND_BOUNDARY_ARN", provisiontest.Boundary)
 	t.Setenv("KEYVEND_TABLE", table)
 	w, err := workerFromEnv(log)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyvend/keyvend/pkg/app"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 	"github.com/keyvend/keyvend/pkg/rotation"
 )
 
@@ -38,7 +39,7 @@ func TestRotatorRefusesToStartWithoutBoundary(t *testing.T) {
 	for name, env := range map[string]map[string]string{
 		"no boundary":        {},
 		"malformed boundary": {"KEYVEND_BOUNDARY_ARN": "keyvend-boundary"},
-		"malformed path":     {"KEYVEND_BOUNDARY_ARN": testBoundary, "KEYVEND_USER_PATH": "keyvend"},
+		"malformed path":     {"KEYVEND_BOUNDARY_ARN": provisiontest.Boundary, "KEYVEND_USER_PATH": "keyvend"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			rotateFunctionEnv(t)
@@ -67,7 +68,7 @@ func TestRotatorTakesKeyvendsSettings(t *testing.T) {
 		SecretPrefix: "team/keys/",
 		UserPath:     "/team/",
 		KMSKeyID:     "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-		BoundaryARN:  testBoundary,
+		BoundaryARN:  provisiontest.Boundary,
 	}
 	t.Setenv("KEYVEND_SECRET_PREFIX", want.SecretPrefix)
 	t.Setenv("KEYVEND_USER_PATH", want.UserPath)

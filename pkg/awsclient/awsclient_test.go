@@ -16,15 +16,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyvend/keyvend/pkg/app"
-	"github.com/keyvend/keyvend/pkg/awsclient"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -32,42 +30,19 @@ func TestMain(m *testing.M) { awstest.Main(m) }
 // functionTimeout is the API function's timeout (infra/stack.go).
 const functionTimeout = 28 * time.Second
 
-const (
-	testCaller   = "arn:aws:iam::123456789012:user/alice"
-	testBoundary = "arn:aws:iam::123456789012:policy/keyvend/keyvend-boundary"
-	testRules    = `{"rules":[{"principals":["` + testCaller + `"],"buckets":["*.example.com"],"access":["read-only","write-only","read-write","full"]}]}`
-)
-
-// loadAWS is awsclient.Load — keyvend's production SDK settings — pointed
-// at endpoint with test credentials and no shared config files.
-func loadAWS(t *testing.T, endpoint string) aws.Config {
-	t.Helper()
-	cfg, err := awsclient.Load(context.Background(),
-		config.WithRegion(awstest.Region),
-		config.WithBaseEndpoint(endpoint),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIAKEYVENDTEST00000", "keyvend-test-secret", "")),
-		config.WithSharedConfigFiles(nil), config.WithSharedCredentialsFiles(nil),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	awstest.SerializeDynamoDBWrites(&cfg) // moto's conditional writes are not atomic (awstest)
-	return cfg
-}
-
 // newHandler is keyvend's real HTTP API, as app.Serve assembles it,
-// over cfg, with every request made by testCaller. If the test fails, the
+// over cfg, with every request made by provisiontest.Caller. If the test fails, the
 // service's error log lines are shown.
 func newHandler(t *testing.T, cfg aws.Config) http.Handler {
 	t.Helper()
 	rules := filepath.Join(t.TempDir(), "rules.json")
-	if err := os.WriteFile(rules, []byte(testRules), 0o600); err != nil {
+	if err := os.WriteFile(rules, []byte(provisiontest.DefaultRules), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logs := &errorLog{}
 	t.Cleanup(func() { logs.report(t) })
-	awstest.RequireBoundary(t, &cfg, testBoundary)
-	srv, err := app.Serve(app.Config{RulesPath: rules, BoundaryARN: testBoundary, Table: awstest.Table(t, cfg).Table()}, cfg, caller.Static{ARN: testCaller}, slog.New(slog.NewJSONHandler(logs, nil)))
+	awstest.RequireBoundary(t, &cfg, provisiontest.Boundary)
+	srv, err := app.Serve(app.Config{RulesPath: rules, BoundaryARN: provisiontest.Boundary, Table: awstest.Table(t, cfg).Table()}, cfg, caller.Static{ARN: provisiontest.Caller}, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +95,7 @@ func TestThrottledProvisions(t *testing.T) {
 	srv := awstest.Shared(t)
 	proxy := awstest.NewProxy(t, srv.URL)
 	proxy.Throttle(0.3, 42)
-	cfg := loadAWS(t, proxy.URL)
+	cfg := awstest.Production(t, proxy.URL)
 	calls := &awstest.Recorder{}
 	calls.Attach(&cfg)
 	h := newHandler(t, cfg)

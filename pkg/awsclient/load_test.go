@@ -31,7 +31,7 @@ func TestLoadOverLoopback(t *testing.T) {
 		t.Skip("load test")
 	}
 	srv := awstest.Dedicated(t)
-	ts := httptest.NewServer(newHandler(t, loadAWS(t, srv.URL)))
+	ts := httptest.NewServer(newHandler(t, awstest.Production(t, srv.URL)))
 	t.Cleanup(ts.Close)
 	client := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	t.Cleanup(client.CloseIdleConnections)

@@ -109,6 +109,25 @@ func ConfigWithKeys(tb testing.TB, endpoint, id, secret string) aws.Config {
 	return cfg
 }
 
+// Production is awsclient.Load — keyvend's own SDK settings, retries and
+// all — pointed at endpoint with test credentials and no shared config
+// files, for tests of how keyvend's clients behave. moto's conditional
+// writes are serialized as in Config.
+func Production(tb testing.TB, endpoint string) aws.Config {
+	tb.Helper()
+	cfg, err := awsclient.Load(context.Background(),
+		config.WithRegion(Region),
+		config.WithBaseEndpoint(endpoint),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIAKEYVENDTEST00000", "keyvend-test-secret", "")),
+		config.WithSharedConfigFiles(nil), config.WithSharedCredentialsFiles(nil),
+	)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	SerializeDynamoDBWrites(&cfg)
+	return cfg
+}
+
 // connectionRetryer retries broken connections only, up to 3 attempts,
 // without a retry quota; noRetryForWrites exempts writes.
 func connectionRetryer() aws.Retryer {
