@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyvend/keyvend/pkg/credential"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -187,8 +187,7 @@ func sequentialProvision(ctx context.Context, st *stack, mode grants.Mode, user,
 		return nil
 	}
 	storeKey := func() error {
-		value, _ := json.Marshal(map[string]any{"Version": 1, "AccessKeyId": aws.ToString(key.AccessKeyId), "SecretAccessKey": aws.ToString(key.SecretAccessKey)})
-		_, err := st.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("keyvend/users/" + user), SecretString: aws.String(string(value)),
+		_, err := st.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("keyvend/users/" + user), SecretString: aws.String(credential.Of(key).JSON()),
 			Tags: []smtypes.Tag{{Key: aws.String(provision.TagManagedBy), Value: aws.String("keyvend")}, {Key: aws.String(provision.TagUser), Value: aws.String(user)}}})
 		if err != nil {
 			return fmt.Errorf("sequential CreateSecret: %w", err)

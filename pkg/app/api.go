@@ -20,11 +20,7 @@ func API(ctx context.Context, c Config, log *slog.Logger) (http.Handler, error) 
 	if err != nil {
 		return nil, err
 	}
-	svc, err := Service(c, awsCfg, log)
-	if err != nil {
-		return nil, err
-	}
-	idem, err := idempotencyKeys(c, awsCfg)
+	svc, idem, err := serviceWithKeys(c, awsCfg, log)
 	if err != nil {
 		return nil, err
 	}

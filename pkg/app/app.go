@@ -79,3 +79,17 @@ func store(c Config, awsCfg aws.Config) (*state.Store, error) {
 func idempotencyKeys(c Config, awsCfg aws.Config) (*idempotency.Store, error) {
 	return idempotency.New(dynamodb.NewFromConfig(awsCfg), c.Table)
 }
+
+// serviceWithKeys is Service and the idempotency keys of the requests it
+// serves: what the API, the worker and keyvend serve are built over.
+func serviceWithKeys(c Config, awsCfg aws.Config, log *slog.Logger) (*provision.Service, *idempotency.Store, error) {
+	svc, err := Service(c, awsCfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	idem, err := idempotencyKeys(c, awsCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return svc, idem, nil
+}

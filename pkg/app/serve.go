@@ -31,11 +31,7 @@ type Server struct {
 // who. With the Slack command configured (c.ChatopsEnabled) it needs the job
 // queue (c.ChatopsQueueURL).
 func Serve(c Config, awsCfg aws.Config, who caller.Resolver, log *slog.Logger) (*Server, error) {
-	svc, err := Service(c, awsCfg, log)
-	if err != nil {
-		return nil, err
-	}
-	idem, err := idempotencyKeys(c, awsCfg)
+	svc, idem, err := serviceWithKeys(c, awsCfg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -16,14 +16,12 @@ func Worker(ctx context.Context, c Config, log *slog.Logger) (*chatops.Worker, e
 	if err != nil {
 		return nil, err
 	}
-	svc, err := Service(c, awsCfg, log)
+	svc, idem, err := serviceWithKeys(c, awsCfg, log)
 	if err != nil {
 		return nil, err
 	}
 	w := worker(c, svc, log)
-	if w.Idempotency, err = idempotencyKeys(c, awsCfg); err != nil {
-		return nil, err
-	}
+	w.Idempotency = idem
 	return w, nil
 }
 
