@@ -170,7 +170,7 @@ func (r Rule) problems(at string) []string {
 		if msg := checkBucketPattern(b); msg != "" {
 			out = append(out, fmt.Sprintf("%s.buckets[%d] %q: %s", at, j, b, msg))
 		}
-		if MatchesEveryBucket(b) {
+		if matchesEveryBucket(b) {
 			everyBucket = true
 			if !r.AllBuckets {
 				out = append(out, fmt.Sprintf("%s.buckets[%d] %q matches every bucket of the account: if that is meant, say so with \"all_buckets\": true", at, j, b))
@@ -196,10 +196,10 @@ func (r Rule) problems(at string) []string {
 	return out
 }
 
-// MatchesEveryBucket reports whether the bucket pattern p matches every
+// matchesEveryBucket reports whether the bucket pattern p matches every
 // valid bucket name: only wildcards, at least one '*', and no more '?' than
 // the shortest bucket name (3 characters) has characters.
-func MatchesEveryBucket(p string) bool {
+func matchesEveryBucket(p string) bool {
 	return p != "" && strings.Trim(p, "*?") == "" && strings.Contains(p, "*") && strings.Count(p, "?") <= 3
 }
 

@@ -93,7 +93,7 @@ func (a APIGateway) Principal(r *http.Request) (Principal, error) {
 	switch az := rc.Authorizer; {
 	case az.IAM != nil && az.JWT == nil && len(az.Lambda) == 0:
 		raw := az.IAM.UserARN
-		id, err := NormalizeARN(raw)
+		id, err := normalizeARN(raw)
 		if err != nil {
 			return Principal{}, err
 		}
@@ -263,11 +263,11 @@ func (s Static) Principal(*http.Request) (Principal, error) {
 	return Principal{ID: s.ARN, Raw: s.ARN}, nil
 }
 
-// NormalizeARN turns an STS assumed-role session ARN
+// normalizeARN turns an STS assumed-role session ARN
 // (arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION) into the role's ARN
 // (arn:aws:iam::ACCOUNT:role/ROLE) so a rule can name the role. Other IAM
 // ARNs pass through; anything that is not an ARN is an error.
-func NormalizeARN(arn string) (string, error) {
+func normalizeARN(arn string) (string, error) {
 	parts := strings.SplitN(arn, ":", 6)
 	if len(parts) != 6 || parts[0] != "arn" || parts[1] == "" || parts[5] == "" {
 		return "", ErrNoIdentity

@@ -142,9 +142,6 @@ func New(db DynamoDB, table string) (*Store, error) {
 // SetClock replaces the store's clock (tests that age leases and keys).
 func (s *Store) SetClock(now func() time.Time) { s.now = now }
 
-// SetLease replaces DefaultLease.
-func (s *Store) SetLease(d time.Duration) { s.lease = d }
-
 // CheckKey reports whether key is a valid idempotency key: 1 to
 // MaxKeyLength printable ASCII characters (space to tilde).
 func CheckKey(key string) error {

@@ -100,9 +100,9 @@ var BucketAdminActions = []string{
 
 var partitionRE = regexp.MustCompile(`^aws(-[a-z]+)*$`)
 
-// CheckPartition returns why p is not an AWS partition name ("aws",
+// checkPartition returns why p is not an AWS partition name ("aws",
 // "aws-us-gov", "aws-cn", …), or "".
-func CheckPartition(p string) string {
+func checkPartition(p string) string {
 	if !partitionRE.MatchString(p) {
 		return fmt.Sprintf("%q is not an AWS partition (aws, aws-cn, aws-us-gov, …)", p)
 	}
@@ -112,7 +112,7 @@ func CheckPartition(p string) string {
 // PartitionOf returns the partition of an ARN (arn:<partition>:…), or "".
 func PartitionOf(arn string) string {
 	parts := strings.SplitN(arn, ":", 3)
-	if len(parts) < 3 || parts[0] != "arn" || CheckPartition(parts[1]) != "" {
+	if len(parts) < 3 || parts[0] != "arn" || checkPartition(parts[1]) != "" {
 		return ""
 	}
 	return parts[1]
@@ -228,7 +228,7 @@ func Document(partition string, g Grant) (string, error) {
 // on. The document is canonical: the same set of grants, in any order,
 // gives the same bytes, and ParseUserDocument inverts it.
 func UserDocument(partition string, grants []Grant) (string, error) {
-	if msg := CheckPartition(partition); msg != "" {
+	if msg := checkPartition(partition); msg != "" {
 		return "", fmt.Errorf("policy: %s", msg)
 	}
 	if len(grants) == 0 {

@@ -72,7 +72,7 @@ func (g Grant) Validate() []FieldError {
 	if !g.Access.Valid() {
 		errs = append(errs, FieldError{"access", fmt.Sprintf("unknown access level %q: want one of read-only, write-only, read-write, full", g.Access)})
 	}
-	if msg := CheckPrefix(g.Prefix); msg != "" {
+	if msg := checkPrefix(g.Prefix); msg != "" {
 		errs = append(errs, FieldError{"prefix", msg})
 	}
 	if len(errs) > 0 {
@@ -126,13 +126,13 @@ func CheckBucketName(name string) string {
 
 func isAlnum(b byte) bool { return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
 
-// CheckPrefix returns why p cannot be used as a grant's key prefix, or ""
+// checkPrefix returns why p cannot be used as a grant's key prefix, or ""
 // when it can. The empty prefix means the whole bucket.
 //
 // A prefix lands inside a policy's Resource ARN and its s3:prefix
 // condition, so anything IAM would interpret is refused: wildcards,
 // policy variables, path traversal and characters outside printable ASCII.
-func CheckPrefix(p string) string {
+func checkPrefix(p string) string {
 	if len(p) > MaxPrefixLen {
 		return fmt.Sprintf("must be at most %d characters, got %d", MaxPrefixLen, len(p))
 	}

@@ -51,7 +51,7 @@ func (r CreateRequest) Validate() error {
 		fields = append(fields, policy.FieldError{Field: "user", Detail: msg})
 	}
 	fields = append(fields, validateGrants(r.Grants)...)
-	if msg := CheckReason(r.Reason); msg != "" {
+	if msg := checkReason(r.Reason); msg != "" {
 		fields = append(fields, policy.FieldError{Field: "reason", Detail: msg})
 	}
 	if _, fe := r.lifetime().duration(time.Now()); fe != nil {
@@ -101,9 +101,9 @@ func CheckUserName(name string) string {
 	return ""
 }
 
-// CheckReason returns why reason cannot be stored as an IAM tag value, or "".
+// checkReason returns why reason cannot be stored as an IAM tag value, or "".
 // IAM tag values allow letters, digits, white space and _ . : / = + - @.
-func CheckReason(reason string) string {
+func checkReason(reason string) string {
 	switch {
 	case strings.TrimSpace(reason) == "":
 		return "required: say why these credentials are needed"
