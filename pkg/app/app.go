@@ -61,7 +61,7 @@ func service(c Config, awsCfg aws.Config, rules *authz.Rules, log *slog.Logger, 
 		Region:             awsCfg.Region,
 		RepairAfter:        c.RepairAfter,
 		SecretRecoveryDays: c.RecoveryDays,
-		KeyCheck:           &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout},
+		KeyCheck:           &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout, Successes: c.ReadySuccesses},
 	}
 	for _, f := range adjust {
 		f(&settings)

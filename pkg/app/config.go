@@ -30,6 +30,10 @@ type Config struct {
 	Table        string        // KEYVEND_TABLE: keyvend's state table (required)
 	HistoryDays  int           // KEYVEND_HISTORY_RETENTION_DAYS: how long a deleted user's history is kept (400)
 
+	// KEYVEND_READY_SUCCESSES: consecutive successful checks (STS and S3
+	// on the first grant's bucket) that make a new key ready (3).
+	ReadySuccesses int
+
 	// The Slack command (pkg/chatops).
 	SlackSigningSecret    string // KEYVEND_SLACK_SIGNING_SECRET: the signing secret itself (local mode)
 	SlackSigningSecretARN string // KEYVEND_SLACK_SIGNING_SECRET_ARN: the Secrets Manager secret holding it (Lambda)
@@ -79,6 +83,13 @@ func FromEnv() (Config, error) {
 			}
 			*dst = d
 		}
+	}
+	if v := os.Getenv("KEYVEND_READY_SUCCESSES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 20 {
+			return c, fmt.Errorf("KEYVEND_READY_SUCCESSES=%q: want 1 to 20 consecutive successful checks", v)
+		}
+		c.ReadySuccesses = n
 	}
 	if v := os.Getenv("KEYVEND_HISTORY_RETENTION_DAYS"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -46,3 +46,24 @@ func TestStateSettingsFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestReadySuccessesFromEnv: KEYVEND_READY_SUCCESSES is how many checks in
+// a row make a new key ready (unset: keycheck's default); a count that is
+// not 1 to 20 stops keyvend from starting with a message naming it.
+func TestReadySuccessesFromEnv(t *testing.T) {
+	t.Setenv("KEYVEND_GRANT_MODE", "")
+	t.Setenv("KEYVEND_READY_SUCCESSES", "")
+	if c, err := app.FromEnv(); err != nil || c.ReadySuccesses != 0 {
+		t.Errorf("unset: %d, %v; want 0 (keycheck's default)", c.ReadySuccesses, err)
+	}
+	t.Setenv("KEYVEND_READY_SUCCESSES", "5")
+	if c, err := app.FromEnv(); err != nil || c.ReadySuccesses != 5 {
+		t.Errorf("5: %d, %v; want 5", c.ReadySuccesses, err)
+	}
+	for _, bad := range []string{"0", "-1", "21", "three", "1.5"} {
+		t.Setenv("KEYVEND_READY_SUCCESSES", bad)
+		if _, err := app.FromEnv(); err == nil || !strings.Contains(err.Error(), "KEYVEND_READY_SUCCESSES") {
+			t.Errorf("KEYVEND_READY_SUCCESSES=%q: %v, want an error naming the variable", bad, err)
+		}
+	}
+}

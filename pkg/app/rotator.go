@@ -25,7 +25,7 @@ func Rotator(ctx context.Context, c Config, log *slog.Logger) (*rotation.Rotator
 	r := &rotation.Rotator{
 		IAM:          iam.NewFromConfig(awsCfg),
 		Secrets:      secretsmanager.NewFromConfig(awsCfg),
-		Check:        &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout},
+		Check:        &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout, Successes: c.ReadySuccesses},
 		Log:          log,
 		SecretPrefix: c.SecretPrefix,
 		UserPath:     c.UserPath,

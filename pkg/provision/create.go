@@ -277,7 +277,7 @@ func (s *Service) finish(ctx context.Context, in CreateInput, sg *saga, user *ia
 	r := s.createResult(user, in.Request.Grants, setup.Groups(), sg.keyID, secretARN, true)
 	r.ExpiryCapped = in.expiryCapped
 	if in.Request.Wait {
-		r.Readiness = s.checkReady(ctx, c.key, aws.ToString(user.Arn))
+		r.Readiness = s.checkReady(ctx, c.key, aws.ToString(user.Arn), in.Request.Grants)
 	}
 	return r, nil
 }

@@ -6,8 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/keycheck"
+	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -124,5 +128,51 @@ func TestWaitWithoutAChecker(t *testing.T) {
 	out, _ := json.Marshal(plain)
 	if plain.Ready != nil || strings.Contains(string(out), `"ready`) {
 		t.Errorf("readiness reported without wait: %s", out)
+	}
+}
+
+// With wait, create and rotate check the new key on S3 too: each check
+// lists one granted bucket (the first by name) under its grant's prefix,
+// with the new key, and
+// the key is ready only after keycheck.DefaultSuccesses checks in a row.
+func TestWaitChecksTheFirstGrantsBucket(t *testing.T) {
+	srv := awstest.Shared(t)
+	var rec awstest.Recorder
+	cfg := awstest.Config(t, srv.URL)
+	rec.Attach(&cfg)
+	checker := &keycheck.Checker{Base: cfg, First: time.Millisecond, Max: 5 * time.Millisecond, Timeout: 5 * time.Second}
+	e := newEnv(t, func(s *provision.Settings) { s.KeyCheck = checker })
+	// first sorts before second, which the request names first.
+	tag := awstest.Name("rot")
+	first, second := tag+"-a.example.com", tag+"-b.example.com"
+	user := awstest.Name("rot-s3ready")
+	in := input(user, rw(second), policy.Grant{Bucket: first, Access: policy.ReadWrite, Prefix: "team/"})
+	in.Request.Wait = true
+	created, err := e.svc.Create(ctx(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := e.svc.Rotate(ctx(), provision.RotateInput{Principal: rotAlice, User: user, Wait: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []provision.Readiness{created.Readiness, rotated.Readiness} {
+		if r.Ready == nil || !*r.Ready {
+			t.Fatalf("readiness = %+v, want ready", r)
+		}
+	}
+	var lists int
+	for _, call := range rec.Calls() {
+		if call.Operation != "ListObjectsV2" {
+			continue
+		}
+		lists++
+		in := call.Input.(*s3.ListObjectsV2Input)
+		if aws.ToString(in.Bucket) != first || aws.ToString(in.Prefix) != "team/" {
+			t.Errorf("the check listed %q under %q, want %q (first by name) under team/", aws.ToString(in.Bucket), aws.ToString(in.Prefix), first)
+		}
+	}
+	if want := 2 * keycheck.DefaultSuccesses; lists != want {
+		t.Fatalf("%d S3 checks for a create and a rotate, want %d (%d each)", lists, want, keycheck.DefaultSuccesses)
 	}
 }

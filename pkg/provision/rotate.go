@@ -150,7 +150,7 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 		}
 	}
 	if in.Wait {
-		res.Readiness = s.checkReady(ctx, key, aws.ToString(user.Arn))
+		res.Readiness = s.checkReady(ctx, key, aws.ToString(user.Arn), st.held.Grants)
 	}
 	return res, nil
 }
