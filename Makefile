@@ -14,25 +14,43 @@ CDK := ./node_modules/.bin/cdk
 FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: deps tools run test vet fmt-check build clean infra-test infra-vet synth synth-slack deploy deploy-check cfn-lint fuzz fuzz-short bench model
+.PHONY: deps infra-deps moto tools run run-check test vet fmt-check build clean infra-test infra-vet synth synth-slack deploy deploy-check cfn-lint fuzz fuzz-short bench model
 
-## deps: Go modules (the service and the CDK app in infra/)
+## deps: the service's Go modules (the root module only: what make run builds)
 deps:
 	$(GO) mod download
+
+## infra-deps: the CDK app's Go modules (infra/, its own module; ~280 MB):
+## for its tests, vet and the synths, never for make run
+infra-deps:
 	cd infra && $(GO) mod download
 
-## tools: the local AWS (moto_server), the AWS CLI the end-to-end tests drive,
-## and openapi-spec-validator, which checks pkg/httpapi/openapi.json
-tools:
+## moto: the local AWS (moto_server), the one tool make run needs
+moto:
 	@command -v moto_server >/dev/null || pip install 'moto[server]'
+
+## tools: moto, the AWS CLI the end-to-end tests drive, openapi-spec-validator,
+## which checks pkg/httpapi/openapi.json, and cfn-lint
+tools: moto
 	@command -v aws >/dev/null || pip install awscli
 	@python3 -c 'import openapi_spec_validator' 2>/dev/null || pip install openapi-spec-validator
 	@command -v cfn-lint >/dev/null || pip install cfn-lint
 
-## run: keyvend serve on 127.0.0.1:8080 against an embedded moto
-run: deps tools
+## run: keyvend serve on 127.0.0.1:8080 against an embedded moto. It
+## fetches only what it runs: the root module's dependencies and moto —
+## not the CDK app's modules, npm packages or the test tools (run-check).
+run: deps moto
 	$(GO) build -o dist/keyvend ./cmd/keyvend
 	./dist/keyvend serve
+
+## run-check: make run's plan (make -n) fetches nothing it does not run: no
+## step in infra/, no npm, no pip install but moto's (make test runs it)
+run-check:
+	@plan="$$($(MAKE) --no-print-directory -n run)" || { echo "run-check: make -n run failed"; exit 1; }; \
+	bad="$$(grep -nE '(^|[^a-z])(infra|npm|npx|cdk|node_modules)([^a-z]|$$)|pip install' <<<"$$plan" | grep -v "pip install 'moto\[server\]'")"; \
+	if [ -n "$$bad" ]; then echo "run-check: make run would fetch what it does not run:"; echo "$$bad"; exit 1; fi; \
+	grep -q 'mod download' <<<"$$plan" || { echo "run-check: make run no longer downloads the root module's dependencies"; exit 1; }; \
+	echo "run-check: make run fetches the root module and moto only"
 
 ## gotestsum runs the tests, once: a test that fails fails the run. There
 ## are no reruns — a rerun turned a race the tests had caught green. moto
@@ -47,7 +65,7 @@ GOTESTSUM := .tools/gotestsum@$(GOTESTSUM_VERSION)
 ## test: formatting, vet, every test against moto over HTTP (fuzz seeds
 ## included), each fuzz target for a few seconds, the CDK app's tests, the
 ## synths (cdk-nag included), cfn-lint on the templates and the model check
-test: deps tools fmt-check vet infra-vet $(GOTESTSUM)
+test: deps infra-deps tools run-check fmt-check vet infra-vet $(GOTESTSUM)
 	$(GOTESTSUM) --format pkgname-and-test-fails --packages=./... -- -race -count=1
 	$(MAKE) fuzz-short infra-test cfn-lint model
 
@@ -119,10 +137,10 @@ vet:
 
 ## infra-test: the CDK app's tests (assertions, escalation table); no -race:
 ## it would recompile aws-cdk-go (~280 MB of generated Go) instrumented
-infra-test:
+infra-test: infra-deps
 	cd infra && $(GO) test -count=1 ./...
 
-infra-vet:
+infra-vet: infra-deps
 	cd infra && $(GO) vet ./...
 
 fmt-check:
@@ -141,7 +159,7 @@ $(CDK): package.json package-lock.json
 	@touch $@
 
 ## synth: the CloudFormation template in cdk.out, offline (cdk.json context)
-synth: build $(CDK)
+synth: build infra-deps $(CDK)
 	$(CDK) synth --quiet
 
 ## synth-slack: the template with the Slack command (a stand-in signing
@@ -150,14 +168,14 @@ synth: build $(CDK)
 ## file, as it does whenever a synth takes 10 s or more (a loaded machine):
 ## this synth proves the app writes it where the CLI asks (infra/main.go).
 SLACK_SYNTH_ARN := arn:aws:secretsmanager:us-east-1:123456789012:secret:keyvend/slack-signing-AbCdEf
-synth-slack: build $(CDK)
+synth-slack: build infra-deps $(CDK)
 	$(CDK) synth --quiet -o cdk.out.slack -c slackSigningSecretArn=$(SLACK_SYNTH_ARN) -c @aws-cdk/core.slowSynthThreshold=0
 	@test -s cdk.out.slack/performance-counters.json || { echo "synth-slack: no cdk.out.slack/performance-counters.json"; exit 1; }
 
 ## deploy: cdk deploy to the account and region of your AWS credentials
 ## (needs `cdk bootstrap` once; see docs/deploy.md). CDK_ARGS passes flags.
 ## deploy-check runs first: it warns when the alarms would notify nobody.
-deploy: deploy-check build $(CDK)
+deploy: deploy-check build infra-deps $(CDK)
 	$(CDK) deploy $(CDK_ARGS)
 
 ## deploy-check: a loud WARNING when neither cdk.json nor CDK_ARGS sets
