@@ -328,6 +328,9 @@ func readExports(t *testing.T, path string) map[string]string {
 		if !ok {
 			t.Fatalf("%s: malformed line %q", path, line)
 		}
+		if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' { // shellQuote's quoting
+			v = strings.ReplaceAll(v[1:len(v)-1], `'\''`, "'")
+		}
 		vars[k] = v
 	}
 	if err := sc.Err(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,8 +28,10 @@ import (
 const defaultCaller = "arn:aws:iam::123456789012:user/local-dev"
 
 // serve runs the API on KEYVEND_LISTEN. Without AWS_ENDPOINT_URL it starts
-// the embedded moto and seeds it; --aws uses the default AWS credential
-// chain against real AWS instead. Every API request is KEYVEND_LOCAL_CALLER.
+// the embedded moto and seeds it, enforcing IAM unless --enforce-iam=false
+// (or KEYVEND_LOCAL_ENFORCE_IAM=false); --aws uses the default AWS
+// credential chain against real AWS instead. Every API request is
+// KEYVEND_LOCAL_CALLER.
 //
 // With a Slack signing secret (KEYVEND_SLACK_SIGNING_SECRET) it also
 // serves the Slack command on /v1/chatops/slack, verified by Slack's
@@ -38,6 +41,15 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	realAWS := fs.Bool("aws", false, "use real AWS (the default credential chain) instead of the embedded moto")
 	envFile := fs.String("env-file", ".keyvend/local.env", "where to write AWS CLI exports for the embedded moto")
+	enforceDefault := true
+	if v := os.Getenv("KEYVEND_LOCAL_ENFORCE_IAM"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("KEYVEND_LOCAL_ENFORCE_IAM=%q: want true or false", v)
+		}
+		enforceDefault = b
+	}
+	enforceIAM := fs.Bool("enforce-iam", enforceDefault, "the embedded moto checks every request's signature and IAM policy, as AWS does (KEYVEND_LOCAL_ENFORCE_IAM)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,6 +62,7 @@ func serve(args []string) error {
 		return err
 	}
 	var awsCfg aws.Config
+	iamNote := ""
 	endpoint := os.Getenv("AWS_ENDPOINT_URL")
 	if cfg.SlackResponseHosts == "" {
 		// Locally, results may also go to a listener on this machine.
@@ -57,11 +70,15 @@ func serve(args []string) error {
 	}
 	switch {
 	case endpoint == "" && !*realAWS:
-		env, err := localenv.Start(ctx, io.Discard)
+		env, err := localenv.Start(ctx, io.Discard, localenv.Options{EnforceIAM: *enforceIAM})
 		if err != nil {
 			return fmt.Errorf("embedded moto: %w", err)
 		}
 		defer env.Moto.Stop()
+		iamNote = ", IAM: not enforced"
+		if env.IAMEnforced {
+			iamNote = ", IAM: enforced"
+		}
 		awsCfg, endpoint = env.AWS, env.Moto.URL
 		if cfg.BoundaryARN == "" {
 			cfg.BoundaryARN = env.BoundaryARN
@@ -112,7 +129,7 @@ func serve(args []string) error {
 		return err
 	}
 	srv := &http.Server{Handler: local.Handler, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Printf("keyvend ready on http://%s (AWS: %s, caller: %s, rules: %s, chatops: %s)\n", ln.Addr(), endpoint, who.ARN, orNone(cfg.RulesPath), chat)
+	fmt.Printf("keyvend ready on http://%s (AWS: %s, caller: %s, rules: %s, chatops: %s%s)\n", ln.Addr(), endpoint, who.ARN, orNone(cfg.RulesPath), chat, iamNote)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

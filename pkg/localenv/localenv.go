@@ -2,6 +2,13 @@
 // loopback port, seeded with a permissions boundary, demo buckets and the
 // Slack command's job queues, so `make run` works on a machine with no AWS
 // account.
+//
+// By default the embedded moto enforces IAM, as AWS does: every request
+// is signature- and policy-checked, so a vended key can use its granted
+// bucket and is denied everything else. keyvend itself (and the shell that
+// sources .keyvend/local.env) uses the key of a seeded admin user whose
+// policy allows everything; moto's limits under enforcement are in
+// ../shared/reference/moto.md ("Enforcing IAM").
 package localenv
 
 import (
@@ -28,12 +35,16 @@ import (
 	"github.com/keyvend/keyvend/pkg/state"
 )
 
-// Region, credentials and names of the embedded environment.
+// Region, credentials and names of the embedded environment. AccessKeyID
+// and SecretKey only seed moto, before IAM is enforced.
 const (
 	Region       = "us-east-1"
 	AccessKeyID  = "keyvend-local"
 	SecretKey    = "keyvend-local-secret"
 	BoundaryName = "keyvend-boundary"
+	// AdminUser is the IAM user whose key keyvend and the demo shell use:
+	// its inline policy allows every action on every resource.
+	AdminUser = "keyvend-local-admin"
 	// Table is the state table (KEYVEND_TABLE).
 	Table = "keyvend-state"
 )
@@ -50,11 +61,24 @@ const (
 	VisibilityTimeout = 30 // seconds
 )
 
+// Options configure Start.
+type Options struct {
+	// EnforceIAM turns on moto's signature and policy checks once the
+	// environment is seeded. Without it any key may do anything.
+	EnforceIAM bool
+}
+
 // Env is a running embedded environment.
 type Env struct {
-	Moto        *moto.Server
+	Moto *moto.Server
+	// AWS is the SDK configuration keyvend uses: the admin's key.
 	AWS         aws.Config
 	BoundaryARN string
+	// AdminKeyID and AdminSecret are the admin's key (AdminUser).
+	AdminKeyID, AdminSecret string
+	// IAMEnforced says whether moto checks every request's signature and
+	// policy.
+	IAMEnforced bool
 	// QueueURL and DeadLetterURL are the Slack command's queues.
 	QueueURL      string
 	DeadLetterURL string
@@ -75,33 +99,77 @@ func boundaryDocument() string {
 	return string(b)
 }
 
-// Start runs moto_server and seeds it. Stop it with env.Moto.Stop.
-func Start(ctx context.Context, motoLog io.Writer) (*Env, error) {
+// Start runs moto_server, seeds it with the admin user (whose key the
+// environment's AWS configuration then uses), the boundary, the buckets,
+// the state table and the queues, and then, with opts.EnforceIAM, turns on
+// moto's IAM checks. Stop it with env.Moto.Stop.
+func Start(ctx context.Context, motoLog io.Writer, opts Options) (*Env, error) {
 	srv, err := moto.Start(ctx, moto.Options{Output: motoLog})
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := Config(ctx, srv.URL)
+	env, err := start(ctx, srv, opts)
 	if err != nil {
-		srv.Stop()
-		return nil, err
-	}
-	env := &Env{Moto: srv, AWS: cfg}
-	if err := env.seed(ctx); err != nil {
 		srv.Stop()
 		return nil, err
 	}
 	return env, nil
 }
 
-// Config is an AWS SDK configuration for the moto endpoint url, with
-// keyvend's client policy (awsclient.Load) as a deployment has it.
-func Config(ctx context.Context, url string) (aws.Config, error) {
+func start(ctx context.Context, srv *moto.Server, opts Options) (*Env, error) {
+	cfg, err := Config(ctx, srv.URL, AccessKeyID, SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	env := &Env{Moto: srv, AWS: cfg}
+	if err := env.seedAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if env.AWS, err = Config(ctx, srv.URL, env.AdminKeyID, env.AdminSecret); err != nil {
+		return nil, err
+	}
+	if err := env.seed(ctx); err != nil {
+		return nil, err
+	}
+	if opts.EnforceIAM {
+		if err := srv.EnforceIAM(ctx, true); err != nil {
+			return nil, fmt.Errorf("enforce IAM: %w", err)
+		}
+		env.IAMEnforced = true
+	}
+	return env, nil
+}
+
+// Config is an AWS SDK configuration for the moto endpoint url with the
+// key id/secret, with keyvend's client policy (awsclient.Load) as a
+// deployment has it.
+func Config(ctx context.Context, url, id, secret string) (aws.Config, error) {
 	return awsclient.Load(ctx,
 		config.WithRegion(Region),
 		config.WithBaseEndpoint(url),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(AccessKeyID, SecretKey, "")),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(id, secret, "")),
 	)
+}
+
+// adminDocument allows everything: the admin is the local account's root.
+const adminDocument = `{"Version":"2012-10-17","Statement":[{"Sid":"LocalAdmin","Effect":"Allow","Action":"*","Resource":"*"}]}`
+
+// seedAdmin creates AdminUser, its policy and its key (before enforcement,
+// with any key).
+func (e *Env) seedAdmin(ctx context.Context) error {
+	c := iam.NewFromConfig(e.AWS)
+	if _, err := c.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(AdminUser)}); err != nil {
+		return fmt.Errorf("seed admin user: %w", err)
+	}
+	if _, err := c.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: aws.String(AdminUser), PolicyName: aws.String("admin"), PolicyDocument: aws.String(adminDocument)}); err != nil {
+		return fmt.Errorf("seed admin policy: %w", err)
+	}
+	key, err := c.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(AdminUser)})
+	if err != nil {
+		return fmt.Errorf("seed admin key: %w", err)
+	}
+	e.AdminKeyID, e.AdminSecret = aws.ToString(key.AccessKey.AccessKeyId), aws.ToString(key.AccessKey.SecretAccessKey)
+	return nil
 }
 
 func (e *Env) seed(ctx context.Context) error {
@@ -153,7 +221,8 @@ func (e *Env) createQueues(ctx context.Context) error {
 }
 
 // WriteEnvFile writes shell exports that point the AWS CLI at the embedded
-// moto (as an admin), for the README's demo: `. .keyvend/local.env`. They
+// moto as its admin (AdminUser's key: with IAM enforced, no other key but
+// a vended one gets anywhere), for the README's demo: `. .keyvend/local.env`. They
 // are every setting a second `keyvend serve` needs to share this moto's
 // state — as a second Lambda instance would: the endpoint, the boundary,
 // the state table, the queues and the rules file (rules, made absolute).
@@ -170,7 +239,7 @@ func (e *Env) WriteEnvFile(path, rules string) error {
 	b.WriteString("# written by keyvend serve: the embedded local AWS (moto)\n")
 	for _, kv := range [][2]string{
 		{"AWS_ENDPOINT_URL", e.Moto.URL}, {"AWS_REGION", Region}, {"AWS_DEFAULT_REGION", Region},
-		{"AWS_ACCESS_KEY_ID", AccessKeyID}, {"AWS_SECRET_ACCESS_KEY", SecretKey}, {"AWS_EC2_METADATA_DISABLED", "true"},
+		{"AWS_ACCESS_KEY_ID", e.AdminKeyID}, {"AWS_SECRET_ACCESS_KEY", e.AdminSecret}, {"AWS_EC2_METADATA_DISABLED", "true"},
 		{"KEYVEND_BOUNDARY_ARN", e.BoundaryARN}, {"KEYVEND_TABLE", Table}, {"KEYVEND_RULES", rules},
 		{"KEYVEND_CHATOPS_QUEUE_URL", e.QueueURL}, {"KEYVEND_CHATOPS_DLQ_URL", e.DeadLetterURL},
 	} {
