@@ -38,7 +38,7 @@ func (a *api) withCORS(next http.Handler) http.Handler {
 		}
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
-		h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, Location, ETag, Idempotency-Replayed")
+		h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, Location, ETag, Idempotency-Replayed, Allow")
 		if preflight {
 			h.Set("Access-Control-Allow-Methods", strings.Join([]string{"GET", "POST", "PUT", "DELETE"}, ", "))
 			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match, Idempotency-Key, X-Amz-Date, X-Amz-Security-Token, X-Amz-Content-Sha256")

@@ -76,7 +76,7 @@ func TestCORS(t *testing.T) {
 			if !varyOrigin(w) {
 				t.Errorf("GET: Vary = %q, want Origin", w.Header().Values("Vary"))
 			}
-			for _, h := range []string{"X-Request-Id", "Idempotency-Replayed", "ETag", "Retry-After", "Location"} {
+			for _, h := range []string{"X-Request-Id", "Idempotency-Replayed", "ETag", "Retry-After", "Location", "Allow"} {
 				if !strings.Contains(w.Header().Get("Access-Control-Expose-Headers"), h) {
 					t.Errorf("GET: Access-Control-Expose-Headers = %q, want %s", w.Header().Get("Access-Control-Expose-Headers"), h)
 				}
@@ -175,5 +175,72 @@ func TestCORS(t *testing.T) {
 		}
 		assertNoAWSCalls(t, bare)
 	})
+	assertNoAWSCalls(t, e)
+}
+
+// TestCORSVaryEverywhere: with origins configured every answer depends on
+// Origin, so every answer says Vary: Origin — successes, problems, 401,
+// 404 (no endpoint, a path not in canonical form), 405, OPTIONS that is no
+// preflight, allowed and refused preflights — with an allowed Origin, a
+// refused one, or none. And a 405 to an allowed origin exposes Allow, so a
+// page can read which methods the path takes.
+func TestCORSVaryEverywhere(t *testing.T) {
+	e := newAPI(t, caller.Static{ARN: testCaller}, httpapi.WithCORSOrigins(portal))
+	anon := newAPI(t, caller.Static{}, httpapi.WithCORSOrigins(portal))
+	type req struct {
+		name, method, target string
+		preflight            bool
+		h                    http.Handler
+		status               int
+	}
+	reqs := []req{
+		{"GET openapi.json", http.MethodGet, "/v1/openapi.json", false, e.h, http.StatusOK},
+		{"400 problem", http.MethodGet, "/v1/users?bogus=1", false, e.h, http.StatusBadRequest},
+		{"401", http.MethodGet, "/v1/openapi.json", false, anon.h, http.StatusUnauthorized},
+		{"404 no endpoint", http.MethodGet, "/v1/nowhere", false, e.h, http.StatusNotFound},
+		{"404 not canonical", http.MethodGet, "/v1//users", false, e.h, http.StatusNotFound},
+		{"405", http.MethodPatch, "/v1/users", false, e.h, http.StatusMethodNotAllowed},
+		{"OPTIONS, no preflight", http.MethodOptions, "/v1/users", false, e.h, http.StatusMethodNotAllowed},
+		{"preflight", http.MethodOptions, "/v1/users", true, e.h, 0},
+	}
+	for _, x := range reqs {
+		for _, origin := range []string{portal, "https://evil.example.net", ""} {
+			t.Run(x.name+" from "+origin, func(t *testing.T) {
+				r := httptest.NewRequest(x.method, x.target, nil)
+				if x.preflight {
+					r.Header.Set("Access-Control-Request-Method", http.MethodPost)
+				}
+				if origin != "" {
+					r.Header.Set("Origin", origin)
+				}
+				w := httptest.NewRecorder()
+				x.h.ServeHTTP(w, r)
+				want := x.status
+				switch {
+				case x.preflight && origin == portal:
+					want = http.StatusNoContent
+				case x.preflight && origin != "":
+					want = http.StatusForbidden
+				case x.preflight: // no Origin: no CORS preflight, an OPTIONS
+					want = http.StatusMethodNotAllowed
+				}
+				if w.Code != want {
+					t.Errorf("status %d, want %d: %s", w.Code, want, w.Body)
+				}
+				if !varyOrigin(w) {
+					t.Errorf("Vary = %q, want Origin", w.Header().Values("Vary"))
+				}
+				if w.Code == http.StatusMethodNotAllowed {
+					if w.Header().Get("Allow") == "" {
+						t.Error("405 without Allow")
+					}
+					exposed := strings.Split(w.Header().Get("Access-Control-Expose-Headers"), ", ")
+					if origin == portal && !slices.Contains(exposed, "Allow") {
+						t.Errorf("Access-Control-Expose-Headers = %q, want Allow", exposed)
+					}
+				}
+			})
+		}
+	}
 	assertNoAWSCalls(t, e)
 }

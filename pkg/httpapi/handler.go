@@ -98,22 +98,56 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// NewRequestID is the id of request r: API Gateway's in Lambda, a random
-// one locally. A client-supplied id is never used. Every front end (the
-// API, the Slack endpoint) names its requests with it.
+// NewRequestID is keyvend's own id for request r: API Gateway's in Lambda,
+// a random one locally. The Slack endpoint names its requests with it; the
+// API prefers a client's well-formed X-Request-Id (requestID).
 func NewRequestID(r *http.Request) string {
-	if rc, ok := core.GetAPIGatewayV2ContextFromContext(r.Context()); ok && rc.RequestID != "" {
-		return rc.RequestID
+	if id := apiGatewayRequestID(r); id != "" {
+		return id
 	}
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
-// withRequestID assigns the request id (NewRequestID).
+// apiGatewayRequestID is API Gateway's id of r, "" outside Lambda.
+func apiGatewayRequestID(r *http.Request) string {
+	if rc, ok := core.GetAPIGatewayV2ContextFromContext(r.Context()); ok {
+		return rc.RequestID
+	}
+	return ""
+}
+
+// MaxRequestIDLen bounds a client's X-Request-Id.
+const MaxRequestIDLen = 128
+
+// clientRequestID is r's X-Request-Id if the client sent exactly one and it
+// is 1 to MaxRequestIDLen of A-Za-z0-9._- (safe in a header, a log line and
+// a tag value); otherwise "".
+func clientRequestID(r *http.Request) string {
+	ids := r.Header.Values("X-Request-Id")
+	if len(ids) != 1 || len(ids[0]) == 0 || len(ids[0]) > MaxRequestIDLen {
+		return ""
+	}
+	for i := 0; i < len(ids[0]); i++ {
+		c := ids[0][i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return ""
+		}
+	}
+	return ids[0]
+}
+
+// withRequestID assigns the request id: the client's own X-Request-Id
+// when it is well-formed (clientRequestID), so a client can correlate
+// its calls, otherwise keyvend's (NewRequestID). The access log records
+// API Gateway's id beside it.
 func (a *api) withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := NewRequestID(r)
+		id := clientRequestID(r)
+		if id == "" {
+			id = NewRequestID(r)
+		}
 		w.Header().Set("X-Request-Id", id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
 	})
@@ -152,12 +186,17 @@ func (a *api) withAccessLog(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r)
 		attrs := []slog.Attr{
 			slog.String("request_id", RequestID(r.Context())),
+		}
+		if gw := apiGatewayRequestID(r); gw != "" {
+			attrs = append(attrs, slog.String("apigw_request_id", gw))
+		}
+		attrs = append(attrs,
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", sw.status),
 			slog.String("principal", who.p.ID),
 			slog.String("caller_arn", who.p.Raw),
-		}
+		)
 		if who.err != nil {
 			attrs = append(attrs, slog.String("auth_error", who.err.Error()))
 		}

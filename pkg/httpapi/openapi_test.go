@@ -56,14 +56,29 @@ func TestOpenAPIValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("python3 is not on PATH, so openapi.json cannot be validated: install Python 3 and `pip install openapi-spec-validator` (make tools does)")
 	}
-	out, err := exec.Command(py, "-m", "openapi_spec_validator", "openapi.json").CombinedOutput()
+	// Python's re, which the validator checks patterns with, knows no
+	// Unicode property escapes (\p{L}) that ECMAScript and Go share: it
+	// sees the document with each replaced by a class of its own. The
+	// patterns themselves are compiled by Go (TestOpenAPIDocument's
+	// examples) and by node with the u flag (make openapi-check), and
+	// checked against the server's validators (TestOpenAPIPatterns).
+	raw, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	py3 := regexp.MustCompile(`\\\\p\{[A-Za-z]+\}`).ReplaceAll(raw, []byte(`\\w`))
+	spec := filepath.Join(t.TempDir(), "openapi.json")
+	if err := os.WriteFile(spec, py3, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(py, "-m", "openapi_spec_validator", spec).CombinedOutput()
 	if bytes.Contains(out, []byte("No module named openapi_spec_validator")) {
 		t.Fatalf("python3 has no openapi_spec_validator module, so openapi.json cannot be validated: `pip install openapi-spec-validator` (make tools does)\n%s", out)
 	}
 	if err != nil {
 		t.Fatalf("openapi-spec-validator rejects openapi.json: %v\n%s", err, out)
 	}
-	if !bytes.Contains(out, []byte("openapi.json: OK")) {
+	if !bytes.Contains(out, []byte(spec+": OK")) {
 		t.Fatalf("openapi-spec-validator did not say OK:\n%s", out)
 	}
 	doc := loadDoc(t)
@@ -971,6 +986,13 @@ func (d *openAPIDoc) check(schema, v any, at string, out *[]string) {
 	}
 	if enum, ok := s["enum"].([]any); ok && !slices.ContainsFunc(enum, func(e any) bool { return reflect.DeepEqual(e, v) }) {
 		fail("%v is not one of %v", v, enum)
+	}
+	if anyOf := asSlice(s["anyOf"]); len(anyOf) > 0 && !slices.ContainsFunc(anyOf, func(sub any) bool {
+		var msgs []string
+		d.check(sub, v, at, &msgs)
+		return len(msgs) == 0
+	}) {
+		fail("matches none of the schemas of anyOf (%v)", anyOf)
 	}
 	if not, ok := s["not"]; ok {
 		var sub []string
