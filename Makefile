@@ -14,7 +14,7 @@ CDK := ./node_modules/.bin/cdk
 FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: deps infra-deps moto tools run run-check test vet fmt-check build clean infra-test infra-vet synth synth-slack deploy deploy-check cfn-lint fuzz fuzz-short bench model
+.PHONY: deps infra-deps moto tools run run-check test openapi-check vet fmt-check build clean infra-test infra-vet synth synth-slack deploy deploy-check cfn-lint fuzz fuzz-short bench model
 
 ## deps: the service's Go modules (the root module only: what make run builds)
 deps:
@@ -64,10 +64,28 @@ GOTESTSUM := .tools/gotestsum@$(GOTESTSUM_VERSION)
 
 ## test: formatting, vet, every test against moto over HTTP (fuzz seeds
 ## included), each fuzz target for a few seconds, the CDK app's tests, the
-## synths (cdk-nag included), cfn-lint on the templates and the model check
+## synths (cdk-nag included), cfn-lint on the templates, the model check
+## and the OpenAPI document through third-party tools (openapi-check)
 test: deps infra-deps tools run-check fmt-check vet infra-vet $(GOTESTSUM)
 	$(GOTESTSUM) --format pkgname-and-test-fails --packages=./... -- -race -count=1
-	$(MAKE) fuzz-short infra-test cfn-lint model
+	$(MAKE) fuzz-short infra-test cfn-lint model openapi-check
+
+## openapi-check: third-party tools on pkg/httpapi/openapi.json, offline
+## after npm ci (a few seconds): redocly lint (redocly.yaml), the TypeScript
+## types openapi-typescript generates with its default options, against
+## which tsc --strict checks clients/ts-check/check.ts and every request
+## body of the README's curl examples (readme.mjs), and every pattern
+## compiled as an ECMAScript u-flag regular expression (patterns.mjs)
+NPX := ./node_modules/.bin
+export REDOCLY_TELEMETRY := off
+export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
+openapi-check: $(CDK)
+	$(NPX)/redocly lint --config redocly.yaml pkg/httpapi/openapi.json
+	@mkdir -p clients/ts-check/gen
+	$(NPX)/openapi-typescript pkg/httpapi/openapi.json -o clients/ts-check/gen/keyvend.d.ts
+	node clients/ts-check/readme.mjs README.md pkg/httpapi/openapi.json clients/ts-check/gen/readme.ts
+	node clients/ts-check/patterns.mjs pkg/httpapi/openapi.json
+	$(NPX)/tsc -p clients/ts-check
 
 $(GOTESTSUM):
 	@mkdir -p .tools/bin
