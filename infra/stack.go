@@ -552,7 +552,7 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 			AllowOrigins:  jsii.Strings(cfg.CORSOrigins...),
 			AllowMethods:  &[]awsapigatewayv2.CorsHttpMethod{awsapigatewayv2.CorsHttpMethod_GET, awsapigatewayv2.CorsHttpMethod_POST, awsapigatewayv2.CorsHttpMethod_PUT, awsapigatewayv2.CorsHttpMethod_DELETE},
 			AllowHeaders:  jsii.Strings("Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-Sha256"),
-			ExposeHeaders: jsii.Strings("X-Request-Id", "Retry-After", "Location", "ETag", "Idempotency-Replayed"),
+			ExposeHeaders: jsii.Strings("X-Request-Id", "Retry-After", "Location", "ETag", "Idempotency-Replayed", "Allow"),
 			MaxAge:        awscdk.Duration_Seconds(jsii.Number(600)),
 		}
 	}

@@ -146,8 +146,8 @@ func TestJWTAuthorizerWhenConfigured(t *testing.T) {
 		// The handler's idempotency headers (pkg/httpapi/cors.go): a
 		// browser may send a key and read whether the answer is a replay.
 		if allow, expose := asStrings(cors["AllowHeaders"]), asStrings(cors["ExposeHeaders"]); !slices.Contains(allow, "Idempotency-Key") || !slices.Contains(allow, "If-Match") ||
-			!slices.Contains(expose, "Idempotency-Replayed") || !slices.Contains(expose, "ETag") {
-			t.Errorf("CORS headers %v / %v, want Idempotency-Key and If-Match allowed, Idempotency-Replayed and ETag exposed", cors["AllowHeaders"], cors["ExposeHeaders"])
+			!slices.Contains(expose, "Idempotency-Replayed") || !slices.Contains(expose, "ETag") || !slices.Contains(expose, "Allow") {
+			t.Errorf("CORS headers %v / %v, want Idempotency-Key and If-Match allowed, Idempotency-Replayed, ETag and Allow (of a 405) exposed", cors["AllowHeaders"], cors["ExposeHeaders"])
 		}
 	}
 	noPanic(t, "nag", func() {
