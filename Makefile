@@ -75,17 +75,20 @@ test: deps infra-deps tools run-check fmt-check vet infra-vet $(GOTESTSUM)
 ## types openapi-typescript generates with its default options, against
 ## which tsc --strict checks clients/ts-check/check.ts and every request
 ## body of the README's curl examples (readme.mjs), and every pattern
-## compiled as an ECMAScript u-flag regular expression (patterns.mjs)
+## compiled as an ECMAScript u-flag regular expression (patterns.mjs); then
+## Prism as a validating proxy in front of a real local keyvend serve
+## (clients/prism-smoke.sh: the README's calls pass it, both ways)
 NPX := ./node_modules/.bin
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
-openapi-check: $(CDK)
+openapi-check: tools $(CDK)
 	$(NPX)/redocly lint --config redocly.yaml pkg/httpapi/openapi.json
 	@mkdir -p clients/ts-check/gen
 	$(NPX)/openapi-typescript pkg/httpapi/openapi.json -o clients/ts-check/gen/keyvend.d.ts
 	node clients/ts-check/readme.mjs README.md pkg/httpapi/openapi.json clients/ts-check/gen/readme.ts
 	node clients/ts-check/patterns.mjs pkg/httpapi/openapi.json
 	$(NPX)/tsc -p clients/ts-check
+	clients/prism-smoke.sh
 
 $(GOTESTSUM):
 	@mkdir -p .tools/bin
