@@ -40,6 +40,9 @@ export async function vend(): Promise<string | undefined> {
 }
 
 export async function rotate(name: string): Promise<boolean | undefined> {
-  const { data } = await client.POST("/v1/users/{name}/rotate", { params: { path: { name } }, body: {} });
+  const { data } = await client.POST("/v1/users/{name}/rotate", {
+    params: { path: { name }, header: { "X-Request-Id": "portal-7f3c.0" } },
+    body: {},
+  });
   return data?.ready;
 }

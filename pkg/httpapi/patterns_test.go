@@ -2,9 +2,15 @@ package httpapi_test
 
 import (
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/keyvend/keyvend/pkg/caller"
+	"github.com/keyvend/keyvend/pkg/httpapi"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -29,6 +35,7 @@ func TestOpenAPIPatterns(t *testing.T) {
 		}
 		return ""
 	}
+	ids := httpapi.New(nil, caller.Static{ARN: testCaller}, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	var odd []string // single characters of several kinds
 	for c := rune(0); c < 0x80; c++ {
 		odd = append(odd, string(c))
@@ -80,6 +87,20 @@ func TestOpenAPIPatterns(t *testing.T) {
 			},
 			samples: append(around(func(c string) string { return "x" + c + "y" }), "", " ", "  ", "\u3000", " a ", "blog deploys", "CI: deploy/site=1+2@x-y_z.",
 				strings.Repeat("é", 256), strings.Repeat("é", 257), strings.Repeat(" ", 255)+"a"),
+		},
+		{
+			name: "X-Request-Id", schema: "#/components/parameters/RequestId/schema",
+			server: func(id string) string {
+				r := httptest.NewRequest(http.MethodGet, "/v1/openapi.json", nil)
+				r.Header.Set("X-Request-Id", id)
+				w := httptest.NewRecorder()
+				ids.ServeHTTP(w, r)
+				if w.Header().Get("X-Request-Id") != id {
+					return "not kept"
+				}
+				return ""
+			},
+			samples: append(around(func(c string) string { return "a" + c + "b" }), malformedRequestIDs...),
 		},
 		{
 			name: "expires_in", schema: "#/components/schemas/CreateRequest/properties/expires_in",
