@@ -77,7 +77,9 @@ test: deps infra-deps tools run-check fmt-check vet infra-vet $(GOTESTSUM)
 ## body of the README's curl examples (readme.mjs), and every pattern
 ## compiled as an ECMAScript u-flag regular expression (patterns.mjs); then
 ## Prism as a validating proxy in front of a real local keyvend serve
-## (clients/prism-smoke.sh: the README's calls pass it, both ways)
+## (clients/prism-smoke.sh: the README's calls pass it, both ways). Prism is
+## pinned at 5.14.2 with its 5.12 packages (package.json overrides): later
+## 5.x releases require Node 24, this machine has Node 20
 NPX := ./node_modules/.bin
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
