@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -115,5 +117,55 @@ func TestSetProfile(t *testing.T) {
 	}
 	if got := setProfile("", "default", set[1:]); got != "[default]\nregion = eu-west-1\n" {
 		t.Errorf("default profile: %q", got)
+	}
+}
+
+// TestHelpAndREADMEAgree: every client verb and each of its flags is in
+// keyvend --help and in the README's CLI section, and so are the exit codes.
+func TestHelpAndREADMEAgree(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(raw)
+	start := strings.Index(readme, "## The keyvend CLI")
+	end := strings.Index(readme, "## API")
+	if start < 0 || end < start {
+		t.Fatal("README has no section \"The keyvend CLI\" before \"API\"")
+	}
+	section := readme[start:end]
+	flags := map[string][]string{
+		"vend": {"--reason", "--expires", "--wait"}, "rotate": {"--wait"}, "delete": {"--force"},
+		"grants": {"--expires"}, "list": {"--bucket", "--requester"}, "credentials": {"--secret"},
+		"profile": {"--name", "--config"}, "show": nil, "history": nil,
+	}
+	for verb := range verbs {
+		want, ok := flags[verb]
+		if !ok {
+			t.Errorf("verb %s: the test does not know its flags", verb)
+		}
+		for _, s := range append([]string{"  " + verb + " "}, want...) {
+			if !strings.Contains(usage, s) {
+				t.Errorf("keyvend --help does not mention %q (verb %s)", s, verb)
+			}
+		}
+		for _, s := range append([]string{"`" + verb + " "}, want...) {
+			if !strings.Contains(section, s) {
+				t.Errorf("the README's CLI section does not mention %q (verb %s)", s, verb)
+			}
+		}
+	}
+	for _, s := range []string{"--api", "--token", "--json", "KEYVEND_API", "KEYVEND_TOKEN", "http://127.0.0.1:8080"} {
+		if !strings.Contains(usage, s) || !strings.Contains(section, s) {
+			t.Errorf("%q is not in both keyvend --help and the README", s)
+		}
+	}
+	for _, code := range []string{"0", "1", "2", "3", "4", "5"} {
+		if !strings.Contains(usage, "  "+code+" ") && !strings.Contains(usage, " "+code+" ") {
+			t.Errorf("exit code %s not in keyvend --help", code)
+		}
+		if !strings.Contains(section, "`"+code+"`") {
+			t.Errorf("exit code %s not in the README", code)
+		}
 	}
 }
