@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,6 +171,31 @@ func TestCLIAgainstServe(t *testing.T) {
 	r = run(0, "show", "site-deployer", "--json")
 	if err := json.Unmarshal([]byte(r.stdout), &d); err != nil || len(d.Grants) != 1 || d.Grants[0].Access != "read-only" {
 		t.Fatalf("after grants, show = %s (%v): want one read-only grant", r.stdout, err)
+	}
+
+	// A change between the CLI's read and its write (made by a proxy just
+	// before it forwards the CLI's PUT) is refused, not overwritten: 412,
+	// exit code 5, and the user keeps the concurrent change.
+	target, err := url.Parse(kv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	race := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			if resp, body := kv.call(t, http.MethodPut, r.URL.Path, `{"grants":[{"bucket":"site.example.com","access":"read-write"}]}`); resp.StatusCode != http.StatusOK {
+				t.Errorf("the concurrent PUT: %s: %s", resp.Status, body)
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer race.Close()
+	if r = run(5, "grants", "site-deployer", "assets.example.com:full", "--api", race.URL); !strings.Contains(r.stderr, "412") {
+		t.Errorf("grants over a concurrent change: stderr %q, want the 412", r.stderr)
+	}
+	r = run(0, "show", "site-deployer", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &d); err != nil || len(d.Grants) != 1 || d.Grants[0].Access != "read-write" || d.Grants[0].Bucket != "site.example.com" {
+		t.Fatalf("after a refused grants, show = %s (%v): want the concurrent change's grant", r.stdout, err)
 	}
 
 	// 8. rotate: the helper reads the new key.

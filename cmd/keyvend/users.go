@@ -209,7 +209,11 @@ func grantsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d, res, err := c.UpdateGrants(ctx, pos[0], cur.Header.Get("ETag"), client.GrantsRequest{Grants: grants, ExpiresIn: *expires})
+	etag := cur.Header.Get("ETag")
+	if etag == "" {
+		return fmt.Errorf("user %s has no ETag (no record in keyvend's state table), so a concurrent change could not be detected: run `keyvend reindex`, then retry", pos[0])
+	}
+	d, res, err := c.UpdateGrants(ctx, pos[0], etag, client.GrantsRequest{Grants: grants, ExpiresIn: *expires})
 	if err != nil {
 		return err
 	}
