@@ -14,6 +14,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/keyvend/keyvend/pkg/client"
@@ -66,9 +67,9 @@ func exitCode(err error) int {
 
 // globals are the flags every API verb takes.
 type globals struct {
-	api, token string
-	json       bool
-	stdout     io.Writer
+	api, stack, token string
+	json              bool
+	stdout            io.Writer
 }
 
 // newFlags is a verb's flag set with the API flags.
@@ -76,7 +77,8 @@ func newFlags(name string, stdout io.Writer) (*flag.FlagSet, *globals) {
 	g := &globals{stdout: stdout}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // parse reports the error itself
-	fs.StringVar(&g.api, "api", "", "keyvend's API URL (default $KEYVEND_API, else "+client.DefaultAPI+")")
+	fs.StringVar(&g.api, "api", "", "keyvend's API URL (default $KEYVEND_API, else the stack's, else "+client.DefaultAPI+")")
+	fs.StringVar(&g.stack, "stack", "", "read the API URL from this CloudFormation stack's ApiUrl output (default $KEYVEND_STACK)")
 	fs.StringVar(&g.token, "token", "", "send Authorization: Bearer TOKEN instead of signing (default $KEYVEND_TOKEN)")
 	fs.BoolVar(&g.json, "json", false, "print the API's JSON instead of a table")
 	return fs, g
@@ -140,18 +142,43 @@ func flagHelp(fs *flag.FlagSet) string {
 }
 
 // client is the API client g's flags and the environment describe: the
-// URL from --api, KEYVEND_API or the local default; a bearer token from
-// --token or KEYVEND_TOKEN; else, for an API not on this machine, SigV4
-// with the default AWS credential chain. A local keyvend serve gets
-// unsigned requests: its caller is fixed.
+// URL from --api, --stack, KEYVEND_API, KEYVEND_STACK or the local
+// default, in that order; a bearer token from --token or KEYVEND_TOKEN;
+// else, for an API not on this machine, SigV4 with the default AWS
+// credential chain. A local keyvend serve gets unsigned requests: its
+// caller is fixed.
 func (g *globals) client(ctx context.Context) (*client.Client, error) {
-	api := g.api
-	if api == "" {
-		api = envOr("KEYVEND_API", client.DefaultAPI)
+	var cfg *aws.Config // loaded once, when needed
+	awsConfig := func() (aws.Config, error) {
+		if cfg == nil {
+			c, err := config.LoadDefaultConfig(ctx)
+			if err != nil {
+				return c, fmt.Errorf("load AWS configuration: %w", err)
+			}
+			cfg = &c
+		}
+		return *cfg, nil
+	}
+	api, stack := g.api, g.stack
+	if api == "" && stack == "" {
+		api, stack = os.Getenv("KEYVEND_API"), os.Getenv("KEYVEND_STACK")
+	}
+	switch {
+	case api != "":
+	case stack != "":
+		c, err := awsConfig()
+		if err != nil {
+			return nil, err
+		}
+		if api, err = client.APIFromStack(ctx, c, stack); err != nil {
+			return nil, err
+		}
+	default:
+		api = client.DefaultAPI
 	}
 	u, err := url.Parse(api)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usagef("--api/KEYVEND_API %q is not an http(s) URL", api)
+		return nil, usagef("the API URL %q is not an http(s) URL", api)
 	}
 	c := &client.Client{BaseURL: api}
 	token := g.token
@@ -164,9 +191,9 @@ func (g *globals) client(ctx context.Context) (*client.Client, error) {
 	case client.Local(api):
 		c.Auth = client.None
 	default:
-		cfg, err := config.LoadDefaultConfig(ctx)
+		cfg, err := awsConfig()
 		if err != nil {
-			return nil, fmt.Errorf("load AWS configuration to sign requests: %w", err)
+			return nil, err
 		}
 		c.Auth, c.Credentials, c.Region = client.SigV4, cfg.Credentials, cfg.Region
 	}

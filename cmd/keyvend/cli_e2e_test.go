@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -15,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+
+	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
 
@@ -164,6 +169,23 @@ func TestCLIAgainstServe(t *testing.T) {
 	}
 	if r = run(0, "history", "site-deployer"); !strings.Contains(r.stdout, "create") {
 		t.Errorf("history printed %q, want the create", r.stdout)
+	}
+
+	// The API URL from a stack's ApiUrl output (a stand-in stack in the
+	// embedded moto, which cannot create keyvend's HTTP API).
+	cfn := cloudformation.NewFromConfig(awstest.Config(t, exports["AWS_ENDPOINT_URL"]))
+	if _, err := cfn.CreateStack(context.Background(), &cloudformation.CreateStackInput{
+		StackName:    aws.String("keyvend-cli-e2e"),
+		TemplateBody: aws.String(`{"Resources":{"Q":{"Type":"AWS::SQS::Queue","Properties":{"QueueName":"keyvend-cli-e2e"}}},"Outputs":{"ApiUrl":{"Value":"` + kv.URL + `"}}}`),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	byStack := cleanEnv(dir, append(shell, "KEYVEND_STACK=keyvend-cli-e2e")...)
+	if r := runCLI(t, dir, byStack, "list"); r.code != 0 || !strings.Contains(r.stdout, "site-deployer") {
+		t.Errorf("list with KEYVEND_STACK: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := runCLI(t, dir, byStack, "list", "--stack", "no-such-stack"); r.code != 1 || !strings.Contains(r.stderr, "no-such-stack") {
+		t.Errorf("list --stack no-such-stack: exit %d, stderr %q; want 1 and the stack named", r.code, r.stderr)
 	}
 
 	// 7. grants: the user's new grant list.

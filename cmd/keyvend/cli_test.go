@@ -155,7 +155,7 @@ func TestHelpAndREADMEAgree(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range []string{"--api", "--token", "--json", "KEYVEND_API", "KEYVEND_TOKEN", "http://127.0.0.1:8080"} {
+	for _, s := range []string{"--api", "--stack", "--token", "--json", "KEYVEND_API", "KEYVEND_STACK", "KEYVEND_TOKEN", "http://127.0.0.1:8080"} {
 		if !strings.Contains(usage, s) || !strings.Contains(section, s) {
 			t.Errorf("%q is not in both keyvend --help and the README", s)
 		}

@@ -29,8 +29,10 @@ Users (calls keyvend's API; flags may come before or after the arguments):
   history <user>              what was done to the user, by whom, newest first
 
   Every one of them takes:
-    --api URL      keyvend's API (default $KEYVEND_API, else http://127.0.0.1:8080,
-                   the local keyvend serve)
+    --api URL      keyvend's API (default $KEYVEND_API, else the stack's, else
+                   http://127.0.0.1:8080, the local keyvend serve)
+    --stack NAME   read the API URL from the ApiUrl output of keyvend's CloudFormation
+                   stack (default $KEYVEND_STACK)
     --token TOKEN  send Authorization: Bearer TOKEN, for a JWT deployment
                    (default $KEYVEND_TOKEN); without a token, requests to an API
                    not on this machine are signed with SigV4 (execute-api) from the
