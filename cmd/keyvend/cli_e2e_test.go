@@ -173,7 +173,7 @@ func TestCLIAgainstServe(t *testing.T) {
 
 	// The API URL from a stack's ApiUrl output (a stand-in stack in the
 	// embedded moto, which cannot create keyvend's HTTP API).
-	cfn := cloudformation.NewFromConfig(awstest.Config(t, exports["AWS_ENDPOINT_URL"]))
+	cfn := cloudformation.NewFromConfig(awstest.ConfigWithKeys(t, exports["AWS_ENDPOINT_URL"], exports["AWS_ACCESS_KEY_ID"], exports["AWS_SECRET_ACCESS_KEY"]))
 	if _, err := cfn.CreateStack(context.Background(), &cloudformation.CreateStackInput{
 		StackName:    aws.String("keyvend-cli-e2e"),
 		TemplateBody: aws.String(`{"Resources":{"Q":{"Type":"AWS::SQS::Queue","Properties":{"QueueName":"keyvend-cli-e2e"}}},"Outputs":{"ApiUrl":{"Value":"` + kv.URL + `"}}}`),
