@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
@@ -28,6 +29,23 @@ func Of(key *iamtypes.AccessKey) Credential {
 // JSON is c as a secret holds it.
 func (c Credential) JSON() string {
 	b, _ := json.Marshal(c) // a struct of strings and an int always marshals
+	return string(b)
+}
+
+// Lifetime is how far ahead `keyvend credentials` sets Expiration: SDKs
+// read the secret again once it passes (the AWS CLI and boto3 fifteen
+// minutes before, so every five minutes; the Go SDK at it), which picks up
+// a rotated key well within a rotation's grace period.
+const Lifetime = 20 * time.Minute
+
+// ProcessJSON is c as credential_process output with an Expiration (RFC
+// 3339, UTC, whole seconds): the form `keyvend credentials` prints. The
+// stored secret keeps the form JSON writes.
+func (c Credential) ProcessJSON(expires time.Time) string {
+	b, _ := json.Marshal(struct {
+		Credential
+		Expiration string `json:"Expiration"`
+	}{c, expires.UTC().Truncate(time.Second).Format(time.RFC3339)})
 	return string(b)
 }
 

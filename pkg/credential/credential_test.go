@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
@@ -41,5 +42,21 @@ func TestRedacted(t *testing.T) {
 	fmt.Fprintf(&buf, "%v %+v %s", c, c, c)
 	if out := buf.String(); strings.Contains(out, "s3cr3t") || !strings.Contains(out, "AKIAEXAMPLE") {
 		t.Fatalf("secret not redacted, or key id missing:\n%s", out)
+	}
+}
+
+func TestProcessJSONCarriesExpiration(t *testing.T) {
+	c := credential.Credential{Version: 1, AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "s3cr3t"}
+	at := time.Date(2026, 12, 3, 17, 4, 5, 600_000_000, time.FixedZone("CET", 3600))
+	want := `{"Version":1,"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"s3cr3t","Expiration":"2026-12-03T16:04:05Z"}`
+	if got := c.ProcessJSON(at); got != want {
+		t.Fatalf("ProcessJSON() = %s, want %s", got, want)
+	}
+	// The stored form is unchanged and still parses back from either form.
+	if strings.Contains(c.JSON(), "Expiration") {
+		t.Fatalf("JSON() = %s: the stored secret gained an Expiration", c.JSON())
+	}
+	if back, ok := credential.Parse(c.ProcessJSON(at)); !ok || back != c {
+		t.Fatalf("Parse(ProcessJSON()) = %+v, %v; want %+v", back, ok, c)
 	}
 }

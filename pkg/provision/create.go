@@ -58,6 +58,9 @@ type CreateResult struct {
 	ExpiresAt         *time.Time  `json:"expires_at,omitempty"`
 	// ExpiryCapped is true when a rule's max_ttl shortened the requested expiry.
 	ExpiryCapped bool `json:"expiry_capped,omitempty"`
+	// CredentialProcessKeyvend is the credential_process line of keyvend's
+	// own helper (`keyvend credentials`).
+	CredentialProcessKeyvend string `json:"credential_process_keyvend"`
 	Readiness
 }
 
@@ -340,7 +343,7 @@ func (s *Service) createResult(user *iamtypes.User, gs []policy.Grant, groups []
 	if len(groups) > 0 {
 		mode = grants.Group
 	}
-	return &CreateResult{
+	res := &CreateResult{
 		Created:           created,
 		User:              name,
 		UserARN:           aws.ToString(user.Arn),
@@ -354,6 +357,8 @@ func (s *Service) createResult(user *iamtypes.User, gs []policy.Grant, groups []
 		CredentialProcess: s.credentialProcess(secretARN),
 		ExpiresAt:         expiryOf(user.Tags),
 	}
+	res.CredentialProcessKeyvend = credentialProcessKeyvend(secretARN)
+	return res
 }
 
 // createUser is CreateUser with the permissions boundary and every tag in

@@ -37,6 +37,8 @@ type RotateResult struct {
 	SecretName         string `json:"secret_name"`
 	SecretARN          string `json:"secret_arn"`
 	CredentialProcess  string `json:"credential_process"`
+	// CredentialProcessKeyvend is the line of keyvend's own helper.
+	CredentialProcessKeyvend string `json:"credential_process_keyvend"`
 	Readiness
 }
 
@@ -125,6 +127,7 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 		SecretARN:         secretARN,
 		CredentialProcess: s.credentialProcess(secretARN),
 	}
+	res.CredentialProcessKeyvend = credentialProcessKeyvend(secretARN)
 	next := *h.rec // with the grants IAM holds, read under the lease
 	next.Phase, next.KeyID, next.KeyAt = state.Ready, res.AccessKeyID, aws.ToTime(key.CreateDate).UTC()
 	next.Grants, next.Intact = st.held.Grants, st.held.Intact

@@ -28,6 +28,14 @@ func (s *Service) credentialProcess(secretARN string) string {
 	return line
 }
 
+// credentialProcessKeyvend is the ~/.aws/config line that reads the key
+// with keyvend's own helper (`keyvend credentials`): no AWS CLI needed,
+// and its answer carries an Expiration, so SDKs read the secret again
+// after a rotation. The helper takes the region from the ARN.
+func credentialProcessKeyvend(secretARN string) string {
+	return "credential_process = keyvend credentials --secret " + secretARN
+}
+
 // storeKey puts the key in the user's secret, creating the secret or, when
 // a secret of that name is left from an earlier user, overwriting it with a
 // new current version. It returns the secret's ARN.
