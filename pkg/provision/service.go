@@ -104,7 +104,18 @@ type Settings struct {
 	// SecretRecoveryDays is the recovery window of a deleted user's secret
 	// (7; Secrets Manager allows 7 to 30).
 	SecretRecoveryDays int32
+	// RotationGrace is how long a key a rotation replaced stays active, so
+	// clients that still hold it keep working until they re-read the
+	// secret (1h; NoGrace deletes it at once). The reaper deletes it when
+	// the grace ends, or the next rotation does, first.
+	RotationGrace time.Duration
 }
+
+// NoGrace as Settings.RotationGrace deletes a rotated-out key at once.
+const NoGrace time.Duration = -1
+
+// DefaultRotationGrace is Settings.RotationGrace's default.
+const DefaultRotationGrace = time.Hour
 
 // Service provisions and describes vended users.
 type Service struct {
@@ -155,6 +166,9 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	}
 	if cfg.SecretRecoveryDays == 0 {
 		cfg.SecretRecoveryDays = 7
+	}
+	if cfg.RotationGrace == 0 {
+		cfg.RotationGrace = DefaultRotationGrace
 	}
 	if rules == nil {
 		rules = &authz.Rules{}
