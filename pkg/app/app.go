@@ -61,6 +61,7 @@ func service(c Config, awsCfg aws.Config, rules *authz.Rules, log *slog.Logger, 
 		Region:             awsCfg.Region,
 		RepairAfter:        c.RepairAfter,
 		SecretRecoveryDays: c.RecoveryDays,
+		RotationGrace:      c.RotationGrace,
 		KeyCheck:           &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout},
 	}
 	for _, f := range adjust {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
+	"github.com/keyvend/keyvend/pkg/provision"
 	"github.com/keyvend/keyvend/pkg/slacksig"
 )
 
@@ -29,6 +30,10 @@ type Config struct {
 	JWTGroups    string        // KEYVEND_JWT_GROUPS_CLAIM (groups)
 	Table        string        // KEYVEND_TABLE: keyvend's state table (required)
 	HistoryDays  int           // KEYVEND_HISTORY_RETENTION_DAYS: how long a deleted user's history is kept (400)
+	// KEYVEND_ROTATION_GRACE: how long a rotated-out key stays active (1h;
+	// 0 deletes it at once). Held as provision.Settings.RotationGrace
+	// (zero: the default, provision.NoGrace: none).
+	RotationGrace time.Duration
 
 	// The Slack command (pkg/chatops).
 	SlackSigningSecret    string // KEYVEND_SLACK_SIGNING_SECRET: the signing secret itself (local mode)
@@ -80,6 +85,16 @@ func FromEnv() (Config, error) {
 			*dst = d
 		}
 	}
+	if v := os.Getenv("KEYVEND_ROTATION_GRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > MaxRotationGrace {
+			return c, fmt.Errorf("KEYVEND_ROTATION_GRACE=%q: want a Go duration from 0 (delete the previous key at once) to %s, such as 1h", v, MaxRotationGrace)
+		}
+		c.RotationGrace = d
+		if d == 0 {
+			c.RotationGrace = provision.NoGrace
+		}
+	}
 	if v := os.Getenv("KEYVEND_HISTORY_RETENTION_DAYS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 3650 {
@@ -96,6 +111,10 @@ func FromEnv() (Config, error) {
 	}
 	return c, nil
 }
+
+// MaxRotationGrace bounds KEYVEND_ROTATION_GRACE: a rotated-out key should
+// not outlive a week.
+const MaxRotationGrace = 7 * 24 * time.Hour
 
 // resolver is the Lambda caller resolver: the API Gateway authorizer
 // context, with the configured JWT claims.

@@ -3,9 +3,11 @@ package app_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyvend/keyvend/pkg/app"
 	"github.com/keyvend/keyvend/pkg/grants"
+	"github.com/keyvend/keyvend/pkg/provision"
 )
 
 // TestGrantModeFromEnv: KEYVEND_GRANT_MODE picks how grants reach IAM;
@@ -43,6 +45,27 @@ func TestStateSettingsFromEnv(t *testing.T) {
 		t.Setenv("KEYVEND_HISTORY_RETENTION_DAYS", bad)
 		if _, err := app.FromEnv(); err == nil || !strings.Contains(err.Error(), "KEYVEND_HISTORY_RETENTION_DAYS") {
 			t.Errorf("KEYVEND_HISTORY_RETENTION_DAYS=%q: %v, want an error naming the variable", bad, err)
+		}
+	}
+}
+
+// TestRotationGraceFromEnv: KEYVEND_ROTATION_GRACE is how long a rotated-out
+// key stays active: unset is the service's default (1h), 0 deletes it at
+// once, a negative, malformed or over-a-week value stops keyvend from
+// starting with a message naming the variable.
+func TestRotationGraceFromEnv(t *testing.T) {
+	t.Setenv("KEYVEND_GRANT_MODE", "")
+	for value, want := range map[string]time.Duration{"": 0, "90m": 90 * time.Minute, "0": provision.NoGrace, "0s": provision.NoGrace, "168h": 168 * time.Hour} {
+		t.Setenv("KEYVEND_ROTATION_GRACE", value)
+		c, err := app.FromEnv()
+		if err != nil || c.RotationGrace != want {
+			t.Errorf("KEYVEND_ROTATION_GRACE=%q: %v, %v; want %v", value, c.RotationGrace, err, want)
+		}
+	}
+	for _, bad := range []string{"-1m", "1d", "169h", "soon"} {
+		t.Setenv("KEYVEND_ROTATION_GRACE", bad)
+		if _, err := app.FromEnv(); err == nil || !strings.Contains(err.Error(), "KEYVEND_ROTATION_GRACE") {
+			t.Errorf("KEYVEND_ROTATION_GRACE=%q: %v, want an error naming the variable", bad, err)
 		}
 	}
 }
