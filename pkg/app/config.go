@@ -34,6 +34,10 @@ type Config struct {
 	// 0 deletes it at once). Held as provision.Settings.RotationGrace
 	// (zero: the default, provision.NoGrace: none).
 	RotationGrace time.Duration
+	// KEYVEND_ROTATION_FUNCTION_ARN: the rotation function the secrets of
+	// users covered by a rule's rotate_every rotate with (required when a
+	// rule has rotate_every).
+	RotationFunctionARN string
 
 	// The Slack command (pkg/chatops).
 	SlackSigningSecret    string // KEYVEND_SLACK_SIGNING_SECRET: the signing secret itself (local mode)
@@ -52,6 +56,8 @@ func FromEnv() (Config, error) {
 		UserPath:     os.Getenv("KEYVEND_USER_PATH"),
 		KMSKeyID:     os.Getenv("KEYVEND_KMS_KEY_ID"),
 		Table:        os.Getenv("KEYVEND_TABLE"),
+
+		RotationFunctionARN: os.Getenv("KEYVEND_ROTATION_FUNCTION_ARN"),
 	}
 	mode, err := grants.ParseMode(os.Getenv("KEYVEND_GRANT_MODE"))
 	if err != nil {
