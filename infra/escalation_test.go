@@ -128,6 +128,8 @@ func (r resolver) getAtt(id, attr string) (any, error) {
 		return "arn:aws:iam::" + testAccount + ":role/" + id, nil
 	case typ == "AWS::DynamoDB::Table" && attr == "Arn":
 		return "arn:aws:dynamodb:" + testRegion + ":" + testAccount + ":table/" + id, nil
+	case typ == "AWS::Lambda::Function" && attr == "Arn":
+		return "arn:aws:lambda:" + testRegion + ":" + testAccount + ":function:" + id, nil
 	}
 	return nil, fmt.Errorf("Fn::GetAtt %s.%s (%s) is not modelled", id, attr, typ)
 }
@@ -612,7 +614,10 @@ func TestEveryFunctionIsFenced(t *testing.T) {
 						r == "arn:aws:dynamodb:"+testRegion+":"+testAccount+":table/"+s.id(s.K.StateTable)+"/index/*" ||
 						strings.HasPrefix(r, "arn:aws:logs:"+testRegion+":"+testAccount+":log-group:") ||
 						r == testSigningSecretARN && fn == FnSlack ||
-						r == "arn:aws:sqs:"+testRegion+":"+testAccount+":"+s.id(s.K.Queue) && (fn == FnSlack || fn == FnWorker)
+						r == "arn:aws:sqs:"+testRegion+":"+testAccount+":"+s.id(s.K.Queue) && (fn == FnSlack || fn == FnWorker) ||
+						// RotateSecret (rules' rotate_every) needs InvokeFunction on the rotation function.
+						r == "arn:aws:lambda:"+testRegion+":"+testAccount+":function:"+s.id(s.K.Functions[FnRotate]) && (fn == FnAPI || fn == FnWorker) &&
+							len(st.Actions) == 1 && st.Actions[0] == "lambda:InvokeFunction"
 					if !ok {
 						t.Errorf("%s mode: %s %s: Allow on %s", mode, fn, st.Sid, r)
 					}
@@ -652,8 +657,12 @@ func TestAllowsAreExactlyTheDesign(t *testing.T) {
 		on("G", "iam:GetGroupPolicy", "iam:RemoveUserFromGroup", "iam:GetGroup", "iam:DeleteGroupPolicy", "iam:DeleteGroup")...),
 		on("L", "iam:CreateGroup", "iam:GetGroup", "iam:DeleteGroup")...),
 		on("S", "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
-			"secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret", "secretsmanager:TagResource", "secretsmanager:GetResourcePolicy")...),
+			"secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret", "secretsmanager:TagResource", "secretsmanager:GetResourcePolicy",
+			"secretsmanager:RotateSecret", "secretsmanager:CancelRotateSecret")...),
 		on("K", "kms:Decrypt", "kms:GenerateDataKey")...)
+	// The rules' rotate_every: RotateSecret with the rotation function,
+	// which needs lambda:InvokeFunction on it.
+	api = join(api, on("RF", "lambda:InvokeFunction"))
 	// The state table: items (transactions are authorized as their item
 	// actions), Query on the table (history) and its indexes (lists, the
 	// expiry sweep), the key only through DynamoDB.
@@ -714,6 +723,7 @@ func TestAllowsAreExactlyTheDesign(t *testing.T) {
 			"arn:aws:dynamodb:"+testRegion+":"+testAccount+":table/"+s.id(s.K.StateTable)+"/index/*", "TI",
 			"arn:aws:dynamodb:"+testRegion+":"+testAccount+":table/"+s.id(s.K.StateTable), "T",
 			"arn:aws:kms:"+testRegion+":"+testAccount+":key/"+s.id(s.K.StateKey), "SK",
+			"arn:aws:lambda:"+testRegion+":"+testAccount+":function:"+s.id(s.K.Functions[FnRotate]), "RF",
 		)
 		for _, fn := range AllFunctions {
 			logGroup := s.props(s.id(s.K.Functions[fn]))["LoggingConfig"].(map[string]any)["LogGroup"].(map[string]any)["Ref"].(string)

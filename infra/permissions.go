@@ -110,6 +110,8 @@ var secretActions = map[string][]string{
 		"secretsmanager:CreateSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
 		"secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret",
 		"secretsmanager:TagResource", "secretsmanager:GetResourcePolicy",
+		// The rotation schedule the rules' rotate_every asks for (pkg/provision/schedule.go).
+		"secretsmanager:RotateSecret", "secretsmanager:CancelRotateSecret",
 	},
 	FnReaper: {
 		"secretsmanager:CreateSecret", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",

@@ -364,6 +364,25 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		}
 	}
 
+	// The functions that create secrets and change grants schedule the
+	// secrets' rotation with the rotation function (rules' rotate_every):
+	// its ARN, and lambda:InvokeFunction on it, which RotateSecret needs
+	// of its caller. Set after the functions exist; the rotation function
+	// depends on none of them, so no cycle.
+	for _, fn := range []string{FnAPI, FnWorker} {
+		f, ok := k.Functions[fn]
+		if !ok {
+			continue
+		}
+		f.AddEnvironment(jsii.String("KEYVEND_ROTATION_FUNCTION_ARN"), k.Functions[FnRotate].FunctionArn(), nil)
+		f.Role().AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:       jsii.String("InvokeTheRotationFunctionToScheduleRotation"),
+			Effect:    awsiam.Effect_ALLOW,
+			Actions:   jsii.Strings("lambda:InvokeFunction"),
+			Resources: &[]*string{k.Functions[FnRotate].FunctionArn()},
+		}))
+	}
+
 	// Secrets Manager invokes the rotation function, for keyvend's secrets
 	// in this account only.
 	k.Functions[FnRotate].AddPermission(jsii.String("SecretsManagerRotation"), &awslambda.Permission{

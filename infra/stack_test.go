@@ -225,6 +225,7 @@ func TestFunctions(t *testing.T) {
 		case FnAPI:
 			want["KEYVEND_RULES"] = RulesPathInLambda
 			want["KEYVEND_GRANT_MODE"] = "policy"
+			want["KEYVEND_ROTATION_FUNCTION_ARN"] = map[string]any{"Fn::GetAtt": []any{s.id(s.K.Functions[FnRotate]), "Arn"}}
 		case FnReaper:
 			want["KEYVEND_GRANT_MODE"] = "policy"
 		case FnRotate:
@@ -672,4 +673,28 @@ func asStrings(v any) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// TestRotationFunctionARNReachesTheSchedulers: the api and the worker
+// (which create secrets and change grants) know the rotation function's
+// ARN, to schedule rotation as the rules' rotate_every asks; the others
+// do not need it.
+func TestRotationFunctionARNReachesTheSchedulers(t *testing.T) {
+	s := slackStack(t)
+	want := map[string]any{"Fn::GetAtt": []any{s.id(s.K.Functions[FnRotate]), "Arn"}}
+	for _, fn := range AllFunctions {
+		env, _ := s.props(s.id(s.K.Functions[fn]))["Environment"].(map[string]any)
+		vars, _ := env["Variables"].(map[string]any)
+		got, ok := vars["KEYVEND_ROTATION_FUNCTION_ARN"]
+		switch fn {
+		case FnAPI, FnWorker:
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: KEYVEND_ROTATION_FUNCTION_ARN = %v, want %v", fn, got, want)
+			}
+		default:
+			if ok {
+				t.Errorf("%s has KEYVEND_ROTATION_FUNCTION_ARN", fn)
+			}
+		}
+	}
 }

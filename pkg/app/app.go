@@ -51,17 +51,19 @@ func service(c Config, awsCfg aws.Config, rules *authz.Rules, log *slog.Logger, 
 		return nil, err
 	}
 	settings := provision.Settings{
-		Store:              st,
-		HistoryRetention:   time.Duration(c.HistoryDays) * 24 * time.Hour,
-		UserPath:           c.UserPath,
-		GrantMode:          c.GrantMode,
-		BoundaryARN:        c.BoundaryARN,
-		SecretPrefix:       c.SecretPrefix,
-		KMSKeyID:           c.KMSKeyID,
-		Region:             awsCfg.Region,
-		RepairAfter:        c.RepairAfter,
-		SecretRecoveryDays: c.RecoveryDays,
-		KeyCheck:           &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout, Successes: c.ReadySuccesses},
+		Store:               st,
+		HistoryRetention:    time.Duration(c.HistoryDays) * 24 * time.Hour,
+		UserPath:            c.UserPath,
+		GrantMode:           c.GrantMode,
+		BoundaryARN:         c.BoundaryARN,
+		SecretPrefix:        c.SecretPrefix,
+		KMSKeyID:            c.KMSKeyID,
+		Region:              awsCfg.Region,
+		RepairAfter:         c.RepairAfter,
+		SecretRecoveryDays:  c.RecoveryDays,
+		RotationGrace:       c.RotationGrace,
+		RotationFunctionARN: c.RotationFunctionARN,
+		KeyCheck:            &keycheck.Checker{Base: awsCfg, Timeout: c.ReadyTimeout, Successes: c.ReadySuccesses},
 	}
 	for _, f := range adjust {
 		f(&settings)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
+	"github.com/keyvend/keyvend/pkg/provision"
 	"github.com/keyvend/keyvend/pkg/slacksig"
 )
 
@@ -29,6 +30,14 @@ type Config struct {
 	JWTGroups    string        // KEYVEND_JWT_GROUPS_CLAIM (groups)
 	Table        string        // KEYVEND_TABLE: keyvend's state table (required)
 	HistoryDays  int           // KEYVEND_HISTORY_RETENTION_DAYS: how long a deleted user's history is kept (400)
+	// KEYVEND_ROTATION_GRACE: how long a rotated-out key stays active (1h;
+	// 0 deletes it at once). Held as provision.Settings.RotationGrace
+	// (zero: the default, provision.NoGrace: none).
+	RotationGrace time.Duration
+	// KEYVEND_ROTATION_FUNCTION_ARN: the rotation function the secrets of
+	// users covered by a rule's rotate_every rotate with (required when a
+	// rule has rotate_every).
+	RotationFunctionARN string
 
 	// KEYVEND_READY_SUCCESSES: consecutive successful checks (STS and S3
 	// on the first grant's bucket) that make a new key ready (3).
@@ -51,6 +60,8 @@ func FromEnv() (Config, error) {
 		UserPath:     os.Getenv("KEYVEND_USER_PATH"),
 		KMSKeyID:     os.Getenv("KEYVEND_KMS_KEY_ID"),
 		Table:        os.Getenv("KEYVEND_TABLE"),
+
+		RotationFunctionARN: os.Getenv("KEYVEND_ROTATION_FUNCTION_ARN"),
 	}
 	mode, err := grants.ParseMode(os.Getenv("KEYVEND_GRANT_MODE"))
 	if err != nil {
@@ -91,6 +102,16 @@ func FromEnv() (Config, error) {
 		}
 		c.ReadySuccesses = n
 	}
+	if v := os.Getenv("KEYVEND_ROTATION_GRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > MaxRotationGrace {
+			return c, fmt.Errorf("KEYVEND_ROTATION_GRACE=%q: want a Go duration from 0 (delete the previous key at once) to %s, such as 1h", v, MaxRotationGrace)
+		}
+		c.RotationGrace = d
+		if d == 0 {
+			c.RotationGrace = provision.NoGrace
+		}
+	}
 	if v := os.Getenv("KEYVEND_HISTORY_RETENTION_DAYS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 3650 {
@@ -107,6 +128,10 @@ func FromEnv() (Config, error) {
 	}
 	return c, nil
 }
+
+// MaxRotationGrace bounds KEYVEND_ROTATION_GRACE: a rotated-out key should
+// not outlive a week.
+const MaxRotationGrace = 7 * 24 * time.Hour
 
 // resolver is the Lambda caller resolver: the API Gateway authorizer
 // context, with the configured JWT claims.

@@ -1,11 +1,17 @@
 package app_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyvend/keyvend/pkg/app"
+	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/grants"
+	"github.com/keyvend/keyvend/pkg/provision"
+	"github.com/keyvend/keyvend/pkg/provisiontest"
 )
 
 // TestGrantModeFromEnv: KEYVEND_GRANT_MODE picks how grants reach IAM;
@@ -64,6 +70,56 @@ func TestReadySuccessesFromEnv(t *testing.T) {
 		t.Setenv("KEYVEND_READY_SUCCESSES", bad)
 		if _, err := app.FromEnv(); err == nil || !strings.Contains(err.Error(), "KEYVEND_READY_SUCCESSES") {
 			t.Errorf("KEYVEND_READY_SUCCESSES=%q: %v, want an error naming the variable", bad, err)
+		}
+	}
+}
+
+// TestRotationGraceFromEnv: KEYVEND_ROTATION_GRACE is how long a rotated-out
+// key stays active: unset is the service's default (1h), 0 deletes it at
+// once, a negative, malformed or over-a-week value stops keyvend from
+// starting with a message naming the variable.
+func TestRotationGraceFromEnv(t *testing.T) {
+	t.Setenv("KEYVEND_GRANT_MODE", "")
+	for value, want := range map[string]time.Duration{"": 0, "90m": 90 * time.Minute, "0": provision.NoGrace, "0s": provision.NoGrace, "168h": 168 * time.Hour} {
+		t.Setenv("KEYVEND_ROTATION_GRACE", value)
+		c, err := app.FromEnv()
+		if err != nil || c.RotationGrace != want {
+			t.Errorf("KEYVEND_ROTATION_GRACE=%q: %v, %v; want %v", value, c.RotationGrace, err, want)
+		}
+	}
+	for _, bad := range []string{"-1m", "1d", "169h", "soon"} {
+		t.Setenv("KEYVEND_ROTATION_GRACE", bad)
+		if _, err := app.FromEnv(); err == nil || !strings.Contains(err.Error(), "KEYVEND_ROTATION_GRACE") {
+			t.Errorf("KEYVEND_ROTATION_GRACE=%q: %v, want an error naming the variable", bad, err)
+		}
+	}
+}
+
+// TestRotateEveryNeedsTheRotationFunctionARN: a rules file with
+// rotate_every needs KEYVEND_ROTATION_FUNCTION_ARN: without it keyvend
+// does not start, and the message names the variable.
+func TestRotateEveryNeedsTheRotationFunctionARN(t *testing.T) {
+	t.Setenv("KEYVEND_GRANT_MODE", "")
+	rules := filepath.Join(t.TempDir(), "rules.json")
+	if err := os.WriteFile(rules, []byte(`{"rules":[{"principals":["*"],"buckets":["*.example.com"],"access":["read-write"],"rotate_every":"2160h"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KEYVEND_RULES", rules)
+	t.Setenv("KEYVEND_BOUNDARY_ARN", provisiontest.Boundary)
+	t.Setenv("KEYVEND_TABLE", "keyvend-state")
+	awsCfg := awstest.Config(t, "http://127.0.0.1:1")
+	for arn, ok := range map[string]bool{"": false, "arn:aws:lambda:us-east-1:123456789012:function:keyvend-rotate": true} {
+		t.Setenv("KEYVEND_ROTATION_FUNCTION_ARN", arn)
+		c, err := app.FromEnv()
+		if err != nil || c.RotationFunctionARN != arn {
+			t.Fatalf("FromEnv: %q, %v", c.RotationFunctionARN, err)
+		}
+		_, err = app.Service(c, awsCfg, nil)
+		if ok && err != nil {
+			t.Errorf("with the rotation function: %v", err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "KEYVEND_ROTATION_FUNCTION_ARN")) {
+			t.Errorf("without the rotation function: %v, want an error naming KEYVEND_ROTATION_FUNCTION_ARN", err)
 		}
 	}
 }

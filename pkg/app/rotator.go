@@ -31,6 +31,7 @@ func Rotator(ctx context.Context, c Config, log *slog.Logger) (*rotation.Rotator
 		UserPath:     c.UserPath,
 		KMSKeyID:     c.KMSKeyID,
 		BoundaryARN:  c.BoundaryARN,
+		Grace:        c.RotationGrace,
 	}
 	if c.Table != "" {
 		if r.Store, err = store(c, awsCfg); err != nil {

@@ -40,6 +40,55 @@ type Rule struct {
 	Actions       []Action        `json:"actions,omitempty"`
 	MaxTTL        Duration        `json:"max_ttl,omitempty"`
 	RequireExpiry bool            `json:"require_expiry,omitempty"`
+	// RotateEvery schedules the rotation of the keys of users holding a
+	// grant the rule's buckets and access cover: whole days, from 1 to
+	// 1000 (Secrets Manager's AutomaticallyAfterDays). Zero: no schedule.
+	RotateEvery Period `json:"rotate_every,omitempty"`
+}
+
+// Rotation schedule bounds (Secrets Manager's RotationRules.AutomaticallyAfterDays).
+const (
+	MinRotateEvery = 24 * time.Hour
+	MaxRotateEvery = 1000 * 24 * time.Hour
+)
+
+// Period is a rotation period written as a Go duration string ("2160h").
+type Period time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (p *Period) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("rotate_every must be a Go duration string such as \"2160h\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("rotate_every %q: want a Go duration such as \"2160h\" (90 days)", s)
+	}
+	*p = Period(v)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (p Period) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(p).String())
+}
+
+// Days is the period in whole days.
+func (p Period) Days() int64 { return int64(time.Duration(p) / (24 * time.Hour)) }
+
+// checkRotateEvery says what is wrong with a rotate_every ("" for nothing).
+func checkRotateEvery(p Period) string {
+	d := time.Duration(p)
+	switch {
+	case d == 0:
+		return ""
+	case d < MinRotateEvery || d > MaxRotateEvery:
+		return fmt.Sprintf("%s is outside what Secrets Manager schedules: 24h (1 day) to 24000h (1000 days)", d)
+	case d%(24*time.Hour) != 0:
+		return fmt.Sprintf("%s is not a whole number of days (Secrets Manager rotates after whole days): use a multiple of 24h", d)
+	}
+	return ""
 }
 
 // Action is something a rule can allow.
@@ -193,7 +242,40 @@ func (r Rule) problems(at string) []string {
 			out = append(out, fmt.Sprintf("%s.actions[%d]: unknown action %q", at, j, a))
 		}
 	}
+	if msg := checkRotateEvery(r.RotateEvery); msg != "" {
+		out = append(out, at+".rotate_every: "+msg)
+	}
 	return out
+}
+
+// RotateEvery is the rotation schedule of a user holding grants: the
+// shortest rotate_every of the rules whose buckets and access cover one
+// of them, whoever asks (a schedule belongs to what a key can do); zero
+// when none asks for one.
+func (rs *Rules) RotateEvery(grants []policy.Grant) time.Duration {
+	var every time.Duration
+	for _, g := range grants {
+		for _, r := range rs.Rules {
+			d := time.Duration(r.RotateEvery)
+			if d == 0 || !anyMatch(r.Buckets, g.Bucket) || !hasAccess(r.Access, g.Access) {
+				continue
+			}
+			if every == 0 || d < every {
+				every = d
+			}
+		}
+	}
+	return every
+}
+
+// AskRotation reports whether any rule has a rotate_every.
+func (rs *Rules) AskRotation() bool {
+	for _, r := range rs.Rules {
+		if r.RotateEvery != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // matchesEveryBucket reports whether the bucket pattern p matches every

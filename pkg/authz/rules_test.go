@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -315,5 +316,49 @@ func TestDemoRulesParse(t *testing.T) {
 		if got := authorize(rs, c.principal, []policy.Grant{c.g}) == nil; got != c.want {
 			t.Errorf("demo rules: %s may create %+v: %v, want %v", c.principal, c.g, got, c.want)
 		}
+	}
+}
+
+// TestRotateEvery: rotate_every is whole days from 1 to 1000 (Secrets
+// Manager's schedule); anything else is refused naming the rule. A user's
+// schedule is the shortest of the rules covering one of its grants.
+func TestRotateEvery(t *testing.T) {
+	rule := func(every string) string {
+		return `{"rules":[{"principals":["*"],"buckets":["*.example.com"],"access":["read-write"],"rotate_every":` + every + `}]}`
+	}
+	for _, ok := range []string{`"24h"`, `"2160h"`, `"24000h"`} {
+		if _, err := authz.Parse(strings.NewReader(rule(ok))); err != nil {
+			t.Errorf("rotate_every %s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{`"23h"`, `"0.5h"`, `"24001h"`, `"36h"`, `"-48h"`, `"90d"`, `2160`, `"soon"`} {
+		if _, err := authz.Parse(strings.NewReader(rule(bad))); err == nil || !strings.Contains(err.Error(), "rotate_every") {
+			t.Errorf("rotate_every %s: %v, want an error naming rotate_every", bad, err)
+		}
+	}
+	rs, err := authz.Parse(strings.NewReader(`{"rules":[
+		{"principals":["a"],"buckets":["*.example.com"],"access":["read-write"],"rotate_every":"2160h"},
+		{"principals":["b"],"buckets":["prod.example.com"],"access":["read-write"],"rotate_every":"720h"},
+		{"principals":["c"],"buckets":["*.example.org"],"access":["read-only"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw := func(b string) policy.Grant { return policy.Grant{Bucket: b, Access: policy.ReadWrite} }
+	for _, c := range []struct {
+		grants []policy.Grant
+		want   time.Duration
+	}{
+		{[]policy.Grant{rw("site.example.com")}, 2160 * time.Hour},
+		{[]policy.Grant{rw("site.example.com"), rw("prod.example.com")}, 720 * time.Hour},
+		{[]policy.Grant{{Bucket: "x.example.org", Access: policy.ReadOnly}}, 0},
+		{[]policy.Grant{{Bucket: "site.example.com", Access: policy.ReadOnly}}, 0}, // no rule covers read-only there
+		{nil, 0},
+	} {
+		if got := rs.RotateEvery(c.grants); got != c.want {
+			t.Errorf("RotateEvery(%v) = %s, want %s", c.grants, got, c.want)
+		}
+	}
+	if !rs.AskRotation() || (&authz.Rules{}).AskRotation() {
+		t.Error("AskRotation")
 	}
 }

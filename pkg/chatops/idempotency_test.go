@@ -109,8 +109,8 @@ func TestRedeliveredJobActsOnce(t *testing.T) {
 	if n := e.calls.Count("CreateAccessKey"); n != 2 {
 		t.Errorf("rotate delivered three times: CreateAccessKey called %d times in all, want 2 (the provision's, one rotate's)", n)
 	}
-	if keys := e.accessKeys(t, user); len(keys) != 1 {
-		t.Errorf("keys in IAM %v, want 1", keys)
+	if keys := e.accessKeys(t, user); len(keys) != 2 {
+		t.Errorf("keys in IAM %v, want 2 (the rotate's and the previous one, in its grace)", keys)
 	}
 	if msgs := e.slack.messages(); len(msgs) != 2 || !strings.Contains(msgs[1], "New access key") {
 		t.Fatalf("%d messages posted, want 2: %v", len(msgs), msgs)

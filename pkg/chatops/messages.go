@@ -191,6 +191,8 @@ func rotateMessage(res *provision.RotateResult, requestID string) *slack.Webhook
 	prev := "The previous key is deleted."
 	if res.PreviousAccessKeyID == "" {
 		prev = "There was no previous key."
+	} else if res.PreviousKeyDeletesAt != nil {
+		prev = "The previous key keeps working until " + res.PreviousKeyDeletesAt.UTC().Format(time.RFC3339) + ", then is deleted."
 	} else if !res.PreviousKeyDeleted {
 		prev = "The previous key could not be deleted yet; the next rotation or the reaper removes it."
 	}

@@ -109,7 +109,7 @@ func TestSlashCommandsEndToEnd(t *testing.T) {
 		want []string
 	}{
 		{`status ` + user, []string{user, "complete", secretName, "slack:" + team + "/" + alice}},
-		{`rotate ` + user, []string{"New access key", secretName, "previous key is deleted", "credential_process"}},
+		{`rotate ` + user, []string{"New access key", secretName, "previous key keeps working until", "credential_process"}},
 		{`list site.example.com`, []string{user, "site.example.com read-write"}},
 		{`delete ` + user, []string{"Deprovisioned", user}},
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -162,16 +163,17 @@ func TestIdempotentRotate(t *testing.T) {
 	if n := e.calls.Count("CreateAccessKey"); n != 0 {
 		t.Errorf("the second rotate with the same key called CreateAccessKey %d times", n)
 	}
-	if keys := e.Keys(t, user); len(keys) != 1 || keys[0] != r1.AccessKeyID {
-		t.Errorf("keys in IAM %v, want only the first rotate's %s", keys, r1.AccessKeyID)
+	// The first rotate's key, and the one it replaced, kept for its grace.
+	if keys := e.Keys(t, user); len(keys) != 2 || !slices.Contains(keys, r1.AccessKeyID) {
+		t.Errorf("keys in IAM %v, want the first rotate's %s and the previous one", keys, r1.AccessKeyID)
 	}
 	// A new key is a new rotate.
 	other := sendKeyed(h, "POST", "/v1/users/"+user+"/rotate", "", "rotate-2")
 	if other.Code != http.StatusOK || replayed(other) {
 		t.Fatalf("rotate with another key: %d replayed=%v %s", other.Code, replayed(other), other.Body)
 	}
-	if keys := e.Keys(t, user); len(keys) != 1 || keys[0] == r1.AccessKeyID {
-		t.Errorf("keys in IAM %v after a rotate with another key", keys)
+	if keys := e.Keys(t, user); len(keys) != 2 || !slices.Contains(keys, r1.AccessKeyID) {
+		t.Errorf("keys in IAM %v after a rotate with another key, want its key and the first rotate's %s in its grace", keys, r1.AccessKeyID)
 	}
 	// DELETE: the replay is the first's 204, not a 404.
 	if w := sendKeyed(h, "DELETE", "/v1/users/"+user, "", "delete-1"); w.Code != http.StatusNoContent || replayed(w) {

@@ -252,6 +252,11 @@ func (s *Service) finish(ctx context.Context, in CreateInput, sg *saga, user *ia
 			stepErr = err
 		} else {
 			secretARN, sg.storedSecret = arn, true
+			// The rotation schedule the rules ask for (rotate_every) is
+			// part of the user: a failure undoes the create.
+			if s.rotationDays(in.Request.Grants) > 0 {
+				stepErr = s.schedule(ctx, name, in.Request.Grants, nil)
+			}
 		}
 	}
 	if err := setup.Wait(); err != nil && stepErr == nil {

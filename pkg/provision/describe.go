@@ -41,6 +41,9 @@ type Description struct {
 	// expiry.
 	ExpiryCapped bool              `json:"expiry_capped,omitempty"`
 	Tags         map[string]string `json:"tags"`
+	// Rotation is the secret's rotation schedule (rules' rotate_every), when
+	// the deployment has a rotation function (KEYVEND_ROTATION_FUNCTION_ARN).
+	Rotation *RotationSchedule `json:"rotation,omitempty"`
 	// Version is the user's record version in the state table: the ETag
 	// of GET /v1/users/{name}, for If-Match on PUT grants and DELETE. 0 for
 	// a user not yet recorded (vended before the table; reindex records it).
@@ -79,6 +82,9 @@ func (s *Service) Describe(ctx context.Context, p caller.Principal, name string)
 		return nil, err
 	}
 	d := s.describe(user, st)
+	if st.secret != nil {
+		d.Rotation = s.rotationOf(ctx, name)
+	}
 	switch {
 	case r.err == nil:
 		d.Version = r.rec.Version

@@ -348,11 +348,11 @@ func TestExistingDeploymentsAcrossModes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.PreviousAccessKeyID != keyA || !r.PreviousKeyDeleted || r.AccessKeyID == keyA {
+		if r.PreviousAccessKeyID != keyA || r.PreviousKeyDeletesAt == nil || r.AccessKeyID == keyA {
 			t.Errorf("rotation %+v of key %s", r, keyA)
 		}
-		if got := g.Keys(t, uA); !slices.Equal(got, []string{r.AccessKeyID}) || g.MustCredential(t, uA).AccessKeyID != r.AccessKeyID {
-			t.Errorf("keys %v, secret %s, want only %s", got, g.MustCredential(t, uA).AccessKeyID, r.AccessKeyID)
+		if got := g.Keys(t, uA); !slices.Equal(got, sortedPair(r.AccessKeyID, keyA)) || g.MustCredential(t, uA).AccessKeyID != r.AccessKeyID {
+			t.Errorf("keys %v, secret %s, want %s and the previous %s in its grace", got, g.MustCredential(t, uA).AccessKeyID, r.AccessKeyID, keyA)
 		}
 		g.assertGrants(t, uA, x, y) // still in its groups, no user policy
 	})

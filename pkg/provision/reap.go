@@ -31,7 +31,9 @@ type ReapReport struct {
 	Expired          []string    `json:"expired_deleted"`
 	HalfMadeDeleted  []string    `json:"half_made_deleted"`
 	StrayKeysDeleted []KeyOfUser `json:"stray_keys_deleted"`
-	Repaired         []string    `json:"repaired"`
+	// PreviousKeysDeleted are rotated-out keys whose grace ended.
+	PreviousKeysDeleted []KeyOfUser `json:"previous_keys_deleted"`
+	Repaired            []string    `json:"repaired"`
 	// Adopted are keyvend users the table had no record of (vended before
 	// it existed, or a record lost): recorded as IAM holds them.
 	Adopted []string `json:"adopted"`
@@ -67,7 +69,7 @@ type ReapError struct {
 }
 
 func newReport(now time.Time) *ReapReport {
-	return &ReapReport{StartedAt: now.UTC(), Expired: []string{}, HalfMadeDeleted: []string{}, StrayKeysDeleted: []KeyOfUser{},
+	return &ReapReport{StartedAt: now.UTC(), Expired: []string{}, HalfMadeDeleted: []string{}, StrayKeysDeleted: []KeyOfUser{}, PreviousKeysDeleted: []KeyOfUser{},
 		Repaired: []string{}, Adopted: []string{}, RecordsRemoved: []string{}, OrphanSecretsDeleted: []string{}, Errors: []ReapError{}}
 }
 
@@ -93,7 +95,8 @@ func (r *reporter) fail(user string, err error) {
 //     run costs what is due, not what exists: users past their expiry are
 //     deprovisioned (secret scheduled for deletion); a record a request
 //     that died left in creating is finished (its user complete) or the
-//     user deprovisioned; one left in deleting is deleted.
+//     user deprovisioned; one left in deleting is deleted; a rotation's
+//     previous key whose grace is over is deleted.
 //  2. Reconciliation (reconcile.go), a bounded slice per run, resumed from
 //     a checkpoint in the table: IAM users (adopting keyvend users with no
 //     record; half-made users older than HalfMadeAfter deprovisioned; keys
@@ -150,13 +153,34 @@ func (s *Service) reapDue(ctx context.Context, rec *state.Record, r *reporter) {
 	now := s.cfg.Now()
 	expired := h.rec.ExpiresAt != nil && !now.Before(*h.rec.ExpiresAt)
 	if !expired && h.back == state.Ready {
-		// Not due any more (its expiry moved, or a refused delete left its
+		// A rotation's previous key whose grace is over is deleted. Else
+		// not due any more (its expiry moved, or a refused delete left its
 		// index key at a stale time): written back as it is, which puts
 		// its expiry index key right.
 		next := *h.rec
 		next.Phase = state.Ready
-		if _, err := h.commit(ctx, next, nil); err != nil {
+		var entry *state.History
+		prev := next.PrevKeyID
+		if prev != "" && !now.Before(next.PrevKeyDeletesAt) {
+			if prev != next.KeyID { // never the key in the secret
+				_, err := s.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(rec.Name), AccessKeyId: aws.String(prev)})
+				if err != nil && !isCode(err, codeNoSuchEntity) {
+					r.fail(rec.Name, wrapf(err, "delete previous access key %s of user %s", prev, rec.Name))
+					return
+				}
+			}
+			entry = s.entry("delete-previous-key", caller.Principal{ID: ReaperPrincipal}, "reaper", rec.Name, next.Grants, next.Grants, next.KeyID, nil)
+			entry.PreviousKeyID = prev
+			next.PrevKeyID, next.PrevKeyDeletesAt = "", time.Time{}
+		}
+		if _, err := h.commit(ctx, next, entry); err != nil {
 			r.fail(rec.Name, err)
+			return
+		}
+		if entry != nil {
+			r.add(func(rep *ReapReport) {
+				rep.PreviousKeysDeleted = append(rep.PreviousKeysDeleted, KeyOfUser{User: rec.Name, AccessKeyID: prev})
+			})
 		}
 		return
 	}

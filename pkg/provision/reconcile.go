@@ -166,7 +166,19 @@ func (s *Service) reconcileUser(ctx context.Context, u iamtypes.User, r *reporte
 		return
 	}
 	keep := st.secretKey()
-	if keep != nil && len(st.keys) == 1 {
+	// A rotation's previous key in its grace is not a stray: it is the
+	// reaper's when the grace ends (reapDue).
+	keys := st.keys
+	if h.rec != nil && h.rec.PrevKeyID != "" && s.cfg.Now().Before(h.rec.PrevKeyDeletesAt) &&
+		(keep == nil || aws.ToString(keep.AccessKeyId) != h.rec.PrevKeyID) {
+		keys = nil
+		for _, k := range st.keys {
+			if aws.ToString(k.AccessKeyId) != h.rec.PrevKeyID {
+				keys = append(keys, k)
+			}
+		}
+	}
+	if keep != nil && len(keys) == 1 {
 		switch id := aws.ToString(keep.AccessKeyId); {
 		case h.claimed:
 			_, _ = h.commit(ctx, *h.rec, s.entry("adopt", caller.Principal{ID: ReaperPrincipal}, "reaper", name, nil, h.rec.Grants, h.rec.KeyID, nil))
@@ -188,13 +200,13 @@ func (s *Service) reconcileUser(ctx context.Context, u iamtypes.User, r *reporte
 		return // complete: its only key is the one in its secret
 	}
 	var stray []KeyOfUser
-	for _, k := range st.keys {
+	for _, k := range keys {
 		if keep == nil || aws.ToString(k.AccessKeyId) != aws.ToString(keep.AccessKeyId) {
 			stray = append(stray, KeyOfUser{User: name, AccessKeyID: aws.ToString(k.AccessKeyId)})
 		}
 	}
 	if len(stray) > 0 {
-		if err := s.deleteKeysExcept(ctx, name, st.keys, keep); err != nil {
+		if err := s.deleteKeysExcept(ctx, name, keys, keep); err != nil {
 			r.fail(name, err)
 			return
 		}

@@ -31,12 +31,18 @@ type RotateResult struct {
 	User                string `json:"user"`
 	AccessKeyID         string `json:"access_key_id"`
 	PreviousAccessKeyID string `json:"previous_access_key_id,omitempty"`
-	// PreviousKeyDeleted is false when the old key could not be deleted; the
-	// next rotation or the reaper removes it.
-	PreviousKeyDeleted bool   `json:"previous_key_deleted"`
-	SecretName         string `json:"secret_name"`
-	SecretARN          string `json:"secret_arn"`
-	CredentialProcess  string `json:"credential_process"`
+	// PreviousKeyDeleted is true when the old key was deleted at once (no
+	// grace configured); false while it stays active for the grace period,
+	// or when it could not be deleted — the next rotation or the reaper
+	// removes it.
+	PreviousKeyDeleted bool `json:"previous_key_deleted"`
+	// PreviousKeyDeletesAt is when the old key, still active, is deleted
+	// (Settings.RotationGrace after the rotation): clients holding it keep
+	// working until then. Nil when there was none or it is already gone.
+	PreviousKeyDeletesAt *time.Time `json:"previous_key_deletes_at,omitempty"`
+	SecretName           string     `json:"secret_name"`
+	SecretARN            string     `json:"secret_arn"`
+	CredentialProcess    string     `json:"credential_process"`
 	// CredentialProcessKeyvend is the line of keyvend's own helper.
 	CredentialProcessKeyvend string `json:"credential_process_keyvend"`
 	Readiness
@@ -48,12 +54,15 @@ type Readiness struct {
 	ReadyHint string `json:"ready_hint,omitempty"`
 }
 
-// Rotate replaces the user's access key: a leftover key that is not the one
-// in the secret is deleted first (IAM allows two per user), the new key is
-// stored as the secret's new current version, the record takes the new key
-// id, then the old key is deleted. If storing fails, the new key is
-// deleted and the old one keeps working. The secret is written only if
-// keyvend made it for this user (ownSecret).
+// Rotate replaces the user's access key: any key that is not the one in
+// the secret is deleted first — a previous rotation's key still in its
+// grace included (IAM allows two per user) — the new key is stored as the
+// secret's new current version, and the record takes the new key id with
+// the old one as its previous key, which stays active for the grace
+// (Settings.RotationGrace) and is then deleted by the reaper (or by the
+// next rotation, first). With NoGrace the old key is deleted at once. If
+// storing fails, the new key is deleted and the old one keeps working. The
+// secret is written only if keyvend made it for this user (ownSecret).
 //
 // It holds the user's lease throughout (taken first, in phase ready: a
 // user being created or deleted is "in progress"), so a delete cannot
@@ -134,18 +143,30 @@ func (s *Service) Rotate(ctx context.Context, in RotateInput) (res *RotateResult
 	if next.KeyAt.IsZero() {
 		next.KeyAt = s.cfg.Now().UTC()
 	}
+	// The old key stays active for the grace: the record names it and when
+	// it goes, which puts the record on the expiry index for the reaper.
+	next.PrevKeyID, next.PrevKeyDeletesAt = "", time.Time{}
+	entry := s.entry("rotate", in.Principal, in.RequestID, name, st.held.Grants, st.held.Grants, res.AccessKeyID, nil)
+	grace := current != nil && s.cfg.RotationGrace > 0
+	if current != nil {
+		res.PreviousAccessKeyID = aws.ToString(current.AccessKeyId)
+		entry.PreviousKeyID = res.PreviousAccessKeyID
+	}
+	if grace {
+		at := s.cfg.Now().Add(s.cfg.RotationGrace).UTC().Truncate(time.Second)
+		next.PrevKeyID, next.PrevKeyDeletesAt = res.PreviousAccessKeyID, at
+		entry.PreviousKeyDeletesAt = &at
+	}
 	// The record takes the new key id (and the lease is released) before
 	// the old key goes. If that write fails, the rotation stands — the new
 	// key is in the secret — but the old key is kept, as when its deletion
 	// fails: the next operation on the user, or the reconciliation,
 	// records the key and removes the old one.
-	if _, err := h.commit(ctx, next, s.entry("rotate", in.Principal, in.RequestID, name, st.held.Grants, st.held.Grants, res.AccessKeyID, nil)); err != nil {
+	if _, err := h.commit(ctx, next, entry); err != nil {
 		s.log.ErrorContext(ctx, "rotate: the new key is stored but its record was not written; the previous key is kept", "user", name, "error", err)
-		if current != nil {
-			res.PreviousAccessKeyID = aws.ToString(current.AccessKeyId)
-		}
+	} else if grace {
+		res.PreviousKeyDeletesAt = &next.PrevKeyDeletesAt
 	} else if current != nil {
-		res.PreviousAccessKeyID = aws.ToString(current.AccessKeyId)
 		_, derr := s.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &name, AccessKeyId: current.AccessKeyId})
 		res.PreviousKeyDeleted = derr == nil || isCode(derr, codeNoSuchEntity)
 		if !res.PreviousKeyDeleted {

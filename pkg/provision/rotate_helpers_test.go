@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
@@ -72,13 +73,24 @@ func rotAssertNoLeak(t *testing.T, e *env, user string, allowed ...string) {
 	}
 }
 
-// rotAssertSettled checks the state after a successful rotation: exactly
-// one key, and the secret holds it.
+// rotAssertSettled checks the state after a successful rotation: the key
+// in the secret, and at most the previous one, which the record names as
+// in its grace — no other.
 func rotAssertSettled(t *testing.T, e *env, user string) provision.Credential {
 	t.Helper()
 	cred := e.MustCredential(t, user)
-	if keys := e.Keys(t, user); len(keys) != 1 || keys[0] != cred.AccessKeyID {
-		t.Fatalf("keys of %s = %v, want exactly the one in its secret, %s", user, keys, cred.AccessKeyID)
+	want := []string{cred.AccessKeyID}
+	// Read through a plain client: the test's recorder and faults see the service's calls only.
+	rec, err := tableOf(t, e).Get(ctx(), user)
+	if err == nil && rec.PrevKeyID != "" {
+		if rec.PrevKeyID == cred.AccessKeyID || rec.PrevKeyDeletesAt.IsZero() {
+			t.Fatalf("record of %s keeps previous key %s until %v; the secret holds %s", user, rec.PrevKeyID, rec.PrevKeyDeletesAt, cred.AccessKeyID)
+		}
+		want = append(want, rec.PrevKeyID)
+	}
+	slices.Sort(want)
+	if keys := e.Keys(t, user); !slices.Equal(keys, want) {
+		t.Fatalf("keys of %s = %v, want the one in its secret, %s, and the previous one in its grace (%v)", user, keys, cred.AccessKeyID, want)
 	}
 	return cred
 }
@@ -114,4 +126,19 @@ func rotOps(calls []awstest.Call) map[string]int {
 		n[c.Operation]++
 	}
 	return n
+}
+
+// rotKeyStatus is the IAM status of user's key id ("" when it is gone).
+func rotKeyStatus(t *testing.T, e *env, user, id string) iamtypes.StatusType {
+	t.Helper()
+	out, err := e.iam.ListAccessKeys(ctx(), &iam.ListAccessKeysInput{UserName: &user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range out.AccessKeyMetadata {
+		if aws.ToString(k.AccessKeyId) == id {
+			return k.Status
+		}
+	}
+	return ""
 }

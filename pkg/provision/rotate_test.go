@@ -32,6 +32,7 @@ func TestRotateReplacesTheKeyAndNeverReturnsTheSecretKey(t *testing.T) {
 	}
 
 	e.calls.Reset()
+	start := time.Now()
 	res, err := rotRotate(e, user)
 	if err != nil {
 		t.Fatal(err)
@@ -39,8 +40,12 @@ func TestRotateReplacesTheKeyAndNeverReturnsTheSecretKey(t *testing.T) {
 	if res.AccessKeyID == "" || res.AccessKeyID == created.AccessKeyID {
 		t.Fatalf("new key id %q, old %s", res.AccessKeyID, created.AccessKeyID)
 	}
-	if res.PreviousAccessKeyID != created.AccessKeyID || !res.PreviousKeyDeleted {
-		t.Errorf("previous = %q deleted=%v, want %s deleted", res.PreviousAccessKeyID, res.PreviousKeyDeleted, created.AccessKeyID)
+	// The previous key stays active for the grace (1h by default).
+	if res.PreviousAccessKeyID != created.AccessKeyID || res.PreviousKeyDeleted || res.PreviousKeyDeletesAt == nil {
+		t.Fatalf("previous = %q deleted=%v deletes at %v, want %s kept for its grace", res.PreviousAccessKeyID, res.PreviousKeyDeleted, res.PreviousKeyDeletesAt, created.AccessKeyID)
+	}
+	if at := *res.PreviousKeyDeletesAt; at.Before(start.Add(time.Hour-time.Second)) || at.After(time.Now().Add(time.Hour)) {
+		t.Errorf("previous key deletes at %v, want an hour after the rotation (%v)", at, start)
 	}
 	if res.User != user || res.SecretName != "keyvend/users/"+user || res.SecretARN != created.SecretARN || !strings.Contains(res.CredentialProcess, res.SecretARN) {
 		t.Errorf("result = %+v", res)
@@ -53,10 +58,13 @@ func TestRotateReplacesTheKeyAndNeverReturnsTheSecretKey(t *testing.T) {
 	if after.AccessKeyID != res.AccessKeyID || after.Version != 1 || after.SecretAccessKey == "" {
 		t.Fatalf("secret holds %s (version %d), rotate returned %s", after.AccessKeyID, after.Version, res.AccessKeyID)
 	}
-	if slices.Contains(e.Keys(t, user), created.AccessKeyID) {
-		t.Errorf("previous key %s still exists", created.AccessKeyID)
+	if st := rotKeyStatus(t, e, user, created.AccessKeyID); st != iamtypes.StatusTypeActive {
+		t.Errorf("previous key %s is %q, want Active during its grace", created.AccessKeyID, st)
 	}
-	if w, want := fmt.Sprint(e.calls.Writes()), "[IAM:CreateAccessKey Secrets Manager:PutSecretValue IAM:DeleteAccessKey]"; w != want {
+	if rec, _ := e.Record(t, user); rec.PrevKeyID != created.AccessKeyID || !rec.PrevKeyDeletesAt.Equal(*res.PreviousKeyDeletesAt) {
+		t.Errorf("record keeps previous key %q until %v, want %s until %v", rec.PrevKeyID, rec.PrevKeyDeletesAt, created.AccessKeyID, res.PreviousKeyDeletesAt)
+	}
+	if w, want := fmt.Sprint(e.calls.Writes()), "[IAM:CreateAccessKey Secrets Manager:PutSecretValue]"; w != want {
 		t.Errorf("writes = %s, want %s", w, want)
 	}
 
@@ -73,13 +81,13 @@ func TestRotateReplacesTheKeyAndNeverReturnsTheSecretKey(t *testing.T) {
 		}
 	}
 
-	// The new key is live as the user; the deleted one no longer is.
+	// The new key is live as the user; so is the previous one, in its grace.
 	arn := rotUserARN(t, e, user)
 	if got := rotIdentity(t, after.AccessKeyID, after.SecretAccessKey); got != arn {
 		t.Errorf("new key authenticates as %s, want %s", got, arn)
 	}
-	if got := rotIdentity(t, before.AccessKeyID, before.SecretAccessKey); got == arn {
-		t.Errorf("deleted key still authenticates as %s", got)
+	if got := rotIdentity(t, before.AccessKeyID, before.SecretAccessKey); got != arn {
+		t.Errorf("previous key, in its grace, authenticates as %s, want %s", got, arn)
 	}
 }
 
@@ -105,12 +113,12 @@ func TestRotateDeletesAStrayKeyFirst(t *testing.T) {
 	if cred.AccessKeyID != res.AccessKeyID || res.AccessKeyID == created.AccessKeyID || res.AccessKeyID == strayID {
 		t.Fatalf("secret %s, result %s, old %s, stray %s", cred.AccessKeyID, res.AccessKeyID, created.AccessKeyID, strayID)
 	}
-	if res.PreviousAccessKeyID != created.AccessKeyID || !res.PreviousKeyDeleted {
-		t.Errorf("previous = %q deleted=%v, want the key that was in the secret, %s", res.PreviousAccessKeyID, res.PreviousKeyDeleted, created.AccessKeyID)
+	if res.PreviousAccessKeyID != created.AccessKeyID || res.PreviousKeyDeletesAt == nil {
+		t.Errorf("previous = %q deletes at %v, want the key that was in the secret, %s, kept for its grace", res.PreviousAccessKeyID, res.PreviousKeyDeletesAt, created.AccessKeyID)
 	}
 	// The stray went before the new key was made (moto, like IAM, refuses a third key).
 	writes := fmt.Sprint(e.calls.Writes())
-	if want := "[IAM:DeleteAccessKey IAM:CreateAccessKey Secrets Manager:PutSecretValue IAM:DeleteAccessKey]"; writes != want {
+	if want := "[IAM:DeleteAccessKey IAM:CreateAccessKey Secrets Manager:PutSecretValue]"; writes != want {
 		t.Errorf("writes = %s, want %s", writes, want)
 	}
 }
@@ -502,8 +510,8 @@ func TestRotateConcurrentRotationInAnotherProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if later.PreviousAccessKeyID != res.AccessKeyID || !later.PreviousKeyDeleted {
-		t.Errorf("previous = %s deleted=%v, want the first rotation's key %s deleted", later.PreviousAccessKeyID, later.PreviousKeyDeleted, res.AccessKeyID)
+	if later.PreviousAccessKeyID != res.AccessKeyID || later.PreviousKeyDeletesAt == nil {
+		t.Errorf("previous = %s deletes at %v, want the first rotation's key %s in its grace", later.PreviousAccessKeyID, later.PreviousKeyDeletesAt, res.AccessKeyID)
 	}
 	rotAssertSettled(t, e, user)
 }

@@ -59,6 +59,9 @@ type Secrets interface {
 	// the reconciliation's walk over keyvend's secrets (reconcile.go)
 	ListSecrets(context.Context, *secretsmanager.ListSecretsInput, ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretsOutput, error)
 	GetResourcePolicy(context.Context, *secretsmanager.GetResourcePolicyInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetResourcePolicyOutput, error)
+	// a secret's rotation schedule, as the rules' rotate_every asks (schedule.go)
+	RotateSecret(context.Context, *secretsmanager.RotateSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.RotateSecretOutput, error)
+	CancelRotateSecret(context.Context, *secretsmanager.CancelRotateSecretInput, ...func(*secretsmanager.Options)) (*secretsmanager.CancelRotateSecretOutput, error)
 }
 
 // Settings configure a Service. Zero values take the defaults noted.
@@ -104,7 +107,24 @@ type Settings struct {
 	// SecretRecoveryDays is the recovery window of a deleted user's secret
 	// (7; Secrets Manager allows 7 to 30).
 	SecretRecoveryDays int32
+	// RotationGrace is how long a key a rotation replaced stays active, so
+	// clients that still hold it keep working until they re-read the
+	// secret (1h; NoGrace deletes it at once). The reaper deletes it when
+	// the grace ends, or the next rotation does, first.
+	RotationGrace time.Duration
+	// RotationFunctionARN is keyvend's rotation function (functions/rotate):
+	// the secrets of users whose grants a rule with rotate_every covers
+	// rotate on that schedule with it. Required when a rule has
+	// rotate_every; empty otherwise disables scheduling (and Describe's
+	// schedule).
+	RotationFunctionARN string
 }
+
+// NoGrace as Settings.RotationGrace deletes a rotated-out key at once.
+const NoGrace time.Duration = -1
+
+// DefaultRotationGrace is Settings.RotationGrace's default.
+const DefaultRotationGrace = time.Hour
 
 // Service provisions and describes vended users.
 type Service struct {
@@ -156,6 +176,9 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	if cfg.SecretRecoveryDays == 0 {
 		cfg.SecretRecoveryDays = 7
 	}
+	if cfg.RotationGrace == 0 {
+		cfg.RotationGrace = DefaultRotationGrace
+	}
 	if rules == nil {
 		rules = &authz.Rules{}
 	}
@@ -182,6 +205,12 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	}
 	if msg := checkSecretPrefix(cfg.SecretPrefix); msg != "" {
 		problems = append(problems, msg)
+	}
+	if rules.AskRotation() && cfg.RotationFunctionARN == "" {
+		problems = append(problems, "a rule has rotate_every but no rotation function is configured (KEYVEND_ROTATION_FUNCTION_ARN)")
+	}
+	if a := cfg.RotationFunctionARN; a != "" && (policy.PartitionOf(a) == "" || !strings.Contains(a, ":lambda:") || !strings.Contains(a, ":function:")) {
+		problems = append(problems, fmt.Sprintf("rotation function %q is not a Lambda function ARN (KEYVEND_ROTATION_FUNCTION_ARN)", a))
 	}
 	if len(problems) > 0 {
 		return nil, errors.New("provision settings: " + strings.Join(problems, "; "))

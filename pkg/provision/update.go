@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
@@ -79,6 +80,19 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateGrantsInput) (d *De
 	if err != nil {
 		return nil, err
 	}
+	// The secret's rotation schedule follows the rules covering the new
+	// grants (rotate_every), set before the grants change: a failure
+	// leaves IAM as it was.
+	if s.cfg.RotationFunctionARN != "" && st.secret != nil {
+		name := s.SecretName(in.User)
+		desc, err := s.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: &name})
+		if err != nil {
+			return nil, wrapf(err, "read secret %s", name)
+		}
+		if err := s.schedule(ctx, in.User, in.Grants, desc); err != nil {
+			return nil, err
+		}
+	}
 	applied, err := s.grants.Apply(ctx, in.User, in.Grants, st.held)
 	if err != nil {
 		return nil, grantError(err)
@@ -124,6 +138,7 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateGrantsInput) (d *De
 	held := &grants.Held{Grants: in.Grants, Intact: true, Policy: len(groups) == 0, PolicyExact: true, GroupsIntact: true, Groups: groups}
 	d = s.describe(user, &userState{held: held, keys: st.keys, secret: st.secret})
 	d.ExpiresAt, d.ExpiryCapped, d.Version = expires, capped, rec.Version
+	d.Rotation = s.rotationOf(ctx, in.User)
 	return d, nil
 }
 

@@ -43,15 +43,30 @@ func (r *Rotator) release(ctx context.Context, user, holder string) {
 	}
 }
 
-// record commits the key now in the secret as the user's key, with a
-// history entry, releasing the lease.
-func (r *Rotator) record(ctx context.Context, rec *state.Record, holder, keyID, token string) error {
+// record commits the key now in the secret as the user's key, and prev
+// (if any) as its previous key, due for deletion when the grace ends, with
+// a history entry, releasing the lease.
+func (r *Rotator) record(ctx context.Context, rec *state.Record, holder, keyID, prev, token string) error {
 	next := *rec
-	next.KeyID, next.KeyAt = keyID, time.Now().UTC()
-	_, err := r.Store.Commit(ctx, state.Change{Holder: holder, Prev: rec, Next: next, Entry: &state.History{
+	now := r.now().UTC()
+	entry := &state.History{
 		User: rec.Name, Action: "rotate", Principal: Principal, RequestID: token, Result: "ok",
-		At: time.Now().UTC(), Before: rec.Grants, After: rec.Grants, KeyID: keyID,
-	}})
+		At: now, Before: rec.Grants, After: rec.Grants, KeyID: keyID,
+	}
+	if rec.KeyID != keyID {
+		next.KeyID, next.KeyAt = keyID, now
+	}
+	switch {
+	case prev == "":
+		next.PrevKeyID, next.PrevKeyDeletesAt = "", time.Time{}
+	case prev != rec.PrevKeyID || rec.KeyID != keyID:
+		next.PrevKeyID, next.PrevKeyDeletesAt = prev, now.Add(r.grace()).Truncate(time.Second)
+	}
+	if next.PrevKeyID != "" {
+		at := next.PrevKeyDeletesAt
+		entry.PreviousKeyID, entry.PreviousKeyDeletesAt = next.PrevKeyID, &at
+	}
+	_, err := r.Store.Commit(ctx, state.Change{Holder: holder, Prev: rec, Next: next, Entry: entry})
 	if err != nil {
 		return fmt.Errorf("record the rotated key of %s: %w", rec.Name, err)
 	}

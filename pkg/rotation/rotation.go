@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -95,6 +96,28 @@ type Rotator struct {
 	// Store is keyvend's state table: the steps that change keys hold the
 	// user's lease. Required.
 	Store *state.Store
+	// Grace is how long the key a rotation replaced stays active after
+	// finishSecret, so clients that still hold it keep working
+	// (provision.DefaultRotationGrace when zero; provision.NoGrace deletes
+	// it at once). The record names it; keyvend's reaper deletes it when
+	// the grace ends, or the next rotation does first.
+	Grace time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+func (r *Rotator) grace() time.Duration {
+	if r.Grace == 0 {
+		return provision.DefaultRotationGrace
+	}
+	return r.Grace
+}
+
+func (r *Rotator) now() time.Time {
+	if r.Now == nil {
+		return time.Now()
+	}
+	return r.Now()
 }
 
 // Defaults of the Rotator's settings (keyvend's own).
@@ -192,12 +215,12 @@ func (r *Rotator) Handle(ctx context.Context, ev Event) error {
 		if err != nil {
 			return err
 		}
-		keyID, err := r.finish(ctx, log, info, ev.ClientRequestToken)
+		keyID, prev, err := r.finish(ctx, log, info, ev.ClientRequestToken, rec)
 		if err != nil {
 			r.release(ctx, info.user, holder)
 			return err
 		}
-		if err := r.record(ctx, rec, holder, keyID, ev.ClientRequestToken); err != nil {
+		if err := r.record(ctx, rec, holder, keyID, prev, ev.ClientRequestToken); err != nil {
 			r.release(ctx, info.user, holder)
 			return err
 		}
@@ -442,8 +465,11 @@ func (r *Rotator) test(ctx context.Context, log *slog.Logger, info *secretInfo, 
 }
 
 // finish makes the pending version current and deletes every other key of
-// the user, so only the key in AWSCURRENT remains.
-func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo, token string) (string, error) {
+// the user but the previous one — the key the record named before, or
+// that a re-run of this step already kept — which stays active for the
+// grace (none with NoGrace). It returns the current key and the previous
+// one kept ("" for none).
+func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo, token string, rec *state.Record) (current, prev string, err error) {
 	if !has(info.versions[token], stageCurrent) {
 		// Promote only a key that still exists: keyvend's own rotate may
 		// have run since testSecret, deleting the pending key as a stray
@@ -451,14 +477,14 @@ func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo
 		// delete that new key below, leaving the user with no key at all.
 		pending, err := r.value(ctx, info.arn, token, stagePending)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		keys, err := r.keyIDs(ctx, info.user)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		if !keys[pending.AccessKeyID] {
-			return "", fmt.Errorf("finishSecret: pending key %q of %s no longer exists (rotated by keyvend meanwhile?); AWSCURRENT left as it is", pending.AccessKeyID, info.user)
+			return "", "", fmt.Errorf("finishSecret: pending key %q of %s no longer exists (rotated by keyvend meanwhile?); AWSCURRENT left as it is", pending.AccessKeyID, info.user)
 		}
 		from := ""
 		for id, stages := range info.versions {
@@ -469,7 +495,7 @@ func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo
 		if _, err := r.Secrets.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
 			SecretId: &info.arn, VersionStage: aws.String(stageCurrent), MoveToVersionId: &token, RemoveFromVersionId: aws.String(from),
 		}); err != nil {
-			return "", fmt.Errorf("make version %s current: %w", token, err)
+			return "", "", fmt.Errorf("make version %s current: %w", token, err)
 		}
 		log.InfoContext(ctx, "finishSecret: version is current", "previous_version", from)
 	}
@@ -478,24 +504,35 @@ func (r *Rotator) finish(ctx context.Context, log *slog.Logger, info *secretInfo
 	}); err != nil && !awserr.Is(err, "InvalidParameterException", "ResourceNotFoundException") {
 		log.WarnContext(ctx, "finishSecret: could not remove AWSPENDING", "error", err.Error())
 	}
-	current, err := r.value(ctx, info.arn, "", stageCurrent)
+	cur, err := r.value(ctx, info.arn, "", stageCurrent)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	keys, err := r.keyIDs(ctx, info.user)
 	if err != nil {
-		return "", err
+		return "", "", err
+	}
+	if r.grace() > 0 {
+		switch {
+		case rec.KeyID != "" && rec.KeyID != cur.AccessKeyID && keys[rec.KeyID]:
+			prev = rec.KeyID // the key this rotation replaced
+		case rec.KeyID == cur.AccessKeyID && rec.PrevKeyID != "" && keys[rec.PrevKeyID] && r.now().Before(rec.PrevKeyDeletesAt):
+			prev = rec.PrevKeyID // a re-run: kept the first time
+		}
 	}
 	for id := range keys {
-		if id == current.AccessKeyID {
+		if id == cur.AccessKeyID || id == prev {
 			continue
 		}
 		if _, err := r.IAM.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: &info.user, AccessKeyId: aws.String(id)}); err != nil && !awserr.Is(err, "NoSuchEntity") {
-			return "", fmt.Errorf("delete previous key %s of %s: %w", id, info.user, err)
+			return "", "", fmt.Errorf("delete previous key %s of %s: %w", id, info.user, err)
 		}
 		log.InfoContext(ctx, "finishSecret: previous key deleted", "access_key_id", id)
 	}
-	return current.AccessKeyID, nil
+	if prev != "" {
+		log.InfoContext(ctx, "finishSecret: previous key kept for its grace", "access_key_id", prev, "grace", r.grace().String())
+	}
+	return cur.AccessKeyID, prev, nil
 }
 
 // value reads one version of the secret as a credential.

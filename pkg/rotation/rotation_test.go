@@ -320,15 +320,24 @@ func TestFourStepsRotateTheKeyAndEachStepCanBeRerun(t *testing.T) {
 	}
 	f.unchanged(before)
 
-	// finishSecret: the pending version is current, the old key is gone.
+	// finishSecret: the pending version is current; the old key stays
+	// active for the grace (1h by default), named in the user's record.
+	start := time.Now()
 	if err := step(r, f.secret, token, rotation.StepFinish); err != nil {
 		t.Fatalf("finishSecret: %v", err)
 	}
 	if cur := f.current(); cur != pending {
 		t.Fatalf("AWSCURRENT holds %s, want the new key %s", cur.AccessKeyID, pending.AccessKeyID)
 	}
-	if keys := f.keys(); !slices.Equal(keys, []string{pending.AccessKeyID}) {
-		t.Fatalf("keys = %v, want only the new key %s", keys, pending.AccessKeyID)
+	if keys, want := f.keys(), sorted(pending.AccessKeyID, f.old.AccessKeyID); !slices.Equal(keys, want) {
+		t.Fatalf("keys = %v, want the new key and the previous one in its grace, %v", keys, want)
+	}
+	rec, err := r.Store.Get(bg, f.user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := rec.PrevKeyDeletesAt.Sub(start); rec.KeyID != pending.AccessKeyID || rec.PrevKeyID != f.old.AccessKeyID || d < time.Hour-time.Second || d > time.Hour+time.Minute {
+		t.Errorf("record: key %s, previous %s deleted at %v (%s after finish); want %s, %s an hour after", rec.KeyID, rec.PrevKeyID, rec.PrevKeyDeletesAt, d, pending.AccessKeyID, f.old.AccessKeyID)
 	}
 	stages := f.stages()
 	if !slices.Contains(stages[token], "AWSCURRENT") || slices.Contains(stages[token], "AWSPENDING") {
@@ -337,8 +346,8 @@ func TestFourStepsRotateTheKeyAndEachStepCanBeRerun(t *testing.T) {
 	if got := f.identity(pending); got != f.userARN {
 		t.Errorf("new key authenticates as %s, want %s", got, f.userARN)
 	}
-	if got := f.identity(f.old); got == f.userARN {
-		t.Error("the old key still authenticates as the user")
+	if got := f.identity(f.old); got != f.userARN {
+		t.Errorf("the old key, in its grace, authenticates as %s, want %s", got, f.userARN)
 	}
 
 	// finishSecret again: nothing changes.
@@ -449,8 +458,8 @@ func TestFinishSecretAfterKeyvendRotatedMeanwhile(t *testing.T) {
 	if cur.AccessKeyID != res.AccessKeyID {
 		t.Errorf("AWSCURRENT holds %s, want keyvend's new key %s", cur.AccessKeyID, res.AccessKeyID)
 	}
-	if keys := f.keys(); !slices.Equal(keys, []string{cur.AccessKeyID}) {
-		t.Errorf("keys = %v, want exactly the key in AWSCURRENT, %s", keys, cur.AccessKeyID)
+	if keys, want := f.keys(), sorted(cur.AccessKeyID, res.PreviousAccessKeyID); !slices.Equal(keys, want) {
+		t.Errorf("keys = %v, want the key in AWSCURRENT and the one keyvend's rotate keeps for its grace, %v", keys, want)
 	}
 	if got := f.identity(cur); got != f.userARN {
 		t.Errorf("the key in AWSCURRENT authenticates as %s, want %s", got, f.userARN)
@@ -597,7 +606,7 @@ func handMade(t *testing.T, change func(*made)) *fixture {
 }
 
 // rotates runs the four steps on f's secret with r and checks the key was
-// rotated: a new key in AWSCURRENT, the only key of the user.
+// rotated: a new key in AWSCURRENT, and the old one kept for its grace.
 func (f *fixture) rotates(r *rotation.Rotator) {
 	f.t.Helper()
 	token := f.enableRotation()
@@ -610,8 +619,8 @@ func (f *fixture) rotates(r *rotation.Rotator) {
 	if cur.AccessKeyID == "" || cur == f.old {
 		f.t.Fatalf("AWSCURRENT holds %q, want a new key (the old one was %s)", cur.AccessKeyID, f.old.AccessKeyID)
 	}
-	if keys := f.keys(); !slices.Equal(keys, []string{cur.AccessKeyID}) {
-		f.t.Fatalf("keys = %v, want only the new %s", keys, cur.AccessKeyID)
+	if keys, want := f.keys(), sorted(cur.AccessKeyID, f.old.AccessKeyID); !slices.Equal(keys, want) {
+		f.t.Fatalf("keys = %v, want the new %s and the previous %s in its grace", keys, cur.AccessKeyID, f.old.AccessKeyID)
 	}
 }
 
@@ -855,5 +864,63 @@ func TestRotationHoldsTheUsersLease(t *testing.T) {
 	h, err := store.History(bg, f.user, 1, "")
 	if err != nil || len(h.Entries) != 1 || h.Entries[0].Action != "rotate" || h.Entries[0].Principal != rotation.Principal || h.Entries[0].KeyID != cur.AccessKeyID {
 		t.Errorf("last history entry %+v (%v), want the rotation's", h, err)
+	}
+}
+
+func sorted(ids ...string) []string {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return out
+}
+
+// TestFinishSecretWithoutGraceDeletesThePreviousKey: with NoGrace the old
+// key goes at finishSecret, and the record names no previous key.
+func TestFinishSecretWithoutGraceDeletesThePreviousKey(t *testing.T) {
+	f := vend(t)
+	token := f.enableRotation()
+	r := f.rotator()
+	r.Grace = provision.NoGrace
+	for _, s := range []string{rotation.StepCreate, rotation.StepSet, rotation.StepTest, rotation.StepFinish} {
+		if err := step(r, f.secret, token, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	cur := f.current()
+	if keys := f.keys(); !slices.Equal(keys, []string{cur.AccessKeyID}) || cur.AccessKeyID == f.old.AccessKeyID {
+		t.Errorf("keys = %v, want only the new key %s", keys, cur.AccessKeyID)
+	}
+	if rec, err := r.Store.Get(bg, f.user); err != nil || rec.PrevKeyID != "" || rec.KeyID != cur.AccessKeyID {
+		t.Errorf("record %+v, %v: want key %s and no previous key", rec, err, cur.AccessKeyID)
+	}
+}
+
+// TestKeyvendReaperDeletesTheRotationsPreviousKey: the previous key the
+// rotation function kept is keyvend's reaper's once its grace is over.
+func TestKeyvendReaperDeletesTheRotationsPreviousKey(t *testing.T) {
+	f := vend(t)
+	token := f.enableRotation()
+	r := f.rotator()
+	r.Grace = time.Minute
+	for _, s := range []string{rotation.StepCreate, rotation.StepSet, rotation.StepTest, rotation.StepFinish} {
+		if err := step(r, f.secret, token, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	cur := f.current()
+	if keys := f.keys(); len(keys) != 2 {
+		t.Fatalf("keys after finishSecret %v, want the new and the previous", keys)
+	}
+	clock := time.Now().Add(2 * time.Minute)
+	reaper := provisiontest.New(t, provisiontest.Endpoint(f.url), provisiontest.Instrument(boundaries.Attach),
+		provisiontest.Settings(func(s *provision.Settings) { s.Store = r.Store; s.Now = func() time.Time { return clock } })).Service
+	rep, err := reaper.Reap(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(rep.PreviousKeysDeleted, provision.KeyOfUser{User: f.user, AccessKeyID: f.old.AccessKeyID}) {
+		t.Errorf("reaper deleted previous keys %v, want %s's %s", rep.PreviousKeysDeleted, f.user, f.old.AccessKeyID)
+	}
+	if keys := f.keys(); !slices.Equal(keys, []string{cur.AccessKeyID}) {
+		t.Errorf("keys after the reaper %v, want only %s", keys, cur.AccessKeyID)
 	}
 }

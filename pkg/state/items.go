@@ -37,6 +37,8 @@ type recordItem struct {
 	KeyID       string         `dynamodbav:"key_id,omitempty"`
 	KeyAt       string         `dynamodbav:"key_at,omitempty"`
 	UpdatedAt   string         `dynamodbav:"updated_at"`
+	PrevKeyID   string         `dynamodbav:"prev_key_id,omitempty"`
+	PrevKeyDel  string         `dynamodbav:"prev_key_deletes_at,omitempty"`
 	LeaseHolder string         `dynamodbav:"lease_holder,omitempty"`
 	LeaseUntil  int64          `dynamodbav:"lease_until,omitempty"` // Unix milliseconds
 }
@@ -90,6 +92,9 @@ func (r *Record) item() recordItem {
 		CreatedAt: timeString(r.CreatedAt), KeyID: r.KeyID, KeyAt: timeString(r.KeyAt), UpdatedAt: timeString(r.UpdatedAt),
 		LeaseHolder: r.LeaseHolder,
 	}
+	if r.PrevKeyID != "" {
+		it.PrevKeyID, it.PrevKeyDel = r.PrevKeyID, timeString(r.PrevKeyDeletesAt)
+	}
 	if it.Grants == nil {
 		it.Grants = []policy.Grant{}
 	}
@@ -113,6 +118,7 @@ func (it recordItem) record() *Record {
 		Name: it.Name, UserARN: it.UserARN, Phase: it.Phase, Version: it.Version, Grants: it.Grants, GrantMode: it.GrantMode, Intact: it.Intact,
 		Requester: it.Requester, Reason: it.Reason, RequestID: it.RequestID, CreatedAt: parseTime(it.CreatedAt),
 		KeyID: it.KeyID, KeyAt: parseTime(it.KeyAt), UpdatedAt: parseTime(it.UpdatedAt), LeaseHolder: it.LeaseHolder,
+		PrevKeyID: it.PrevKeyID, PrevKeyDeletesAt: parseTime(it.PrevKeyDel),
 	}
 	if it.ExpiresAt != "" {
 		t := parseTime(it.ExpiresAt)

@@ -89,6 +89,12 @@ type Record struct {
 	KeyAt     time.Time      // when that key was created
 	UpdatedAt time.Time      //
 
+	// The key a rotation replaced, kept active for a grace period so
+	// clients still holding it keep working, and when it is due for
+	// deletion (by the reaper, or by the next rotation). Empty: none.
+	PrevKeyID        string
+	PrevKeyDeletesAt time.Time
+
 	// The lease: who holds the user (a request, the reaper, a rotation),
 	// and until when. A lease past its time is stale: its holder is
 	// presumed dead and anyone may take the lease over.
@@ -105,11 +111,18 @@ type Record struct {
 // than any lease.
 const StaleAfter = 15 * time.Minute
 
-// Due is when the reaper must look at r: its expiry, or, for a record left
-// in creating or deleting, StaleAfter past its last write, whichever comes
-// first; nil for a ready user that never expires.
+// Due is when the reaper must look at r: its expiry, when its previous
+// key's grace ends, or, for a record left in creating or deleting,
+// StaleAfter past its last write, whichever comes first; nil for a ready
+// user that never expires and keeps no previous key.
 func (r *Record) Due() *time.Time {
 	due := r.ExpiresAt
+	if r.PrevKeyID != "" {
+		at := r.PrevKeyDeletesAt
+		if due == nil || at.Before(*due) {
+			due = &at
+		}
+	}
 	if r.Phase != Ready {
 		stale := r.UpdatedAt.Add(StaleAfter)
 		if due == nil || stale.Before(*due) {
@@ -143,6 +156,9 @@ type History struct {
 	Before    []policy.Grant `json:"grants_before,omitempty"`
 	After     []policy.Grant `json:"grants_after,omitempty"`
 	KeyID     string         `json:"access_key_id,omitempty"` // the key the change made (never its secret)
+	// A rotation's previous key, kept active until PreviousKeyDeletesAt.
+	PreviousKeyID        string     `json:"previous_access_key_id,omitempty"`
+	PreviousKeyDeletesAt *time.Time `json:"previous_key_deletes_at,omitempty"`
 }
 
 // Errors of the store.

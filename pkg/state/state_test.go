@@ -382,3 +382,40 @@ func TestLeaseToDeletingComesDue(t *testing.T) {
 		t.Fatal("a record left deleting is never due: a delete that dies there is never finished")
 	}
 }
+
+// TestDueIncludesPreviousKeyGrace: a record keeping a rotation's previous
+// key comes due when that key's grace ends, earlier than its expiry (or
+// with none), and the previous key survives a read back.
+func TestDueIncludesPreviousKeyGrace(t *testing.T) {
+	s, _ := newStore(t)
+	base := time.Now().UTC().Truncate(time.Second)
+	later := base.Add(48 * time.Hour)
+	for i, tc := range []struct {
+		expires *time.Time
+		grace   time.Duration // 0: no previous key
+	}{{nil, time.Hour}, {&later, time.Hour}, {nil, 0}, {&later, 3 * time.Hour}} {
+		r := newRecord(fmt.Sprintf("p%d", i), grant("p.example.com"))
+		r.Phase, r.ExpiresAt = state.Ready, tc.expires
+		if tc.grace > 0 {
+			r.PrevKeyID, r.PrevKeyDeletesAt = "AKIAPREV", base.Add(tc.grace)
+		}
+		if _, err := s.Claim(ctx(), r, "w", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	due, err := s.Due(ctx(), base.Add(2*time.Hour), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range due {
+		got = append(got, r.Name)
+		if r.PrevKeyID != "AKIAPREV" || !r.PrevKeyDeletesAt.Equal(base.Add(time.Hour)) {
+			t.Errorf("%s read back with previous key %q due %v", r.Name, r.PrevKeyID, r.PrevKeyDeletesAt)
+		}
+	}
+	sort.Strings(got)
+	if strings.Join(got, ",") != "p0,p1" {
+		t.Errorf("due = %v, want p0,p1 (previous key's grace over)", got)
+	}
+}
