@@ -48,14 +48,14 @@ type Key struct {
 	// WantARN, when set, is the principal the key must authenticate as.
 	WantARN string
 	// Bucket, when set, is a bucket the key was granted: each check also
-	// calls S3 on it. List says the grant may list the bucket: the call is
-	// ListObjectsV2 (MaxKeys 1, under Prefix); otherwise (write-only) it is
-	// GetBucketLocation, which every access level grants. S3's AccessDenied
-	// (or any other refusal) is "not yet"; NoSuchBucket means the bucket
-	// does not exist (a grant may name a bucket made later), and then the
-	// STS call alone is the check.
-	Bucket, Prefix string
-	List           bool
+	// calls S3's GetBucketLocation on it, which every access level grants
+	// — the key authenticates to S3 and the policy naming the bucket is in
+	// effect. (A listing under the grant's prefix would say no more, and
+	// moto, enforcing IAM for the local demo, refuses the signature of a
+	// listing with a prefix.) S3's AccessDenied (or any other refusal) is
+	// "not yet"; NoSuchBucket means the bucket does not exist (a grant may
+	// name a bucket made later), and then the STS call alone is the check.
+	Bucket string
 }
 
 // Outcome is the result of one Wait or Check.
@@ -155,20 +155,9 @@ func (c *Checker) once(ctx context.Context, stsc *sts.Client, s3c *s3.Client, k 
 	if s3c == nil {
 		return nil
 	}
-	if k.List {
-		in := &s3.ListObjectsV2Input{Bucket: &k.Bucket, MaxKeys: aws.Int32(1)}
-		if k.Prefix != "" {
-			in.Prefix = &k.Prefix
-		}
-		_, err = s3c.ListObjectsV2(ctx, in)
-		if err != nil {
-			err = fmt.Errorf("s3:ListObjectsV2 on %s: %w", k.Bucket, err)
-		}
-	} else {
-		_, err = s3c.GetBucketLocation(ctx, &s3.GetBucketLocationInput{Bucket: &k.Bucket})
-		if err != nil {
-			err = fmt.Errorf("s3:GetBucketLocation on %s: %w", k.Bucket, err)
-		}
+	_, err = s3c.GetBucketLocation(ctx, &s3.GetBucketLocationInput{Bucket: &k.Bucket})
+	if err != nil {
+		err = fmt.Errorf("s3:GetBucketLocation on %s: %w", k.Bucket, err)
 	}
 	if code(err) == "NoSuchBucket" {
 		return nil // no bucket to check: STS alone counts

@@ -90,7 +90,7 @@ func TestAFailedCheckRestartsTheCount(t *testing.T) {
 	srv := awstest.Shared(t)
 	for _, tc := range []struct{ name, op, code string }{
 		{"sts", "GetCallerIdentity", "InvalidClientTokenId"},
-		{"s3", "ListObjectsV2", "AccessDenied"},
+		{"s3", "GetBucketLocation", "AccessDenied"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var rec awstest.Recorder
@@ -99,7 +99,7 @@ func TestAFailedCheckRestartsTheCount(t *testing.T) {
 			c := checker(t, srv.URL, &rec, &faults)
 			bucket := makeBucket(t, srv.URL)
 			id, secret, arn := newKey(t, srv.URL)
-			out, err := c.Check(context.Background(), keycheck.Key{AccessKeyID: id, SecretAccessKey: secret, WantARN: arn, Bucket: bucket, List: true})
+			out, err := c.Check(context.Background(), keycheck.Key{AccessKeyID: id, SecretAccessKey: secret, WantARN: arn, Bucket: bucket})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,36 +146,26 @@ func TestSuccessesIsConfigurable(t *testing.T) {
 	}
 }
 
-// Each check lists the granted bucket under the grant's prefix, with the
-// key under test; a write-only grant (no listing) gets GetBucketLocation.
+// Each check calls GetBucketLocation on the granted bucket, with the key
+// under test.
 func TestTheS3CallIsOnTheGrantedBucket(t *testing.T) {
 	srv := awstest.Shared(t)
 	bucket := makeBucket(t, srv.URL)
 	id, secret, arn := newKey(t, srv.URL)
 	var rec awstest.Recorder
 	c := checker(t, srv.URL, &rec, &awstest.Faults{})
-	out, err := c.Check(context.Background(), keycheck.Key{AccessKeyID: id, SecretAccessKey: secret, WantARN: arn, Bucket: bucket, Prefix: "team/", List: true})
+	out, err := c.Check(context.Background(), keycheck.Key{AccessKeyID: id, SecretAccessKey: secret, WantARN: arn, Bucket: bucket})
 	if err != nil || !out.Ready {
 		t.Fatalf("outcome = %+v, %v; want ready", out, err)
 	}
-	lists := rec.Succeeded("ListObjectsV2")
-	if len(lists) != out.Attempts {
-		t.Fatalf("%d ListObjectsV2 calls in %d checks, want one per check", len(lists), out.Attempts)
+	calls := rec.Succeeded("GetBucketLocation")
+	if len(calls) != out.Attempts {
+		t.Fatalf("%d GetBucketLocation calls in %d checks, want one per check", len(calls), out.Attempts)
 	}
-	for _, call := range lists {
-		in := call.Input.(*s3.ListObjectsV2Input)
-		if aws.ToString(in.Bucket) != bucket || aws.ToString(in.Prefix) != "team/" || aws.ToInt32(in.MaxKeys) != 1 {
-			t.Fatalf("ListObjectsV2(bucket %q, prefix %q, max %d), want %q under team/, 1 key", aws.ToString(in.Bucket), aws.ToString(in.Prefix), aws.ToInt32(in.MaxKeys), bucket)
+	for _, call := range calls {
+		if in := call.Input.(*s3.GetBucketLocationInput); aws.ToString(in.Bucket) != bucket {
+			t.Fatalf("GetBucketLocation(%q), want %q", aws.ToString(in.Bucket), bucket)
 		}
-	}
-
-	rec.Reset()
-	out, err = c.Check(context.Background(), keycheck.Key{AccessKeyID: id, SecretAccessKey: secret, WantARN: arn, Bucket: bucket})
-	if err != nil || !out.Ready {
-		t.Fatalf("outcome = %+v, %v; want ready", out, err)
-	}
-	if n, l := len(rec.Succeeded("GetBucketLocation")), rec.Count("ListObjectsV2"); n != out.Attempts || l != 0 {
-		t.Fatalf("write-only: %d GetBucketLocation and %d ListObjectsV2 calls in %d checks, want one GetBucketLocation per check", n, l, out.Attempts)
 	}
 }
 
@@ -187,14 +177,14 @@ func TestNoSuchBucketLeavesSTSAsTheCheck(t *testing.T) {
 	var rec awstest.Recorder
 	c := checker(t, srv.URL, &rec, &awstest.Faults{})
 	missing := awstest.Name("kc-missing")
-	out, err := c.Check(context.Background(), keycheck.Key{AccessKeyID: id, SecretAccessKey: secret, WantARN: arn, Bucket: missing, List: true})
+	out, err := c.Check(context.Background(), keycheck.Key{AccessKeyID: id, SecretAccessKey: secret, WantARN: arn, Bucket: missing})
 	if err != nil || !out.Ready || out.Attempts != keycheck.DefaultSuccesses {
 		t.Fatalf("outcome = %+v, %v; want ready after %d checks", out, err, keycheck.DefaultSuccesses)
 	}
 	lists := rec.Calls()
 	var codes []string
 	for _, call := range lists {
-		if call.Operation == "ListObjectsV2" {
+		if call.Operation == "GetBucketLocation" {
 			codes = append(codes, call.Code())
 		}
 	}

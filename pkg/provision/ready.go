@@ -16,7 +16,7 @@ type KeyChecker interface {
 }
 
 // checkReady runs the optional readiness check for a new key of the user
-// userARN holding grants: STS, and S3 on one granted bucket (probeGrant's). Without
+// userARN holding grants: STS, and S3 on one granted bucket (probeBucket's). Without
 // a checker configured it says so rather than pretending.
 func (s *Service) checkReady(ctx context.Context, key *iamtypes.AccessKey, userARN string, grants []policy.Grant) Readiness {
 	f := false
@@ -24,9 +24,7 @@ func (s *Service) checkReady(ctx context.Context, key *iamtypes.AccessKey, userA
 		return Readiness{Ready: &f, ReadyHint: "keyvend has no readiness check configured; new IAM keys usually work within 5-10 s"}
 	}
 	k := keycheck.Key{AccessKeyID: aws.ToString(key.AccessKeyId), SecretAccessKey: aws.ToString(key.SecretAccessKey), WantARN: userARN}
-	if g, ok := probeGrant(grants); ok {
-		k.Bucket, k.Prefix, k.List = g.Bucket, g.Prefix, g.Access != policy.WriteOnly
-	}
+	k.Bucket = probeBucket(grants)
 	out, err := s.cfg.KeyCheck.Check(ctx, k)
 	if err != nil {
 		s.log.ErrorContext(ctx, "readiness check failed", "access_key_id", k.AccessKeyID, "error", err.Error())
@@ -36,18 +34,15 @@ func (s *Service) checkReady(ctx context.Context, key *iamtypes.AccessKey, userA
 	return Readiness{Ready: &ready, ReadyHint: out.Hint}
 }
 
-// probeGrant is the grant whose bucket the readiness check calls: the
-// first by bucket name, then prefix — the same grant whether the grants
-// come from a request or, in IAM's order, from the user's policy.
-func probeGrant(grants []policy.Grant) (policy.Grant, bool) {
-	if len(grants) == 0 {
-		return policy.Grant{}, false
-	}
-	best := grants[0]
-	for _, g := range grants[1:] {
-		if g.Bucket < best.Bucket || (g.Bucket == best.Bucket && g.Prefix < best.Prefix) {
-			best = g
+// probeBucket is the bucket the readiness check calls: the first granted
+// by name — the same whether the grants come from a request or, in IAM's
+// order, from the user's policy.
+func probeBucket(grants []policy.Grant) string {
+	best := ""
+	for _, g := range grants {
+		if best == "" || g.Bucket < best {
+			best = g.Bucket
 		}
 	}
-	return best, true
+	return best
 }
