@@ -12,12 +12,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -48,8 +51,9 @@ func runCLI(t *testing.T, dir string, env []string, args ...string) cliRun {
 // TestCLIAgainstServe is the CLI as a developer uses it against `make run`
 // (keyvend serve with its embedded moto), with no --api flag: vend, show,
 // profile, the AWS CLI through keyvend's credentials helper, list,
-// history, grants, rotate, delete. Exit codes are checked at every step;
-// no output but the helper's holds a secret access key.
+// history, grants, rotate while a long-lived SDK client keeps working,
+// delete. Exit codes are checked at every step; no output but the
+// helper's holds a secret access key.
 func TestCLIAgainstServe(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -86,6 +90,12 @@ func TestCLIAgainstServe(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("vend printed no %q:\n%s", want, r.stdout)
 		}
+	}
+	// Ready under moto's enforced IAM, with a prefixed grant first by name
+	// (the readiness check's listing under img/ never got past moto's
+	// signature check: ready false after the whole bound).
+	if !regexp.MustCompile(`(?m)^ready\s+true$`).MatchString(r.stdout) {
+		t.Errorf("vend --wait printed no \"ready true\":\n%s", r.stdout)
 	}
 	// Again: a conflict, exit code 5, problem detail and request id on stderr.
 	r = run(5, "vend", "site-deployer", "other.example.com", "--reason", "again")
@@ -225,11 +235,38 @@ func TestCLIAgainstServe(t *testing.T) {
 		t.Fatalf("after a refused grants, show = %s (%v): want the concurrent change's grant", r.stdout, err)
 	}
 
-	// 8. rotate: the helper reads the new key.
+	// 8. rotate while a long-lived SDK client keeps working: an S3 client
+	// whose credentials come from the helper, as credential_process gives
+	// them to any SDK (cached until the helper's Expiration), made before
+	// the rotation, still writes after it — the previous key stays active
+	// for the rotation grace (moto enforces IAM here: a deleted key would
+	// be refused). The helper then reads the new key.
+	longLived := s3.NewFromConfig(aws.Config{
+		Region:       exports["AWS_REGION"],
+		BaseEndpoint: aws.String(exports["AWS_ENDPOINT_URL"]),
+		Credentials: aws.NewCredentialsCache(processcreds.NewProviderCommand(processcreds.NewCommandBuilderFunc(func(ctx context.Context) (*exec.Cmd, error) {
+			cmd := exec.CommandContext(ctx, keyvendBin, "credentials", "--secret", d.SecretARN)
+			cmd.Dir, cmd.Env = dir, env
+			return cmd, nil
+		}))),
+	}, func(o *s3.Options) { o.UsePathStyle = true })
+	put := func(key string) error {
+		_, err := longLived.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("site.example.com"), Key: aws.String(key), Body: strings.NewReader("deploy\n")})
+		return err
+	}
+	if err := put("before-rotate.txt"); err != nil {
+		t.Fatalf("the long-lived client before the rotate: %v", err)
+	}
 	r = run(0, "rotate", "site-deployer")
 	newID, newSecret := helper()
 	if newID == oldID || !strings.Contains(r.stdout, newID) || !strings.Contains(r.stdout, oldID) {
 		t.Fatalf("rotate printed %q; the helper reads %s (was %s)", r.stdout, newID, oldID)
+	}
+	if err := put("after-rotate.txt"); err != nil {
+		t.Fatalf("the long-lived client broke at the rotate: %v", err)
+	}
+	if creds, err := longLived.Options().Credentials.Retrieve(context.Background()); err != nil || creds.AccessKeyID != oldID {
+		t.Errorf("the long-lived client wrote with %q (%v), want the previous key %s (cached until its Expiration)", creds.AccessKeyID, err, oldID)
 	}
 
 	// 9. delete, then the user is gone.
