@@ -84,6 +84,17 @@ func newFlags(name string, stdout io.Writer) (*flag.FlagSet, *globals) {
 	return fs, g
 }
 
+// connect parses args (parse) and makes the client for a verb that has
+// nothing more to check before calling the API.
+func (g *globals) connect(ctx context.Context, fs *flag.FlagSet, args []string, min, max int, synopsis string) (*client.Client, []string, error) {
+	pos, err := parse(fs, args, min, max, synopsis)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := g.client(ctx)
+	return c, pos, err
+}
+
 // parse parses args with flags before, between or after the positional
 // arguments (the flag package alone stops at the first non-flag), and
 // checks their number: at least min, at most max (-1: any).

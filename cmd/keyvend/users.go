@@ -37,10 +37,8 @@ func vend(ctx context.Context, args []string, stdout io.Writer) error {
 	if strings.TrimSpace(*reason) == "" {
 		return usagef("vend: --reason is required\nusage: keyvend %s", vendSynopsis)
 	}
-	if *expires != "" {
-		if _, err := time.ParseDuration(*expires); err != nil {
-			return usagef("vend: --expires %q is not a duration such as 720h", *expires)
-		}
+	if err := checkExpires("vend", *expires); err != nil {
+		return err
 	}
 	grants, err := parseGrants(pos[1:])
 	if err != nil {
@@ -74,11 +72,7 @@ func vend(ctx context.Context, args []string, stdout io.Writer) error {
 
 func show(ctx context.Context, args []string, stdout io.Writer) error {
 	fs, g := newFlags("show", stdout)
-	pos, err := parse(fs, args, 1, 1, showSynopsis)
-	if err != nil {
-		return err
-	}
-	c, err := g.client(ctx)
+	c, pos, err := g.connect(ctx, fs, args, 1, 1, showSynopsis)
 	if err != nil {
 		return err
 	}
@@ -128,11 +122,7 @@ func printDescription(stdout io.Writer, d *provision.Description) error {
 func rotate(ctx context.Context, args []string, stdout io.Writer) error {
 	fs, g := newFlags("rotate", stdout)
 	wait := fs.Bool("wait", false, "answer only once AWS accepts the new key")
-	pos, err := parse(fs, args, 1, 1, rotateSynopsis)
-	if err != nil {
-		return err
-	}
-	c, err := g.client(ctx)
+	c, pos, err := g.connect(ctx, fs, args, 1, 1, rotateSynopsis)
 	if err != nil {
 		return err
 	}
@@ -165,11 +155,7 @@ func rotate(ctx context.Context, args []string, stdout io.Writer) error {
 func deleteUser(ctx context.Context, args []string, stdout io.Writer) error {
 	fs, g := newFlags("delete", stdout)
 	force := fs.Bool("force", false, "delete even what keyvend cannot read exactly (DELETE ?force=true)")
-	pos, err := parse(fs, args, 1, 1, deleteSynopsis)
-	if err != nil {
-		return err
-	}
-	c, err := g.client(ctx)
+	c, pos, err := g.connect(ctx, fs, args, 1, 1, deleteSynopsis)
 	if err != nil {
 		return err
 	}
@@ -192,10 +178,8 @@ func grantsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *expires != "" {
-		if _, err := time.ParseDuration(*expires); err != nil {
-			return usagef("grants: --expires %q is not a duration such as 720h", *expires)
-		}
+	if err := checkExpires("grants", *expires); err != nil {
+		return err
 	}
 	grants, err := parseGrants(pos[1:])
 	if err != nil {
@@ -227,10 +211,7 @@ func list(ctx context.Context, args []string, stdout io.Writer) error {
 	fs, g := newFlags("list", stdout)
 	bucket := fs.String("bucket", "", "only users with a grant on this bucket")
 	requester := fs.String("requester", "", "only users this principal vended")
-	if _, err := parse(fs, args, 0, 0, listSynopsis); err != nil {
-		return err
-	}
-	c, err := g.client(ctx)
+	c, _, err := g.connect(ctx, fs, args, 0, 0, listSynopsis)
 	if err != nil {
 		return err
 	}
@@ -263,11 +244,7 @@ func list(ctx context.Context, args []string, stdout io.Writer) error {
 
 func history(ctx context.Context, args []string, stdout io.Writer) error {
 	fs, g := newFlags("history", stdout)
-	pos, err := parse(fs, args, 1, 1, historySynopsis)
-	if err != nil {
-		return err
-	}
-	c, err := g.client(ctx)
+	c, pos, err := g.connect(ctx, fs, args, 1, 1, historySynopsis)
 	if err != nil {
 		return err
 	}
@@ -332,4 +309,16 @@ func printJSON(w io.Writer, v any) error {
 		return err
 	}
 	return printRaw(w, b)
+}
+
+// checkExpires refuses an --expires that is not a Go duration, before any
+// call (the API would refuse it too, after the call).
+func checkExpires(verb, v string) error {
+	if v == "" {
+		return nil
+	}
+	if _, err := time.ParseDuration(v); err != nil {
+		return usagef("%s: --expires %q is not a duration such as 720h", verb, v)
+	}
+	return nil
 }
