@@ -44,6 +44,9 @@ type Rule struct {
 	// grant the rule's buckets and access cover: whole days, from 1 to
 	// 1000 (Secrets Manager's AutomaticallyAfterDays). Zero: no schedule.
 	RotateEvery Period `json:"rotate_every,omitempty"`
+	// Approval, when given, makes what the rule allows wait for other
+	// people's approval (approval.go).
+	Approval *Approval `json:"approval,omitempty"`
 }
 
 // Rotation schedule bounds (Secrets Manager's RotationRules.AutomaticallyAfterDays).
@@ -245,6 +248,7 @@ func (r Rule) problems(at string) []string {
 	if msg := checkRotateEvery(r.RotateEvery); msg != "" {
 		out = append(out, at+".rotate_every: "+msg)
 	}
+	out = append(out, r.approvalProblems(at)...)
 	return out
 }
 
