@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -41,6 +42,10 @@ func (s *Service) audit(ctx context.Context, start time.Time, action string, p c
 // A refused If-Match (KindPrecondition) has always been logged as "error";
 // it stays so (no behaviour change in this refactor).
 func resultOf(err error) string {
+	var pending *Pending
+	if errors.As(err, &pending) {
+		return "pending"
+	}
 	if k := KindOf(err); k != KindPrecondition {
 		return k.String()
 	}

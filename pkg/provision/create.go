@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
+	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
@@ -30,6 +31,9 @@ type CreateInput struct {
 	expiresAt    *time.Time // decided from the request and the rules
 	expiryCapped bool
 	requester    string // the principal as its tag holds it (encodeRequester)
+
+	need     *authz.Need       // the approval the rules ask for (nil: none)
+	approved *approval.Request // the approved request this create provisions (Decide)
 }
 
 // GroupRef is a keyvend grant group and the grant it carries (grant mode
@@ -79,6 +83,7 @@ func (s *Service) admit(in *CreateInput) error {
 	if err := s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.Create, req.Grants); err != nil {
 		return forbidden("%s", err.Error())
 	}
+	in.need = s.rules.ApprovalIn(in.Principal.Names(), in.Principal.Channel, req.Grants)
 	requester, ok := encodeRequester(in.Principal.Requester())
 	if !ok {
 		return invalid(fmt.Sprintf("keyvend cannot record the caller %q as a requester exactly (it would take more than %d characters in a tag)", in.Principal.Requester(), MaxTagValueLen))
@@ -119,6 +124,14 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (res *CreateResult
 	}()
 	if err := s.admit(&in); err != nil {
 		return nil, err
+	}
+	if in.need != nil && in.approved == nil {
+		return nil, s.submit(ctx, in.Principal, in.RequestID, approval.Create, in.Request.User, in.Request.Grants, in.Request, in.Request.Reason, in.need)
+	}
+	if in.approved != nil {
+		if err := stillApproved(in.approved, in.need); err != nil {
+			return nil, err
+		}
 	}
 	req := in.Request
 	h := s.newHold(req.User, in.RequestID)
@@ -325,6 +338,7 @@ func createInputs(in CreateInput) map[string]any {
 	if in.expiresAt != nil {
 		m["expires_at"] = in.expiresAt.UTC().Format(time.RFC3339)
 	}
+	approvalInputs(m, in.approved)
 	return m
 }
 

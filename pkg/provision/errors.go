@@ -21,6 +21,7 @@ const (
 	KindConflict                     // existing state contradicts the request: 409
 	KindInProgress                   // another request is working on this user: 409 + Retry-After
 	KindPrecondition                 // the user is not at the version the caller named (If-Match): 412
+	KindGone                         // an approval request expired before the decision: 410
 )
 
 // Error is an error keyvend reports to its caller as is. Other errors are
@@ -58,6 +59,8 @@ func (k Kind) String() string {
 		return "in-progress"
 	case KindPrecondition:
 		return "precondition-failed"
+	case KindGone:
+		return "gone"
 	}
 	return "error"
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/grants"
 	"github.com/keyvend/keyvend/pkg/policy"
@@ -142,6 +143,8 @@ type Service struct {
 	grants *grants.Carrier
 	// partition is the boundary ARN's: every ARN keyvend writes names it.
 	partition string
+	// approvals are the requests waiting for approval (approval.go).
+	approvals *approval.Store
 }
 
 // New returns a Service. rules nil means deny all; log nil means slog.Default.
@@ -220,7 +223,7 @@ func New(iamClient IAM, sm Secrets, rules *authz.Rules, cfg Settings, log *slog.
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	return &Service{iam: iamClient, sm: sm, rules: rules, cfg: cfg, log: log, grants: carrier, partition: partition,
-		store: cfg.Store, instance: hex.EncodeToString(id[:])}, nil
+		store: cfg.Store, instance: hex.EncodeToString(id[:]), approvals: approval.New(cfg.Store.DB(), cfg.Store.Table())}, nil
 }
 
 // SecretName is the name of the secret that holds user's access key.

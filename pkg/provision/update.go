@@ -9,6 +9,7 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/grants"
@@ -27,6 +28,8 @@ type UpdateGrantsInput struct {
 	// IfMatch, when not 0, is the version (ETag) the caller last read:
 	// the update is refused (KindPrecondition, 412) if the user changed since.
 	IfMatch int64
+
+	approved *approval.Request // the approved request this update provisions (Decide)
 }
 
 // UpdateGrants replaces the user's grants, in the deployment's grant mode
@@ -55,6 +58,9 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateGrantsInput) (d *De
 	}
 	if err := s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.Create, in.Grants); err != nil {
 		return nil, forbidden("%s", err.Error())
+	}
+	if err := s.updateApproval(ctx, in); err != nil {
+		return nil, err
 	}
 	h := s.newHold(in.User, in.RequestID)
 	defer h.release(ctx)
@@ -128,6 +134,7 @@ func (s *Service) UpdateGrants(ctx context.Context, in UpdateGrantsInput) (d *De
 	if expires != nil {
 		inputs["expires_at"] = expires.UTC().Format(time.RFC3339)
 	}
+	approvalInputs(inputs, in.approved)
 	rec, err := h.commit(ctx, next, s.entry("update", in.Principal, in.RequestID, in.User, st.held.Grants, in.Grants, "", inputs))
 	<-dropped
 	if err != nil {

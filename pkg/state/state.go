@@ -198,6 +198,10 @@ func New(db DynamoDB, table string) (*Store, error) {
 	return &Store{db: db, table: table, now: time.Now}, nil
 }
 
+// DB is the DynamoDB client the store writes with: other item kinds of
+// the table (pkg/approval) share it.
+func (s *Store) DB() DynamoDB { return s.db }
+
 // Table is the table's name.
 func (s *Store) Table() string { return s.table }
 
