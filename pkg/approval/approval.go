@@ -187,6 +187,9 @@ func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Valu
 func n(v int64) types.AttributeValue { return &types.AttributeValueMemberN{Value: fmt.Sprint(v)} }
 
 func (st *Store) item(r *Request) (map[string]types.AttributeValue, error) {
+	if r.Decisions == nil {
+		r.Decisions = []Decision{}
+	}
 	doc, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("approval: encode request %s: %w", r.ID, err)

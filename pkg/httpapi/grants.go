@@ -31,6 +31,9 @@ func (a *api) updateGrants(c *call) (response, error) {
 		Principal: c.who, RequestID: c.id, User: c.PathValue("name"), Grants: req.Grants,
 		Lifetime: provision.Lifetime{ExpiresIn: req.ExpiresIn, ExpiresAt: req.ExpiresAt}, IfMatch: version,
 	})
+	if p, ok := pending(err); ok {
+		return p, nil
+	}
 	if err != nil {
 		return response{}, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 
+	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/idempotency"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -29,6 +30,10 @@ type Service interface {
 	Delete(ctx context.Context, in provision.DeleteInput) error
 	List(ctx context.Context, in provision.ListInput) (*provision.ListResult, error)
 	History(ctx context.Context, in provision.HistoryInput) (*provision.HistoryResult, error)
+	// Approvals (pkg/provision/approval.go).
+	ListRequests(ctx context.Context, in provision.ListRequestsInput) (*provision.RequestList, error)
+	GetRequest(ctx context.Context, p caller.Principal, id string) (*approval.Request, error)
+	Decide(ctx context.Context, in provision.DecideInput) (*approval.Request, error)
 }
 
 type api struct {

@@ -33,6 +33,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/authz"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/caller"
@@ -48,6 +49,10 @@ import (
 
 // localDev is the caller of `keyvend serve` and of the document's examples.
 const localDev = "arn:aws:iam::123456789012:user/local-dev"
+
+// localOps is the demo's second local caller: rules/demo.json lets it ask
+// for full access on assets.example.com, with local-dev's approval.
+const localOps = "arn:aws:iam::123456789012:user/local-ops"
 
 // TestOpenAPIValid runs openapi-spec-validator over the document. It is a
 // required tool of `make test`: missing, the test fails rather than skips.
@@ -260,6 +265,7 @@ type exchange struct {
 	tamperNext   bool              // send the previous page's next token with one character changed
 	anonymous    bool              // send without a caller identity
 	groupMode    bool              // send to the API in grant mode group
+	ops          bool              // send as localOps (the demo's second local caller), not localDev
 	setup        func(t *testing.T, e *exampleEnv)
 	status       int
 	replayed     bool   // the answer is a stored one (Idempotency-Replayed: true)
@@ -313,6 +319,11 @@ func TestOpenAPIExamples(t *testing.T) {
 		rotate  = "/v1/users/{name}/rotate"
 		grants  = "/v1/users/{name}/grants"
 		history = "/v1/users/{name}/history"
+
+		requests = "/v1/requests"
+		request  = "/v1/requests/{id}"
+		approve  = "/v1/requests/{id}/approve"
+		deny     = "/v1/requests/{id}/deny"
 	)
 	// leased: another request holds site-deployer's lease for the step.
 	leased := func(t *testing.T, e *exampleEnv) {
@@ -325,6 +336,23 @@ func TestOpenAPIExamples(t *testing.T) {
 				t.Error(err)
 			}
 		})
+	}
+	// expiredRequest stores a pending request of local-ops already past
+	// its expiry (the API cannot make one: expires_in is 5m at least).
+	expiredRequest := func(t *testing.T, e *exampleEnv) {
+		now := time.Now().UTC()
+		r := &approval.Request{
+			ID: approval.NewID(), Kind: approval.Create, User: "ops-late", Principal: localOps, Requester: localOps,
+			Grants: []policy.Grant{{Bucket: "assets.example.com", Access: policy.Full}}, Reason: "nightly export",
+			Body:      json.RawMessage(`{"user":"ops-late","grants":[{"bucket":"assets.example.com","access":"full","prefix":""}],"reason":"nightly export"}`),
+			CreatedAt: now.Add(-25 * time.Hour), ExpiresAt: now.Add(-time.Hour), RequestID: "setup",
+			Needs: []authz.GrantNeed{{Grant: policy.Grant{Bucket: "assets.example.com", Access: policy.Full}, Approvers: []string{localDev}, Min: 1, Distinct: authz.DistinctPrincipal, Rules: []int{2}}},
+		}
+		r.Fingerprint = approval.Fingerprint(r.Kind, r.User, r.ID)
+		if err := approval.New(e.store.DB(), e.store.Table()).Submit(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		e.lastRequest = r.ID
 	}
 	steps := []exchange{
 		// Create, then the same request again, then a second user.
@@ -349,6 +377,24 @@ func TestOpenAPIExamples(t *testing.T) {
 		{name: "history first page again", method: "GET", path: history, query: []string{"limit"}, status: 200, response: "first-page"},
 		{name: "history, a changed next", method: "GET", path: history, query: []string{"limit", "next"}, tamperNext: true, status: 400, response: "page-token"},
 		{name: "history of a user keyvend does not manage", method: "GET", path: history, user: "nobody-here", status: 404, response: "not-found"},
+
+		// Approvals: local-ops asks, local-dev decides.
+		{name: "create, needs approval", method: "POST", path: users, example: "needs-approval", ops: true, status: 202, response: "pending"},
+		{name: "create, needs approval again: the same request", method: "POST", path: users, example: "needs-approval", ops: true, status: 202, response: "pending"},
+		{name: "requests, the approver's queue", method: "GET", path: requests, query: []string{"status"}, status: 200, response: "queue"},
+		{name: "request, by its requester", method: "GET", path: request, ops: true, status: 200, response: "pending"},
+		{name: "request, unknown", method: "GET", path: request, user: "apr-00000000000000000000", status: 404, response: "not-found"},
+		{name: "approve, by its requester", method: "POST", path: approve, ops: true, status: 403, response: "own-request"},
+		{name: "deny without a reason", method: "POST", path: deny, body: `{}`, contentType: jsonCT, status: 400, response: "reason"},
+		{name: "approve", method: "POST", path: approve, example: "approve", status: 200, response: "provisioned"},
+		{name: "approve again", method: "POST", path: approve, example: "approve", status: 409, response: "decided"},
+		{name: "create, needs approval, to deny", method: "POST", path: users, ops: true, body: `{"user":"ops-bulk","grants":[{"bucket":"assets.example.com","access":"full"}],"reason":"bulk cleanup"}`, contentType: jsonCT, status: 202},
+		{name: "deny", method: "POST", path: deny, example: "deny", status: 200, response: "denied"},
+		{name: "approve, expired", method: "POST", path: approve, setup: expiredRequest, status: 410, response: "expired"},
+		{name: "create, read-only for the grants change", method: "POST", path: users, ops: true, body: `{"user":"ops-reader","grants":[{"bucket":"assets.example.com","access":"read-only"}],"reason":"asset audits"}`, contentType: jsonCT, status: 201},
+		{name: "replace grants, needs approval", method: "PUT", path: grants, user: "ops-reader", ops: true, example: "needs-approval", status: 202, response: "pending"},
+		{name: "requests, the requester's own", method: "GET", path: requests, ops: true, status: 200, response: "mine"},
+		{name: "requests, an unknown status", method: "GET", path: requests, rawQuery: "status=waiting", status: 400, response: "status"},
 
 		// Create's errors.
 		{name: "create invalid", method: "POST", path: users, body: badGrant("bucket", "192.168.1.1"), contentType: jsonCT, status: 400, response: "validation"},
@@ -413,6 +459,9 @@ func TestOpenAPIExamples(t *testing.T) {
 					switch p["in"] {
 					case "path":
 						v := x.user
+						if p["name"] == "id" && v == "" {
+							v = e.lastRequest // the approval request answered last
+						}
 						if v == "" {
 							v = fmt.Sprint(p["example"])
 						}
@@ -468,6 +517,8 @@ func TestOpenAPIExamples(t *testing.T) {
 				h = e.anon
 			case x.groupMode:
 				h = e.groups
+			case x.ops:
+				h = e.ops
 			}
 			r := httptest.NewRequest(x.method, target, body)
 			if contentType != "" {
@@ -552,6 +603,9 @@ func TestOpenAPIExamples(t *testing.T) {
 			if l, ok := got.(map[string]any); ok && x.method == "GET" && op != nil && op.parameter("next") != nil {
 				next, _ = l["next"].(string)
 			}
+			if m, ok := got.(map[string]any); ok && w.Code == http.StatusAccepted {
+				e.lastRequest, _ = m["id"].(string)
+			}
 			if tag := w.Header().Get("ETag"); tag != "" {
 				// The ETag is the answer's version, quoted.
 				if v, _ := got.(map[string]any)["version"].(float64); tag != fmt.Sprintf(`"%d"`, int64(v)) {
@@ -612,6 +666,12 @@ type exampleEnv struct {
 	iam             *iam.Client
 	faults          *awsFaults
 	store           *state.Store // the service's state table
+	// ops is the API as localOps, the demo's second local caller (who
+	// needs local-dev's approval for full access on assets.example.com).
+	ops http.Handler
+	// lastRequest is the approval request answered last (202) or set up:
+	// the {id} of the requests' operations.
+	lastRequest string
 }
 
 func newExampleEnv(t *testing.T) *exampleEnv {
@@ -639,6 +699,7 @@ func newExampleEnv(t *testing.T) *exampleEnv {
 	}
 	e.h = httpapi.New(svc, caller.Static{ARN: localDev}, discard, httpapi.WithIdempotency(idem))
 	e.anon = httpapi.New(svc, caller.Static{}, discard, httpapi.WithIdempotency(idem))
+	e.ops = httpapi.New(svc, caller.Static{ARN: localOps}, discard, httpapi.WithIdempotency(idem))
 	groupSvc := p.Another(t, provisiontest.Settings(func(s *provision.Settings) { s.KeyCheck, s.GrantMode = nil, grantmode.Group }))
 	e.groups = httpapi.New(groupSvc, caller.Static{ARN: localDev}, discard)
 	return e

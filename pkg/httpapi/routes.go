@@ -32,6 +32,10 @@ var routes = []Route{
 	{Method: http.MethodPost, Path: "/v1/users/{name}/rotate", handle: (*api).rotateUser},
 	{Method: http.MethodPut, Path: "/v1/users/{name}/grants", handle: (*api).updateGrants},
 	{Method: http.MethodGet, Path: "/v1/users/{name}/history", handle: (*api).userHistory, query: []string{"limit", "next"}},
+	{Method: http.MethodGet, Path: "/v1/requests", handle: (*api).listRequests, query: []string{"status"}},
+	{Method: http.MethodGet, Path: "/v1/requests/{id}", handle: (*api).getRequest},
+	{Method: http.MethodPost, Path: "/v1/requests/{id}/approve", handle: (*api).approveRequest},
+	{Method: http.MethodPost, Path: "/v1/requests/{id}/deny", handle: (*api).denyRequest},
 	{Method: http.MethodGet, Path: "/v1/openapi.json", handle: (*api).openAPI},
 }
 

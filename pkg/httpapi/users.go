@@ -14,6 +14,9 @@ func (a *api) createUser(c *call) (response, error) {
 		return response{}, err
 	}
 	res, err := a.svc.Create(c.Context(), provision.CreateInput{Principal: c.who, RequestID: c.id, Request: req})
+	if p, ok := pending(err); ok {
+		return p, nil
+	}
 	if err != nil {
 		return response{}, err
 	}
