@@ -138,6 +138,7 @@ func TestHelpAndREADMEAgree(t *testing.T) {
 		"vend": {"--reason", "--expires", "--wait"}, "rotate": {"--wait"}, "delete": {"--force"},
 		"grants": {"--expires"}, "list": {"--bucket", "--requester"}, "credentials": {"--secret"},
 		"profile": {"--name", "--config"}, "show": nil, "history": nil,
+		"requests": {"--status"}, "approve": {"--reason"}, "deny": {"--reason"},
 	}
 	for verb := range verbs {
 		want, ok := flags[verb]

@@ -28,6 +28,12 @@ Users (calls keyvend's API; flags may come before or after the arguments):
             the users you may see
   history <user>              what was done to the user, by whom, newest first
 
+Approvals (a vend or grants that a rule makes wait prints "pending approval: <id>", exit 0):
+  requests [--status pending] your requests, and the pending ones you may decide
+  approve <id> [--reason TEXT]
+            approve a request: the last approval needed provisions it as its requester
+  deny <id> --reason TEXT     deny a request: nothing is provisioned
+
   Every one of them takes:
     --api URL      keyvend's API (default $KEYVEND_API, else the stack's, else
                    http://127.0.0.1:8080, the local keyvend serve)
@@ -71,6 +77,9 @@ var verbs = map[string]func(context.Context, []string, io.Writer) error{
 	"grants":      grantsCmd,
 	"list":        list,
 	"history":     history,
+	"requests":    requests,
+	"approve":     approve,
+	"deny":        deny,
 	"credentials": credentials,
 	"profile":     profile,
 }

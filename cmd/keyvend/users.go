@@ -55,6 +55,12 @@ func vend(ctx context.Context, args []string, stdout io.Writer) error {
 	if g.json {
 		return printRaw(stdout, res.Body)
 	}
+	if pr, ok, err := client.Pending(res); ok {
+		if err != nil {
+			return err
+		}
+		return printPending(stdout, pr)
+	}
 	w := table(stdout)
 	fmt.Fprintf(w, "user\t%s\n", r.User)
 	fmt.Fprintf(w, "user ARN\t%s\n", r.UserARN)
@@ -203,6 +209,12 @@ func grantsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if g.json {
 		return printRaw(stdout, res.Body)
+	}
+	if pr, ok, err := client.Pending(res); ok {
+		if err != nil {
+			return err
+		}
+		return printPending(stdout, pr)
 	}
 	return printDescription(stdout, d)
 }

@@ -38,11 +38,15 @@ type HistoryEntry struct {
 	At        time.Time `json:"at"`
 }
 
-// Create vends a user.
+// Create vends a user. A request that waits for approval answers 202:
+// the result is nil and Pending(res) holds the request.
 func (c *Client) Create(ctx context.Context, in CreateRequest) (*provision.CreateResult, *Response, error) {
+	res, err := c.call(ctx, http.MethodPost, "/v1/users", nil, in, nil, nil)
+	if err != nil || res.Status == http.StatusAccepted {
+		return nil, res, err
+	}
 	var out provision.CreateResult
-	res, err := c.call(ctx, http.MethodPost, "/v1/users", nil, in, nil, &out)
-	return &out, res, err
+	return &out, res, res.Decode(&out)
 }
 
 // Describe reads a user; the answer's ETag header is its version.
@@ -72,7 +76,8 @@ func (c *Client) Delete(ctx context.Context, user string, force bool) (*Response
 	return c.call(ctx, http.MethodDelete, userPath(user), q, nil, nil, nil)
 }
 
-// UpdateGrants replaces the user's grants if the user is still at the
+// UpdateGrants (nil and a 202 when the new grants wait for approval:
+// Pending(res)) replaces the user's grants if the user is still at the
 // version etag names (If-Match): a concurrent change makes it a 412.
 func (c *Client) UpdateGrants(ctx context.Context, user, etag string, in GrantsRequest) (*provision.Description, *Response, error) {
 	var out provision.Description
@@ -80,8 +85,11 @@ func (c *Client) UpdateGrants(ctx context.Context, user, etag string, in GrantsR
 	if etag != "" {
 		h = http.Header{"If-Match": {etag}}
 	}
-	res, err := c.call(ctx, http.MethodPut, userPath(user)+"/grants", nil, in, h, &out)
-	return &out, res, err
+	res, err := c.call(ctx, http.MethodPut, userPath(user)+"/grants", nil, in, h, nil)
+	if err != nil || res.Status == http.StatusAccepted { // waits for approval: Pending(res)
+		return nil, res, err
+	}
+	return &out, res, res.Decode(&out)
 }
 
 // List reads every page of the users the caller may see, filtered by
