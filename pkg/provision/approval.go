@@ -509,3 +509,21 @@ func (s *Service) updateApproval(ctx context.Context, in UpdateGrantsInput) erro
 	body := updateBody{Grants: in.Grants, ExpiresIn: in.Lifetime.ExpiresIn, ExpiresAt: in.Lifetime.ExpiresAt, IfMatch: in.IfMatch}
 	return s.submit(ctx, in.Principal, in.RequestID, approval.UpdateGrants, in.User, in.Grants, body, "", need)
 }
+
+// submitCreate makes a create that needs approval wait (*Pending). A name
+// already taken is refused at once, as Create would after approval — a
+// request never waits for a conflict, nor writes to another user's
+// history; nil when the user exists exactly as asked (a replay, which
+// Create answers as it is).
+func (s *Service) submitCreate(ctx context.Context, in CreateInput) error {
+	rec, err := s.store.Get(ctx, in.Request.User)
+	switch {
+	case err == nil && sameRequest(rec, in):
+		return nil
+	case err == nil:
+		return conflict("user %s already exists with different grants or another requester", in.Request.User)
+	case !errors.Is(err, state.ErrNotFound):
+		return wrapf(err, "read the record of user %s", in.Request.User)
+	}
+	return s.submit(ctx, in.Principal, in.RequestID, approval.Create, in.Request.User, in.Request.Grants, in.Request, in.Request.Reason, in.need)
+}

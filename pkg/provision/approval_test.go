@@ -232,12 +232,19 @@ func TestApprovalExpiredByTheReaperSweep(t *testing.T) {
 		t.Fatalf("sweep before expiry: %d, %v", n, err)
 	}
 	e.clock.advance(2 * time.Hour)
-	if n, err := e.svc.ExpireRequests(ctx); err != nil || n != 1 {
-		t.Fatalf("sweep after expiry: %d, %v; want 1", n, err)
+	if _, err := e.other.Reap(ctx); err != nil { // the reaper's run sweeps the queue
+		t.Fatal(err)
 	}
-	got, _ := e.svc.GetRequest(ctx, apAlice, r.ID)
-	if got.Status != approval.Expired {
-		t.Errorf("status %s after the sweep", got.Status)
+	// Read straight from the table: a GetRequest would expire it itself.
+	got, err := approval.New(e.store.DB(), e.store.Table()).Get(ctx, r.ID)
+	if err != nil || got.Status != approval.Expired {
+		t.Fatalf("after the reaper's run: %v, status %s", err, got.Status)
+	}
+	if en := entryOf(apHistory(t, e.store, user), "approval-expire"); en == nil || en.Principal != "keyvend" {
+		t.Errorf("expire entry %+v", en)
+	}
+	if n, err := e.svc.ExpireRequests(ctx); err != nil || n != 0 {
+		t.Errorf("a second sweep expired %d (%v), want 0", n, err)
 	}
 }
 
@@ -397,4 +404,23 @@ func TestApprovalUpdateGrants(t *testing.T) {
 		t.Fatalf("keeping an approved grant: %v", err)
 	}
 	e.assertGrants(t, user, prodFull)
+}
+
+// A create that needs approval for a name already taken is a conflict at
+// once: it never waits, nor writes to the other user's history.
+func TestApprovalNameTaken(t *testing.T) {
+	e := newApprovalEnv(t)
+	ctx := context.Background()
+	user := awstest.Name("apr-taken")
+	if _, err := e.svc.Create(ctx, provision.CreateInput{Principal: apAlice, RequestID: "r1", Request: createReq(user, prodRO)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.other.Create(ctx, provision.CreateInput{Principal: apCarol, RequestID: "r2", Request: createReq(user, prodFull)})
+	wantKind(t, err, provision.KindConflict)
+	if en := entryOf(apHistory(t, e.store, user), "approval-request"); en != nil {
+		t.Errorf("a refused request wrote %+v to the history of %s", en, user)
+	}
+	if l, _ := e.svc.ListRequests(ctx, provision.ListRequestsInput{Principal: apCarol}); len(l.Requests) != 0 {
+		t.Errorf("carol has requests: %+v", l.Requests)
+	}
 }

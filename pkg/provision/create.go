@@ -126,7 +126,10 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (res *CreateResult
 		return nil, err
 	}
 	if in.need != nil && in.approved == nil {
-		return nil, s.submit(ctx, in.Principal, in.RequestID, approval.Create, in.Request.User, in.Request.Grants, in.Request, in.Request.Reason, in.need)
+		if err := s.submitCreate(ctx, in); err != nil {
+			return nil, err
+		}
+		// nil: the user exists already exactly as asked; Create answers it.
 	}
 	if in.approved != nil {
 		if err := stillApproved(in.approved, in.need); err != nil {

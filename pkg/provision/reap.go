@@ -116,8 +116,10 @@ func (s *Service) Reap(ctx context.Context) (*ReapReport, error) {
 	}
 	r.rep.Due = len(due)
 	each(due, 4, func(rec *state.Record) { s.reapDue(ctx, rec, r) })
-	if _, err := s.ExpireRequests(ctx); err != nil { // pending approvals past their expiry
-		s.log.ErrorContext(ctx, "reap: pending approval requests not expired; the next run tries again", "error", err)
+	if s.rules.RequiresApproval() { // pending approvals past their expiry (one more query)
+		if _, err := s.ExpireRequests(ctx); err != nil {
+			s.log.ErrorContext(ctx, "reap: pending approval requests not expired; the next run tries again", "error", err)
+		}
 	}
 	err = s.reconcile(ctx, r, s.cfg.ReconcileSlice, false)
 	s.expireHistory(ctx, r) // whatever the reconciliation met
