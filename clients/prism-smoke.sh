@@ -73,6 +73,9 @@ call 200 PUT /v1/users/$u/grants '{"grants":[{"bucket":"site.example.com","acces
 call 200 GET /v1/users/$u/history
 call 204 DELETE /v1/users/$u
 call 404 GET /v1/users/$u
+call 200 GET '/v1/requests?status=pending'
+call 404 GET /v1/requests/apr-00000000000000000000
+call 404 POST /v1/requests/apr-00000000000000000000/approve '{"reason":"ticket OPS-42"}'
 call prism-422 POST /v1/users '{"user":"x","grants":[{"bucket":"site.example.com","access":"read-only"}],"reason":"tab\there"}'
 if grep -qi 'violation' "$dir/prism.log"; then
 	echo "FAIL Prism reported violations:"; grep -i -B2 'violation' "$dir/prism.log" | cut -c1-300; fail=1

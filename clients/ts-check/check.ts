@@ -30,13 +30,24 @@ export const badAccess: CreateRequest = { user: "u", grants: [{ bucket: "b.examp
 // @ts-expect-error unknown fields are refused
 export const unknownField: RotateRequest = { wait: true, force: true };
 
-// Through openapi-fetch: paths, path parameters and bodies are typed.
+// Through openapi-fetch: paths, path parameters and bodies are typed. A
+// create that waits for approval is a 202 with the pending request: the
+// answer is a user or a request, told apart by the status.
 export async function vend(): Promise<string | undefined> {
-  const { data, error } = await client.POST("/v1/users", { body: minimal });
+  const { data, error, response } = await client.POST("/v1/users", { body: minimal });
   if (error) {
     return error.request_id;
   }
-  return data.access_key_id;
+  if (response.status === 202 && "id" in data) {
+    return data.id; // GET /v1/requests/{id}
+  }
+  return "access_key_id" in data ? data.access_key_id : undefined;
+}
+
+// Approvals: a decision's reason is typed, the request id is a path parameter.
+export async function approve(id: string): Promise<string | undefined> {
+  const { data } = await client.POST("/v1/requests/{id}/approve", { params: { path: { id } }, body: { reason: "ticket OPS-42" } });
+  return data?.status;
 }
 
 export async function rotate(name: string): Promise<boolean | undefined> {
