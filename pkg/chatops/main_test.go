@@ -43,8 +43,10 @@ const (
 
 // testRules: everyone in the team may vend and rotate read-only and
 // read-write on *.example.com, and list, from the deploys channel; alice
-// may also vend read-only from anywhere.
+// may also vend read-only from anywhere; full on approvals.example.com
+// waits for U0BOB's approval.
 const testRules = `{"rules":[
+ {"principals":["slack:T0KEYVEND/*"],"channels":["C0DEPLOYS"],"buckets":["approvals.example.com"],"access":["full"],"approval":{"approvers":["slack:T0KEYVEND/U0BOB"]}},
  {"principals":["slack:T0KEYVEND/*"],"channels":["C0DEPLOYS"],"buckets":["*.example.com"],"access":["read-only","read-write"],"actions":["create","rotate","list"]},
  {"principals":["slack:T0KEYVEND/U0ALICE"],"buckets":["*.example.com"],"access":["read-only"]}
 ]}`

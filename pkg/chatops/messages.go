@@ -96,6 +96,20 @@ func refusalMessage(c slashcmd.Command, err error) *slack.WebhookMessage {
 	return ephemeral(text)
 }
 
+// pendingMessage tells the user that the request waits for approval.
+func pendingMessage(c slashcmd.Command, p *provision.Pending) *slack.WebhookMessage {
+	return ephemeral(fmt.Sprintf(":hourglass_flowing_sand: Pending approval (`%s`): request %s waits until %s for %s.",
+		strings.ReplaceAll(c.Text(), "`", "'"), code(p.Request.ID), p.Request.ExpiresAt.UTC().Format(time.RFC3339), slashcmd.Escape(approversOf(p))))
+}
+
+func approversOf(p *provision.Pending) string {
+	var names []string
+	for _, n := range p.Request.Needs {
+		names = append(names, n.Approvers...)
+	}
+	return strings.Join(names, ", ")
+}
+
 // failureMessage tells the user that keyvend (or AWS) failed, after
 // attempts tries; the details are in the log under the request id. It
 // names the AWS error code whatever the code is, where

@@ -145,8 +145,11 @@ func (w *Worker) process(ctx context.Context, m events.SQSMessage) error {
 	}
 	result := "done"
 	var failed error
+	var pending *provision.Pending
 	switch kind := provision.KindOf(err); {
 	case err == nil:
+	case errors.As(err, &pending): // waits for approval: an answer, not a failure to retry
+		result, msg = "pending", pendingMessage(job.Command, pending)
 	case kind != 0 && (kind != provision.KindInProgress || final):
 		result = kind.String()
 		msg = refusalMessage(job.Command, err)

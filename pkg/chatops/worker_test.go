@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -353,4 +354,30 @@ func mustParse(t *testing.T, text string) slashcmd.Command {
 		t.Fatalf("Parse(%q): %v", text, err)
 	}
 	return c
+}
+
+// TestWorkerPendingApproval: a provision that waits for approval is an
+// answer, not a failure: the user is told the request id once, the job is
+// done (not retried, not dead-lettered), and nothing is provisioned.
+func TestWorkerPendingApproval(t *testing.T) {
+	e := newSlackEnv(t)
+	e.runWorker(t)
+	user := awstest.Name("needs-approval")
+	if rep := e.send(t, signedRequest(e.cmd(`provision `+user+` approvals.example.com:full "bulk cleanup"`).body())); !strings.Contains(rep.Text, "Working on it") {
+		t.Fatalf("ack %s", rep.raw)
+	}
+	raw := e.slack.waitFor(t, 1)[0]
+	if !strings.Contains(raw, "Pending approval") || !regexp.MustCompile(`apr-[0-9a-f]{20}`).MatchString(raw) || !strings.Contains(raw, "slack:T0KEYVEND/U0BOB") {
+		t.Errorf("message %s: want the pending request and its approver", raw)
+	}
+	e.waitDepth(t, e.queueURL, 0)
+	if n := e.depth(t, e.dlqURL); n != 0 {
+		t.Errorf("%d jobs in the dead-letter queue", n)
+	}
+	if _, err := e.iam.GetUser(context.Background(), &iam.GetUserInput{UserName: aws.String(user)}); !isCode(err, "NoSuchEntity") {
+		t.Errorf("a pending request provisioned %s: %v", user, err)
+	}
+	if lines := e.auditLines(t, "create"); len(lines) != 1 || lines[0]["result"] != "pending" {
+		t.Errorf("create audit lines %v, want one, pending", lines)
+	}
 }
