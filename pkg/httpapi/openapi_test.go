@@ -357,6 +357,8 @@ func TestOpenAPIExamples(t *testing.T) {
 		{name: "create forbidden", method: "POST", path: users, body: badGrant("access", "write-only"), contentType: jsonCT, status: 403, response: "forbidden"},
 		{name: "create other grants", method: "POST", path: users, body: `{"user":"site-deployer","grants":[{"bucket":"site.example.com","access":"read-only"}],"reason":"blog deploys"}`, contentType: jsonCT, status: 409, response: "conflict"},
 		{name: "create in progress", method: "POST", path: users, setup: halfMade, body: `{"user":"half-made","grants":[{"bucket":"site.example.com","access":"read-only"}],"reason":"tests"}`, contentType: jsonCT, status: 409, response: "in-progress"},
+		{name: "create a scratch user", method: "POST", path: users, body: `{"user":"scratch-1","grants":[{"bucket":"scratch.example.com","access":"full"}],"reason":"tests"}`, contentType: jsonCT, status: 201},
+		{name: "create beyond max_users", method: "POST", path: users, body: `{"user":"scratch-2","grants":[{"bucket":"scratch.example.com","access":"full"}],"reason":"tests"}`, contentType: jsonCT, status: 429, response: "limit"},
 		{name: "create too large", method: "POST", path: users, body: badGrant("prefix", strings.Repeat("p", httpapi.MaxBodyBytes)), contentType: jsonCT, status: 413, response: "too-large"},
 		{name: "create not JSON", method: "POST", path: users, body: valid, contentType: "text/plain", status: 415, response: "unsupported-media-type"},
 		{name: "create, the key of another request", method: "POST", path: users, body: valid, contentType: jsonCT, headers: idemKey, status: 422, response: "idempotency-key-reused"},

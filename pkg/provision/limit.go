@@ -46,7 +46,7 @@ func (s *Service) claimWithinLimit(ctx context.Context, in CreateInput, h *hold)
 				room = true
 				break
 			}
-			full = append(full, fmt.Sprintf("%d users under %s (max_users %d)", n, authz.RuleName(i), s.rules.Max(i)))
+			full = append(full, fmt.Sprintf("%s under %s (max_users %d)", users(n), authz.RuleName(i), s.rules.Max(i)))
 		}
 		if !room {
 			return limited("%s holds %s: delete one of them first, or ask for a rule with room", requester, strings.Join(full, ", and "))
@@ -115,4 +115,12 @@ func (s *Service) countsUnderALimit(rec *state.Record) bool {
 		}
 	}
 	return false
+}
+
+// users is "1 user", "3 users".
+func users(n int) string {
+	if n == 1 {
+		return "1 user"
+	}
+	return fmt.Sprintf("%d users", n)
 }
