@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,28 @@ type Rule struct {
 	// Approval, when given, makes what the rule allows wait for other
 	// people's approval (approval.go).
 	Approval *Approval `json:"approval,omitempty"`
+	// MaxUsers caps how many live users one requester may hold under the
+	// rule (users all of whose grants it covers): a create beyond it is
+	// refused (Limits). Zero: no limit.
+	MaxUsers MaxUsers `json:"max_users,omitempty"`
+}
+
+// MaxUsers is a rule's max_users: a whole number, 0 for no limit.
+type MaxUsers int
+
+// UnmarshalJSON implements json.Unmarshaler: only a non-negative whole
+// number is a max_users.
+func (m *MaxUsers) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil || bytes.HasPrefix(b, []byte(`"`)) {
+		return fmt.Errorf("max_users must be a whole number such as 10 (0 or absent: no limit), not %s", b)
+	}
+	v, err := strconv.ParseInt(n.String(), 10, 32)
+	if err != nil || v < 0 {
+		return fmt.Errorf("max_users must be a whole number from 1 (0 or absent: no limit), not %s", n)
+	}
+	*m = MaxUsers(v)
+	return nil
 }
 
 // Rotation schedule bounds (Secrets Manager's RotationRules.AutomaticallyAfterDays).

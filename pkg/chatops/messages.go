@@ -88,6 +88,8 @@ func refusalMessage(c slashcmd.Command, err error) *slack.WebhookMessage {
 		icon, lead = ":warning:", "Conflict"
 	case provision.KindInProgress:
 		icon, lead = ":hourglass:", "Busy"
+	case provision.KindLimit:
+		icon, lead = ":no_entry_sign:", "Limit reached"
 	}
 	text := fmt.Sprintf("%s %s (`%s`): %s", icon, lead, strings.ReplaceAll(c.Text(), "`", "'"), slashcmd.Escape(pe.Detail))
 	for _, f := range pe.Fields {

@@ -346,7 +346,7 @@ func TestOpenAPIExamples(t *testing.T) {
 			Grants: []policy.Grant{{Bucket: "assets.example.com", Access: policy.Full}}, Reason: "nightly export",
 			Body:      json.RawMessage(`{"user":"ops-late","grants":[{"bucket":"assets.example.com","access":"full","prefix":""}],"reason":"nightly export"}`),
 			CreatedAt: now.Add(-25 * time.Hour), ExpiresAt: now.Add(-time.Hour), RequestID: "setup",
-			Needs: []authz.GrantNeed{{Grant: policy.Grant{Bucket: "assets.example.com", Access: policy.Full}, Approvers: []string{localDev}, Min: 1, Distinct: authz.DistinctPrincipal, Rules: []int{2}}},
+			Needs: []authz.GrantNeed{{Grant: policy.Grant{Bucket: "assets.example.com", Access: policy.Full}, Approvers: []string{localDev}, Min: 1, Distinct: authz.DistinctPrincipal, Rules: []int{3}}},
 		}
 		r.Fingerprint = approval.Fingerprint(r.Kind, r.User, r.ID)
 		if err := approval.New(e.store.DB(), e.store.Table()).Submit(context.Background(), r); err != nil {
@@ -403,6 +403,8 @@ func TestOpenAPIExamples(t *testing.T) {
 		{name: "create forbidden", method: "POST", path: users, body: badGrant("access", "write-only"), contentType: jsonCT, status: 403, response: "forbidden"},
 		{name: "create other grants", method: "POST", path: users, body: `{"user":"site-deployer","grants":[{"bucket":"site.example.com","access":"read-only"}],"reason":"blog deploys"}`, contentType: jsonCT, status: 409, response: "conflict"},
 		{name: "create in progress", method: "POST", path: users, setup: halfMade, body: `{"user":"half-made","grants":[{"bucket":"site.example.com","access":"read-only"}],"reason":"tests"}`, contentType: jsonCT, status: 409, response: "in-progress"},
+		{name: "create a scratch user", method: "POST", path: users, body: `{"user":"scratch-1","grants":[{"bucket":"scratch.example.com","access":"full"}],"reason":"tests"}`, contentType: jsonCT, status: 201},
+		{name: "create beyond max_users", method: "POST", path: users, body: `{"user":"scratch-2","grants":[{"bucket":"scratch.example.com","access":"full"}],"reason":"tests"}`, contentType: jsonCT, status: 429, response: "limit"},
 		{name: "create too large", method: "POST", path: users, body: badGrant("prefix", strings.Repeat("p", httpapi.MaxBodyBytes)), contentType: jsonCT, status: 413, response: "too-large"},
 		{name: "create not JSON", method: "POST", path: users, body: valid, contentType: "text/plain", status: 415, response: "unsupported-media-type"},
 		{name: "create, the key of another request", method: "POST", path: users, body: valid, contentType: jsonCT, headers: idemKey, status: 422, response: "idempotency-key-reused"},

@@ -74,6 +74,8 @@ func ProblemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
 			p.retryAfter = pe.RetryAfter
 		case provision.KindPrecondition:
 			p = newProblem(http.StatusPreconditionFailed, "precondition-failed", "Precondition failed", pe.Detail)
+		case provision.KindLimit:
+			p = newProblem(http.StatusTooManyRequests, "limit", "Limit reached", pe.Detail)
 		case provision.KindGone:
 			p = newProblem(http.StatusGone, "gone", "Gone", pe.Detail)
 		}

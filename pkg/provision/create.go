@@ -34,6 +34,7 @@ type CreateInput struct {
 
 	need     *authz.Need       // the approval the rules ask for (nil: none)
 	approved *approval.Request // the approved request this create provisions (Decide)
+	limits   authz.CreateLimits
 }
 
 // GroupRef is a keyvend grant group and the grant it carries (grant mode
@@ -82,6 +83,9 @@ func (s *Service) admit(in *CreateInput) error {
 	}
 	if err := s.rules.DecideIn(in.Principal.Names(), in.Principal.Channel, authz.Create, req.Grants); err != nil {
 		return forbidden("%s", err.Error())
+	}
+	if in.limits = s.rules.Limits(in.Principal.Names(), in.Principal.Channel, req.Grants); !in.limits.Unlimited && len(in.limits.Rules) == 0 {
+		return forbidden("these grants need several rules, and %s has max_users: a rule with max_users allows only users whose grants it covers entirely; ask for them in separate users", authz.RuleName(in.limits.Split))
 	}
 	in.need = s.rules.ApprovalIn(in.Principal.Names(), in.Principal.Channel, req.Grants)
 	requester, ok := encodeRequester(in.Principal.Requester())
@@ -140,9 +144,23 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (res *CreateResult
 	h := s.newHold(req.User, in.RequestID)
 	defer h.release(ctx)
 
-	setup := s.grants.Prepare(ctx, req.Grants)
 	claimed := make(chan error, 1)
-	go func() { claimed <- h.claim(ctx, s.createRecord(in)) }()
+	if !in.limits.Unlimited {
+		// A rule's max_users applies: count, then claim, before CreateUser
+		// (a create refused for its limit makes nothing).
+		if err := s.claimWithinLimit(ctx, in, h); err != nil && !errors.Is(err, state.ErrExists) {
+			if KindOf(err) != 0 {
+				return nil, err
+			}
+			return nil, wrapf(err, "claim user %s", req.User)
+		} else {
+			claimed <- err
+		}
+	}
+	setup := s.grants.Prepare(ctx, req.Grants)
+	if in.limits.Unlimited {
+		go func() { claimed <- h.claim(ctx, s.createRecord(in)) }()
+	}
 	user, err := s.createUser(ctx, in)
 	claimErr := <-claimed
 	exists := isCode(err, codeEntityExists)

@@ -21,6 +21,7 @@ const (
 	KindConflict                     // existing state contradicts the request: 409
 	KindInProgress                   // another request is working on this user: 409 + Retry-After
 	KindPrecondition                 // the user is not at the version the caller named (If-Match): 412
+	KindLimit                        // the requester holds as many users as the rules allow (max_users): 429
 	KindGone                         // an approval request expired before the decision: 410
 )
 
@@ -59,6 +60,8 @@ func (k Kind) String() string {
 		return "in-progress"
 	case KindPrecondition:
 		return "precondition-failed"
+	case KindLimit:
+		return "limit"
 	case KindGone:
 		return "gone"
 	}
@@ -104,6 +107,11 @@ func conflictCausedBy(cause error, detail string) error {
 
 func precondition(format string, args ...any) error {
 	return &Error{Kind: KindPrecondition, Detail: fmt.Sprintf(format, args...)}
+}
+
+// limited answers a create beyond a rule's max_users.
+func limited(format string, args ...any) error {
+	return &Error{Kind: KindLimit, Detail: fmt.Sprintf(format, args...)}
 }
 
 // busy answers for a user another request is working on (doing: "being

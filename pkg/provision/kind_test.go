@@ -16,6 +16,7 @@ func TestKindString(t *testing.T) {
 		KindConflict:     "conflict",
 		KindInProgress:   "in-progress",
 		KindPrecondition: "precondition-failed",
+		KindLimit:        "limit",
 	} {
 		if got := k.String(); got != want {
 			t.Errorf("Kind(%d).String() = %q, want %q", k, got, want)
@@ -33,6 +34,7 @@ func TestResultOf(t *testing.T) {
 		{fmt.Errorf("wrapped: %w", notFound("u")), "not-found"},
 		{beingChanged("u"), "in-progress"},
 		{stillAttached("u"), "conflict"},
+		{limited("at the limit"), "limit"},
 		{precondition("user %s is not at version %d (If-Match)", "u", 3), "error"},
 	} {
 		if got := resultOf(c.err); got != c.want {

@@ -15,6 +15,7 @@
 //	DELETED               <lower name>           a user deleted whose history awaits its retention (Deleted)
 //	IDEM#<hash>           IDEM                   an idempotency key (pkg/idempotency)
 //	META                  <name>                 metadata: the page-token key, the reconciliation's checkpoint
+//	LIMIT#<requester>     LIMIT                  the requester's guard for max_users (limit.go)
 //
 // Global secondary indexes, sparse: by-name (every record, by name),
 // by-requester (records by requester, then name), by-expiry (records that
