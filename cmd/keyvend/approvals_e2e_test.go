@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,17 +21,9 @@ import (
 // another request.
 func TestCLIApprovals(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	demoRules, err := os.ReadFile(filepath.Join("..", "..", "rules", "demo.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "rules", "demo.json"), string(demoRules))
+	dir := checkout(t)
 	dev := startServe(t, dir, cleanEnv(dir, "KEYVEND_LISTEN="+freeAddr(t)))
-	var shell []string
-	for k, v := range readExports(t, filepath.Join(dir, ".keyvend", "local.env")) {
-		shell = append(shell, k+"="+v)
-	}
+	shell := envList(readExports(t, filepath.Join(dir, ".keyvend", "local.env")))
 	const localOps = "arn:aws:iam::123456789012:user/local-ops"
 	ops := startServe(t, dir, cleanEnv(dir, append(shell, "KEYVEND_LISTEN="+freeAddr(t), "KEYVEND_LOCAL_CALLER="+localOps)...))
 	asDev := cleanEnv(dir, append(shell, "KEYVEND_API="+dev.URL)...)

@@ -56,18 +56,10 @@ func runCLI(t *testing.T, dir string, env []string, args ...string) cliRun {
 // helper's holds a secret access key.
 func TestCLIAgainstServe(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	demoRules, err := os.ReadFile(filepath.Join("..", "..", "rules", "demo.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "rules", "demo.json"), string(demoRules))
+	dir := checkout(t)
 	kv := startServe(t, dir, cleanEnv(dir, "KEYVEND_LISTEN="+freeAddr(t)))
 	exports := readExports(t, filepath.Join(dir, ".keyvend", "local.env"))
-	var shell []string
-	for k, v := range exports {
-		shell = append(shell, k+"="+v)
-	}
+	shell := envList(exports)
 	config := filepath.Join(dir, "aws", "config")
 	// The environment of a shell that sourced .keyvend/local.env and
 	// exported KEYVEND_API (the test's serve is not on 8080).

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -23,14 +22,7 @@ import (
 // the other demo bucket and IAM. Stopping keyvend stops its moto.
 func TestServeDemo(t *testing.T) {
 	t.Parallel()
-	// A checkout-like working directory: rules/demo.json where serve
-	// looks for it by default; .keyvend/ is written here.
-	dir := t.TempDir()
-	demoRules, err := os.ReadFile(filepath.Join("..", "..", "rules", "demo.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "rules", "demo.json"), string(demoRules))
+	dir := checkout(t)
 
 	// Terminal 1: make run (on a free port instead of 8080).
 	kv := startServe(t, dir, cleanEnv(dir, "KEYVEND_LISTEN="+freeAddr(t)))
@@ -64,10 +56,7 @@ func TestServeDemo(t *testing.T) {
 			t.Fatalf(".keyvend/local.env does not export %s: %v", k, exports)
 		}
 	}
-	var shell []string
-	for k, val := range exports {
-		shell = append(shell, k+"="+val)
-	}
+	shell := envList(exports)
 
 	// 3. a profile that reads the vended key from its secret
 	config := filepath.Join(dir, "keyvend-demo.config")
@@ -138,12 +127,7 @@ func TestServeDemo(t *testing.T) {
 // boolean stops keyvend with a message naming the variable.
 func TestServeDemoWithoutEnforcement(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	demoRules, err := os.ReadFile(filepath.Join("..", "..", "rules", "demo.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "rules", "demo.json"), string(demoRules))
+	dir := checkout(t)
 
 	_, errOut, code := runKeyvend(t, keyvendBin, []string{"KEYVEND_LOCAL_ENFORCE_IAM=maybe"}, "serve")
 	if code == 0 || !strings.Contains(errOut, "KEYVEND_LOCAL_ENFORCE_IAM") {
@@ -156,10 +140,7 @@ func TestServeDemoWithoutEnforcement(t *testing.T) {
 	}
 	v, _ := kv.vend(t, `{"user":"site-deployer","grants":[{"bucket":"site.example.com","access":"read-write","prefix":""}],"reason":"blog deploys"}`)
 	exports := readExports(t, filepath.Join(dir, ".keyvend", "local.env"))
-	var shell []string
-	for k, val := range exports {
-		shell = append(shell, k+"="+val)
-	}
+	shell := envList(exports)
 	config := filepath.Join(dir, "keyvend-demo.config")
 	writeProfiles(t, config, map[string]string{"site-deployer": v.CredentialProcess})
 	cli := cleanEnv(dir, append(shell, "AWS_CONFIG_FILE="+config)...)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -37,12 +36,7 @@ func (s *server) keyed(t *testing.T, method, path, key string) (*http.Response, 
 // the table) answers it the same, rotating nothing.
 func TestServeIdempotencyKeys(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	demoRules, err := os.ReadFile(filepath.Join("..", "..", "rules", "demo.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "rules", "demo.json"), string(demoRules))
+	dir := checkout(t)
 	kv := startServe(t, dir, cleanEnv(dir, "KEYVEND_LISTEN="+freeAddr(t)))
 	v, _ := kv.vend(t, `{"user":"idem-deployer","grants":[{"bucket":"site.example.com","access":"read-write"}],"reason":"retries"}`)
 

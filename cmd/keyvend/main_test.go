@@ -339,6 +339,29 @@ func readExports(t *testing.T, path string) map[string]string {
 	return vars
 }
 
+// checkout is a checkout-like working directory for keyvend serve:
+// rules/demo.json where serve looks for it by default; .keyvend/ is
+// written there.
+func checkout(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	demoRules, err := os.ReadFile(filepath.Join("..", "..", "rules", "demo.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "rules", "demo.json"), string(demoRules))
+	return dir
+}
+
+// envList is exports as a process environment (KEY=value, in no order).
+func envList(exports map[string]string) []string {
+	var env []string
+	for k, v := range exports {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
