@@ -134,3 +134,13 @@ func (e *Endpoint) interact(w http.ResponseWriter, r *http.Request, id string) o
 	httpapi.WriteJSON(w, http.StatusOK, map[string]string{})
 	return o
 }
+
+// Routes is the endpoint's two routes, as the Slack function and keyvend
+// serve mount them: the slash command on Path and the interactivity
+// endpoint on InteractivePath; anything else is 404.
+func (e *Endpoint) Routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(Path, e)
+	mux.Handle(InteractivePath, e.Interactive())
+	return mux
+}
