@@ -77,6 +77,12 @@ type Worker struct {
 	// delivery posts it if it was not posted and otherwise does nothing,
 	// and a delivery that finds another one running is a failed attempt.
 	Idempotency *idempotency.Store
+	// Announcer, when set, posts each new pending approval request a job
+	// makes to the approvals channel, with Approve and Deny buttons. A
+	// failed post is logged; the requester has the request id anyway.
+	Announcer interface {
+		Announce(ctx context.Context, r *approval.Request) error
+	}
 }
 
 // Handle is the SQS event handler, with partial batch failures: every
@@ -153,6 +159,11 @@ func (w *Worker) process(ctx context.Context, m events.SQSMessage) error {
 	case err == nil:
 	case errors.As(err, &pending): // waits for approval: an answer, not a failure to retry
 		result, msg = "pending", pendingMessage(job.Command, pending)
+		if w.Announcer != nil && !pending.Existing {
+			if aerr := w.Announcer.Announce(ctx, pending.Request); aerr != nil {
+				log.ErrorContext(ctx, "approval request not posted to the approvals channel", slog.String("approval_request", pending.Request.ID), slog.String("error", aerr.Error()))
+			}
+		}
 	case kind != 0 && (kind != provision.KindInProgress || final):
 		result = kind.String()
 		msg = refusalMessage(job.Command, err)
