@@ -51,7 +51,7 @@ func Serve(c Config, awsCfg aws.Config, who caller.Resolver, log *slog.Logger) (
 	mux.Handle(chatops.InteractivePath, s.Slack.Interactive())
 	mux.Handle("/", s.Handler)
 	s.Handler = mux
-	s.Worker = worker(c, svc, log)
+	s.Worker = worker(c, svc, secretsmanager.NewFromConfig(awsCfg), log)
 	s.Worker.Idempotency = idem
 	return s, nil
 }
