@@ -36,12 +36,14 @@ func TestChatopsNotDeployedWithoutTheSecret(t *testing.T) {
 		t.Errorf("%d functions, want %d", n, len(Functions))
 	}
 	for _, r := range s.resources("AWS::ApiGatewayV2::Route") {
-		if p := r["Properties"].(map[string]any); p["RouteKey"] == "POST "+chatops.Path || p["AuthorizationType"] == "NONE" {
+		if p := r["Properties"].(map[string]any); p["RouteKey"] == "POST "+chatops.Path || p["RouteKey"] == "POST "+chatops.InteractivePath || p["AuthorizationType"] == "NONE" {
 			t.Errorf("route %v %v without slackSigningSecretArn", p["RouteKey"], p["AuthorizationType"])
 		}
 	}
-	if _, ok := s.JSON["Outputs"].(map[string]any)["SlackCommandUrl"]; ok {
-		t.Error("SlackCommandUrl output without slackSigningSecretArn")
+	for _, o := range []string{"SlackCommandUrl", "SlackInteractivityUrl"} {
+		if _, ok := s.JSON["Outputs"].(map[string]any)[o]; ok {
+			t.Errorf("%s output without slackSigningSecretArn", o)
+		}
 	}
 }
 
@@ -56,35 +58,41 @@ func TestChatopsRouteIsTheOnlyOneWithoutAuthorizer(t *testing.T) {
 	}
 	for mode, s := range map[string]*synthesized{"AWS_IAM": slackStack(t), "JWT": jwt} {
 		got := map[string]string{}
-		var slackTarget string
+		slackTargets := map[string]string{}
 		for _, r := range s.resources("AWS::ApiGatewayV2::Route") {
 			p := r["Properties"].(map[string]any)
 			key := p["RouteKey"].(string)
 			got[key] = p["AuthorizationType"].(string)
 			_, hasAuthorizer := p["AuthorizerId"]
-			if (mode == "JWT" && key != "POST "+chatops.Path) != hasAuthorizer {
+			slackRoute := key == "POST "+chatops.Path || key == "POST "+chatops.InteractivePath
+			if (mode == "JWT" && !slackRoute) != hasAuthorizer {
 				t.Errorf("%s: route %s authorizer id %v", mode, key, p["AuthorizerId"])
 			}
-			if key == "POST "+chatops.Path {
+			if slackRoute {
 				target := p["Target"].(map[string]any)["Fn::Join"].([]any)[1].([]any)[1].(map[string]any)["Ref"].(string)
-				slackTarget = mustJSON(s.props(target)["IntegrationUri"])
+				slackTargets[key] = mustJSON(s.props(target)["IntegrationUri"])
 			}
 		}
-		want := map[string]string{"POST " + chatops.Path: "NONE"}
+		want := map[string]string{"POST " + chatops.Path: "NONE", "POST " + chatops.InteractivePath: "NONE"}
 		for _, r := range httpapi.Routes() {
 			want[r.String()] = mode
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s routes:\n got %v\nwant %v", mode, got, want)
 		}
-		if !strings.Contains(slackTarget, s.id(s.K.Functions[FnSlack])) {
-			t.Errorf("%s: the Slack route's integration is %s, not the slack function", mode, slackTarget)
+		if len(slackTargets) != 2 {
+			t.Errorf("%s: Slack routes %v, want the slash command's and the interactivity endpoint's", mode, slackTargets)
+		}
+		for key, target := range slackTargets {
+			if !strings.Contains(target, s.id(s.K.Functions[FnSlack])) {
+				t.Errorf("%s: the Slack route %s's integration is %s, not the slack function", mode, key, target)
+			}
 		}
 		if n := len(s.resources("AWS::ApiGatewayV2::Integration")); n != 2 {
 			t.Errorf("%s: %d integrations, want the api's and the slack function's", mode, n)
 		}
 		for _, h := range httpapi.Routes() {
-			if h.String() == "POST "+chatops.Path || strings.HasSuffix(h.Path, chatops.Path) {
+			if h.String() == "POST "+chatops.Path || strings.HasPrefix(h.Path, chatops.Path) {
 				t.Errorf("httpapi.Routes() lists the Slack route %s: it must stay out of the API handler", h)
 			}
 		}
@@ -215,6 +223,9 @@ func TestChatopsFunctions(t *testing.T) {
 		t.Errorf("slack timeout %v exceeds what API Gateway waits", timeouts[FnSlack])
 	}
 	outputs := s.JSON["Outputs"].(map[string]any)
+	if u := mustJSON(outputs["SlackInteractivityUrl"]); !strings.Contains(u, chatops.InteractivePath) {
+		t.Errorf("SlackInteractivityUrl output %s", u)
+	}
 	if u := mustJSON(outputs["SlackCommandUrl"]); !strings.Contains(u, chatops.Path) {
 		t.Errorf("SlackCommandUrl output %s", u)
 	}
@@ -269,7 +280,7 @@ func TestChatopsNag(t *testing.T) {
 	for _, sup := range NagSuppressions(s.K, mustConfig(t, s)) {
 		if sup.Rule == "AwsSolutions-APIG4" {
 			apig4++
-			if sup.Construct != *s.K.API.Node().Id()+"/"+slackRouteID {
+			if sup.Construct != *s.K.API.Node().Id()+"/"+slackRouteID && sup.Construct != *s.K.API.Node().Id()+"/"+slackInteractiveRouteID {
 				t.Errorf("APIG4 suppressed on %s", sup.Construct)
 			}
 		}
@@ -277,18 +288,18 @@ func TestChatopsNag(t *testing.T) {
 			t.Errorf("suppression %s on %s: reason too thin: %q", sup.Rule, sup.Construct, sup.Reason)
 		}
 	}
-	if apig4 != 1 {
-		t.Errorf("%d APIG4 suppressions, want 1", apig4)
+	if apig4 != 2 {
+		t.Errorf("%d APIG4 suppressions, want 2 (the slash command's route and the interactivity endpoint's)", apig4)
 	}
-	// The route the suppression names is the one the stack has.
-	found := false
+	// The routes the suppressions name are those the stack has.
+	found := map[bool]bool{}
 	for id := range s.resources("AWS::ApiGatewayV2::Route") {
 		if strings.HasPrefix(id, "HttpApiPOSTv1chatopsslack") {
-			found = true
+			found[strings.HasPrefix(id, "HttpApiPOSTv1chatopsslackinteractive")] = true
 		}
 	}
-	if !found {
-		t.Error("no HttpApi/" + slackRouteID + " route")
+	if !found[false] || !found[true] {
+		t.Error("no HttpApi/" + slackRouteID + " or HttpApi/" + slackInteractiveRouteID + " route")
 	}
 }
 
@@ -324,20 +335,24 @@ func TestChatopsRouteThrottle(t *testing.T) {
 		if len(stages) != 1 {
 			t.Fatalf("%d stages", len(stages))
 		}
-		var slackRoute string
+		var slackRoute, clickRoute string
 		for id, r := range c.s.resources("AWS::ApiGatewayV2::Route") {
-			if r["Properties"].(map[string]any)["RouteKey"] == "POST "+chatops.Path {
+			switch r["Properties"].(map[string]any)["RouteKey"] {
+			case "POST " + chatops.Path:
 				slackRoute = id
+			case "POST " + chatops.InteractivePath:
+				clickRoute = id
 			}
 		}
 		for _, st := range stages {
-			want := map[string]any{"POST " + chatops.Path: map[string]any{"ThrottlingRateLimit": c.rate, "ThrottlingBurstLimit": c.burst}}
+			throttle := map[string]any{"ThrottlingRateLimit": c.rate, "ThrottlingBurstLimit": c.burst}
+			want := map[string]any{"POST " + chatops.Path: throttle, "POST " + chatops.InteractivePath: throttle}
 			if got := st["Properties"].(map[string]any)["RouteSettings"]; !reflect.DeepEqual(got, want) {
 				t.Errorf("stage route settings %s, want %s", mustJSON(got), mustJSON(want))
 			}
 			deps, _ := strs(st["DependsOn"])
-			if slackRoute == "" || !slices.Contains(deps, slackRoute) {
-				t.Errorf("stage depends on %v, not on the Slack route %q", deps, slackRoute)
+			if slackRoute == "" || !slices.Contains(deps, slackRoute) || clickRoute == "" || !slices.Contains(deps, clickRoute) {
+				t.Errorf("stage depends on %v, not on the Slack routes %q and %q", deps, slackRoute, clickRoute)
 			}
 		}
 	}
@@ -365,7 +380,7 @@ func TestChatopsRouteThrottle(t *testing.T) {
 // audit line the endpoint really writes.
 func TestChatopsUnauthenticatedAlarm(t *testing.T) {
 	s := slackStack(t)
-	const pattern = `{ ($.action = "chatops.slack") && ($.result = "unauthenticated") }`
+	const pattern = `{ (($.action = "chatops.slack") || ($.action = "chatops.slack.interactive")) && ($.result = "unauthenticated") }`
 	slackLogs := s.props(s.id(s.K.Functions[FnSlack]))["LoggingConfig"].(map[string]any)["LogGroup"].(map[string]any)["Ref"].(string)
 	filters := s.resources("AWS::Logs::MetricFilter")
 	if len(filters) != 1 {
@@ -415,6 +430,16 @@ func TestChatopsUnauthenticatedAlarm(t *testing.T) {
 		t.Fatalf("audit line %q (%v), status %d", buf.String(), err, rec.Code)
 	}
 	if line["action"] != "chatops.slack" || line["result"] != "unauthenticated" {
+		t.Errorf("the audit line %s does not carry the fields the filter %s selects", buf.String(), pattern)
+	}
+	buf.Reset()
+	rec = httptest.NewRecorder()
+	e.Routes().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, chatops.InteractivePath, strings.NewReader("payload={}")))
+	line = nil
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil || rec.Code != http.StatusUnauthorized {
+		t.Fatalf("interactive audit line %q (%v), status %d", buf.String(), err, rec.Code)
+	}
+	if line["action"] != "chatops.slack.interactive" || line["result"] != "unauthenticated" {
 		t.Errorf("the audit line %s does not carry the fields the filter %s selects", buf.String(), pattern)
 	}
 }

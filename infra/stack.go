@@ -511,14 +511,14 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 		// someone probing.
 		unauthenticated := awslogs.NewMetricFilter(stack, jsii.String("SlackUnauthenticatedFilter"), &awslogs.MetricFilterProps{
 			LogGroup:        logGroups[FnSlack],
-			FilterPattern:   awslogs.FilterPattern_Literal(jsii.String(`{ ($.action = "chatops.slack") && ($.result = "unauthenticated") }`)),
+			FilterPattern:   awslogs.FilterPattern_Literal(jsii.String(SlackUnauthenticatedPattern)),
 			MetricNamespace: jsii.String("keyvend/" + cfg.StackName),
 			MetricName:      jsii.String("SlackUnauthenticated"),
 			MetricValue:     jsii.String("1"),
 		})
 		awscloudwatch.NewAlarm(stack, jsii.String("SlackUnauthenticatedAlarm"), &awscloudwatch.AlarmProps{
 			AlarmDescription: jsii.String("keyvend Slack command: 20 or more requests without a valid Slack signature in 5 minutes (" +
-				chatops.Path + " has no authorizer; Slack's own requests are signed)"),
+				chatops.Path + " and " + chatops.InteractivePath + " have no authorizer; Slack's own requests are signed)"),
 			Metric:             unauthenticated.Metric(five),
 			Threshold:          jsii.Number(20),
 			EvaluationPeriods:  jsii.Number(1),
@@ -544,6 +544,10 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 			Value:       awscdk.Fn_Join(jsii.String(""), &[]*string{k.API.ApiEndpoint(), jsii.String(chatops.Path)}),
 			Description: jsii.String("The Request URL of the Slack app's slash command"),
 		})
+		awscdk.NewCfnOutput(stack, jsii.String("SlackInteractivityUrl"), &awscdk.CfnOutputProps{
+			Value:       awscdk.Fn_Join(jsii.String(""), &[]*string{k.API.ApiEndpoint(), jsii.String(chatops.InteractivePath)}),
+			Description: jsii.String("The Request URL of the Slack app's interactivity (the Approve / Deny buttons)"),
+		})
 		awscdk.NewCfnOutput(stack, jsii.String("ChatopsDeadLetterQueueUrl"), &awscdk.CfnOutputProps{Value: k.DeadLetterQueue.QueueUrl(),
 			Description: jsii.String("Slack jobs that failed every attempt, for inspection")})
 	}
@@ -551,6 +555,14 @@ func NewKeyvend(scope constructs.Construct, cfg Config) (*Keyvend, error) {
 	suppressNagFindings(k, cfg)
 	return k, nil
 }
+
+// SlackPaths are the Slack function's routes (POST, no authorizer): the
+// slash command and the interactivity endpoint.
+var SlackPaths = []string{chatops.Path, chatops.InteractivePath}
+
+// SlackUnauthenticatedPattern selects the slack function's audit lines of
+// requests without a valid Slack signature, on either route.
+const SlackUnauthenticatedPattern = `{ (($.action = "chatops.slack") || ($.action = "chatops.slack.interactive")) && ($.result = "unauthenticated") }`
 
 // newAPI is the HTTP API: every route of the handler, each behind the IAM
 // authorizer (or JWT, when configured), an explicit $default stage with
@@ -595,14 +607,20 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 	}
 	var slackRoutes []awsapigatewayv2.HttpRoute
 	if slack != nil {
-		slackRoutes = *api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
-			Path:    jsii.String(chatops.Path),
-			Methods: &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod_POST},
-			Integration: awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String("SlackIntegration"), slack, &awsapigatewayv2integrations.HttpLambdaIntegrationProps{
-				PayloadFormatVersion: awsapigatewayv2.PayloadFormatVersion_VERSION_2_0(),
-			}),
-			Authorizer: awsapigatewayv2.NewHttpNoneAuthorizer(),
+		// The slash command and the interactivity endpoint (the Approve /
+		// Deny buttons): one integration, the same function, the same
+		// verification of Slack's signature.
+		integration := awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String("SlackIntegration"), slack, &awsapigatewayv2integrations.HttpLambdaIntegrationProps{
+			PayloadFormatVersion: awsapigatewayv2.PayloadFormatVersion_VERSION_2_0(),
 		})
+		for _, path := range SlackPaths {
+			slackRoutes = append(slackRoutes, *api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
+				Path:        jsii.String(path),
+				Methods:     &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod_POST},
+				Integration: integration,
+				Authorizer:  awsapigatewayv2.NewHttpNoneAuthorizer(),
+			})...)
+		}
 	}
 
 	accessLogs := awslogs.NewLogGroup(stack, jsii.String("ApiAccessLogs"), &awslogs.LogGroupProps{
@@ -640,12 +658,14 @@ func newAPI(stack awscdk.Stack, cfg Config, fn, slack awslambda.Function) awsapi
 		// a flood of unsigned requests (each costs a Lambda invocation
 		// before it is refused) from spending the stage's budget. A route
 		// setting names an existing route: the stage waits for it.
-		stage.Node().DefaultChild().(awsapigatewayv2.CfnStage).AddPropertyOverride(jsii.String("RouteSettings"), map[string]any{
-			"POST " + chatops.Path: map[string]any{
+		settings := map[string]any{}
+		for _, path := range SlackPaths {
+			settings["POST "+path] = map[string]any{
 				"ThrottlingRateLimit":  cfg.SlackThrottleRate,
 				"ThrottlingBurstLimit": cfg.SlackThrottleBurst,
-			},
-		})
+			}
+		}
+		stage.Node().DefaultChild().(awsapigatewayv2.CfnStage).AddPropertyOverride(jsii.String("RouteSettings"), settings)
 		for _, r := range slackRoutes {
 			stage.Node().AddDependency(r)
 		}

@@ -120,7 +120,7 @@ func serve(args []string) error {
 	if local.Worker != nil {
 		jobs := &poller{Client: local.Queue, QueueURL: cfg.ChatopsQueueURL, Handle: local.Worker.Handle, Log: log}
 		go func() { defer close(workerDone); jobs.run(workerCtx) }()
-		chat = fmt.Sprintf("POST %s, worker on %s, results to %s", chatops.Path, cfg.ChatopsQueueURL, strings.Join(local.Slack.Hosts, ","))
+		chat = fmt.Sprintf("POST %s and %s, worker on %s, results to %s", chatops.Path, chatops.InteractivePath, cfg.ChatopsQueueURL, strings.Join(local.Slack.Hosts, ","))
 	} else {
 		close(workerDone)
 	}

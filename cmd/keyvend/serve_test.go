@@ -89,7 +89,7 @@ func TestServeChatops(t *testing.T) {
 	}()
 	select {
 	case line := <-ready:
-		if !strings.Contains(line, "chatops: POST /v1/chatops/slack") {
+		if !strings.Contains(line, "chatops: POST /v1/chatops/slack") || !strings.Contains(line, "/v1/chatops/slack/interactive") {
 			t.Errorf("ready line does not announce the Slack route: %s", line)
 		}
 	case <-time.After(60 * time.Second):
@@ -113,6 +113,13 @@ func TestServeChatops(t *testing.T) {
 	resp, err = http.Post(base+"/v1/chatops/slack", "application/x-www-form-urlencoded", strings.NewReader(form))
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("unsigned slash command: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	// The interactivity endpoint is served next to it, verified the same
+	// way (not the API's 404 or the local caller).
+	resp, err = http.Post(base+"/v1/chatops/slack/interactive", "application/x-www-form-urlencoded", strings.NewReader("payload={}"))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unsigned click: %v %v", err, resp)
 	}
 	resp.Body.Close()
 

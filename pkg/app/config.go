@@ -3,7 +3,9 @@ package app
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +51,12 @@ type Config struct {
 	SlackResponseHosts    string // KEYVEND_SLACK_RESPONSE_HOSTS: hosts results are posted to (hooks.slack.com)
 	ChatopsQueueURL       string // KEYVEND_CHATOPS_QUEUE_URL: the job queue
 	ChatopsMaxReceives    int    // KEYVEND_CHATOPS_MAX_RECEIVES: the queue's maxReceiveCount (3)
+	// Posting pending approval requests to a channel (the worker): all
+	// three of the channel and a bot token (or its secret) are needed.
+	SlackApprovalsChannel string // KEYVEND_SLACK_APPROVALS_CHANNEL: the channel's id (C…)
+	SlackBotToken         string // KEYVEND_SLACK_BOT_TOKEN: the bot token itself (local mode)
+	SlackBotTokenARN      string // KEYVEND_SLACK_BOT_TOKEN_ARN: the Secrets Manager secret holding it (Lambda)
+	SlackAPIURL           string // KEYVEND_SLACK_API_URL: the Slack Web API (https://slack.com/api/; a loopback listener locally)
 }
 
 // FromEnv reads the configuration from the environment.
@@ -74,6 +82,21 @@ func FromEnv() (Config, error) {
 	c.SlackSigningSecretARN = os.Getenv("KEYVEND_SLACK_SIGNING_SECRET_ARN")
 	c.SlackResponseHosts = os.Getenv("KEYVEND_SLACK_RESPONSE_HOSTS")
 	c.ChatopsQueueURL = os.Getenv("KEYVEND_CHATOPS_QUEUE_URL")
+	c.SlackApprovalsChannel = os.Getenv("KEYVEND_SLACK_APPROVALS_CHANNEL")
+	c.SlackBotToken = os.Getenv("KEYVEND_SLACK_BOT_TOKEN")
+	c.SlackBotTokenARN = os.Getenv("KEYVEND_SLACK_BOT_TOKEN_ARN")
+	c.SlackAPIURL = os.Getenv("KEYVEND_SLACK_API_URL")
+	if c.SlackApprovalsChannel != "" && !regexp.MustCompile(`^[A-Z0-9]{1,32}$`).MatchString(c.SlackApprovalsChannel) {
+		return c, fmt.Errorf("KEYVEND_SLACK_APPROVALS_CHANNEL=%q: want a Slack channel id such as C0123ABCD", c.SlackApprovalsChannel)
+	}
+	if c.SlackApprovalsChannel != "" && c.SlackBotToken == "" && c.SlackBotTokenARN == "" {
+		return c, errors.New("KEYVEND_SLACK_APPROVALS_CHANNEL needs a bot token: set KEYVEND_SLACK_BOT_TOKEN_ARN (or KEYVEND_SLACK_BOT_TOKEN locally)")
+	}
+	if c.SlackAPIURL != "" {
+		if u, err := url.Parse(c.SlackAPIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !strings.HasSuffix(u.Path, "/") {
+			return c, fmt.Errorf("KEYVEND_SLACK_API_URL=%q: want a URL ending in /, such as https://slack.com/api/", c.SlackAPIURL)
+		}
+	}
 	if v := os.Getenv("KEYVEND_CHATOPS_MAX_RECEIVES"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {

@@ -123,3 +123,30 @@ func TestRotateEveryNeedsTheRotationFunctionARN(t *testing.T) {
 		}
 	}
 }
+
+// TestApprovalsChannelFromEnv: KEYVEND_SLACK_APPROVALS_CHANNEL takes a
+// channel id and needs a bot token (or its secret's ARN); a Slack API URL
+// must end in '/'. A bad setting stops keyvend with the variable named.
+func TestApprovalsChannelFromEnv(t *testing.T) {
+	for _, k := range []string{"KEYVEND_SLACK_APPROVALS_CHANNEL", "KEYVEND_SLACK_BOT_TOKEN", "KEYVEND_SLACK_BOT_TOKEN_ARN", "KEYVEND_SLACK_API_URL"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("KEYVEND_SLACK_APPROVALS_CHANNEL", "C0APPROVALS")
+	t.Setenv("KEYVEND_SLACK_BOT_TOKEN_ARN", "arn:aws:secretsmanager:eu-west-1:111122223333:secret:slack-bot-AbCdEf")
+	t.Setenv("KEYVEND_SLACK_API_URL", "http://127.0.0.1:9/api/")
+	if c, err := app.FromEnv(); err != nil || c.SlackApprovalsChannel != "C0APPROVALS" || c.SlackAPIURL != "http://127.0.0.1:9/api/" {
+		t.Fatalf("%+v, %v", c, err)
+	}
+	for name, env := range map[string][2]string{
+		"not a channel id":  {"KEYVEND_SLACK_APPROVALS_CHANNEL", "#approvals"},
+		"no bot token":      {"KEYVEND_SLACK_BOT_TOKEN_ARN", ""},
+		"API URL without /": {"KEYVEND_SLACK_API_URL", "https://slack.com/api"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(env[0], env[1])
+			if _, err := app.FromEnv(); err == nil || !strings.Contains(err.Error(), "KEYVEND_SLACK_") {
+				t.Errorf("%s=%q: %v, want an error naming the variable", env[0], env[1], err)
+			}
+		})
+	}
+}

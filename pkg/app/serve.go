@@ -16,7 +16,7 @@ import (
 // Server is what `keyvend serve` runs.
 type Server struct {
 	// Handler is the HTTP API and, when the Slack command is configured,
-	// its endpoint on chatops.Path: verified by Slack's signature, not by
+	// its endpoints on chatops.Path and chatops.InteractivePath: verified by Slack's signature, not by
 	// the local caller, it sits next to the API, not inside it.
 	Handler http.Handler
 	// Slack is the Slack command's endpoint, Worker its job worker (on the
@@ -48,9 +48,10 @@ func Serve(c Config, awsCfg aws.Config, who caller.Resolver, log *slog.Logger) (
 	}
 	mux := http.NewServeMux()
 	mux.Handle(chatops.Path, s.Slack)
+	mux.Handle(chatops.InteractivePath, s.Slack.Interactive())
 	mux.Handle("/", s.Handler)
 	s.Handler = mux
-	s.Worker = worker(c, svc, log)
+	s.Worker = worker(c, svc, secretsmanager.NewFromConfig(awsCfg), log)
 	s.Worker.Idempotency = idem
 	return s, nil
 }

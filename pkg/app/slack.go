@@ -56,7 +56,11 @@ func Slack(c Config, log *slog.Logger) (http.Handler, error) {
 		}
 		return secretsmanager.NewFromConfig(cfg), nil
 	}}}
-	return slackEndpoint(c, checks, sender, secrets, log)
+	ep, err := slackEndpoint(c, checks, sender, secrets, log)
+	if err != nil {
+		return nil, err
+	}
+	return ep.Routes(), nil
 }
 
 // slackEndpoint builds the Slack command's endpoint: checks decides

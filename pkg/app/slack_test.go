@@ -114,10 +114,22 @@ func slashRequest(t *testing.T, secret, text string) *http.Request {
 	t.Helper()
 	body := url.Values{"team_id": {"T1"}, "user_id": {"U1"}, "user_name": {"u1"}, "channel_id": {"C1"}, "command": {"/keyvend"},
 		"text": {text}, "response_url": {"http://127.0.0.1:9/commands/1"}}.Encode()
+	return signedSlackRequest(secret, chatops.Path, body)
+}
+
+// clickRequest is an Approve click on approval request id, signed with
+// secret.
+func clickRequest(secret, id string) *http.Request {
+	payload := `{"type":"block_actions","team":{"id":"T1"},"user":{"id":"U2","username":"u2"},"channel":{"id":"C1"},` +
+		`"response_url":"http://127.0.0.1:9/actions/1","actions":[{"action_id":"` + chatops.ActionApprove + `","value":"` + id + `"}]}`
+	return signedSlackRequest(secret, chatops.InteractivePath, url.Values{"payload": {payload}}.Encode())
+}
+
+func signedSlackRequest(secret, path, body string) *http.Request {
 	ts := time.Now().Unix()
 	mac := hmac.New(sha256.New, []byte(secret))
 	fmt.Fprintf(mac, "v0:%d:%s", ts, body)
-	r := httptest.NewRequest(http.MethodPost, chatops.Path, strings.NewReader(body))
+	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
 	r.Header.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
@@ -151,6 +163,11 @@ func TestSlackFunctionIsLazy(t *testing.T) {
 		{"provision", slashRequest(t, signingSecret, `provision `+awstest.Name("lazy")+` a.example.com "lazy"`), http.StatusOK, []string{"AmazonSQS.SendMessage"}},
 		// the user and its grants, in one round trip
 		{"status", slashRequest(t, signingSecret, `status `+awstest.Name("nobody")), http.StatusOK, []string{"iam.GetUser", "iam.GetUserPolicy", "iam.ListGroupsForUser"}},
+		// the interactivity endpoint, verified with the same secret; a
+		// click is queued for the worker to decide
+		{"forged click", clickRequest("guessed", "apr-0123456789abcdef0123"), http.StatusUnauthorized, nil},
+		{"click", clickRequest(signingSecret, "apr-0123456789abcdef0123"), http.StatusOK, []string{"AmazonSQS.SendMessage"}},
+		{"no such route", signedSlackRequest(signingSecret, "/v1/users", "x=1"), http.StatusNotFound, nil},
 	}
 	for _, s := range steps {
 		w := httptest.NewRecorder()

@@ -97,11 +97,15 @@ func (e *Endpoint) log() *slog.Logger {
 	return e.Log
 }
 
-func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outcome {
+// verified reads a POST's body and verifies Slack's signature over it
+// (the slash command and the interactivity endpoint alike), within the
+// budget whose context it returns (cancel it); when !ok it has answered
+// (405, 413, 401 or 500) and o says why.
+func (e *Endpoint) verified(w http.ResponseWriter, r *http.Request) (body []byte, ctx context.Context, cancel context.CancelFunc, o outcome, ok bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		httpapi.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
-		return outcome{status: http.StatusMethodNotAllowed, result: "invalid", reason: "method " + r.Method}
+		return nil, nil, nil, outcome{status: http.StatusMethodNotAllowed, result: "invalid", reason: "method " + r.Method}, false
 	}
 	limit := e.MaxBody
 	if limit <= 0 {
@@ -110,7 +114,7 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil || int64(len(body)) > limit {
 		httpapi.WriteJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request too large"})
-		return outcome{status: http.StatusRequestEntityTooLarge, result: "invalid", reason: "body over the limit or unreadable", err: err}
+		return nil, nil, nil, outcome{status: http.StatusRequestEntityTooLarge, result: "invalid", reason: "body over the limit or unreadable", err: err}, false
 	}
 
 	// Everything below — the signing secret on a cold start, the
@@ -119,20 +123,36 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 	if budget <= 0 {
 		budget = 2500 * time.Millisecond
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), budget)
-	defer cancel()
+	ctx, cancel = context.WithTimeout(r.Context(), budget)
 
-	// 1. Slack's signature, over the raw body (the Lambda adapter has
+	// Slack's signature, over the raw body (the Lambda adapter has
 	// already base64-decoded it when API Gateway marked it so).
 	if err := e.Verifier.Verify(ctx, r.Header, body); err != nil {
+		cancel()
 		var rej *slacksig.Rejection
 		if errors.As(err, &rej) {
 			httpapi.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
-			return outcome{status: http.StatusUnauthorized, result: "unauthenticated", reason: rej.Reason, err: rej.Err}
+			return nil, nil, nil, outcome{status: http.StatusUnauthorized, result: "unauthenticated", reason: rej.Reason, err: rej.Err}, false
 		}
 		httpapi.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "keyvend cannot verify requests right now"})
-		return outcome{status: http.StatusInternalServerError, result: "error", reason: "signing secret", err: err}
+		return nil, nil, nil, outcome{status: http.StatusInternalServerError, result: "error", reason: "signing secret", err: err}, false
 	}
+	return body, ctx, cancel, outcome{}, true
+}
+
+func (e *Endpoint) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outcome {
+	body, ctx, cancel, o, ok := e.verified(w, r)
+	if !ok {
+		return o
+	}
+	defer cancel()
 
 	// 2. The command.
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -151,7 +171,7 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 		return outcome{status: http.StatusBadRequest, result: "invalid", reason: msg}
 	}
 	p := slackPrincipal(sc.TeamID, sc.UserID, sc.UserName, sc.ChannelID)
-	o := outcome{status: http.StatusOK, principal: p}
+	o = outcome{status: http.StatusOK, principal: p}
 	cmd, err := slashcmd.Parse(sc.Text)
 	if err != nil {
 		o.result, o.reason, o.command = "invalid", "usage", truncate(sc.Text, 200)
@@ -181,12 +201,8 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request, id string) outc
 		httpapi.WriteJSON(w, http.StatusOK, failureMessage(cmd, err, id, 1))
 		return o
 	}
-	now := time.Now
-	if e.Now != nil {
-		now = e.Now
-	}
 	job := Job{ID: id, Command: cmd, Slash: sc.Command, TeamID: sc.TeamID, UserID: sc.UserID, UserName: sc.UserName,
-		ChannelID: sc.ChannelID, ResponseURL: sc.ResponseURL, QueuedAt: now().UTC()}
+		ChannelID: sc.ChannelID, ResponseURL: sc.ResponseURL, QueuedAt: e.now().UTC()}
 	if err := e.Queue.Enqueue(ctx, job); err != nil {
 		o.result, o.reason, o.err = "error", "enqueue", err
 		httpapi.WriteJSON(w, http.StatusOK, failureMessage(cmd, err, id, 1))

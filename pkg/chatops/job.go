@@ -26,6 +26,9 @@ type Job struct {
 	ChannelID   string           `json:"channel_id,omitempty"`
 	ResponseURL string           `json:"response_url"`
 	QueuedAt    time.Time        `json:"queued_at"`
+	// Replace: the job is a button click (approve or deny) on a message
+	// that its result replaces (replace_original), in the channel.
+	Replace bool `json:"replace,omitempty"`
 }
 
 // slackIDRE is the shape of Slack team, user and channel ids (T0123ABCD,
@@ -88,7 +91,8 @@ func decodeJob(body string) (Job, error) {
 		return Job{}, fmt.Errorf("job %s: %s", j.ID, msg)
 	}
 	switch j.Command.Op {
-	case slashcmd.OpProvision, slashcmd.OpRotate, slashcmd.OpStatus, slashcmd.OpList, slashcmd.OpDelete:
+	case slashcmd.OpProvision, slashcmd.OpRotate, slashcmd.OpStatus, slashcmd.OpList, slashcmd.OpDelete,
+		slashcmd.OpApprove, slashcmd.OpDeny, slashcmd.OpPending:
 	default:
 		return Job{}, fmt.Errorf("job %s: command %q is not one the worker runs", j.ID, j.Command.Op)
 	}

@@ -10,7 +10,9 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/awserr"
+	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 	"github.com/keyvend/keyvend/pkg/slashcmd"
@@ -313,4 +315,85 @@ func truncate(s string, n int) string {
 	}
 	r := []rune(s)
 	return string(r[:n]) + "…"
+}
+
+// requestLine is one approval request in a line: its id, what it asks and
+// who asked.
+func requestLine(r *approval.Request) string {
+	what := "create user"
+	if r.Kind == approval.UpdateGrants {
+		what = "change the grants of"
+	}
+	var gs []string
+	for _, g := range r.Grants {
+		s := g.Bucket + ":" + string(g.Access)
+		if g.Prefix != "" {
+			s += ":" + g.Prefix
+		}
+		gs = append(gs, s)
+	}
+	line := fmt.Sprintf("%s: %s %s (%s), asked by %s", code(r.ID), what, code(r.User), code(strings.Join(gs, " ")), slashcmd.Escape(r.Requester))
+	if r.Reason != "" {
+		line += ": “" + slashcmd.Escape(r.Reason) + "”"
+	}
+	return line
+}
+
+// decidedMessage says who decided request r and where it is now. A
+// button's result replaces the message with the buttons, in the channel
+// (replace); a slash command's is ephemeral.
+func decidedMessage(r *approval.Request, p caller.Principal, approve, replace bool, requestID string) *slack.WebhookMessage {
+	icon, verb := ":no_entry:", "Denied"
+	if approve {
+		icon, verb = ":white_check_mark:", "Approved"
+	}
+	text := fmt.Sprintf("%s %s by %s: %s.", icon, verb, slashcmd.Escape(p.Raw), requestLine(r))
+	switch r.Status {
+	case approval.Pending:
+		text += " It still waits for more approvals (" + slashcmd.Escape(strings.Join(approverNames(r), ", ")) + ")."
+	case approval.Provisioned:
+		text += " Provisioned: the requester reads the key with `keyvend status` or the API; keyvend never shows it here."
+	case approval.Failed:
+		text += " Provisioning it failed; the requester can see why in the request."
+	case approval.Denied:
+		text += " Reason: “" + slashcmd.Escape(r.Decisions[len(r.Decisions)-1].Reason) + "”."
+	}
+	m := ephemeral(text, section(text), contextLine("request "+code(requestID)))
+	if replace {
+		m.ResponseType, m.ReplaceOriginal = slack.ResponseTypeInChannel, true
+	}
+	return m
+}
+
+func approverNames(r *approval.Request) []string {
+	var names []string
+	for _, n := range r.Needs {
+		names = append(names, n.Approvers...)
+	}
+	return names
+}
+
+// pendingListMessage lists the pending requests p asked or may decide.
+func pendingListMessage(rs []*approval.Request, p caller.Principal, requestID string) *slack.WebhookMessage {
+	if len(rs) == 0 {
+		return ephemeral(":zero: No approval requests are pending for you or from you.")
+	}
+	var mine, theirs []string
+	for _, r := range rs {
+		if r.Requester == p.Requester() {
+			mine = append(mine, "• "+requestLine(r))
+		} else {
+			theirs = append(theirs, "• "+requestLine(r))
+		}
+	}
+	var blocks []slack.Block
+	text := fmt.Sprintf("%d pending approval requests.", len(rs))
+	if len(theirs) > 0 {
+		blocks = append(blocks, section("*Waiting for your decision* (`approve <id>` or `deny <id> \"reason\"`):\n"+strings.Join(theirs, "\n")))
+	}
+	if len(mine) > 0 {
+		blocks = append(blocks, section("*Yours, waiting for approvers:*\n"+strings.Join(mine, "\n")))
+	}
+	blocks = append(blocks, contextLine("request "+code(requestID)))
+	return ephemeral(text, blocks...)
 }

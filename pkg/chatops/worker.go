@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/slack-go/slack"
 
+	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/caller"
 	"github.com/keyvend/keyvend/pkg/idempotency"
 	"github.com/keyvend/keyvend/pkg/provision"
@@ -27,6 +28,8 @@ type Service interface {
 	Describe(ctx context.Context, p caller.Principal, name string) (*provision.Description, error)
 	List(ctx context.Context, in provision.ListInput) (*provision.ListResult, error)
 	Delete(ctx context.Context, in provision.DeleteInput) error
+	Decide(ctx context.Context, in provision.DecideInput) (*approval.Request, error)
+	ListRequests(ctx context.Context, in provision.ListRequestsInput) (*provision.RequestList, error)
 }
 
 // Poster posts a message to a response_url (*Responder).
@@ -74,6 +77,12 @@ type Worker struct {
 	// delivery posts it if it was not posted and otherwise does nothing,
 	// and a delivery that finds another one running is a failed attempt.
 	Idempotency *idempotency.Store
+	// Announcer, when set, posts each new pending approval request a job
+	// makes to the approvals channel, with Approve and Deny buttons. A
+	// failed post is logged; the requester has the request id anyway.
+	Announcer interface {
+		Announce(ctx context.Context, r *approval.Request) error
+	}
 }
 
 // Handle is the SQS event handler, with partial batch failures: every
@@ -150,6 +159,11 @@ func (w *Worker) process(ctx context.Context, m events.SQSMessage) error {
 	case err == nil:
 	case errors.As(err, &pending): // waits for approval: an answer, not a failure to retry
 		result, msg = "pending", pendingMessage(job.Command, pending)
+		if w.Announcer != nil && !pending.Existing {
+			if aerr := w.Announcer.Announce(ctx, pending.Request); aerr != nil {
+				log.ErrorContext(ctx, "approval request not posted to the approvals channel", slog.String("approval_request", pending.Request.ID), slog.String("error", aerr.Error()))
+			}
+		}
 	case kind != 0 && (kind != provision.KindInProgress || final):
 		result = kind.String()
 		msg = refusalMessage(job.Command, err)
@@ -205,7 +219,7 @@ func (w *Worker) claim(ctx context.Context, job Job) (*idempotency.Claim, error)
 		return nil, nil
 	}
 	switch job.Command.Op {
-	case slashcmd.OpProvision, slashcmd.OpRotate, slashcmd.OpDelete:
+	case slashcmd.OpProvision, slashcmd.OpRotate, slashcmd.OpDelete, slashcmd.OpApprove, slashcmd.OpDeny:
 		return w.Idempotency.Begin(ctx, job.Principal().Requester(), job.ID, jobFingerprint(job))
 	}
 	return nil, nil
@@ -336,6 +350,18 @@ func (w *Worker) run(ctx context.Context, job Job) (*slack.WebhookMessage, error
 			users = users[:listShow]
 		}
 		return listMessage(users, c.Bucket, more, job.ID), nil
+	case slashcmd.OpApprove, slashcmd.OpDeny:
+		r, err := w.Service.Decide(ctx, provision.DecideInput{Principal: p, RequestID: job.ID, ID: c.ID, Approve: c.Op == slashcmd.OpApprove, Reason: c.Reason})
+		if err != nil {
+			return nil, err
+		}
+		return decidedMessage(r, p, c.Op == slashcmd.OpApprove, job.Replace, job.ID), nil
+	case slashcmd.OpPending:
+		res, err := w.Service.ListRequests(ctx, provision.ListRequestsInput{Principal: p, Status: approval.Pending})
+		if err != nil {
+			return nil, err
+		}
+		return pendingListMessage(res.Requests, p, job.ID), nil
 	}
 	return ephemeral(slashcmd.Usage(job.Slash)), nil
 }

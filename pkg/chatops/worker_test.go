@@ -3,6 +3,7 @@ package chatops_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"regexp"
 	"strings"
@@ -14,8 +15,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/awstest"
 	"github.com/keyvend/keyvend/pkg/chatops"
+	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
@@ -379,5 +382,97 @@ func TestWorkerPendingApproval(t *testing.T) {
 	}
 	if lines := e.auditLines(t, "create"); len(lines) != 1 || lines[0]["result"] != "pending" {
 		t.Errorf("create audit lines %v, want one, pending", lines)
+	}
+}
+
+// pendingRequest has alice ask, through the service as the Slack endpoint
+// would, for what needs U0BOB's approval; it returns the request id.
+func (e *slackEnv) pendingRequest(t *testing.T, user string) string {
+	t.Helper()
+	_, err := e.svc.Create(context.Background(), provision.CreateInput{
+		Principal: chatops.SlackPrincipal(team, alice, "alice", deploys), RequestID: "req-" + user,
+		Request: provision.CreateRequest{User: user, Grants: []policy.Grant{{Bucket: "approvals.example.com", Access: policy.Full}}, Reason: "bulk cleanup"},
+	})
+	var pending *provision.Pending
+	if !errors.As(err, &pending) {
+		t.Fatalf("create %s: %v, want pending", user, err)
+	}
+	return pending.Request.ID
+}
+
+func (e *slackEnv) requestStatus(t *testing.T, id string) approval.Status {
+	t.Helper()
+	r, err := e.svc.GetRequest(context.Background(), chatops.SlackPrincipal(team, "U0BOB", "bob", deploys), id)
+	if err != nil {
+		t.Fatalf("get %s: %v", id, err)
+	}
+	return r.Status
+}
+
+// TestSlashApprovals: /keyvend pending, approve and deny run through the
+// service's Decide as the Slack user: the requester may not decide its own
+// request, a user who is not an approver is told it does not exist, and
+// neither changes it; the approver's approval provisions it; a denial
+// closes another.
+func TestSlashApprovals(t *testing.T) {
+	e := newSlackEnv(t)
+	e.runWorker(t)
+	user, other := awstest.Name("approved"), awstest.Name("denied")
+	id, id2 := e.pendingRequest(t, user), e.pendingRequest(t, other)
+	as := func(uid, name, text string) command {
+		c := e.cmd(text)
+		c.user, c.userName = uid, name
+		return c
+	}
+	steps := []struct {
+		c    command
+		want []string
+	}{
+		{as(alice, "alice", "approve "+id), []string{"Not allowed", "may not decide"}},
+		{as("U0CAROL", "carol", "approve "+id), []string{"no approval request " + id}},
+		{as("U0BOB", "bob", "pending"), []string{"Waiting for your decision", id, id2, "slack:T0KEYVEND/U0ALICE"}},
+		{as(alice, "alice", "pending"), []string{"Yours, waiting for approvers", id}},
+	}
+	for i, s := range steps {
+		if rep := e.send(t, signedRequest(s.c.body())); !strings.Contains(rep.Text, "Working on it") {
+			t.Fatalf("step %d: ack %s", i, rep.raw)
+		}
+		raw := e.slack.waitFor(t, i+1)[i]
+		for _, w := range s.want {
+			if !strings.Contains(raw, w) {
+				t.Errorf("step %d (%s): message %s does not say %q", i, s.c.text, raw, w)
+			}
+		}
+	}
+	if st := e.requestStatus(t, id); st != approval.Pending {
+		t.Fatalf("after refused decisions the request is %s, want pending", st)
+	}
+	if _, err := e.iam.GetUser(context.Background(), &iam.GetUserInput{UserName: aws.String(user)}); !isCode(err, "NoSuchEntity") {
+		t.Fatalf("refused decisions provisioned %s: %v", user, err)
+	}
+
+	e.send(t, signedRequest(as("U0BOB", "bob", "approve "+id).body()))
+	raw := e.slack.waitFor(t, 5)[4]
+	if !strings.Contains(raw, "Approved by slack:T0KEYVEND/U0BOB (@bob)") || !strings.Contains(raw, "Provisioned") {
+		t.Errorf("approval message %s", raw)
+	}
+	if st := e.requestStatus(t, id); st != approval.Provisioned {
+		t.Errorf("approved request is %s, want provisioned", st)
+	}
+	if _, err := e.iam.GetUser(context.Background(), &iam.GetUserInput{UserName: aws.String(user)}); err != nil {
+		t.Errorf("approved request did not provision %s: %v", user, err)
+	}
+	assertNoKey(t, raw, e.secretOf(t, user))
+
+	e.send(t, signedRequest(as("U0BOB", "bob", `deny `+id2+` "use read-write"`).body()))
+	raw = e.slack.waitFor(t, 6)[5]
+	if !strings.Contains(raw, "Denied by slack:T0KEYVEND/U0BOB") || !strings.Contains(raw, "use read-write") {
+		t.Errorf("denial message %s", raw)
+	}
+	if st := e.requestStatus(t, id2); st != approval.Denied {
+		t.Errorf("denied request is %s", st)
+	}
+	if _, err := e.iam.GetUser(context.Background(), &iam.GetUserInput{UserName: aws.String(other)}); !isCode(err, "NoSuchEntity") {
+		t.Errorf("a denied request provisioned %s: %v", other, err)
 	}
 }

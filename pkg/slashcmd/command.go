@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/policy"
 	"github.com/keyvend/keyvend/pkg/provision"
 )
@@ -26,6 +27,10 @@ const (
 	OpList      Op = "list"
 	OpDelete    Op = "delete"
 	OpHelp      Op = "help"
+	// Approvals (pkg/provision's Decide and ListRequests).
+	OpApprove Op = "approve"
+	OpDeny    Op = "deny"
+	OpPending Op = "pending"
 )
 
 // Limits of the command text. Slack sends at most a few thousand
@@ -49,6 +54,9 @@ type Command struct {
 	ExpiresAt string `json:"expires_at,omitempty"`
 	// Bucket filters list.
 	Bucket string `json:"bucket,omitempty"`
+	// ID is the approval request approve and deny decide (deny's reason is
+	// Reason).
+	ID string `json:"id,omitempty"`
 }
 
 // UsageError is text that is not a command; the endpoint answers it with
@@ -73,6 +81,7 @@ var accessAliases = map[string]policy.Access{
 //
 //	provision <user> <bucket>[:<access>[:<prefix>]]… ["reason"] [--expires 720h]
 //	rotate <user> | status <user> | delete <user> | list [bucket] | help
+//	approve <id> | deny <id> "reason" | pending
 //
 // Tokens are separated by white space; "…", '…' and “…” quote, also
 // inside a token (bucket:rw:"a prefix/"). The reason is the one token that
@@ -121,8 +130,31 @@ func Parse(text string) (Command, error) {
 			return Command{Op: OpList, Bucket: args[0].text}, nil
 		}
 		return Command{}, usagef("list takes at most one bucket")
+	case "approve":
+		if len(args) != 1 || args[0].quoted {
+			return Command{}, usagef("approve takes one approval request id (apr-…)")
+		}
+		return decision(OpApprove, args[0].text, "")
+	case "deny":
+		if len(args) != 2 || args[0].quoted || !args[1].quoted || strings.TrimSpace(args[1].text) == "" {
+			return Command{}, usagef("deny takes an approval request id (apr-…) and a quoted reason")
+		}
+		return decision(OpDeny, args[0].text, args[1].text)
+	case "pending":
+		if len(args) != 0 {
+			return Command{}, usagef("pending takes nothing")
+		}
+		return Command{Op: OpPending}, nil
 	}
 	return Command{}, usagef("unknown command %q", truncate(toks[0].text, 40))
+}
+
+// decision is an approve or deny command on request id.
+func decision(op Op, id, reason string) (Command, error) {
+	if !approval.ValidID(id) {
+		return Command{}, usagef("%q is not an approval request id (apr- and 20 hex digits)", truncate(id, 40))
+	}
+	return Command{Op: op, ID: id, Reason: reason}, nil
 }
 
 func parseProvision(args []token) (Command, error) {
@@ -234,6 +266,10 @@ func (c Command) Text() string {
 		if c.Bucket != "" {
 			parts = append(parts, quoteToken(c.Bucket))
 		}
+	case OpApprove:
+		parts = append(parts, c.ID)
+	case OpDeny:
+		parts = append(parts, c.ID, quoteAlways(c.Reason))
 	}
 	return Escape(strings.Join(parts, " "))
 }
@@ -381,6 +417,9 @@ func Usage(cmd string) string {
 		"• `" + cmd + " status <user>`: grants, keys and expiry.",
 		"• `" + cmd + " list [bucket]`: the users you may see.",
 		"• `" + cmd + " delete <user>`: deprovision the user; its secret is scheduled for deletion.",
+		"• `" + cmd + " pending`: the approval requests waiting for you, and yours.",
+		"• `" + cmd + " approve <id>`: approve request `<id>` (apr-…); the last approval it needs provisions it.",
+		"• `" + cmd + " deny <id> \"reason\"`: deny request `<id>`; the reason is required.",
 		"• `" + cmd + " help`: this text.",
 		"Example: `" + cmd + " provision site-deployer site.example.com:read-write \"blog deploys\" --expires 720h`",
 		"Results arrive here, visible only to you. keyvend never shows a key: it names the secret and the `credential_process` line that reads it.",

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/provision"
 	"github.com/keyvend/keyvend/pkg/slashcmd"
 )
@@ -29,7 +30,11 @@ func FuzzParse(f *testing.F) {
 		valid := true
 		switch c.Op {
 		case slashcmd.OpHelp:
-		case slashcmd.OpList:
+		case slashcmd.OpList, slashcmd.OpPending:
+		case slashcmd.OpApprove, slashcmd.OpDeny:
+			if !approval.ValidID(c.ID) || c.Op == slashcmd.OpDeny && strings.TrimSpace(c.Reason) == "" {
+				t.Fatalf("Parse(%q) = %+v: no valid id, or a denial without a reason", text, c)
+			}
 		case slashcmd.OpRotate, slashcmd.OpStatus, slashcmd.OpDelete:
 			if c.User == "" {
 				t.Fatalf("Parse(%q) = %+v: no user", text, c)

@@ -43,6 +43,9 @@ func TestParseCommands(t *testing.T) {
 		{`list`, slashcmd.Command{Op: slashcmd.OpList}},
 		{`list site.example.com`, slashcmd.Command{Op: slashcmd.OpList, Bucket: "site.example.com"}},
 		{`help`, slashcmd.Command{Op: slashcmd.OpHelp}},
+		{`approve apr-0123456789abcdef0123`, slashcmd.Command{Op: slashcmd.OpApprove, ID: "apr-0123456789abcdef0123"}},
+		{`Deny apr-0123456789abcdef0123 “not for prod”`, slashcmd.Command{Op: slashcmd.OpDeny, ID: "apr-0123456789abcdef0123", Reason: "not for prod"}},
+		{`pending`, slashcmd.Command{Op: slashcmd.OpPending}},
 		{``, slashcmd.Command{Op: slashcmd.OpHelp}},
 		{"   \n", slashcmd.Command{Op: slashcmd.OpHelp}},
 	}
@@ -81,6 +84,15 @@ func TestParseUsageErrors(t *testing.T) {
 		`status`,
 		`delete a b`,
 		`list a b`,
+		`approve`,
+		`approve apr-0123`,
+		`approve apr-0123456789abcdef0123 apr-0123456789abcdef0124`,
+		`approve "apr-0123456789abcdef0123"`,
+		`deny apr-0123456789abcdef0123`,
+		`deny apr-0123456789abcdef0123 unquoted`,
+		`deny apr-0123456789abcdef0123 "  "`,
+		`deny x "reason"`,
+		`pending now`,
 		"provision u a.example.com \xff",
 		`provision u ` + strings.Repeat("a.example.com ", 70),
 		strings.Repeat("x", slashcmd.MaxTextLen+1),
@@ -143,7 +155,7 @@ func TestTextEscapesForSlack(t *testing.T) {
 
 func TestUsageNamesEveryCommand(t *testing.T) {
 	u := slashcmd.Usage("/kv")
-	for _, want := range []string{"/kv provision &lt;user&gt; &lt;bucket&gt;", "/kv rotate", "/kv status", "/kv list", "/kv delete", "/kv help", "--expires", "read-write"} {
+	for _, want := range []string{"/kv provision &lt;user&gt; &lt;bucket&gt;", "/kv rotate", "/kv status", "/kv list", "/kv delete", "/kv help", "/kv pending", "/kv approve &lt;id&gt;", "/kv deny &lt;id&gt;", "--expires", "read-write"} {
 		if !strings.Contains(u, want) {
 			t.Errorf("usage does not mention %q:\n%s", want, u)
 		}
