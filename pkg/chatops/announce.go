@@ -2,7 +2,6 @@ package chatops
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/slack-go/slack"
 
 	"github.com/keyvend/keyvend/pkg/approval"
@@ -54,22 +51,9 @@ func (m *ManagedToken) BotToken(ctx context.Context) (string, error) {
 	if m.value != "" {
 		return m.value, nil
 	}
-	out, err := m.Client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(m.ARN)})
+	v, err := slacksig.ReadSecret(ctx, m.Client, m.ARN, "Slack bot token", "bot_token")
 	if err != nil {
-		return "", fmt.Errorf("read the Slack bot token %s: %w", m.ARN, err)
-	}
-	v := strings.TrimSpace(aws.ToString(out.SecretString))
-	if strings.HasPrefix(v, "{") {
-		var doc struct {
-			BotToken string `json:"bot_token"`
-		}
-		if json.Unmarshal([]byte(v), &doc) != nil {
-			return "", fmt.Errorf("Slack bot token %s: the value looks like JSON but is not an object with bot_token", m.ARN)
-		}
-		v = strings.TrimSpace(doc.BotToken)
-	}
-	if v == "" {
-		return "", fmt.Errorf("Slack bot token %s is empty", m.ARN)
+		return "", err
 	}
 	m.value = v
 	return v, nil

@@ -68,11 +68,17 @@ type outcome struct {
 
 // ServeHTTP implements http.Handler.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.audited(w, r, "chatops.slack", e.serve)
+}
+
+// audited serves r with serve under a new request id and writes the audit
+// line of its outcome as action.
+func (e *Endpoint) audited(w http.ResponseWriter, r *http.Request, action string, serve func(http.ResponseWriter, *http.Request, string) outcome) {
 	start := time.Now()
 	id := httpapi.NewRequestID(r)
-	o := e.serve(w, r, id)
+	o := serve(w, r, id)
 	attrs := []slog.Attr{
-		slog.String("action", "chatops.slack"),
+		slog.String("action", action),
 		slog.String("request_id", id),
 		slog.Int("status", o.status),
 		slog.String("result", o.result),

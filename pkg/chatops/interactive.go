@@ -2,10 +2,8 @@ package chatops
 
 import (
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/keyvend/keyvend/pkg/approval"
 	"github.com/keyvend/keyvend/pkg/httpapi"
@@ -56,26 +54,7 @@ type interaction struct {
 // the message with who decided (replace_original).
 func (e *Endpoint) Interactive() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		id := httpapi.NewRequestID(r)
-		o := e.interact(w, r, id)
-		attrs := []slog.Attr{
-			slog.String("action", "chatops.slack.interactive"),
-			slog.String("request_id", id),
-			slog.Int("status", o.status),
-			slog.String("result", o.result),
-			slog.String("principal", o.principal.ID),
-			slog.String("channel", o.principal.Channel),
-			slog.String("command", o.command),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-		}
-		if o.reason != "" {
-			attrs = append(attrs, slog.String("reason", o.reason))
-		}
-		if o.err != nil {
-			attrs = append(attrs, slog.String("error", o.err.Error()))
-		}
-		e.log().LogAttrs(r.Context(), slog.LevelInfo, "audit", attrs...)
+		e.audited(w, r, "chatops.slack.interactive", e.interact)
 	})
 }
 

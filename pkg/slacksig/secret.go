@@ -54,31 +54,36 @@ func (m *ManagedSecret) SigningSecret(ctx context.Context) (string, error) {
 	if m.value != "" {
 		return m.value, nil
 	}
-	out, err := m.Client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(m.ARN)})
+	v, err := ReadSecret(ctx, m.Client, m.ARN, "Slack signing secret", "signing_secret")
 	if err != nil {
-		return "", fmt.Errorf("read the Slack signing secret %s: %w", m.ARN, err)
-	}
-	v, err := signingSecretOf(aws.ToString(out.SecretString))
-	if err != nil {
-		return "", fmt.Errorf("Slack signing secret %s: %w", m.ARN, err)
+		return "", err
 	}
 	m.value = v
 	return v, nil
 }
 
-func signingSecretOf(s string) (string, error) {
-	s = strings.TrimSpace(s)
+// ReadSecret reads one of the Slack app's secrets (what: "Slack signing
+// secret", "Slack bot token") from Secrets Manager: the value itself, or a
+// JSON object holding it under field. The value is never in the error.
+func ReadSecret(ctx context.Context, c SecretsGetter, arn, what, field string) (string, error) {
+	out, err := c.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+	if err != nil {
+		return "", fmt.Errorf("read the %s %s: %w", what, arn, err)
+	}
+	s := strings.TrimSpace(aws.ToString(out.SecretString))
 	if strings.HasPrefix(s, "{") {
-		var doc struct {
-			SigningSecret string `json:"signing_secret"`
+		var doc map[string]any
+		v, ok := "", json.Unmarshal([]byte(s), &doc) == nil
+		if ok {
+			v, ok = doc[field].(string)
 		}
-		if err := json.Unmarshal([]byte(s), &doc); err != nil {
-			return "", errors.New("the value looks like JSON but is not an object with signing_secret")
+		if !ok {
+			return "", fmt.Errorf("%s %s: the value looks like JSON but is not an object with %s", what, arn, field)
 		}
-		s = strings.TrimSpace(doc.SigningSecret)
+		s = strings.TrimSpace(v)
 	}
 	if s == "" {
-		return "", errors.New("the value is empty")
+		return "", fmt.Errorf("%s %s: the value is empty", what, arn)
 	}
 	return s, nil
 }
