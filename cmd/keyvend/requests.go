@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyvend/keyvend/pkg/approval"
+	"github.com/keyvend/keyvend/pkg/client"
 )
 
 const (
@@ -81,6 +82,23 @@ func decide(ctx context.Context, args []string, stdout io.Writer, yes bool) erro
 		return printRaw(stdout, res.Body)
 	}
 	return printRequest(stdout, r)
+}
+
+// printRawOrPending prints the API's answer as is (--json) or, when it is
+// a request waiting for approval (202), the request; done says whether it
+// printed the answer (vend, grants).
+func printRawOrPending(stdout io.Writer, g *globals, res *client.Response) (done bool, err error) {
+	if g.json {
+		return true, printRaw(stdout, res.Body)
+	}
+	pr, ok, err := client.Pending(res)
+	if !ok {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	return true, printPending(stdout, pr)
 }
 
 // printPending prints a request that waits for approval (vend, grants).

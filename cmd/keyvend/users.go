@@ -52,14 +52,8 @@ func vend(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if g.json {
-		return printRaw(stdout, res.Body)
-	}
-	if pr, ok, err := client.Pending(res); ok {
-		if err != nil {
-			return err
-		}
-		return printPending(stdout, pr)
+	if done, err := printRawOrPending(stdout, g, res); done {
+		return err
 	}
 	w := table(stdout)
 	fmt.Fprintf(w, "user\t%s\n", r.User)
@@ -207,14 +201,8 @@ func grantsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if g.json {
-		return printRaw(stdout, res.Body)
-	}
-	if pr, ok, err := client.Pending(res); ok {
-		if err != nil {
-			return err
-		}
-		return printPending(stdout, pr)
+	if done, err := printRawOrPending(stdout, g, res); done {
+		return err
 	}
 	return printDescription(stdout, d)
 }
